@@ -1,0 +1,93 @@
+"""The ASGI application, built by one function from explicit parts."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.db.session import is_at_head, make_engine, session_factory
+from api.graphql.schema import build_schema
+from api.graphql.view import GraphQLView
+from api.settings import Settings
+
+
+class BodySizeLimit:
+    """Refuse oversized bodies up front (a 413), before anything reads them into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse({"errors": [{
+                    "message": f"request body of {int(length)} bytes is over the limit of "
+                               f"{self.max_bytes} (GPUINV_MAX_BODY_BYTES)",
+                    "extensions": {"code": "BAD_INPUT"}}]}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    graphql = GraphQLView(build_schema(settings), sessions, settings)
+
+    async def healthz(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> JSONResponse:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            at_head = is_at_head(engine)
+        except Exception as exc:  # the database is down: say so, do not crash
+            return JSONResponse({"ready": False, "database": str(exc).splitlines()[0]}, 503)
+        body: dict[str, Any] = {"ready": at_head, "database": "ok",
+                                "migrations": "at head" if at_head else "behind"}
+        return JSONResponse(body, 200 if at_head else 503)
+
+    async def home(_: Request) -> RedirectResponse:
+        return RedirectResponse("/graphql")
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette):
+        yield
+        engine.dispose()
+
+    middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)]
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id"]))
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/", home),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` (several worker processes)."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,281 @@
+"""``gpuinv``: run the service, migrate, import, list, and manage tokens and tenants.
+
+Commands that change data talk to the database directly (``GPUINV_DATABASE_URL``), as the
+operator at the server's shell; they are audited as ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import __version__
+from api.db import device as device_db
+from api.db import tenant as tenant_db
+from api.db import token as token_db
+from api.db.inventory_import import import_batch
+from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
+from api.domain.access import cli_principal
+from api.domain.errors import DomainError
+from api.domain.inventory_import import parse_import
+from api.settings import Settings
+
+err = Console(stderr=True)
+
+
+def _sessions(migrate: bool = True) -> sessionmaker[Session]:
+    settings = Settings.from_env()
+    try:
+        engine = make_engine(settings.database_url)
+        if migrate:
+            upgrade_to_head(engine)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return session_factory(engine)
+
+
+def _fail(exc: DomainError) -> None:
+    message = f"{exc.code}: {exc.message}"
+    for problem in exc.extensions.get("errors", [])[1:20]:
+        where = f"{problem.get('section', '')} row {problem['row']}".strip()
+        message += f"\n  {where}, {problem['field']}: {problem['message']}"
+    raise click.ClickException(message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpuinv")
+def main() -> None:
+    """gpu-inventory: the inventory and matchmaking service for GPU infrastructure.
+
+    The database is GPUINV_DATABASE_URL (sqlite:///path.db or postgresql://user@host/db);
+    default: gpuinv.db in the working directory. Start with `gpuinv serve --demo`.
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--demo", is_flag=True, help="Load a sample fleet (about 300 GPU servers, "
+              "switches, VMs, 3 tenants) and print a platform-admin token.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (use PostgreSQL for more than one).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> None:
+    """Run the GraphQL API at http://HOST:PORT/graphql (GraphiQL in a browser).
+
+    Creates and migrates the database first, so a fresh machine needs nothing else.
+    """
+    import uvicorn
+
+    sessions = _sessions()
+    if demo:
+        token = _load_demo(sessions)
+        click.echo(f"Demo fleet loaded. Platform-admin token (send as 'Authorization: Bearer "
+                   f"<token>'):\n\n  {token}\n\nGraphiQL: http://{host}:{port}/graphql\n",
+                   err=True)
+        click.echo(token)
+    uvicorn.run("api.app:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level)
+
+
+def _load_demo(sessions: sessionmaker[Session]) -> str:
+    from api.demo import PROJECTS, TENANTS, demo_fleet
+    from api.domain.inventory_import import parse_json_import
+
+    who = cli_principal()
+    with unit_of_work(sessions) as session:
+        existing = {t.slug for t in tenant_db.list_tenants(session, who)}
+        for slug, name in TENANTS:
+            if slug not in existing:
+                tenant_db.create_tenant(session, who, slug, name)
+                for project in PROJECTS.get(slug, []):
+                    tenant_db.create_project(session, who, slug, project, None)
+        import_batch(session, who, parse_json_import(json.dumps(demo_fleet())))
+        _, secret = token_db.create_token(session, who, "platform-admin", None, "demo", None)
+    return secret
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or migrate it to the newest schema (safe to repeat)."""
+    _sessions(migrate=True)
+    click.echo("database is at the newest schema", err=True)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
+              help="Default: from the file's extension.")
+def import_command(file: Path, fmt: str | None) -> None:
+    """Upsert the items of FILE (JSON or CSV), all or nothing.
+
+    JSON: {"devices": [...], "vms": [...], "switches": [...], "infinibands": [...]} of item
+    documents. CSV: one row per item, a `kind` column (default baremetal), GPUs as gpuCount,
+    gpuVendor, gpuModel, gpuMemoryMB and tags as tags.<key> columns.
+    """
+    fmt = fmt or file.suffix.lower().lstrip(".")
+    if fmt not in ("json", "csv"):
+        raise click.UsageError(f"cannot tell the format of {file.name!r}; pass --format")
+    sessions = _sessions()
+    try:
+        batch = parse_import(fmt, file.read_text(encoding="utf-8-sig"))
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("import", total=len(batch))
+            with unit_of_work(sessions) as session:
+                counts = import_batch(session, cli_principal(), batch,
+                                      lambda n: progress.advance(task, n))
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"created {counts.created}, updated {counts.updated}, unchanged "
+               f"{counts.unchanged}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Device documents as a JSON list.")
+@click.option("--status", multiple=True, help="Only these statuses (repeatable).")
+@click.option("--site", multiple=True, help="Only these sites (repeatable).")
+@click.option("--vms", is_flag=True, help="List VMs instead of physical devices.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+def devices(as_json: bool, status: tuple[str, ...], site: tuple[str, ...], vms: bool,
+            limit: int) -> None:
+    """List devices as a table (or --json documents)."""
+    who = cli_principal()
+    spec = device_db.DeviceFilter(kinds=["vm" if vms else "baremetal"],
+                                  statuses=list(status) or None, sites=list(site) or None)
+    with _sessions()() as session:
+        page = device_db.list_devices(session, who, spec, "hostname", False, limit, None)
+        docs = device_db.documents(session, page.rows)
+    if as_json:
+        click.echo(json.dumps(docs, indent=2))
+        return
+    table = Table("hostname", "status", "site", "model", "GPUs", "free", "tenant")
+    for doc, row in zip(docs, page.rows, strict=True):
+        gpu = doc["gpus"][0]["modelNo"] if doc["gpus"] else "-"
+        table.add_row(doc["hostname"], doc["status"], doc["site"] or "-", doc["model"] or "-",
+                      f"{doc['totalgpus']} x {gpu}", str(row.free_gpus), doc["tenant"] or "-")
+    Console().print(table)
+    if page.has_next:
+        err.print(f"(first {limit} shown; raise --limit for more)")
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for the API."""
+
+
+_TTL = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _ttl(_ctx: Any, _param: Any, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    match = _TTL.match(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"{value!r}: use a positive number and a unit, e.g. 90m, "
+                                 "12h, 30d or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@token.command("create")
+@click.option("--role", required=True,
+              type=click.Choice(["platform-admin", "partner-admin", "provisioner", "viewer"]),
+              help="What the token may do.")
+@click.option("--tenant", help="Tenant slug (required for partner-admin; scopes the others).")
+@click.option("--name", help="A label shown in `token list` and the audit log.")
+@click.option("--ttl", callback=_ttl, help="Expire after this long, e.g. 12h, 30d, 2w.")
+def token_create(role: str, tenant: str | None, name: str | None,
+                 ttl: timedelta | None) -> None:
+    """Create a token and print it (alone, on stdout). It is shown only this once."""
+    try:
+        with unit_of_work(_sessions()) as session:
+            _, secret = token_db.create_token(session, cli_principal(), role, tenant, name, ttl)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(secret)
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(as_json: bool) -> None:
+    """Tokens with their role, tenant, expiry and revocation (never the secret)."""
+    with _sessions()() as session:
+        rows = token_db.list_tokens(session)
+    records = [{"id": t.id, "name": t.name, "role": t.role, "tenant": slug,
+                "hint": f"…{t.hint}", "createdAt": t.created_at.isoformat(),
+                "expiresAt": t.expires_at.isoformat() if t.expires_at else None,
+                "revokedAt": t.revoked_at.isoformat() if t.revoked_at else None}
+               for t, slug in rows]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    table = Table("id", "name", "role", "tenant", "secret", "expires", "revoked")
+    for r in records:
+        table.add_row(r["id"][:8], r["name"], r["role"], r["tenant"] or "-", r["hint"],
+                      (r["expiresAt"] or "never")[:19], (r["revokedAt"] or "-")[:19])
+    Console().print(table)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by id (or a unique id prefix of 6+ characters, as `token list` shows)."""
+    try:
+        with unit_of_work(_sessions()) as session:
+            revoked = token_db.revoke_token(session, cli_principal(), token_id)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"revoked {revoked.id} ({revoked.name})", err=True)
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants (cloud partners)."""
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+def tenant_create(slug: str, name: str | None) -> None:
+    """Create a tenant; SLUG is lower-case letters, digits and '-'."""
+    try:
+        with unit_of_work(_sessions()) as session:
+            created = tenant_db.create_tenant(session, cli_principal(), slug, name)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(created.slug)
+
+
+@tenant.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def tenant_list(as_json: bool) -> None:
+    """All tenants."""
+    with _sessions()() as session:
+        tenants = tenant_db.list_tenants(session, cli_principal())
+    if as_json:
+        click.echo(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name} for t in tenants],
+                              indent=2))
+        return
+    for t in tenants:
+        click.echo(f"{t.slug}\t{t.name}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

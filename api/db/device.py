@@ -1,0 +1,220 @@
+"""Devices and VMs: rendering to the device document, listing, and writing specs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy.orm import Session
+
+from api.db import audit, infiniband
+from api.db.base import utcnow
+from api.db.items import assign, assign_common, scoped, source_document
+from api.db.models import Device, Gpu
+from api.db.paging import Page, keyset_page
+from api.db.tenant import Directory
+from api.domain.access import Principal
+from api.domain.document import DeviceSpec
+from api.domain.document import Gpu as GpuSpec
+from api.domain.errors import bad_input
+from api.domain.vocabulary import Kind, Status
+
+# What a spec sets directly, column by column (capacity is handled apart: free follows total).
+_FACT_COLUMNS = ("manufacturer", "model", "serial", "site", "location", "rack", "cluster",
+                 "host")
+CAPACITY = (("total_cpu", "free_cpu", "totalcpu"),
+            ("total_memory_mb", "free_memory_mb", "totalmemoryMB"),
+            ("total_storage_gb", "free_storage_gb", "totalstorageGB"),
+            ("total_gpus", "free_gpus", "totalgpus"))
+
+
+def gpu_specs(rows: Iterable[Gpu]) -> tuple[GpuSpec, ...]:
+    return tuple(GpuSpec(g.index, g.vendor_code, g.model_no, g.memory_mb)
+                 for g in sorted(rows, key=lambda g: g.index))
+
+
+def render(device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, Any]],
+           directory: Directory) -> dict[str, Any]:
+    """The device document of DESIGN.md: the import format and the device_details shape."""
+    document: dict[str, Any] = {
+        "id": device.id,
+        "hostname": device.hostname,
+        "kind": device.kind,
+        "status": device.status,
+        "manufacturer": device.manufacturer,
+        "model": device.model,
+        "serial": device.serial,
+        "totalcpu": device.total_cpu,
+        "totalmemoryMB": device.total_memory_mb,
+        "totalstorageGB": device.total_storage_gb,
+        "totalgpus": device.total_gpus,
+        "gpus": [g.document() for g in gpus],
+        "tags": dict(device.tags or {}),
+        "site": device.site,
+        "location": device.location,
+        "rack": device.rack,
+        "infiniband": list(ports),
+        "tenant": directory.tenant(device.tenant_id),
+        "project": directory.project_slug(device.project_id),
+        "source": source_document(device),
+    }
+    if device.kind == Kind.VM:
+        document["cluster"] = device.cluster
+        document["host"] = device.host
+    return document
+
+
+def load_gpus(session: Session, device_ids: Sequence[str]) -> dict[str, tuple[GpuSpec, ...]]:
+    found: dict[str, list[Gpu]] = defaultdict(list)
+    for start in range(0, len(device_ids), 900):
+        chunk = device_ids[start:start + 900]
+        for gpu in session.scalars(select(Gpu).where(Gpu.device_id.in_(chunk))):
+            found[gpu.device_id].append(gpu)
+    return {device_id: gpu_specs(found.get(device_id, ())) for device_id in device_ids}
+
+
+def documents(session: Session, devices: Sequence[Device],
+              directory: Directory | None = None) -> list[dict[str, Any]]:
+    """Render many devices with two extra queries in all (GPUs, ports), not two per device."""
+    directory = directory or Directory.load(session)
+    gpus = load_gpus(session, [d.id for d in devices])
+    ports = infiniband.ports_by_device(session, [d.hostname for d in devices])
+    return [render(d, gpus[d.id], [infiniband.port_entry(p) for p in ports.get(d.hostname, ())],
+                   directory) for d in devices]
+
+
+def document(session: Session, device: Device) -> dict[str, Any]:
+    return documents(session, [device])[0]
+
+
+@dataclass
+class DeviceFilter:
+    kinds: list[str] = field(default_factory=lambda: [Kind.BAREMETAL.value])
+    statuses: list[str] | None = None
+    tenant_id: str | None = None
+    tags: dict[str, str] | None = None
+    gpu_vendor: str | None = None
+    gpu_model: str | None = None
+    sites: list[str] | None = None
+    hostname_prefix: str | None = None
+    min_free_gpus: int | None = None
+    min_free_cpu: int | None = None
+    min_free_memory_mb: int | None = None
+    min_free_storage_gb: int | None = None
+
+
+ORDER_COLUMNS = {
+    "hostname": Device.hostname,
+    "created_at": Device.created_at,
+    "updated_at": Device.updated_at,
+    "free_gpus": Device.free_gpus,
+    "total_gpus": Device.total_gpus,
+}
+
+
+def list_devices(session: Session, who: Principal, spec: DeviceFilter, order: str,
+                 descending: bool, first: int, after: str | None) -> Page:
+    query = scoped(select(Device).where(Device.kind.in_(spec.kinds)), Device, who)
+    if spec.statuses:
+        query = query.where(Device.status.in_(spec.statuses))
+    if spec.tenant_id is not None:
+        query = query.where(Device.tenant_id == spec.tenant_id)
+    if spec.sites:
+        query = query.where(Device.site.in_(spec.sites))
+    if spec.hostname_prefix:
+        query = query.where(Device.hostname.startswith(spec.hostname_prefix, autoescape=True))
+    for key, value in (spec.tags or {}).items():
+        query = query.where(Device.tags[key].as_string() == value)
+    if spec.gpu_vendor or spec.gpu_model:
+        gpu = exists().where(Gpu.device_id == Device.id)
+        if spec.gpu_vendor:
+            gpu = gpu.where(Gpu.vendor_code == spec.gpu_vendor.strip().upper())
+        if spec.gpu_model:
+            gpu = gpu.where(func.lower(Gpu.model_no) == spec.gpu_model.strip().lower())
+        query = query.where(gpu)
+    for column, minimum in ((Device.free_gpus, spec.min_free_gpus),
+                            (Device.free_cpu, spec.min_free_cpu),
+                            (Device.free_memory_mb, spec.min_free_memory_mb),
+                            (Device.free_storage_gb, spec.min_free_storage_gb)):
+        if minimum is not None:
+            query = query.where(column >= minimum)
+    return keyset_page(session, query, Device.id, ORDER_COLUMNS[order], descending, first,
+                       after)
+
+
+@dataclass
+class Written:
+    """The outcome of writing one spec: the row, and what the audit log should say."""
+
+    item: Any
+    action: str  # "create" | "update" | "unchanged"
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def write_spec(session: Session, who: Principal, directory: Directory, spec: DeviceSpec,
+               existing: Device | None, before: dict[str, Any] | None) -> Written:
+    """Create or update one device from a spec. Never touches allocation state.
+
+    ``before`` is the stored document of ``existing`` (callers render many at once).
+    Raises ValueError(field, message) for problems that depend on stored state (tenant,
+    capacity below what is allocated), so bulk callers can attach row numbers.
+    """
+    current = (existing.tenant_id, existing.project_id) if existing else (None, None)
+    tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
+    device = existing or Device(kind=spec.kind.value, hostname=spec.hostname,
+                                status=Status.AVAILABLE.value)
+    changes = [assign(device, column, getattr(spec, column)) for column in _FACT_COLUMNS]
+    for total_column, free_column, label in CAPACITY:
+        new_total = getattr(spec, total_column)
+        in_use = (getattr(device, total_column) - getattr(device, free_column)) if existing \
+            else 0
+        if new_total < in_use:
+            raise ValueError(label, f"cannot shrink to {new_total}: {in_use} are allocated")
+        changes.append(assign(device, total_column, new_total))
+        changes.append(assign(device, free_column, new_total - in_use))
+    changes.append(assign_common(device, spec, tenant_id, project_id))
+    gpus = [g.document() for g in spec.gpus]
+    gpus_changed = before is None or before["gpus"] != gpus
+    ports = before["infiniband"] if before is not None else []
+    if spec.infiniband is not None:
+        ports = [infiniband.spec_entry(p) for p in spec.infiniband]
+        ports_changed = infiniband.replace_device_ports(
+            session, who, device.hostname, spec.infiniband, tenant_id, project_id)
+    else:
+        ports_changed = False
+    if existing is not None and not any(changes):
+        if not (gpus_changed or ports_changed):
+            return Written(device, "unchanged", before, before)
+        device.updated_at = utcnow()  # the document changed: bump generation and time
+    if existing is None:
+        session.add(device)
+    session.flush()  # assigns the id; StaleDataError here means a lost race
+    if gpus_changed:
+        if existing is not None:
+            session.execute(delete(Gpu).where(Gpu.device_id == device.id))
+        if spec.gpus:
+            session.execute(insert(Gpu), [_gpu_row(device.id, g) for g in spec.gpus])
+    after = render(device, spec.gpus, ports, directory)
+    return Written(device, "create" if existing is None else "update", before, after)
+
+
+def _gpu_row(device_id: str, gpu: GpuSpec) -> dict[str, Any]:
+    return {"device_id": device_id, "index": gpu.index, "vendor_code": gpu.vendor_code,
+            "model_no": gpu.model_no, "memory_mb": gpu.memory_mb}
+
+
+def record_write(session: Session, who: Principal, written: Written) -> None:
+    if written.action == "unchanged":
+        return
+    device = written.item
+    audit.record(session, who, written.action, device.kind, device.id, device.hostname,
+                 device.tenant_id, written.before, written.after)
+
+
+def check_deletable(device: Device) -> None:
+    if device.status == Status.ALLOCATED:
+        raise bad_input(f"{device.kind} {device.hostname!r} is allocated; release it first")

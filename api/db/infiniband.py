@@ -1,0 +1,116 @@
+"""InfiniBand ports (on servers and on switches): named ``<device>:<port>``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from api.db import audit
+from api.db.items import assign, assign_common, scoped, source_document
+from api.db.models import Infiniband
+from api.db.paging import Page, keyset_page
+from api.db.tenant import Directory
+from api.domain.access import Principal
+from api.domain.document import IbPort, InfinibandSpec, infiniband_name
+from api.domain.vocabulary import Status
+
+
+def port_entry(port: Infiniband) -> dict[str, Any]:
+    """A port as the device document lists it."""
+    return {"name": port.port, "rateGbps": port.rate_gbps, "fabric": port.fabric,
+            "switch": port.switch}
+
+
+def spec_entry(port: IbPort) -> dict[str, Any]:
+    return {"name": port.name, "rateGbps": port.rate_gbps, "fabric": port.fabric,
+            "switch": port.switch}
+
+
+def render(port: Infiniband, directory: Directory) -> dict[str, Any]:
+    return {
+        "id": port.id, "kind": "infiniband", "name": port.name, "device": port.device,
+        "port": port.port, "status": port.status, "rateGbps": port.rate_gbps,
+        "fabric": port.fabric, "switch": port.switch, "tags": dict(port.tags or {}),
+        "tenant": directory.tenant(port.tenant_id),
+        "project": directory.project_slug(port.project_id),
+        "source": source_document(port),
+    }
+
+
+def ports_by_device(session: Session, hostnames: Sequence[str]) -> dict[str, list[Infiniband]]:
+    found: dict[str, list[Infiniband]] = defaultdict(list)
+    unique = sorted(set(hostnames))
+    for start in range(0, len(unique), 900):
+        query = select(Infiniband).where(Infiniband.device.in_(unique[start:start + 900]))
+        for port in session.scalars(query.order_by(Infiniband.device, Infiniband.port)):
+            found[port.device].append(port)
+    return found
+
+
+def replace_device_ports(session: Session, who: Principal, hostname: str,
+                         ports: Sequence[IbPort], tenant_id: str | None,
+                         project_id: str | None) -> bool:
+    """Make a device's ports exactly those its document lists. True when anything changed."""
+    existing = {p.port: p for p in session.scalars(
+        select(Infiniband).where(Infiniband.device == hostname))}
+    changed = False
+    for entry in ports:
+        row = existing.pop(entry.name, None)
+        if row is None:
+            row = Infiniband(name=infiniband_name(hostname, entry.name), device=hostname,
+                             port=entry.name, status=Status.AVAILABLE.value, tags={})
+            session.add(row)
+            changed = True
+        changes = [assign(row, "rate_gbps", entry.rate_gbps), assign(row, "fabric", entry.fabric),
+                   assign(row, "switch", entry.switch), assign(row, "tenant_id", tenant_id),
+                   assign(row, "project_id", project_id)]
+        changed = changed or any(changes)
+    if existing:
+        ids = [p.id for p in existing.values()]
+        session.execute(delete(Infiniband).where(Infiniband.id.in_(ids)))
+        for port in existing.values():
+            session.expunge(port)
+            audit.record(session, who, "delete", "infiniband", port.id, port.name,
+                         port.tenant_id, before={"name": port.name})
+        changed = True
+    return changed
+
+
+def write_spec(session: Session, who: Principal, directory: Directory, spec: InfinibandSpec,
+               existing: Infiniband | None) -> tuple[Infiniband, bool]:
+    current = (existing.tenant_id, existing.project_id) if existing else (None, None)
+    tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
+    port = existing or Infiniband(name=spec.name, device=spec.device, port=spec.port)
+    changes = [assign(port, "rate_gbps", spec.rate_gbps), assign(port, "fabric", spec.fabric),
+               assign(port, "switch", spec.switch),
+               assign_common(port, spec, tenant_id, project_id)]
+    if existing is None:
+        session.add(port)
+    if existing is None or any(changes):
+        session.flush()
+    return port, existing is None or any(changes)
+
+
+ORDER_COLUMNS = {"name": Infiniband.name, "created_at": Infiniband.created_at,
+                 "updated_at": Infiniband.updated_at}
+
+
+def list_infinibands(session: Session, who: Principal, *, statuses: list[str] | None,
+                     tenant_id: str | None, fabric: str | None, device: str | None,
+                     switch: str | None, order: str, descending: bool, first: int,
+                     after: str | None) -> Page:
+    query = scoped(select(Infiniband), Infiniband, who)
+    if statuses:
+        query = query.where(Infiniband.status.in_(statuses))
+    if tenant_id is not None:
+        query = query.where(Infiniband.tenant_id == tenant_id)
+    for column, value in ((Infiniband.fabric, fabric), (Infiniband.device, device),
+                          (Infiniband.switch, switch)):
+        if value is not None:
+            query = query.where(column == value)
+    return keyset_page(session, query, Infiniband.id, ORDER_COLUMNS[order], descending, first,
+                       after)

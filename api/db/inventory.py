@@ -1,0 +1,159 @@
+"""Single-item writes for every kind: create, update, delete, set status.
+
+Each function is one step of a unit of work: validate (domain) → check state → write →
+audit. The caller commits. Documents in and out use the public document shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db import audit, device, infiniband, switch
+from api.db.items import (
+    Item,
+    check_generation,
+    check_writable_status,
+    find_item,
+    get_item,
+    guarded_flush,
+    kind_of,
+    name_of,
+)
+from api.db.models import Device, Infiniband, Switch
+from api.db.tenant import Directory
+from api.domain.access import Principal
+from api.domain.document import (
+    DocumentError,
+    parse_device,
+    parse_infiniband,
+    parse_switch,
+)
+from api.domain.errors import DEVICE_ALLOCATED, DomainError, bad_input
+from api.domain.vocabulary import Kind, Status
+
+MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch,
+          Kind.INFINIBAND: Infiniband}
+# Output-only keys of a rendered document, dropped before a merged document is re-parsed.
+_OUTPUT_ONLY = ("id", "kind", "status")
+
+
+def render_item(session: Session, item: Item, directory: Directory | None = None
+                ) -> dict[str, Any]:
+    directory = directory or Directory.load(session)
+    if isinstance(item, Device):
+        return device.documents(session, [item], directory)[0]
+    if isinstance(item, Switch):
+        return switch.render(item, directory)
+    return infiniband.render(item, directory)
+
+
+def _parse(kind: Kind, raw: dict[str, Any]) -> Any:
+    try:
+        if kind in (Kind.BAREMETAL, Kind.VM):
+            return parse_device(raw, kind)
+        if kind == Kind.SWITCH:
+            return parse_switch(raw)
+        return parse_infiniband(raw)
+    except DocumentError as exc:
+        first = exc.errors[0]
+        raise bad_input(f"{first.field}: {first.message}" + (
+            f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""),
+            errors=[e.as_dict() for e in exc.errors]) from None
+
+
+def _key(kind: Kind, spec: Any) -> tuple[Any, str, str]:
+    if kind in (Kind.BAREMETAL, Kind.VM):
+        return (Device.hostname == spec.hostname) & (Device.kind == kind.value), "hostname", \
+            spec.hostname
+    model = MODELS[kind]
+    return model.name == spec.name, "name", spec.name
+
+
+def _write(session: Session, who: Principal, kind: Kind, spec: Any, existing: Item | None,
+           before: dict[str, Any] | None) -> Item:
+    directory = Directory.load(session)
+    try:
+        if kind in (Kind.BAREMETAL, Kind.VM):
+            written = device.write_spec(session, who, directory, spec, existing, before)
+            item, changed, after = written.item, written.action != "unchanged", written.after
+        else:
+            module = switch if kind == Kind.SWITCH else infiniband
+            item, changed = module.write_spec(session, who, directory, spec, existing)
+            after = module.render(item, directory) if changed else before
+    except ValueError as exc:
+        field, message = exc.args
+        raise bad_input(f"{field}: {message}", field=field) from None
+    if changed:
+        audit.record(session, who, "update" if existing else "create", kind_of(item), item.id,
+                     name_of(item), item.tenant_id, before, after)
+    return item
+
+
+def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) -> Item:
+    who.require_inventory_write()
+    spec = _parse(kind, raw)
+    condition, field, value = _key(kind, spec)
+    if session.scalar(select(MODELS[kind].id).where(condition)) is not None:
+        raise bad_input(f"{field}: {kind.value} {value!r} already exists", field=field)
+    return _write(session, who, kind, spec, None, None)
+
+
+def update(session: Session, who: Principal, kind: Kind, item_id: str,
+           patch: dict[str, Any], expected_generation: int | None) -> Item:
+    """Merge ``patch`` over the stored document and write it back, validated as a whole."""
+    who.require_inventory_write()
+    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
+    check_generation(item, expected_generation)
+    before = render_item(session, item)
+    merged = {k: v for k, v in before.items() if k not in _OUTPUT_ONLY} | patch
+    spec = _parse(kind, merged)
+    condition, field, value = _key(kind, spec)
+    if value != name_of(item):
+        if isinstance(item, Device | Infiniband):
+            raise bad_input(f"{field}: renaming is not supported ({name_of(item)!r} → "
+                            f"{value!r}); delete and re-create, or rename in NetBox")
+        if session.scalar(select(Switch.id).where(condition)) is not None:
+            raise bad_input(f"{field}: {kind.value} {value!r} already exists", field=field)
+        item.name = value
+    with guarded_flush(session, item):
+        return _write(session, who, kind, spec, item, before)
+
+
+def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
+    who.require_inventory_write()
+    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
+    if item.status == Status.ALLOCATED:
+        raise DomainError(DEVICE_ALLOCATED, f"{kind.value} {name_of(item)!r} is allocated; "
+                          "release its allocation before deleting it")
+    before = render_item(session, item)
+    if isinstance(item, Device):
+        session.execute(sql_delete(Infiniband).where(Infiniband.device == item.hostname))
+    with guarded_flush(session, item):
+        session.delete(item)
+    audit.record(session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id,
+                 before, None)
+    return item
+
+
+def set_status(session: Session, who: Principal, item_id: str, status: Status, force: bool,
+               reason: str | None) -> Item:
+    who.require_inventory_write()
+    item = find_item(session, who, item_id)
+    check_writable_status(item, status, force, who)
+    if item.status == status.value:
+        return item
+    before = {"status": item.status}
+    with guarded_flush(session, item):
+        item.status = status.value
+    after: dict[str, Any] = {"status": status.value}
+    if reason:
+        after["reason"] = reason
+    if force:
+        after["forced"] = True
+    audit.record(session, who, "set-status", kind_of(item), item.id, name_of(item),
+                 item.tenant_id, before, after)
+    return item

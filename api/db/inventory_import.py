@@ -1,0 +1,200 @@
+"""Apply a parsed import batch: upsert by name, all or nothing, audited item by item.
+
+New devices take a bulk path (a few executemany INSERTs for the whole batch) because a
+first import of a fleet is the common large case; updates go through the same per-item
+``write_spec`` as the GraphQL mutations, with documents rendered in bulk beforehand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from api.db import audit, device, infiniband, switch
+from api.db.base import new_id, utcnow
+from api.db.items import visible
+from api.db.models import Device, Gpu, Infiniband, Switch
+from api.db.tenant import Directory
+from api.domain.access import Principal
+from api.domain.document import DeviceSpec, InfinibandSpec, SwitchSpec
+from api.domain.errors import FieldError, bulk_input_error
+from api.domain.inventory_import import ImportBatch
+
+CHUNK = 500
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ImportCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def import_batch(session: Session, who: Principal, batch: ImportBatch,
+                 progress: Progress | None = None) -> ImportCounts:
+    who.require_inventory_write()
+    directory = Directory.load(session)
+    counts = ImportCounts()
+    errors: list[FieldError] = []
+    tick = progress or (lambda n: None)
+    rows_of: dict[int, tuple[str, int]] = {}
+    for section, specs in (("switches", batch.switches), ("devices", batch.devices),
+                           ("vms", batch.vms), ("infinibands", batch.infinibands)):
+        for position, spec in enumerate(specs, start=1):
+            rows_of[id(spec)] = (section, position)
+    _import_switches(session, who, directory, batch.switches, counts, errors, rows_of, tick)
+    for specs in (batch.devices, batch.vms):
+        _import_devices(session, who, directory, specs, counts, errors, rows_of, tick)
+    _import_infinibands(session, who, directory, batch.infinibands, counts, errors, rows_of,
+                        tick)
+    if errors:
+        raise bulk_input_error(errors)
+    return counts
+
+
+def _error(errors: list[FieldError], rows_of: dict[int, tuple[str, int]], spec: Any,
+           field: str, message: str) -> None:
+    section, row = rows_of[id(spec)]
+    errors.append(FieldError(row, field, message, section))
+
+
+def _import_devices(session: Session, who: Principal, directory: Directory,
+                    specs: Sequence[DeviceSpec], counts: ImportCounts,
+                    errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
+                    tick: Progress) -> None:
+    for start in range(0, len(specs), CHUNK):
+        chunk = specs[start:start + CHUNK]
+        kind = chunk[0].kind.value
+        names = [s.hostname for s in chunk]
+        existing = {d.hostname: d for d in session.scalars(
+            select(Device).where(Device.kind == kind, Device.hostname.in_(names)))}
+        before = dict(zip([d.hostname for d in existing.values()],
+                          device.documents(session, list(existing.values()), directory),
+                          strict=True))
+        new_specs = []
+        for spec in chunk:
+            current = existing.get(spec.hostname)
+            if current is None:
+                new_specs.append(spec)
+                continue
+            if not visible(current, who):
+                _error(errors, rows_of, spec, "hostname", f"{spec.hostname!r} is taken")
+                continue
+            try:
+                written = device.write_spec(session, who, directory, spec, current,
+                                            before[spec.hostname])
+            except ValueError as exc:
+                _error(errors, rows_of, spec, *exc.args)
+                continue
+            if written.action == "unchanged":
+                counts.unchanged += 1
+            else:
+                counts.updated += 1
+                device.record_write(session, who, written)
+        _create_devices(session, who, directory, new_specs, counts, errors, rows_of)
+        tick(len(chunk))
+
+
+def _create_devices(session: Session, who: Principal, directory: Directory,
+                    specs: Sequence[DeviceSpec], counts: ImportCounts,
+                    errors: list[FieldError], rows_of: dict[int, tuple[str, int]]) -> None:
+    now = utcnow()
+    device_rows: list[dict[str, Any]] = []
+    gpu_rows: list[dict[str, Any]] = []
+    port_rows: list[dict[str, Any]] = []
+    audit_rows: list[dict[str, Any]] = []
+    for spec in specs:
+        try:
+            tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project)
+        except ValueError as exc:
+            _error(errors, rows_of, spec, *exc.args)
+            continue
+        row = {
+            "id": new_id(), "kind": spec.kind.value, "hostname": spec.hostname,
+            "status": (spec.status.value if spec.status else "available"),
+            "manufacturer": spec.manufacturer, "model": spec.model, "serial": spec.serial,
+            "total_cpu": spec.total_cpu, "total_memory_mb": spec.total_memory_mb,
+            "total_storage_gb": spec.total_storage_gb, "total_gpus": spec.total_gpus,
+            "free_cpu": spec.total_cpu, "free_memory_mb": spec.total_memory_mb,
+            "free_storage_gb": spec.total_storage_gb, "free_gpus": spec.total_gpus,
+            "tags": dict(spec.tags), "site": spec.site, "location": spec.location,
+            "rack": spec.rack, "cluster": spec.cluster, "host": spec.host,
+            "tenant_id": tenant_id, "project_id": project_id,
+            "source_system": spec.source.system.value, "source_id": spec.source.id,
+            "source_url": spec.source.url, "generation": 1, "created_at": now,
+            "updated_at": now,
+        }
+        device_rows.append(row)
+        gpu_rows.extend({"device_id": row["id"], "index": g.index, "vendor_code": g.vendor_code,
+                         "model_no": g.model_no, "memory_mb": g.memory_mb} for g in spec.gpus)
+        ports = [infiniband.spec_entry(p) for p in spec.infiniband or ()]
+        port_rows.extend({
+            "id": new_id(), "name": f"{spec.hostname}:{p['name']}", "device": spec.hostname,
+            "port": p["name"], "rate_gbps": p["rateGbps"], "fabric": p["fabric"],
+            "switch": p["switch"], "status": "available", "tags": {}, "tenant_id": tenant_id,
+            "project_id": project_id, "source_system": spec.source.system.value,
+            "source_id": None, "source_url": None, "generation": 1, "created_at": now,
+            "updated_at": now} for p in ports)
+        after = device.render(Device(**row), spec.gpus, ports, directory)
+        audit_rows.append(audit.audit_row(who, "create", spec.kind.value, row["id"],
+                                          spec.hostname, tenant_id, None, after))
+    if errors:
+        return  # the transaction is rolled back anyway; skip the writes
+    for table, rows in ((Device, device_rows), (Gpu, gpu_rows), (Infiniband, port_rows)):
+        for start in range(0, len(rows), 2000):
+            session.execute(insert(table), rows[start:start + 2000])
+    audit.record_many(session, audit_rows)
+    counts.created += len(device_rows)
+
+
+def _import_switches(session: Session, who: Principal, directory: Directory,
+                     specs: Sequence[SwitchSpec], counts: ImportCounts,
+                     errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
+                     tick: Progress) -> None:
+    _import_flat(session, who, directory, specs, Switch, switch, counts, errors, rows_of, tick)
+
+
+def _import_infinibands(session: Session, who: Principal, directory: Directory,
+                        specs: Sequence[InfinibandSpec], counts: ImportCounts,
+                        errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
+                        tick: Progress) -> None:
+    _import_flat(session, who, directory, specs, Infiniband, infiniband, counts, errors,
+                 rows_of, tick)
+
+
+def _import_flat(session: Session, who: Principal, directory: Directory,
+                 specs: Sequence[Any], model: Any, module: Any, counts: ImportCounts,
+                 errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
+                 tick: Progress) -> None:
+    """Switches and InfiniBand ports: few per fleet, so the per-item path is fast enough."""
+    kind = model.__tablename__
+    for start in range(0, len(specs), CHUNK):
+        chunk = specs[start:start + CHUNK]
+        existing = {item.name: item for item in session.scalars(
+            select(model).where(model.name.in_([s.name for s in chunk])))}
+        for spec in chunk:
+            current = existing.get(spec.name)
+            if current is not None and not visible(current, who):
+                _error(errors, rows_of, spec, "name", f"{spec.name!r} is taken")
+                continue
+            before = module.render(current, directory) if current is not None else None
+            try:
+                item, changed = module.write_spec(session, who, directory, spec, current)
+            except ValueError as exc:
+                _error(errors, rows_of, spec, *exc.args)
+                continue
+            if not changed:
+                counts.unchanged += 1
+                continue
+            if current is None:
+                counts.created += 1
+            else:
+                counts.updated += 1
+            audit.record(session, who, "update" if current else "create", kind, item.id,
+                         item.name, item.tenant_id, before, module.render(item, directory))
+        tick(len(chunk))

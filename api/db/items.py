@@ -1,0 +1,132 @@
+"""What every kind of inventory item shares: scoping, lookup, status, delete, write guards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from api.db.models import Device, Infiniband, Switch
+from api.domain.access import Principal
+from api.domain.errors import (
+    CONCURRENT_UPDATE,
+    DEVICE_ALLOCATED,
+    DomainError,
+    bad_input,
+    not_found,
+)
+from api.domain.vocabulary import Status
+
+ItemModel = type[Device] | type[Switch] | type[Infiniband]
+Item = Device | Switch | Infiniband
+ITEM_MODELS: tuple[ItemModel, ...] = (Device, Switch, Infiniband)
+
+
+def kind_of(item: Item) -> str:
+    return item.kind if isinstance(item, Device) else type(item).__tablename__
+
+
+def name_of(item: Item) -> str:
+    return item.hostname if isinstance(item, Device) else item.name
+
+
+def scoped(query: Select[Any], model: ItemModel, who: Principal) -> Select[Any]:
+    """Limit a query to what the caller may see: every resolver goes through here."""
+    tenant_id = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
+    if who.is_platform_admin or tenant_id is None:
+        return query
+    return query.where(model.tenant_id == tenant_id)
+
+
+def visible(item: Item | None, who: Principal) -> bool:
+    if item is None:
+        return False
+    tenant_id = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
+    return who.is_platform_admin or tenant_id is None or item.tenant_id == tenant_id
+
+
+def get_item(session: Session, who: Principal, model: ItemModel, item_id: str,
+             *, kind: str | None = None, for_update: bool = False) -> Any:
+    query = select(model).where(model.id == item_id)
+    if for_update:
+        query = query.with_for_update()
+    item = session.scalar(query)
+    label = kind or model.__tablename__
+    if not visible(item, who) or (kind is not None and kind_of(item) != kind):
+        raise not_found(label, item_id)
+    return item
+
+
+def find_item(session: Session, who: Principal, item_id: str) -> Item:
+    """Any kind by id (ids are UUIDs, unique across kinds): for ``node`` and ``setStatus``."""
+    for model in ITEM_MODELS:
+        item = session.get(model, item_id)
+        if item is not None:
+            if not visible(item, who):
+                break
+            return item
+    raise not_found("item", item_id)
+
+
+def check_generation(item: Item, expected: int | None) -> None:
+    if expected is not None and item.generation != expected:
+        raise DomainError(CONCURRENT_UPDATE, f"{kind_of(item)} {name_of(item)!r} is at "
+                          f"generation {item.generation}, not {expected}: re-read and retry",
+                          {"generation": item.generation})
+
+
+def check_writable_status(item: Item, new_status: Status, force: bool,
+                          who: Principal) -> None:
+    """Allocation state belongs to matchDevice/releaseAllocation, not to manual edits."""
+    if new_status == Status.ALLOCATED:
+        raise bad_input("status: 'allocated' is set by matchDevice, not by hand",
+                        field="status")
+    if item.status == Status.ALLOCATED and new_status != Status.ALLOCATED:
+        if not force:
+            raise DomainError(DEVICE_ALLOCATED, f"{kind_of(item)} {name_of(item)!r} is "
+                              "allocated; release its allocation first, or a platform-admin "
+                              "may pass force: true")
+        who.require_platform_admin("force a status change on an allocated item")
+
+
+@contextmanager
+def guarded_flush(session: Session, item: Item) -> Iterator[None]:
+    """Flush now and turn a lost compare-and-swap race into CONCURRENT_UPDATE."""
+    try:
+        yield
+        session.flush()
+    except StaleDataError:
+        raise DomainError(CONCURRENT_UPDATE, f"{kind_of(item)} {name_of(item)!r} was changed "
+                          "by someone else at the same time: re-read and retry") from None
+
+
+def assign(row: Any, column: str, value: Any) -> bool:
+    """Assign only real changes, so an unchanged upsert writes nothing at all."""
+    if getattr(row, column, None) == value:
+        return False
+    setattr(row, column, value)
+    return True
+
+
+def assign_common(row: Any, spec: Any, tenant_id: str | None, project_id: str | None) -> bool:
+    """The columns every kind shares: tags, ownership, source and (unless allocated) status."""
+    changes = [assign(row, "tags", dict(spec.tags)),
+               assign(row, "tenant_id", tenant_id), assign(row, "project_id", project_id),
+               assign(row, "source_system", spec.source.system.value),
+               assign(row, "source_id", spec.source.id),
+               assign(row, "source_url", spec.source.url)]
+    if spec.status is not None and row.status != Status.ALLOCATED:
+        changes.append(assign(row, "status", spec.status.value))
+    elif row.status is None:
+        changes.append(assign(row, "status", Status.AVAILABLE.value))
+    return any(changes)
+
+
+def source_document(item: Any) -> dict[str, Any]:
+    if item.source_system == "manual":
+        return {"system": "manual"}
+    return {"system": item.source_system, "id": item.source_id, "url": item.source_url}

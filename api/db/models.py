@@ -1,0 +1,202 @@
+"""The tables. One class per noun; the repository modules beside this one query them.
+
+Capacity is stored twice on purpose: ``total_*`` is what the hardware has, ``free_*`` what
+is not allocated. ``free_*`` is the column claims decrement, and CHECK constraints keep it
+between 0 and the total, so no code path (or racing replica) can over-allocate.
+``generation`` guards every update (compare-and-swap, as OpenStack Placement does).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from api.db.base import Base, IdColumn, NameColumn, UTCDateTime, new_id, utcnow
+
+STATUSES = "('available','allocated','reserved','maintenance','offline','retired')"
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(NameColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "project"
+    __table_args__ = (UniqueConstraint("tenant_id", "slug"),)
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(NameColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class _ItemColumns:
+    """What every inventory item has (DESIGN.md "The inventory")."""
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(16), default="available")
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("project.id"))
+    source_system: Mapped[str] = mapped_column(String(16), default="manual")
+    source_id: Mapped[int | None] = mapped_column(BigInteger)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # The ORM adds "AND generation = :old" to every UPDATE and raises StaleDataError
+        # when another writer got there first; we turn that into CONCURRENT_UPDATE.
+        return {"version_id_col": cls.__table__.c.generation}
+
+
+class Device(_ItemColumns, Base):
+    """A physical server (kind ``baremetal``) or a VM (kind ``vm``): one document shape."""
+
+    __tablename__ = "device"
+    __table_args__ = (
+        UniqueConstraint("kind", "hostname"),
+        CheckConstraint("kind in ('baremetal','vm')", name="kind"),
+        CheckConstraint(f"status in {STATUSES}", name="status"),
+        CheckConstraint("total_cpu >= 0 AND total_memory_mb >= 0 AND total_storage_gb >= 0 "
+                        "AND total_gpus >= 0", name="totals_not_negative"),
+        CheckConstraint("free_cpu >= 0 AND free_cpu <= total_cpu", name="free_cpu_in_range"),
+        CheckConstraint("free_memory_mb >= 0 AND free_memory_mb <= total_memory_mb",
+                        name="free_memory_in_range"),
+        CheckConstraint("free_storage_gb >= 0 AND free_storage_gb <= total_storage_gb",
+                        name="free_storage_in_range"),
+        CheckConstraint("free_gpus >= 0 AND free_gpus <= total_gpus", name="free_gpus_in_range"),
+        Index("ix_device_kind_status_hostname", "kind", "status", "hostname"),
+        Index("ix_device_kind_site", "kind", "site"),
+    )
+
+    kind: Mapped[str] = mapped_column(String(16), default="baremetal")
+    hostname: Mapped[str] = mapped_column(NameColumn)
+    manufacturer: Mapped[str | None] = mapped_column(NameColumn)
+    model: Mapped[str | None] = mapped_column(NameColumn)
+    serial: Mapped[str | None] = mapped_column(NameColumn)
+    total_cpu: Mapped[int] = mapped_column(Integer, default=0)
+    total_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_storage_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    free_cpu: Mapped[int] = mapped_column(Integer, default=0)
+    free_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    free_storage_gb: Mapped[int] = mapped_column(BigInteger, default=0)
+    free_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    site: Mapped[str | None] = mapped_column(NameColumn)
+    location: Mapped[str | None] = mapped_column(NameColumn)
+    rack: Mapped[str | None] = mapped_column(NameColumn)
+    cluster: Mapped[str | None] = mapped_column(NameColumn)
+    host: Mapped[str | None] = mapped_column(NameColumn)
+
+
+class Gpu(Base):
+    """One row per physical GPU of a device."""
+
+    __tablename__ = "gpu"
+    __table_args__ = (
+        UniqueConstraint("device_id", "index"),
+        Index("ix_gpu_vendor_model", "vendor_code", "model_no"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    vendor_code: Mapped[str] = mapped_column(NameColumn)
+    model_no: Mapped[str] = mapped_column(NameColumn)
+    memory_mb: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Switch(_ItemColumns, Base):
+    __tablename__ = "switch"
+    __table_args__ = (CheckConstraint(f"status in {STATUSES}", name="status"),)
+
+    name: Mapped[str] = mapped_column(NameColumn, unique=True)
+    manufacturer: Mapped[str | None] = mapped_column(NameColumn)
+    model: Mapped[str | None] = mapped_column(NameColumn)
+    role: Mapped[str | None] = mapped_column(NameColumn)
+    site: Mapped[str | None] = mapped_column(NameColumn)
+    management_address: Mapped[str | None] = mapped_column(NameColumn)
+    fabric: Mapped[str | None] = mapped_column(NameColumn)
+
+
+class Infiniband(_ItemColumns, Base):
+    """An InfiniBand port: on a server (an HCA port) or on a switch. Named ``device:port``."""
+
+    __tablename__ = "infiniband"
+    __table_args__ = (
+        CheckConstraint(f"status in {STATUSES}", name="status"),
+        CheckConstraint("rate_gbps IS NULL OR rate_gbps >= 0", name="rate_not_negative"),
+        Index("ix_infiniband_device_port", "device", "port"),
+    )
+
+    name: Mapped[str] = mapped_column(String(511), unique=True)
+    device: Mapped[str] = mapped_column(NameColumn)
+    port: Mapped[str] = mapped_column(NameColumn)
+    rate_gbps: Mapped[int | None] = mapped_column(Integer)
+    fabric: Mapped[str | None] = mapped_column(NameColumn)
+    switch: Mapped[str | None] = mapped_column(NameColumn)
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is stored: a leaked database leaks no credentials."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (
+        CheckConstraint("role in ('platform-admin','partner-admin','provisioner','viewer')",
+                        name="role"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(NameColumn)
+    role: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Every change: who, what, before, after, when. Written in the change's transaction."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_object", "object_kind", "object_id"),
+        Index("ix_audit_event_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(NameColumn)
+    action: Mapped[str] = mapped_column(String(32))
+    object_kind: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(IdColumn)
+    object_name: Mapped[str | None] = mapped_column(String(511))
+    tenant_id: Mapped[str | None] = mapped_column(IdColumn, index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,66 @@
+"""Switches: leaf, spine and InfiniBand switches with their role, address and fabric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db.items import assign, assign_common, scoped, source_document
+from api.db.models import Switch
+from api.db.paging import Page, keyset_page
+from api.db.tenant import Directory
+from api.domain.access import Principal
+from api.domain.document import SwitchSpec
+
+_COLUMNS = ("manufacturer", "model", "role", "site", "management_address", "fabric")
+
+
+def render(switch: Switch, directory: Directory) -> dict[str, Any]:
+    return {
+        "id": switch.id, "kind": "switch", "name": switch.name, "status": switch.status,
+        "manufacturer": switch.manufacturer, "model": switch.model, "role": switch.role,
+        "site": switch.site, "managementAddress": switch.management_address,
+        "fabric": switch.fabric, "tags": dict(switch.tags or {}),
+        "tenant": directory.tenant(switch.tenant_id),
+        "project": directory.project_slug(switch.project_id),
+        "source": source_document(switch),
+    }
+
+
+def write_spec(session: Session, who: Principal, directory: Directory, spec: SwitchSpec,
+               existing: Switch | None) -> tuple[Switch, bool]:
+    current = (existing.tenant_id, existing.project_id) if existing else (None, None)
+    tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
+    switch = existing or Switch(name=spec.name)
+    changes = [assign(switch, column, getattr(spec, column)) for column in _COLUMNS]
+    changes.append(assign_common(switch, spec, tenant_id, project_id))
+    if existing is None:
+        session.add(switch)
+    if existing is None or any(changes):
+        session.flush()
+    return switch, existing is None or any(changes)
+
+
+ORDER_COLUMNS = {"name": Switch.name, "created_at": Switch.created_at,
+                 "updated_at": Switch.updated_at}
+
+
+def list_switches(session: Session, who: Principal, *, statuses: list[str] | None,
+                  tenant_id: str | None, sites: list[str] | None, role: str | None,
+                  fabric: str | None, order: str, descending: bool, first: int,
+                  after: str | None) -> Page:
+    query = scoped(select(Switch), Switch, who)
+    if statuses:
+        query = query.where(Switch.status.in_(statuses))
+    if tenant_id is not None:
+        query = query.where(Switch.tenant_id == tenant_id)
+    if sites:
+        query = query.where(Switch.site.in_(sites))
+    if role is not None:
+        query = query.where(Switch.role == role)
+    if fabric is not None:
+        query = query.where(Switch.fabric == fabric)
+    return keyset_page(session, query, Switch.id, ORDER_COLUMNS[order], descending, first,
+                       after)

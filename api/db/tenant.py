@@ -1,0 +1,128 @@
+"""Tenants (cloud partners) and their projects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db import audit
+from api.db.models import Project, Tenant
+from api.domain.access import Principal
+from api.domain.errors import bad_input, not_found
+
+SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_slug(field: str, slug: str) -> str:
+    slug = slug.strip()
+    if not SLUG.match(slug):
+        raise bad_input(f"{field}: {slug!r} is not a valid slug (lower-case letters, digits "
+                        "and '-', 1 to 63 characters, no '-' at either end)", field=field)
+    return slug
+
+
+def create_tenant(session: Session, who: Principal, slug: str, name: str | None) -> Tenant:
+    who.require_platform_admin("create tenants")
+    slug = check_slug("slug", slug)
+    if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+        raise bad_input(f"slug: tenant {slug!r} already exists", field="slug")
+    tenant = Tenant(slug=slug, name=(name or slug).strip())
+    session.add(tenant)
+    session.flush()
+    audit.record(session, who, "create", "tenant", tenant.id, slug, tenant.id,
+                 after={"slug": slug, "name": tenant.name})
+    return tenant
+
+
+def list_tenants(session: Session, who: Principal) -> list[Tenant]:
+    query = select(Tenant).order_by(Tenant.slug)
+    if who.scope_tenant_id is not None:
+        query = query.where(Tenant.id == who.scope_tenant_id)
+    elif who.tenant_id is not None:  # a tenant-bound viewer/provisioner
+        query = query.where(Tenant.id == who.tenant_id)
+    return list(session.scalars(query))
+
+
+def tenant_by_slug(session: Session, who: Principal, slug: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    visible = who.scope_tenant_id
+    if tenant is None or (visible is not None and tenant.id != visible):
+        raise not_found("tenant", slug)
+    return tenant
+
+
+def create_project(session: Session, who: Principal, tenant_slug: str, slug: str,
+                   name: str | None) -> Project:
+    who.require_inventory_write()
+    tenant = tenant_by_slug(session, who, tenant_slug)
+    slug = check_slug("slug", slug)
+    exists = select(Project.id).where(Project.tenant_id == tenant.id, Project.slug == slug)
+    if session.scalar(exists) is not None:
+        raise bad_input(f"slug: project {slug!r} already exists in tenant {tenant.slug!r}",
+                        field="slug")
+    project = Project(tenant_id=tenant.id, slug=slug, name=(name or slug).strip())
+    session.add(project)
+    session.flush()
+    audit.record(session, who, "create", "project", project.id, f"{tenant.slug}/{slug}",
+                 tenant.id, after={"tenant": tenant.slug, "slug": slug, "name": project.name})
+    return project
+
+
+@dataclass
+class Directory:
+    """Tenant and project slugs by id, loaded once per unit of work.
+
+    Tenants and projects number in the hundreds at most, so one query each beats joins
+    on every item query and keeps the renderers simple.
+    """
+
+    tenant_slug: dict[str, str]
+    tenant_id: dict[str, str]
+    project_key: dict[str, tuple[str, str]]  # id -> (tenant_id, slug)
+    project_id: dict[tuple[str, str], str]  # (tenant_id, slug) -> id
+
+    @classmethod
+    def load(cls, session: Session) -> Directory:
+        tenants = session.execute(select(Tenant.id, Tenant.slug)).all()
+        projects = session.execute(select(Project.id, Project.tenant_id, Project.slug)).all()
+        return cls(
+            tenant_slug={t.id: t.slug for t in tenants},
+            tenant_id={t.slug: t.id for t in tenants},
+            project_key={p.id: (p.tenant_id, p.slug) for p in projects},
+            project_id={(p.tenant_id, p.slug): p.id for p in projects},
+        )
+
+    def project_slug(self, project_id: str | None) -> str | None:
+        return self.project_key[project_id][1] if project_id else None
+
+    def tenant(self, tenant_id: str | None) -> str | None:
+        return self.tenant_slug.get(tenant_id) if tenant_id else None
+
+    def resolve(self, who: Principal, tenant: str | None, project: str | None,
+                current: tuple[str | None, str | None] = (None, None),
+                ) -> tuple[str | None, str | None]:
+        """Turn the slugs a document names into ids, within what the caller may touch.
+
+        Raises ValueError(field, message); callers attach row numbers. An unknown tenant
+        and another tenant's slug read the same, so existence is not revealed.
+        """
+        scope = who.scope_tenant_id
+        current_tenant_id, current_project_id = current
+        if tenant is None:
+            tenant_id = current_tenant_id if current_tenant_id is not None else scope
+        else:
+            tenant_id = self.tenant_id.get(tenant)
+            if tenant_id is None or (scope is not None and tenant_id != scope):
+                raise ValueError("tenant", f"tenant {tenant!r} not found")
+        if project is None:  # absent: keep the project while the tenant stays the same
+            return tenant_id, current_project_id if tenant_id == current_tenant_id else None
+        if tenant_id is None:
+            raise ValueError("project", f"project {project!r} needs a tenant")
+        project_id = self.project_id.get((tenant_id, project))
+        if project_id is None:
+            raise ValueError("project", f"project {project!r} not found in tenant "
+                                        f"{self.tenant_slug[tenant_id]!r}")
+        return tenant_id, project_id

@@ -1,0 +1,89 @@
+"""Bearer tokens: created once (the secret is shown once), stored as SHA-256, revocable.
+
+SHA-256 rather than a slow password hash: the secrets are 256 random bits, so there is
+nothing to brute-force, and every request verifies one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db import audit
+from api.db.base import utcnow
+from api.db.models import ApiToken, Tenant
+from api.db.tenant import tenant_by_slug
+from api.domain.access import Principal, Role, validate_token_grant
+from api.domain.errors import bad_input, not_found
+
+PREFIX = "gpuinv_"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(session: Session, who: Principal, role_text: str, tenant_slug: str | None,
+                 name: str | None, ttl: timedelta | None) -> tuple[ApiToken, str]:
+    who.require_platform_admin("create tokens")
+    role = validate_token_grant(role_text, tenant_slug)
+    tenant = tenant_by_slug(session, who, tenant_slug) if tenant_slug else None
+    if ttl is not None and ttl.total_seconds() <= 0:
+        raise bad_input("ttl: must be positive", field="ttl")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        name=name or f"{role.value}{'@' + tenant.slug if tenant else ''}",
+        role=role.value, tenant_id=tenant.id if tenant else None,
+        secret_hash=hash_secret(secret), hint=secret[-4:],
+        expires_at=(utcnow() + ttl) if ttl else None,
+    )
+    session.add(token)
+    session.flush()
+    audit.record(session, who, "create", "token", token.id, token.name,
+                 token.tenant_id, after={"role": role.value, "tenant": tenant_slug,
+                                         "expiresAt": _iso(token.expires_at)})
+    return token, secret
+
+
+def list_tokens(session: Session) -> list[tuple[ApiToken, str | None]]:
+    query = select(ApiToken, Tenant.slug).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
+    return [(t, slug) for t, slug in session.execute(query.order_by(ApiToken.created_at))]
+
+
+def revoke_token(session: Session, who: Principal, token_id: str) -> ApiToken:
+    who.require_platform_admin("revoke tokens")
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        matches = list(session.scalars(select(ApiToken).where(ApiToken.id.startswith(token_id))))
+        if len(matches) != 1 or len(token_id) < 6:
+            raise not_found("token", token_id)
+        token = matches[0]
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(session, who, "revoke", "token", token.id, token.name, token.tenant_id)
+    return token
+
+
+def authenticate(session: Session, secret: str) -> tuple[Principal | None, str | None]:
+    """The principal for a presented secret, or None and the reason it was refused."""
+    row = session.execute(
+        select(ApiToken, Tenant.slug).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
+        .where(ApiToken.secret_hash == hash_secret(secret))).first()
+    if row is None:
+        return None, "unknown bearer token"
+    token, tenant_slug = row
+    if token.revoked_at is not None:
+        return None, f"token {token.name!r} was revoked"
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        return None, f"token {token.name!r} expired at {_iso(token.expires_at)}"
+    return Principal(name=f"token:{token.name}", role=Role(token.role),
+                     tenant_id=token.tenant_id, tenant_slug=tenant_slug,
+                     token_id=token.id), None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

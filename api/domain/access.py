@@ -1,0 +1,85 @@
+"""Who may do what. Pure rules; the API asks them, the database never decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from api.domain.errors import FORBIDDEN, UNAUTHENTICATED, DomainError
+
+
+class Role(StrEnum):
+    PLATFORM_ADMIN = "platform-admin"  # everything, every tenant
+    PARTNER_ADMIN = "partner-admin"  # one tenant's inventory: read and write
+    PROVISIONER = "provisioner"  # match / release for its tenant; reads inventory
+    VIEWER = "viewer"  # read only
+
+
+# Roles that must be bound to one tenant. Provisioners and viewers may be platform-wide
+# (a shared pipeline, a NOC dashboard); a partner admin without a tenant would be a
+# platform admin by accident, so it is refused.
+TENANT_BOUND = {Role.PARTNER_ADMIN}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request, resolved from its bearer token."""
+
+    name: str
+    role: Role
+    tenant_id: str | None = None
+    tenant_slug: str | None = None
+    token_id: str | None = None
+    request_id: str | None = None  # carried into the audit log
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return self.name
+
+    @property
+    def scope_tenant_id(self) -> str | None:
+        """None means every tenant; otherwise the only tenant this caller sees."""
+        return None if self.role == Role.PLATFORM_ADMIN else self.tenant_id
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == Role.PLATFORM_ADMIN
+
+    def require_inventory_write(self) -> None:
+        if self.role not in (Role.PLATFORM_ADMIN, Role.PARTNER_ADMIN):
+            raise DomainError(FORBIDDEN, f"role {self.role.value!r} may not change the "
+                                         "inventory (needs platform-admin or partner-admin)")
+
+    def require_platform_admin(self, what: str) -> None:
+        if self.role != Role.PLATFORM_ADMIN:
+            raise DomainError(FORBIDDEN, f"only a platform-admin may {what}")
+
+
+def cli_principal() -> Principal:
+    """The operator at the server's own shell: whoever can read the database is an admin."""
+    import getpass
+
+    return Principal(name=f"cli:{getpass.getuser()}", role=Role.PLATFORM_ADMIN)
+
+
+def require_principal(principal: Principal | None, problem: str | None) -> Principal:
+    if principal is None:
+        raise DomainError(UNAUTHENTICATED, problem or "missing bearer token: send "
+                          "'Authorization: Bearer <token>' (create one with `gpuinv token "
+                          "create`)")
+    return principal
+
+
+def validate_token_grant(role_text: str, tenant: str | None) -> Role:
+    try:
+        role = Role(role_text)
+    except ValueError:
+        raise DomainError("BAD_INPUT", f"role: unknown role {role_text!r} (one of: "
+                          f"{', '.join(r.value for r in Role)})") from None
+    if role in TENANT_BOUND and not tenant:
+        raise DomainError("BAD_INPUT", f"tenant: role {role.value!r} needs --tenant")
+    if role == Role.PLATFORM_ADMIN and tenant:
+        raise DomainError("BAD_INPUT", "tenant: a platform-admin token spans every tenant; "
+                          "drop --tenant")
+    return role

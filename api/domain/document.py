@@ -1,0 +1,445 @@
+"""Item documents: the one JSON shape that goes in (import) and comes out (device_details).
+
+``parse_*`` turn an untrusted mapping into a typed spec or raise ``DocumentError`` listing
+*every* bad field, named with the document's own spelling (``gpus[1].vendorCode``), so a
+user fixes a file in one pass. The same parsers serve GraphQL mutations (their typed input
+is first turned into a document), bulk import and the NetBox sync: one validation path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.domain.errors import FieldError
+from api.domain.vocabulary import Kind, SourceSystem, Status, normalise_gpu_vendor
+
+MAX_NAME = 255
+MAX_COUNT = 100_000  # CPUs or GPUs in one item: generous, but stops typos like 1e12
+MAX_AMOUNT = 10**15  # MB or GB: fits a BIGINT with room to spare
+
+
+class DocumentError(Exception):
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    vendor_code: str
+    model_no: str
+    memory_mb: int | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "vendorCode": self.vendor_code,
+            "modelNo": self.model_no,
+            "memoryMB": self.memory_mb,
+        }
+
+
+@dataclass(frozen=True)
+class IbPort:
+    """An InfiniBand port as listed inside a device document."""
+
+    name: str
+    rate_gbps: int | None = None
+    fabric: str | None = None
+    switch: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    system: SourceSystem = SourceSystem.MANUAL
+    id: int | None = None
+    url: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        if self.system == SourceSystem.MANUAL:
+            return {"system": "manual"}
+        return {"system": self.system.value, "id": self.id, "url": self.url}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device or a VM as a user described it (hardware facts plus ownership).
+
+    ``status``, ``tenant``, ``project`` and ``infiniband`` are None when the document did
+    not mention them: an upsert then leaves the stored value alone, because they are
+    operational state rather than hardware facts.
+    """
+
+    kind: Kind
+    hostname: str
+    status: Status | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    total_cpu: int = 0
+    total_memory_mb: int = 0
+    total_storage_gb: int = 0
+    total_gpus: int = 0
+    gpus: tuple[Gpu, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    site: str | None = None
+    location: str | None = None
+    rack: str | None = None
+    cluster: str | None = None
+    host: str | None = None
+    infiniband: tuple[IbPort, ...] | None = None
+    tenant: str | None = None
+    project: str | None = None
+    source: Source = Source()
+
+
+@dataclass(frozen=True)
+class SwitchSpec:
+    name: str
+    status: Status | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    role: str | None = None
+    site: str | None = None
+    management_address: str | None = None
+    fabric: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    tenant: str | None = None
+    project: str | None = None
+    source: Source = Source()
+
+
+@dataclass(frozen=True)
+class InfinibandSpec:
+    device: str
+    port: str
+    status: Status | None = None
+    rate_gbps: int | None = None
+    fabric: str | None = None
+    switch: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    tenant: str | None = None
+    project: str | None = None
+    source: Source = Source()
+
+    @property
+    def name(self) -> str:
+        return infiniband_name(self.device, self.port)
+
+
+def infiniband_name(device: str, port: str) -> str:
+    return f"{device}:{port}"
+
+
+# Fields a document may carry that are output only (an exported document re-imports).
+_READ_ONLY = {"id", "createdAt", "updatedAt", "generation", "free", "attention"}
+_DEVICE_FIELDS = {
+    "kind", "hostname", "status", "manufacturer", "model", "serial", "totalcpu",
+    "totalmemoryMB", "totalstorageGB", "totalgpus", "gpus", "tags", "site", "location",
+    "rack", "infiniband", "tenant", "project", "source",
+}
+_VM_FIELDS = _DEVICE_FIELDS | {"cluster", "host"}
+_SWITCH_FIELDS = {
+    "kind", "name", "status", "manufacturer", "model", "role", "site", "managementAddress",
+    "fabric", "tags", "tenant", "project", "source",
+}
+_INFINIBAND_FIELDS = {
+    "kind", "name", "device", "port", "status", "rateGbps", "fabric", "switch", "tags",
+    "tenant", "project", "source",
+}
+
+
+class _Reader:
+    """Reads typed fields out of one untrusted mapping, collecting every error."""
+
+    def __init__(self, raw: Any, row: int, section: str | None, prefix: str = ""):
+        self.row, self.section, self.prefix = row, section, prefix
+        self.errors: list[FieldError] = []
+        if not isinstance(raw, Mapping):
+            self.fail("", f"must be an object, got {_kind_of(raw)}")
+            raw = {}
+        self.raw: Mapping[str, Any] = raw
+
+    def fail(self, key: str, message: str) -> None:
+        name = f"{self.prefix}{key}" if key else (self.prefix.rstrip(".") or "(item)")
+        self.errors.append(FieldError(self.row, name, message, self.section))
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        for key in self.raw:
+            if key not in allowed and key not in _READ_ONLY:
+                hint = ", ".join(sorted(allowed))
+                self.fail(str(key), f"unknown field {key!r} (known fields: {hint})")
+
+    def string(self, key: str, *, required: bool = False) -> str | None:
+        value = self.raw.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(key, "is required and must be a non-empty string")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.fail(key, f"must be a string, got {_kind_of(value)} {value!r}")
+            return None
+        text = str(value).strip()
+        if len(text) > MAX_NAME:
+            self.fail(key, f"must be at most {MAX_NAME} characters, got {len(text)}")
+            return None
+        if any(ord(ch) < 32 for ch in text):
+            self.fail(key, f"must not contain control characters: {text!r}")
+            return None
+        return text
+
+    def integer(self, key: str, *, maximum: int = MAX_AMOUNT, required: bool = False) -> int | None:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                self.fail(key, "is required")
+            return None
+        number = _as_whole_number(value)
+        if number is None:
+            self.fail(key, f"must be a whole number, got {_kind_of(value)} {value!r}")
+            return None
+        if number < 0:
+            self.fail(key, f"must not be negative, got {number}")
+            return None
+        if number > maximum:
+            self.fail(key, f"must be at most {maximum}, got {number}")
+            return None
+        return number
+
+    def status(self) -> Status | None:
+        value = self.raw.get("status")
+        if value is None:
+            return None
+        try:
+            status = Status(str(value).strip().lower())
+        except ValueError:
+            options = ", ".join(s.value for s in Status if s != Status.ALLOCATED)
+            self.fail("status", f"unknown status {value!r} (one of: {options})")
+            return None
+        if status == Status.ALLOCATED:
+            self.fail("status", "'allocated' is set by matchDevice, not by an import or edit")
+            return None
+        return status
+
+    def tags(self) -> dict[str, str]:
+        value = self.raw.get("tags")
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail("tags", f"must be an object of key: value strings, got {_kind_of(value)}")
+            return {}
+        tags: dict[str, str] = {}
+        for key, tag_value in value.items():
+            key_text = str(key).strip()
+            if not key_text or len(key_text) > MAX_NAME:
+                self.fail(f"tags.{key}", "tag keys must be 1 to 255 characters")
+            elif isinstance(tag_value, bool | int | float) and not isinstance(tag_value, bool):
+                tags[key_text] = _number_text(tag_value)
+            elif isinstance(tag_value, str) and len(tag_value) <= MAX_NAME:
+                tags[key_text] = tag_value.strip()
+            else:
+                self.fail(f"tags.{key}", f"must be a string, got {_kind_of(tag_value)}")
+        return tags
+
+    def source(self) -> Source:
+        value = self.raw.get("source")
+        if value is None:
+            return Source()
+        sub = self.nested(value, "source.")
+        system_text = sub.string("system") or "manual"
+        try:
+            system = SourceSystem(system_text.lower())
+        except ValueError:
+            sub.fail("system", f"must be 'manual' or 'netbox', got {system_text!r}")
+            return Source()
+        source_id = sub.integer("id", maximum=2**62)
+        url = sub.string("url")
+        if system == SourceSystem.NETBOX and source_id is None:
+            sub.fail("id", "is required when the source system is 'netbox'")
+        return Source(system, source_id if system != SourceSystem.MANUAL else None, url)
+
+    def kind(self, expected: Kind) -> None:
+        value = self.raw.get("kind")
+        if value is not None and str(value).strip().lower() != expected.value:
+            self.fail("kind", f"is {value!r} but the item is listed as {expected.value!r}")
+
+    def nested(self, raw: Any, prefix: str) -> _Reader:
+        sub = _Reader(raw, self.row, self.section, self.prefix + prefix)
+        self.errors.extend(sub.errors)  # e.g. "must be an object"
+        sub.errors = self.errors  # one shared list: every error of the item, in order
+        return sub
+
+
+def parse_device(raw: Any, kind: Kind = Kind.BAREMETAL, *, row: int = 1,
+                 section: str | None = None) -> DeviceSpec:
+    """Validate one device (or VM) document; raise DocumentError listing every bad field."""
+    r = _Reader(raw, row, section)
+    r.reject_unknown(_VM_FIELDS if kind == Kind.VM else _DEVICE_FIELDS)
+    r.kind(kind)
+    hostname = r.string("hostname", required=True)
+    gpus = _gpus(r)
+    total_gpus = r.integer("totalgpus", maximum=MAX_COUNT)
+    if total_gpus is None:
+        total_gpus = len(gpus)
+    elif gpus and total_gpus != len(gpus):
+        r.fail("totalgpus", f"is {total_gpus} but {len(gpus)} gpus are listed")
+    spec = DeviceSpec(
+        kind=kind,
+        hostname=hostname or "",
+        status=r.status(),
+        manufacturer=r.string("manufacturer"),
+        model=r.string("model"),
+        serial=r.string("serial"),
+        total_cpu=r.integer("totalcpu", maximum=MAX_COUNT) or 0,
+        total_memory_mb=r.integer("totalmemoryMB") or 0,
+        total_storage_gb=r.integer("totalstorageGB") or 0,
+        total_gpus=total_gpus,
+        gpus=gpus,
+        tags=r.tags(),
+        site=r.string("site"),
+        location=r.string("location"),
+        rack=r.string("rack"),
+        cluster=r.string("cluster") if kind == Kind.VM else None,
+        host=r.string("host") if kind == Kind.VM else None,
+        infiniband=_ib_ports(r),
+        tenant=r.string("tenant"),
+        project=r.string("project"),
+        source=r.source(),
+    )
+    if r.errors:
+        raise DocumentError(r.errors)
+    return spec
+
+
+def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> SwitchSpec:
+    r = _Reader(raw, row, section)
+    r.reject_unknown(_SWITCH_FIELDS)
+    r.kind(Kind.SWITCH)
+    spec = SwitchSpec(
+        name=r.string("name", required=True) or "",
+        status=r.status(),
+        manufacturer=r.string("manufacturer"),
+        model=r.string("model"),
+        role=r.string("role"),
+        site=r.string("site"),
+        management_address=r.string("managementAddress"),
+        fabric=r.string("fabric"),
+        tags=r.tags(),
+        tenant=r.string("tenant"),
+        project=r.string("project"),
+        source=r.source(),
+    )
+    if r.errors:
+        raise DocumentError(r.errors)
+    return spec
+
+
+def parse_infiniband(raw: Any, *, row: int = 1, section: str | None = None) -> InfinibandSpec:
+    r = _Reader(raw, row, section)
+    r.reject_unknown(_INFINIBAND_FIELDS)
+    r.kind(Kind.INFINIBAND)
+    device = r.string("device", required=True)
+    port = r.string("port", required=True)
+    name = r.string("name")
+    if device and port and name and name != infiniband_name(device, port):
+        r.fail("name", f"must be '<device>:<port>' = {infiniband_name(device, port)!r}, "
+                       f"got {name!r}")
+    spec = InfinibandSpec(
+        device=device or "",
+        port=port or "",
+        status=r.status(),
+        rate_gbps=r.integer("rateGbps", maximum=MAX_COUNT),
+        fabric=r.string("fabric"),
+        switch=r.string("switch"),
+        tags=r.tags(),
+        tenant=r.string("tenant"),
+        project=r.string("project"),
+        source=r.source(),
+    )
+    if r.errors:
+        raise DocumentError(r.errors)
+    return spec
+
+
+def _gpus(r: _Reader) -> tuple[Gpu, ...]:
+    value = r.raw.get("gpus")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        r.fail("gpus", f"must be a list of GPU objects, got {_kind_of(value)}")
+        return ()
+    if len(value) > MAX_COUNT:
+        r.fail("gpus", f"lists {len(value)} GPUs; at most {MAX_COUNT}")
+        return ()
+    gpus: list[Gpu] = []
+    seen: set[int] = set()
+    for position, item in enumerate(value):
+        g = r.nested(item, f"gpus[{position}].")
+        g.reject_unknown({"index", "vendorCode", "modelNo", "memoryMB"})
+        index = g.integer("index", maximum=MAX_COUNT)
+        index = position if index is None else index
+        if index in seen:
+            g.fail("index", f"GPU index {index} is listed twice")
+        seen.add(index)
+        vendor = g.string("vendorCode", required=True)
+        model_no = g.string("modelNo", required=True)
+        memory = g.integer("memoryMB")
+        if vendor and model_no:
+            gpus.append(Gpu(index, normalise_gpu_vendor(vendor), model_no, memory))
+    return tuple(sorted(gpus, key=lambda gpu: gpu.index))
+
+
+def _ib_ports(r: _Reader) -> tuple[IbPort, ...] | None:
+    value = r.raw.get("infiniband")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        r.fail("infiniband", f"must be a list of port objects, got {_kind_of(value)}")
+        return None
+    ports: list[IbPort] = []
+    names: set[str] = set()
+    for position, item in enumerate(value):
+        p = r.nested(item, f"infiniband[{position}].")
+        p.reject_unknown({"name", "rateGbps", "fabric", "switch", "status"})
+        name = p.string("name", required=True)
+        if name in names:
+            p.fail("name", f"port {name!r} is listed twice")
+        if name:
+            names.add(name)
+            ports.append(IbPort(name, p.integer("rateGbps", maximum=MAX_COUNT),
+                                p.string("fabric"), p.string("switch")))
+    return tuple(ports)
+
+
+def _as_whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _number_text(value: int | float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__

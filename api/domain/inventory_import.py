@@ -1,0 +1,204 @@
+"""Bulk import: parse a whole JSON or CSV upload into specs, or refuse all of it.
+
+The upload is validated as a whole before anything is written; every bad field of every
+row is reported (``{row, field, message}``), so one round trip fixes a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.domain.document import (
+    DeviceSpec,
+    DocumentError,
+    InfinibandSpec,
+    SwitchSpec,
+    infiniband_name,
+    parse_device,
+    parse_infiniband,
+    parse_switch,
+)
+from api.domain.errors import DomainError, FieldError, bad_input, bulk_input_error
+from api.domain.vocabulary import Kind
+
+SECTIONS: dict[str, Kind] = {
+    "devices": Kind.BAREMETAL,
+    "vms": Kind.VM,
+    "switches": Kind.SWITCH,
+    "infinibands": Kind.INFINIBAND,
+}
+
+
+@dataclass
+class ImportBatch:
+    devices: list[DeviceSpec] = field(default_factory=list)
+    vms: list[DeviceSpec] = field(default_factory=list)
+    switches: list[SwitchSpec] = field(default_factory=list)
+    infinibands: list[InfinibandSpec] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.devices) + len(self.vms) + len(self.switches) + len(self.infinibands)
+
+
+def parse_import(fmt: str, data: str) -> ImportBatch:
+    fmt = fmt.lower()
+    if fmt == "json":
+        return parse_json_import(data)
+    if fmt == "csv":
+        return parse_csv_import(data)
+    raise bad_input(f"format: unknown import format {fmt!r} (JSON or CSV)", field="format")
+
+
+def parse_json_import(data: str) -> ImportBatch:
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise bad_input(f"data: not valid JSON ({exc.msg} at line {exc.lineno} column "
+                        f"{exc.colno})", field="data") from None
+    if isinstance(payload, list):  # a bare list is a list of device documents
+        payload = {"devices": payload}
+    if not isinstance(payload, dict):
+        raise bad_input("data: must be a JSON object with keys devices, vms, switches, "
+                        "infinibands", field="data")
+    unknown = sorted(set(payload) - set(SECTIONS))
+    if unknown:
+        raise bad_input(f"data: unknown section(s) {', '.join(map(repr, unknown))} "
+                        f"(known: {', '.join(SECTIONS)})", field="data")
+    rows: list[tuple[str, int, Any]] = []
+    for section in SECTIONS:
+        items = payload.get(section) or []
+        if not isinstance(items, list):
+            raise bad_input(f"data.{section}: must be a list, got {type(items).__name__}",
+                            field=section)
+        rows.extend((section, number, item) for number, item in enumerate(items, start=1))
+    return _build_batch(rows)
+
+
+# CSV columns that hold whole numbers; every other known column is text.
+_CSV_NUMBERS = {"totalcpu", "totalmemoryMB", "totalstorageGB", "totalgpus", "rateGbps",
+                "gpuCount", "gpuMemoryMB"}
+_CSV_TEXT = {"kind", "hostname", "name", "status", "manufacturer", "model", "serial", "site",
+             "location", "rack", "cluster", "host", "tenant", "project", "role",
+             "managementAddress", "fabric", "device", "port", "switch", "gpuVendor",
+             "gpuModel"}
+_KIND_SECTION = {kind: section for section, kind in SECTIONS.items()}
+
+
+def parse_csv_import(data: str) -> ImportBatch:
+    """One row per item; ``kind`` picks the section (default baremetal).
+
+    GPUs are described per row as ``gpuCount`` identical GPUs (``gpuVendor``, ``gpuModel``,
+    ``gpuMemoryMB``), tags as ``tags.<key>`` columns. Rows are numbered as a spreadsheet
+    shows them: the header is row 1.
+    """
+    reader = csv.DictReader(io.StringIO(data))
+    header = reader.fieldnames or []
+    if not header:
+        raise bad_input("data: the CSV has no header row", field="data")
+    errors = [FieldError(1, column, f"unknown column {column!r}")
+              for column in header
+              if column not in _CSV_NUMBERS | _CSV_TEXT and not column.startswith("tags.")]
+    if errors:
+        raise bulk_input_error(errors)
+    rows: list[tuple[str, int, Any]] = []
+    for record in reader:
+        line = reader.line_num
+        document, row_errors = _csv_document(record, line)
+        errors.extend(row_errors)
+        if not row_errors:
+            section = _KIND_SECTION[Kind(document.pop("kind"))]
+            rows.append((section, line, document))
+    if errors:
+        raise bulk_input_error(errors)
+    return _build_batch(rows, csv_rows=True)
+
+
+def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[FieldError]]:
+    errors: list[FieldError] = []
+    if None in record:  # more cells than header columns
+        errors.append(FieldError(line, "(row)", f"has {len(record[None])} cell(s) more than "
+                                                "the header"))
+    document: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    for column, cell in record.items():
+        if column is None or cell is None or not str(cell).strip():
+            continue
+        cell = cell.strip()
+        if column.startswith("tags."):
+            tags[column[len("tags."):]] = cell
+        elif column in _CSV_NUMBERS:
+            try:
+                document[column] = int(cell)
+            except ValueError:
+                errors.append(FieldError(line, column, f"must be a whole number, got {cell!r}"))
+        else:
+            document[column] = cell
+    kind_text = str(document.get("kind", "baremetal")).lower()
+    try:
+        kind = Kind(kind_text)
+    except ValueError:
+        errors.append(FieldError(line, "kind", f"unknown kind {kind_text!r} (one of: "
+                                                f"{', '.join(k.value for k in Kind)})"))
+        return document, errors
+    document["kind"] = kind.value
+    if tags:
+        document["tags"] = tags
+    if kind in (Kind.BAREMETAL, Kind.VM) and "hostname" not in document and "name" in document:
+        document["hostname"] = document.pop("name")
+    gpu_columns = {k: document.pop(k) for k in ("gpuCount", "gpuVendor", "gpuModel",
+                                                "gpuMemoryMB") if k in document}
+    if gpu_columns.get("gpuCount"):
+        gpu = {"vendorCode": gpu_columns.get("gpuVendor"), "modelNo": gpu_columns.get("gpuModel"),
+               "memoryMB": gpu_columns.get("gpuMemoryMB")}
+        document["gpus"] = [dict(gpu, index=i) for i in range(gpu_columns["gpuCount"])]
+    elif set(gpu_columns) - {"gpuCount"}:
+        errors.append(FieldError(line, "gpuCount", "is required when gpuVendor, gpuModel or "
+                                                   "gpuMemoryMB are given"))
+    return document, errors
+
+
+def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False) -> ImportBatch:
+    batch = ImportBatch()
+    errors: list[FieldError] = []
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def claim(key: tuple[str, str], section: str, row: int, field: str) -> None:
+        where = seen.get(key)
+        if where is not None:
+            other = f"row {where[1]}" if csv_rows else f"{where[0]} row {where[1]}"
+            errors.append(FieldError(row, field, f"{key[1]!r} is listed twice (also {other})",
+                                     None if csv_rows else section))
+        else:
+            seen[key] = (section, row)
+
+    for section, row, item in rows:
+        label = None if csv_rows else section
+        try:
+            if section in ("devices", "vms"):
+                spec = parse_device(item, SECTIONS[section], row=row, section=label)
+                claim((section, spec.hostname), section, row, "hostname")
+                for port in spec.infiniband or ():
+                    claim(("infinibands", infiniband_name(spec.hostname, port.name)),
+                          section, row, "infiniband")
+                (batch.devices if section == "devices" else batch.vms).append(spec)
+            elif section == "switches":
+                switch = parse_switch(item, row=row, section=label)
+                claim((section, switch.name), section, row, "name")
+                batch.switches.append(switch)
+            else:
+                ib = parse_infiniband(item, row=row, section=label)
+                claim((section, ib.name), section, row, "name")
+                batch.infinibands.append(ib)
+        except DocumentError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise bulk_input_error(errors)
+    return batch
+
+
+__all__ = ["SECTIONS", "DomainError", "ImportBatch", "parse_csv_import", "parse_import",
+           "parse_json_import"]

@@ -1,0 +1,96 @@
+"""The per-request context: the caller, one database session, and the DataLoaders.
+
+Everything here lives for one request only (loaders are never module globals, so no
+request can see another's cached rows or another tenant's data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.requests import Request
+from strawberry.dataloader import DataLoader
+
+from api.db import device as device_db
+from api.db import infiniband as infiniband_db
+from api.db.models import Infiniband
+from api.db.tenant import Directory
+from api.domain.access import Principal, require_principal
+from api.domain.document import Gpu
+from api.domain.errors import CONCURRENT_UPDATE, DomainError
+from api.settings import Settings
+
+
+@dataclass
+class Context:
+    request: Request | None
+    settings: Settings
+    sessions: sessionmaker[Session]
+    principal: Principal | None
+    auth_problem: str | None
+    request_id: str
+    _session: Session | None = None
+    _directory: Directory | None = None
+    _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self.sessions()
+        return self._session
+
+    def who(self) -> Principal:
+        return require_principal(self.principal, self.auth_problem)
+
+    @property
+    def directory(self) -> Directory:
+        if self._directory is None:
+            self._directory = Directory.load(self.session)
+        return self._directory
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """The unit of work of one mutation: commit on success, roll back on any error."""
+        session = self.session
+        try:
+            yield session
+            session.commit()
+        except StaleDataError:
+            session.rollback()
+            raise DomainError(CONCURRENT_UPDATE, "the item was changed by someone else at the "
+                              "same time: re-read and retry") from None
+        except IntegrityError as exc:
+            session.rollback()
+            raise DomainError(CONCURRENT_UPDATE, "a concurrent write created or changed the "
+                              "same item: retry the request",
+                              {"detail": str(exc.orig).splitlines()[0]}) from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            self._directory = None  # tenants or projects may have changed
+            self._loaders.clear()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def loader(self, name: str) -> DataLoader[Any, Any]:
+        if name not in self._loaders:
+            self._loaders[name] = DataLoader(load_fn=getattr(self, f"_load_{name}"))
+        return self._loaders[name]
+
+    async def _load_gpus(self, device_ids: Sequence[str]) -> list[tuple[Gpu, ...]]:
+        found = device_db.load_gpus(self.session, list(device_ids))
+        return [found[i] for i in device_ids]
+
+    async def _load_ports(self, hostnames: Sequence[str]) -> list[list[Infiniband]]:
+        found = infiniband_db.ports_by_device(self.session, list(hostnames))
+        return [found.get(h, []) for h in hostnames]

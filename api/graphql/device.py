@@ -1,0 +1,326 @@
+"""Devices and VMs in GraphQL: types, filters, the list queries and the mutations."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.db import device as device_db
+from api.db import infiniband as infiniband_db
+from api.db import inventory
+from api.db.models import Device as DeviceRow
+from api.db.tenant import tenant_by_slug
+from api.domain.errors import bad_input
+from api.domain.vocabulary import Kind as DomainKind
+from api.graphql.common import (
+    AUTH,
+    DOCUMENT_NAMES,
+    Connection,
+    DeviceKind,
+    Item,
+    OrderDirection,
+    Status,
+    TagInput,
+    connection,
+    input_document,
+    item_fields,
+    page_size,
+    statuses,
+    tags_filter,
+)
+from api.graphql.context import Context
+
+
+@strawberry.type(description="One physical GPU.")
+class Gpu:
+    index: int
+    vendor_code: str
+    model_no: str
+    memory_mb: int | None = strawberry.field(name="memoryMB")
+
+
+@strawberry.type(description="An InfiniBand port as listed on its device.")
+class IbPort:
+    name: str
+    rate_gbps: int | None
+    fabric: str | None
+    switch: str | None
+
+
+@strawberry.interface(description="The device document shape, shared by devices and VMs.")
+class Machine(Item):
+    kind: DeviceKind
+    manufacturer: str | None
+    model: str | None
+    serial: str | None
+    total_cpu: int
+    total_memory_mb: int = strawberry.field(name="totalMemoryMB")
+    total_storage_gb: int = strawberry.field(name="totalStorageGB")
+    total_gpus: int
+    free_cpu: int
+    free_memory_mb: int = strawberry.field(name="freeMemoryMB")
+    free_storage_gb: int = strawberry.field(name="freeStorageGB")
+    free_gpus: int
+    site: str | None
+    location: str | None
+    rack: str | None
+
+    @strawberry.field
+    async def gpus(self, info: Info[Context, None]) -> list[Gpu]:
+        found = await info.context.loader("gpus").load(self._row.id)
+        return [Gpu(index=g.index, vendor_code=g.vendor_code, model_no=g.model_no,
+                    memory_mb=g.memory_mb) for g in found]
+
+    @strawberry.field
+    async def infiniband(self, info: Info[Context, None]) -> list[IbPort]:
+        ports = await info.context.loader("ports").load(self._row.hostname)
+        return [IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
+                for p in ports]
+
+    @strawberry.field(description="The device document (DESIGN.md): the import format and "
+                                  "the shape of device_details.")
+    async def document(self, info: Info[Context, None]) -> JSON:
+        gpus = await info.context.loader("gpus").load(self._row.id)
+        ports = await info.context.loader("ports").load(self._row.hostname)
+        return device_db.render(self._row, gpus, [infiniband_db.port_entry(p) for p in ports],
+                                info.context.directory)
+
+
+def _machine_fields(row: DeviceRow) -> dict[str, Any]:
+    return item_fields(row) | {
+        "kind": DeviceKind(row.kind), "manufacturer": row.manufacturer, "model": row.model,
+        "serial": row.serial, "total_cpu": row.total_cpu, "total_memory_mb": row.total_memory_mb,
+        "total_storage_gb": row.total_storage_gb, "total_gpus": row.total_gpus,
+        "free_cpu": row.free_cpu, "free_memory_mb": row.free_memory_mb,
+        "free_storage_gb": row.free_storage_gb, "free_gpus": row.free_gpus,
+        "site": row.site, "location": row.location, "rack": row.rack,
+    }
+
+
+@strawberry.type(description="A physical server (mostly GPU servers).")
+class Device(Machine):
+    hostname: str
+
+    @classmethod
+    def from_row(cls, row: DeviceRow) -> Device:
+        return cls(hostname=row.hostname, **_machine_fields(row))
+
+
+@strawberry.type(description="A virtual machine: the device document plus cluster and host.")
+class Vm(Machine):
+    name: str
+    cluster: str | None
+    host: str | None
+
+    @classmethod
+    def from_row(cls, row: DeviceRow) -> Vm:
+        return cls(name=row.hostname, cluster=row.cluster, host=row.host,
+                   **_machine_fields(row))
+
+
+def wrap_machine(row: DeviceRow) -> Device | Vm:
+    return Vm.from_row(row) if row.kind == DomainKind.VM else Device.from_row(row)
+
+
+@strawberry.input(description="Devices and VMs are filtered alike; all conditions must hold.")
+class MachineFilter:
+    status: list[Status] | None = None
+    tenant: str | None = strawberry.field(default=None, description="Tenant slug.")
+    tags: list[TagInput] | None = None
+    gpu_vendor: str | None = strawberry.field(default=None, description="NVIDIA, AMD, INTEL "
+                                              "(case-insensitive): any GPU of the device.")
+    gpu_model: str | None = strawberry.field(default=None, description="GPU model number, "
+                                             "case-insensitive.")
+    site: list[str] | None = None
+    hostname_prefix: str | None = None
+    min_free_gpus: int | None = None
+    min_free_cpu: int | None = None
+    min_free_memory_mb: int | None = strawberry.field(default=None, name="minFreeMemoryMB")
+    min_free_storage_gb: int | None = strawberry.field(default=None, name="minFreeStorageGB")
+
+
+@strawberry.input
+class DeviceFilter(MachineFilter):
+    kind: list[DeviceKind] | None = strawberry.field(
+        default=None, description="Default: BAREMETAL only (VMs are listed by `vms`).")
+
+
+@strawberry.enum
+class DeviceOrderField(Enum):
+    HOSTNAME = "hostname"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    FREE_GPUS = "free_gpus"
+    TOTAL_GPUS = "total_gpus"
+
+
+@strawberry.input
+class DeviceOrder:
+    field: DeviceOrderField = DeviceOrderField.HOSTNAME
+    direction: OrderDirection = OrderDirection.ASC
+
+
+def _list(info: Info[Context, None], flt: MachineFilter | None, kinds: list[str],
+          order_by: DeviceOrder | None, first: int, after: str | None, wrap: Any) -> Any:
+    ctx = info.context
+    who = ctx.who()
+    flt = flt or MachineFilter()
+    order_by = order_by or DeviceOrder()
+    for name in ("min_free_gpus", "min_free_cpu", "min_free_memory_mb", "min_free_storage_gb"):
+        value = getattr(flt, name)
+        if value is not None and value < 0:
+            raise bad_input(f"filter.{name}: must not be negative, got {value}")
+    spec = device_db.DeviceFilter(
+        kinds=kinds, statuses=statuses(flt.status),
+        tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
+        tags=tags_filter(flt.tags), gpu_vendor=flt.gpu_vendor, gpu_model=flt.gpu_model,
+        sites=flt.site, hostname_prefix=flt.hostname_prefix, min_free_gpus=flt.min_free_gpus,
+        min_free_cpu=flt.min_free_cpu, min_free_memory_mb=flt.min_free_memory_mb,
+        min_free_storage_gb=flt.min_free_storage_gb)
+    page = device_db.list_devices(ctx.session, who, spec, order_by.field.value,
+                                  order_by.direction == OrderDirection.DESC,
+                                  page_size(info, first), after)
+    return connection(page, wrap)
+
+
+@strawberry.input(description="A GPU of a device; index defaults to its position.")
+class GpuInput:
+    vendor_code: str
+    model_no: str
+    memory_mb: int | None = strawberry.field(default=strawberry.UNSET, name="memoryMB")
+    index: int | None = strawberry.UNSET
+
+
+@strawberry.input
+class IbPortInput:
+    name: str
+    rate_gbps: int | None = strawberry.UNSET
+    fabric: str | None = strawberry.UNSET
+    switch: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="Fields of a device or VM document; unset fields are left out.")
+class MachinePatch:
+    manufacturer: str | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    serial: str | None = strawberry.UNSET
+    total_cpu: int | None = strawberry.UNSET
+    total_memory_mb: int | None = strawberry.field(default=strawberry.UNSET,
+                                                   name="totalMemoryMB")
+    total_storage_gb: int | None = strawberry.field(default=strawberry.UNSET,
+                                                    name="totalStorageGB")
+    total_gpus: int | None = strawberry.UNSET
+    gpus: list[GpuInput] | None = strawberry.UNSET
+    tags: JSON | None = strawberry.UNSET
+    site: str | None = strawberry.UNSET
+    location: str | None = strawberry.UNSET
+    rack: str | None = strawberry.UNSET
+    infiniband: list[IbPortInput] | None = strawberry.UNSET
+    tenant: str | None = strawberry.UNSET
+    project: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class DevicePatch(MachinePatch):
+    pass
+
+
+@strawberry.input
+class DeviceInput(MachinePatch):
+    hostname: str
+    status: Status | None = strawberry.UNSET
+
+
+@strawberry.input
+class VmPatch(MachinePatch):
+    cluster: str | None = strawberry.UNSET
+    host: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class VmInput(VmPatch):
+    name: str
+    status: Status | None = strawberry.UNSET
+
+
+def _vm_document(value: Any) -> dict[str, Any]:
+    document = input_document(value, DOCUMENT_NAMES)
+    if "name" in document:
+        document["hostname"] = document.pop("name")
+    return document
+
+
+@strawberry.type(description="What a delete removed.")
+class Deleted:
+    id: strawberry.ID
+    kind: str
+    name: str
+
+
+@strawberry.type
+class DeviceQuery:
+    @strawberry.field(permission_classes=AUTH, description="Physical devices (with kind: "
+                      "[BAREMETAL, VM] also VMs, as device documents), filtered, ordered, "
+                      "cursor-paginated.")
+    def devices(self, info: Info[Context, None], filter: DeviceFilter | None = None,
+                order_by: DeviceOrder | None = None, first: int = 50,
+                after: str | None = None) -> Connection[Device]:
+        kinds = [k.value for k in (filter.kind if filter and filter.kind else
+                                   [DeviceKind.BAREMETAL])]
+        return _list(info, filter, kinds, order_by, first, after, Device.from_row)
+
+    @strawberry.field(permission_classes=AUTH)
+    def vms(self, info: Info[Context, None], filter: MachineFilter | None = None,
+            order_by: DeviceOrder | None = None, first: int = 50,
+            after: str | None = None) -> Connection[Vm]:
+        return _list(info, filter, [DomainKind.VM.value], order_by, first, after, Vm.from_row)
+
+
+@strawberry.type
+class DeviceMutation:
+    @strawberry.mutation(permission_classes=AUTH)
+    def create_device(self, info: Info[Context, None], input: DeviceInput) -> Device:
+        with info.context.write() as session:
+            row = inventory.create(session, info.context.who(), DomainKind.BAREMETAL,
+                                   input_document(input, DOCUMENT_NAMES))
+        return Device.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH, description="Change some fields; pass "
+                         "expectedGeneration to refuse a write over someone else's change.")
+    def update_device(self, info: Info[Context, None], id: strawberry.ID, patch: DevicePatch,
+                      expected_generation: int | None = None) -> Device:
+        with info.context.write() as session:
+            row = inventory.update(session, info.context.who(), DomainKind.BAREMETAL, id,
+                                   input_document(patch, DOCUMENT_NAMES), expected_generation)
+        return Device.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def delete_device(self, info: Info[Context, None], id: strawberry.ID) -> Deleted:
+        with info.context.write() as session:
+            row = inventory.delete(session, info.context.who(), DomainKind.BAREMETAL, id)
+        return Deleted(id=strawberry.ID(row.id), kind=row.kind, name=row.hostname)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def create_vm(self, info: Info[Context, None], input: VmInput) -> Vm:
+        with info.context.write() as session:
+            row = inventory.create(session, info.context.who(), DomainKind.VM,
+                                   _vm_document(input))
+        return Vm.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def update_vm(self, info: Info[Context, None], id: strawberry.ID, patch: VmPatch,
+                  expected_generation: int | None = None) -> Vm:
+        with info.context.write() as session:
+            row = inventory.update(session, info.context.who(), DomainKind.VM, id,
+                                   _vm_document(patch), expected_generation)
+        return Vm.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def delete_vm(self, info: Info[Context, None], id: strawberry.ID) -> Deleted:
+        with info.context.write() as session:
+            row = inventory.delete(session, info.context.who(), DomainKind.VM, id)
+        return Deleted(id=strawberry.ID(row.id), kind=row.kind, name=row.hostname)

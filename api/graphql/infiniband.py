@@ -1,0 +1,115 @@
+"""InfiniBand components in GraphQL."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.db import infiniband as infiniband_db
+from api.db import inventory
+from api.db.models import Infiniband as InfinibandRow
+from api.db.tenant import tenant_by_slug
+from api.domain.vocabulary import Kind as DomainKind
+from api.graphql.common import (
+    AUTH,
+    DOCUMENT_NAMES,
+    Connection,
+    Item,
+    Status,
+    connection,
+    input_document,
+    item_fields,
+    page_size,
+    statuses,
+)
+from api.graphql.context import Context
+from api.graphql.device import Deleted
+from api.graphql.switch import NamedOrder, order_args
+
+
+@strawberry.type(description="An InfiniBand port (HCA or switch port), named device:port.")
+class Infiniband(Item):
+    name: str
+    device: str
+    port: str
+    rate_gbps: int | None
+    fabric: str | None
+    switch: str | None
+
+    @strawberry.field
+    def document(self, info: Info[Context, None]) -> JSON:
+        return infiniband_db.render(self._row, info.context.directory)
+
+    @classmethod
+    def from_row(cls, row: InfinibandRow) -> Infiniband:
+        return cls(name=row.name, device=row.device, port=row.port, rate_gbps=row.rate_gbps,
+                   fabric=row.fabric, switch=row.switch, **item_fields(row))
+
+
+@strawberry.input
+class InfinibandFilter:
+    status: list[Status] | None = None
+    tenant: str | None = None
+    fabric: str | None = None
+    device: str | None = None
+    switch: str | None = None
+
+
+@strawberry.input
+class InfinibandPatch:
+    rate_gbps: int | None = strawberry.UNSET
+    fabric: str | None = strawberry.UNSET
+    switch: str | None = strawberry.UNSET
+    tags: JSON | None = strawberry.UNSET
+    tenant: str | None = strawberry.UNSET
+    project: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class InfinibandInput(InfinibandPatch):
+    device: str
+    port: str
+    status: Status | None = strawberry.UNSET
+
+
+@strawberry.type
+class InfinibandQuery:
+    @strawberry.field(permission_classes=AUTH)
+    def infinibands(self, info: Info[Context, None], filter: InfinibandFilter | None = None,
+                    order_by: NamedOrder | None = None, first: int = 50,
+                    after: str | None = None) -> Connection[Infiniband]:
+        ctx, who = info.context, info.context.who()
+        flt = filter or InfinibandFilter()
+        page = infiniband_db.list_infinibands(
+            ctx.session, who, statuses=statuses(flt.status),
+            tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
+            fabric=flt.fabric, device=flt.device, switch=flt.switch,
+            first=page_size(info, first), after=after, **order_args(order_by))
+        return connection(page, Infiniband.from_row)
+
+
+@strawberry.type
+class InfinibandMutation:
+    @strawberry.mutation(permission_classes=AUTH)
+    def create_infiniband(self, info: Info[Context, None], input: InfinibandInput
+                          ) -> Infiniband:
+        with info.context.write() as session:
+            row = inventory.create(session, info.context.who(), DomainKind.INFINIBAND,
+                                   input_document(input, DOCUMENT_NAMES))
+        return Infiniband.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def update_infiniband(self, info: Info[Context, None], id: strawberry.ID,
+                          patch: InfinibandPatch, expected_generation: int | None = None
+                          ) -> Infiniband:
+        with info.context.write() as session:
+            row = inventory.update(session, info.context.who(), DomainKind.INFINIBAND, id,
+                                   input_document(patch, DOCUMENT_NAMES), expected_generation)
+        return Infiniband.from_row(row)
+
+    @strawberry.mutation(permission_classes=AUTH)
+    def delete_infiniband(self, info: Info[Context, None], id: strawberry.ID) -> Deleted:
+        with info.context.write() as session:
+            row = inventory.delete(session, info.context.who(), DomainKind.INFINIBAND, id)
+        return Deleted(id=strawberry.ID(row.id), kind="infiniband", name=row.name)

@@ -1,0 +1,52 @@
+"""The schema: merges one Query/Mutation fragment per noun and attaches the limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from api.domain.errors import DomainError
+from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
+from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
+from api.graphql.inventory_import import ImportMutation
+from api.graphql.node import NodeMutation, NodeQuery
+from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
+from api.graphql.tenant import TenantMutation, TenantQuery
+from api.settings import Settings
+
+log = logging.getLogger("gpuinv.graphql")
+
+Query = merge_types("Query", (DeviceQuery, SwitchQuery, InfinibandQuery, NodeQuery,
+                              TenantQuery))
+Mutation = merge_types("Mutation", (DeviceMutation, SwitchMutation, InfinibandMutation,
+                                    NodeMutation, TenantMutation, ImportMutation))
+
+
+class InventorySchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        """Log only what is a bug; refusals with a code are the API working as designed."""
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, DomainError):
+                continue
+            if (error.extensions or {}).get("code"):
+                continue
+            log.error("unexpected error in %s", error.path, exc_info=original)
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    extensions: list[Any] = [
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+    ]
+    return InventorySchema(query=Query, mutation=Mutation, extensions=extensions,
+                           types=[Device, Vm, Switch, Infiniband])

@@ -1,0 +1,48 @@
+"""Settings from the environment, checked once at start-up with clear messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///gpuinv.db"
+    cors_origins: tuple[str, ...] = ()
+    max_query_depth: int = 12
+    max_query_tokens: int = 4000
+    max_query_aliases: int = 30
+    max_page_size: int = 500
+    max_body_bytes: int = 256 * 1024 * 1024
+    graphiql: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        origins = tuple(o.strip() for o in env.get("GPUINV_CORS_ORIGINS", "").split(",")
+                        if o.strip())
+        return cls(
+            database_url=env.get("GPUINV_DATABASE_URL") or cls.database_url,
+            cors_origins=origins,
+            max_query_depth=_int(env, "GPUINV_MAX_QUERY_DEPTH", cls.max_query_depth),
+            max_query_tokens=_int(env, "GPUINV_MAX_QUERY_TOKENS", cls.max_query_tokens),
+            max_query_aliases=_int(env, "GPUINV_MAX_QUERY_ALIASES", cls.max_query_aliases),
+            max_page_size=_int(env, "GPUINV_MAX_PAGE_SIZE", cls.max_page_size),
+            max_body_bytes=_int(env, "GPUINV_MAX_BODY_BYTES", cls.max_body_bytes),
+            graphiql=env.get("GPUINV_GRAPHIQL", "1").lower() not in ("0", "false", "no"),
+        )
+
+
+def _int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}: must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name}: must be positive, got {value}")
+    return value
