@@ -96,12 +96,13 @@ def check_writable_status(item: Item, new_status: Status, force: bool,
 @contextmanager
 def guarded_flush(session: Session, item: Item) -> Iterator[None]:
     """Flush now and turn a lost compare-and-swap race into CONCURRENT_UPDATE."""
+    label = f"{kind_of(item)} {name_of(item)!r}"  # read now: after a failed flush it cannot be
     try:
         yield
         session.flush()
     except StaleDataError:
-        raise DomainError(CONCURRENT_UPDATE, f"{kind_of(item)} {name_of(item)!r} was changed "
-                          "by someone else at the same time: re-read and retry") from None
+        raise DomainError(CONCURRENT_UPDATE, f"{label} was changed by someone else at the "
+                          "same time: re-read and retry") from None
 
 
 def assign(row: Any, column: str, value: Any) -> bool:

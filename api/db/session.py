@@ -16,7 +16,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from api.domain.errors import CONCURRENT_UPDATE, DomainError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -37,7 +41,8 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size,
+                               max_overflow=pool_size)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a
         # write transaction takes the lock up front (see SQLAlchemy's pysqlite notes).
@@ -61,9 +66,34 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
+def lost_races_as_domain_errors() -> Iterator[None]:
+    """Turn the ways a write can lose a race into CONCURRENT_UPDATE, a clean retry signal.
+
+    - StaleDataError: our ``UPDATE … WHERE generation = :seen`` matched no row.
+    - IntegrityError: a concurrent writer created the same unique name first (or a CHECK
+      on capacity refused an over-allocation).
+    - SQLite "database is locked": our read snapshot went stale before we could write.
+    """
+    try:
+        yield
+    except StaleDataError:
+        raise DomainError(CONCURRENT_UPDATE, "the item was changed by someone else at the "
+                          "same time: re-read and retry") from None
+    except IntegrityError as exc:
+        raise DomainError(CONCURRENT_UPDATE, "a concurrent write created or changed the "
+                          "same item: retry the request",
+                          {"detail": str(exc.orig).splitlines()[0]}) from None
+    except OperationalError as exc:
+        if "database is locked" not in str(exc.orig):
+            raise
+        raise DomainError(CONCURRENT_UPDATE, "another writer held the database: retry the "
+                          "request") from None
+
+
+@contextmanager
 def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""
-    with sessions() as session, session.begin():
+    with lost_races_as_domain_errors(), sessions() as session, session.begin():
         yield session
 
 

@@ -11,19 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db.models import Infiniband
+from api.db.session import lost_races_as_domain_errors
 from api.db.tenant import Directory
 from api.domain.access import Principal, require_principal
 from api.domain.document import Gpu
-from api.domain.errors import CONCURRENT_UPDATE, DomainError
 from api.settings import Settings
 
 
@@ -59,20 +57,13 @@ class Context:
         """The unit of work of one mutation: commit on success, roll back on any error."""
         session = self.session
         try:
-            yield session
-            session.commit()
-        except StaleDataError:
-            session.rollback()
-            raise DomainError(CONCURRENT_UPDATE, "the item was changed by someone else at the "
-                              "same time: re-read and retry") from None
-        except IntegrityError as exc:
-            session.rollback()
-            raise DomainError(CONCURRENT_UPDATE, "a concurrent write created or changed the "
-                              "same item: retry the request",
-                              {"detail": str(exc.orig).splitlines()[0]}) from None
-        except BaseException:
-            session.rollback()
-            raise
+            with lost_races_as_domain_errors():
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
         finally:
             self._directory = None  # tenants or projects may have changed
             self._loaders.clear()

@@ -50,3 +50,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     return InventorySchema(query=Query, mutation=Mutation, extensions=extensions,
                            types=[Device, Vm, Switch, Infiniband])
+
+
+def printed_schema() -> str:
+    """The SDL that ``schema.graphql`` holds; regenerate with ``python -m api.graphql.schema``."""
+    return build_schema().as_str() + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(printed_schema())
