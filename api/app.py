@@ -32,10 +32,18 @@ class BodySizeLimit:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                response = JSONResponse({"errors": [{
-                    "message": f"request body of {int(length)} bytes is over the limit of "
-                               f"{self.max_bytes} (GPUINV_MAX_BODY_BYTES)",
-                    "extensions": {"code": "BAD_INPUT"}}]}, status_code=413)
+                response = JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "message": f"request body of {int(length)} bytes is over the limit of "
+                                f"{self.max_bytes} (GPUINV_MAX_BODY_BYTES)",
+                                "extensions": {"code": "BAD_INPUT"},
+                            }
+                        ]
+                    },
+                    status_code=413,
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -57,8 +65,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             at_head = is_at_head(engine)
         except Exception as exc:  # the database is down: say so, do not crash
             return JSONResponse({"ready": False, "database": str(exc).splitlines()[0]}, 503)
-        body: dict[str, Any] = {"ready": at_head, "database": "ok",
-                                "migrations": "at head" if at_head else "behind"}
+        body: dict[str, Any] = {
+            "ready": at_head,
+            "database": "ok",
+            "migrations": "at head" if at_head else "behind",
+        }
         return JSONResponse(body, 200 if at_head else 503)
 
     async def home(_: Request) -> RedirectResponse:
@@ -71,11 +82,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)]
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
-            expose_headers=["X-Request-Id"]))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                expose_headers=["X-Request-Id"],
+            )
+        )
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -65,12 +65,25 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--demo", is_flag=True, help="Load a sample fleet (about 300 GPU servers, "
-              "switches, VMs, 3 tenants) and print a platform-admin token.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (use PostgreSQL for more than one).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Load a sample fleet (about 300 GPU servers, "
+    "switches, VMs, 3 tenants) and print a platform-admin token.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (use PostgreSQL for more than one).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
 def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> None:
     """Run the GraphQL API at http://HOST:PORT/graphql (GraphiQL in a browser).
 
@@ -81,12 +94,20 @@ def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> Non
     sessions = _sessions()
     if demo:
         token = _load_demo(sessions)
-        click.echo(f"Demo fleet loaded. Platform-admin token (send as 'Authorization: Bearer "
-                   f"<token>'):\n\n  {token}\n\nGraphiQL: http://{host}:{port}/graphql\n",
-                   err=True)
+        click.echo(
+            f"Demo fleet loaded. Platform-admin token (send as 'Authorization: Bearer "
+            f"<token>'):\n\n  {token}\n\nGraphiQL: http://{host}:{port}/graphql\n",
+            err=True,
+        )
         click.echo(token)
-    uvicorn.run("api.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 def _load_demo(sessions: sessionmaker[Session]) -> str:
@@ -120,8 +141,13 @@ def db_upgrade() -> None:
 
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
-              help="Default: from the file's extension.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default=None,
+    help="Default: from the file's extension.",
+)
 def import_command(file: Path, fmt: str | None) -> None:
     """Upsert the items of FILE (JSON or CSV), all or nothing.
 
@@ -135,16 +161,22 @@ def import_command(file: Path, fmt: str | None) -> None:
     sessions = _sessions()
     try:
         batch = parse_import(fmt, file.read_text(encoding="utf-8-sig"))
-        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as progress:
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
             task = progress.add_task("import", total=len(batch))
             with unit_of_work(sessions) as session:
-                counts = import_batch(session, cli_principal(), batch,
-                                      lambda n: progress.advance(task, n))
+                counts = import_batch(
+                    session, cli_principal(), batch, lambda n: progress.advance(task, n)
+                )
     except DomainError as exc:
         _fail(exc)
-    click.echo(f"created {counts.created}, updated {counts.updated}, unchanged "
-               f"{counts.unchanged}")
+    click.echo(f"created {counts.created}, updated {counts.updated}, unchanged {counts.unchanged}")
 
 
 @main.command()
@@ -153,12 +185,16 @@ def import_command(file: Path, fmt: str | None) -> None:
 @click.option("--site", multiple=True, help="Only these sites (repeatable).")
 @click.option("--vms", is_flag=True, help="List VMs instead of physical devices.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
-def devices(as_json: bool, status: tuple[str, ...], site: tuple[str, ...], vms: bool,
-            limit: int) -> None:
+def devices(
+    as_json: bool, status: tuple[str, ...], site: tuple[str, ...], vms: bool, limit: int
+) -> None:
     """List devices as a table (or --json documents)."""
     who = cli_principal()
-    spec = device_db.DeviceFilter(kinds=["vm" if vms else "baremetal"],
-                                  statuses=list(status) or None, sites=list(site) or None)
+    spec = device_db.DeviceFilter(
+        kinds=["vm" if vms else "baremetal"],
+        statuses=list(status) or None,
+        sites=list(site) or None,
+    )
     with _sessions()() as session:
         page = device_db.list_devices(session, who, spec, "hostname", False, limit, None)
         docs = device_db.documents(session, page.rows)
@@ -168,8 +204,15 @@ def devices(as_json: bool, status: tuple[str, ...], site: tuple[str, ...], vms: 
     table = Table("hostname", "status", "site", "model", "GPUs", "free", "tenant")
     for doc, row in zip(docs, page.rows, strict=True):
         gpu = doc["gpus"][0]["modelNo"] if doc["gpus"] else "-"
-        table.add_row(doc["hostname"], doc["status"], doc["site"] or "-", doc["model"] or "-",
-                      f"{doc['totalgpus']} x {gpu}", str(row.free_gpus), doc["tenant"] or "-")
+        table.add_row(
+            doc["hostname"],
+            doc["status"],
+            doc["site"] or "-",
+            doc["model"] or "-",
+            f"{doc['totalgpus']} x {gpu}",
+            str(row.free_gpus),
+            doc["tenant"] or "-",
+        )
     Console().print(table)
     if page.has_next:
         err.print(f"(first {limit} shown; raise --limit for more)")
@@ -189,20 +232,23 @@ def _ttl(_ctx: Any, _param: Any, value: str | None) -> timedelta | None:
         return None
     match = _TTL.match(value.strip())
     if not match or int(match.group(1)) == 0:
-        raise click.BadParameter(f"{value!r}: use a positive number and a unit, e.g. 90m, "
-                                 "12h, 30d or 2w")
+        raise click.BadParameter(
+            f"{value!r}: use a positive number and a unit, e.g. 90m, 12h, 30d or 2w"
+        )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 @token.command("create")
-@click.option("--role", required=True,
-              type=click.Choice(["platform-admin", "partner-admin", "provisioner", "viewer"]),
-              help="What the token may do.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["platform-admin", "partner-admin", "provisioner", "viewer"]),
+    help="What the token may do.",
+)
 @click.option("--tenant", help="Tenant slug (required for partner-admin; scopes the others).")
 @click.option("--name", help="A label shown in `token list` and the audit log.")
 @click.option("--ttl", callback=_ttl, help="Expire after this long, e.g. 12h, 30d, 2w.")
-def token_create(role: str, tenant: str | None, name: str | None,
-                 ttl: timedelta | None) -> None:
+def token_create(role: str, tenant: str | None, name: str | None, ttl: timedelta | None) -> None:
     """Create a token and print it (alone, on stdout). It is shown only this once."""
     try:
         with unit_of_work(_sessions()) as session:
@@ -218,18 +264,33 @@ def token_list(as_json: bool) -> None:
     """Tokens with their role, tenant, expiry and revocation (never the secret)."""
     with _sessions()() as session:
         rows = token_db.list_tokens(session)
-    records = [{"id": t.id, "name": t.name, "role": t.role, "tenant": slug,
-                "hint": f"…{t.hint}", "createdAt": t.created_at.isoformat(),
-                "expiresAt": t.expires_at.isoformat() if t.expires_at else None,
-                "revokedAt": t.revoked_at.isoformat() if t.revoked_at else None}
-               for t, slug in rows]
+    records = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "role": t.role,
+            "tenant": slug,
+            "hint": f"…{t.hint}",
+            "createdAt": t.created_at.isoformat(),
+            "expiresAt": t.expires_at.isoformat() if t.expires_at else None,
+            "revokedAt": t.revoked_at.isoformat() if t.revoked_at else None,
+        }
+        for t, slug in rows
+    ]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
     table = Table("id", "name", "role", "tenant", "secret", "expires", "revoked")
     for r in records:
-        table.add_row(r["id"][:8], r["name"], r["role"], r["tenant"] or "-", r["hint"],
-                      (r["expiresAt"] or "never")[:19], (r["revokedAt"] or "-")[:19])
+        table.add_row(
+            r["id"][:8],
+            r["name"],
+            r["role"],
+            r["tenant"] or "-",
+            r["hint"],
+            (r["expiresAt"] or "never")[:19],
+            (r["revokedAt"] or "-")[:19],
+        )
     Console().print(table)
 
 
@@ -270,8 +331,9 @@ def tenant_list(as_json: bool) -> None:
     with _sessions()() as session:
         tenants = tenant_db.list_tenants(session, cli_principal())
     if as_json:
-        click.echo(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name} for t in tenants],
-                              indent=2))
+        click.echo(
+            json.dumps([{"id": t.id, "slug": t.slug, "name": t.name} for t in tenants], indent=2)
+        )
         return
     for t in tenants:
         click.echo(f"{t.slug}\t{t.name}")

@@ -8,31 +8,115 @@ from __future__ import annotations
 import random
 from typing import Any
 
-TENANTS = [("acme-ai", "Acme AI"), ("nimbus-labs", "Nimbus Labs"),
-           ("orbital-ml", "Orbital ML")]
-PROJECTS = {"acme-ai": ["llm-training", "inference"], "nimbus-labs": ["research"],
-            "orbital-ml": ["vision"]}
+TENANTS = [("acme-ai", "Acme AI"), ("nimbus-labs", "Nimbus Labs"), ("orbital-ml", "Orbital ML")]
+PROJECTS = {
+    "acme-ai": ["llm-training", "inference"],
+    "nimbus-labs": ["research"],
+    "orbital-ml": ["vision"],
+}
 
 # site, region (geography: tags.location), halls
-SITES = [("blr-1", "india", ["hall-1", "hall-2"]), ("hyd-1", "india", ["hall-a"]),
-         ("fra-1", "germany", ["dc-3"]), ("iad-1", "us", ["pod-1", "pod-2"]),
-         ("sjc-1", "us", ["hall-1"])]
+SITES = [
+    ("blr-1", "india", ["hall-1", "hall-2"]),
+    ("hyd-1", "india", ["hall-a"]),
+    ("fra-1", "germany", ["dc-3"]),
+    ("iad-1", "us", ["pod-1", "pod-2"]),
+    ("sjc-1", "us", ["hall-1"]),
+]
 
 # (manufacturer, model, gpu vendor, gpu model, gpu memory MB, gpus, cpu, memory MB,
 #  storage GB, ib ports, ib rate Gbps, gputype tag, how many)
 SHAPES = [
-    ("NVIDIA", "DGX H100", "NVIDIA", "H100-SXM5-80GB", 81920, 8, 224, 2097152, 30720, 4, 400,
-     "H100", 90),
-    ("Supermicro", "SYS-821GE-TNHR", "NVIDIA", "H200-SXM5-141GB", 144384, 8, 192, 2097152,
-     30720, 4, 400, "H200", 60),
-    ("NVIDIA", "DGX B200", "NVIDIA", "B200-SXM-180GB", 184320, 8, 224, 4194304, 61440, 4, 800,
-     "B200", 40),
-    ("Dell", "PowerEdge XE9680", "AMD", "MI300X-OAM-192GB", 196608, 8, 192, 2097152, 30720, 4,
-     400, "MI300X", 50),
-    ("Supermicro", "SYS-822GA-NGR3", "INTEL", "Gaudi3-HL-325L-128GB", 131072, 8, 192, 1572864,
-     30720, 0, 0, "Gaudi3", 30),
-    ("Dell", "PowerEdge R760xa", "NVIDIA", "L40S-48GB", 49152, 4, 64, 524288, 7680, 0, 0,
-     "L40S", 30),
+    (
+        "NVIDIA",
+        "DGX H100",
+        "NVIDIA",
+        "H100-SXM5-80GB",
+        81920,
+        8,
+        224,
+        2097152,
+        30720,
+        4,
+        400,
+        "H100",
+        90,
+    ),
+    (
+        "Supermicro",
+        "SYS-821GE-TNHR",
+        "NVIDIA",
+        "H200-SXM5-141GB",
+        144384,
+        8,
+        192,
+        2097152,
+        30720,
+        4,
+        400,
+        "H200",
+        60,
+    ),
+    (
+        "NVIDIA",
+        "DGX B200",
+        "NVIDIA",
+        "B200-SXM-180GB",
+        184320,
+        8,
+        224,
+        4194304,
+        61440,
+        4,
+        800,
+        "B200",
+        40,
+    ),
+    (
+        "Dell",
+        "PowerEdge XE9680",
+        "AMD",
+        "MI300X-OAM-192GB",
+        196608,
+        8,
+        192,
+        2097152,
+        30720,
+        4,
+        400,
+        "MI300X",
+        50,
+    ),
+    (
+        "Supermicro",
+        "SYS-822GA-NGR3",
+        "INTEL",
+        "Gaudi3-HL-325L-128GB",
+        131072,
+        8,
+        192,
+        1572864,
+        30720,
+        0,
+        0,
+        "Gaudi3",
+        30,
+    ),
+    (
+        "Dell",
+        "PowerEdge R760xa",
+        "NVIDIA",
+        "L40S-48GB",
+        49152,
+        4,
+        64,
+        524288,
+        7680,
+        0,
+        0,
+        "L40S",
+        30,
+    ),
 ]
 STATUS_WEIGHTS = [("available", 88), ("maintenance", 5), ("reserved", 4), ("offline", 3)]
 
@@ -47,17 +131,44 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
         fabric = f"{site}-fabric-a"
         leaves = [f"{site}-ib-leaf-{n}" for n in range(1, 5)]
         leaves_by_site[site] = leaves
-        switches.extend({
-            "name": leaf, "manufacturer": "NVIDIA", "model": "Quantum-2 QM9700",
-            "role": "ib-leaf", "site": site, "fabric": fabric,
-            "managementAddress": f"10.{SITES.index((site, _region, _halls))}.0.{n + 10}",
-        } for n, leaf in enumerate(leaves))
-        switches.append({"name": f"{site}-spine-1", "manufacturer": "Arista",
-                         "model": "7800R3", "role": "spine", "site": site,
-                         "managementAddress": f"10.{SITES.index((site, _region, _halls))}.0.2"})
+        switches.extend(
+            {
+                "name": leaf,
+                "manufacturer": "NVIDIA",
+                "model": "Quantum-2 QM9700",
+                "role": "ib-leaf",
+                "site": site,
+                "fabric": fabric,
+                "managementAddress": f"10.{SITES.index((site, _region, _halls))}.0.{n + 10}",
+            }
+            for n, leaf in enumerate(leaves)
+        )
+        switches.append(
+            {
+                "name": f"{site}-spine-1",
+                "manufacturer": "Arista",
+                "model": "7800R3",
+                "role": "spine",
+                "site": site,
+                "managementAddress": f"10.{SITES.index((site, _region, _halls))}.0.2",
+            }
+        )
     serial = 100000
-    for (maker, model, vendor, gpu_model, gpu_mem, gpus, cpu, mem, storage, ib_ports, ib_rate,
-         gputype, count) in SHAPES:
+    for (
+        maker,
+        model,
+        vendor,
+        gpu_model,
+        gpu_mem,
+        gpus,
+        cpu,
+        mem,
+        storage,
+        ib_ports,
+        ib_rate,
+        gputype,
+        count,
+    ) in SHAPES:
         for _ in range(count):
             site, region, halls = rng.choice(SITES)
             serial += 1
@@ -66,18 +177,35 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
             tenant = rng.choice([t for t, _ in TENANTS] + [None])
             leaves = leaves_by_site[site]
             device: dict[str, Any] = {
-                "hostname": hostname, "manufacturer": maker, "model": model,
-                "serial": f"SN{serial}", "status": _status(rng),
-                "totalcpu": cpu, "totalmemoryMB": mem, "totalstorageGB": storage,
-                "gpus": [{"index": i, "vendorCode": vendor, "modelNo": gpu_model,
-                          "memoryMB": gpu_mem} for i in range(gpus)],
-                "tags": {"gputype": gputype, "location": region,
-                         "tier": "training" if gpus == 8 else "inference"},
-                "site": site, "location": rng.choice(halls), "rack": f"r{rng.randint(1, 24):02d}",
-                "infiniband": [{"name": f"ib{p}", "rateGbps": ib_rate,
-                                "fabric": f"{site}-fabric-a",
-                                "switch": leaves[(number + p) % len(leaves)]}
-                               for p in range(ib_ports)],
+                "hostname": hostname,
+                "manufacturer": maker,
+                "model": model,
+                "serial": f"SN{serial}",
+                "status": _status(rng),
+                "totalcpu": cpu,
+                "totalmemoryMB": mem,
+                "totalstorageGB": storage,
+                "gpus": [
+                    {"index": i, "vendorCode": vendor, "modelNo": gpu_model, "memoryMB": gpu_mem}
+                    for i in range(gpus)
+                ],
+                "tags": {
+                    "gputype": gputype,
+                    "location": region,
+                    "tier": "training" if gpus == 8 else "inference",
+                },
+                "site": site,
+                "location": rng.choice(halls),
+                "rack": f"r{rng.randint(1, 24):02d}",
+                "infiniband": [
+                    {
+                        "name": f"ib{p}",
+                        "rateGbps": ib_rate,
+                        "fabric": f"{site}-fabric-a",
+                        "switch": leaves[(number + p) % len(leaves)],
+                    }
+                    for p in range(ib_ports)
+                ],
             }
             if tenant:
                 device["tenant"] = tenant
@@ -86,14 +214,20 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
     for n in range(1, 41):
         host = rng.choice([d for d in devices if d["tags"]["gputype"] in ("H100", "L40S")])
         gpu = host["gpus"][0]
-        vms.append({
-            "hostname": f"vm-{host['site']}-{n:03d}", "cluster": f"{host['site']}-kvm",
-            "host": host["hostname"], "status": _status(rng), "totalcpu": 32,
-            "totalmemoryMB": 262144, "totalstorageGB": 1024,
-            "gpus": [dict(gpu, index=i) for i in range(rng.choice([1, 2]))],
-            "tags": {"gputype": host["tags"]["gputype"], "location": host["tags"]["location"]},
-            "site": host["site"],
-        })
+        vms.append(
+            {
+                "hostname": f"vm-{host['site']}-{n:03d}",
+                "cluster": f"{host['site']}-kvm",
+                "host": host["hostname"],
+                "status": _status(rng),
+                "totalcpu": 32,
+                "totalmemoryMB": 262144,
+                "totalstorageGB": 1024,
+                "gpus": [dict(gpu, index=i) for i in range(rng.choice([1, 2]))],
+                "tags": {"gputype": host["tags"]["gputype"], "location": host["tags"]["location"]},
+                "site": host["site"],
+            }
+        )
     return {"switches": switches, "devices": devices, "vms": vms}
 
 

@@ -49,8 +49,15 @@ def visible(item: Item | None, who: Principal) -> bool:
     return who.is_platform_admin or tenant_id is None or item.tenant_id == tenant_id
 
 
-def get_item(session: Session, who: Principal, model: ItemModel, item_id: str,
-             *, kind: str | None = None, for_update: bool = False) -> Any:
+def get_item(
+    session: Session,
+    who: Principal,
+    model: ItemModel,
+    item_id: str,
+    *,
+    kind: str | None = None,
+    for_update: bool = False,
+) -> Any:
     query = select(model).where(model.id == item_id)
     if for_update:
         query = query.with_for_update()
@@ -74,22 +81,26 @@ def find_item(session: Session, who: Principal, item_id: str) -> Item:
 
 def check_generation(item: Item, expected: int | None) -> None:
     if expected is not None and item.generation != expected:
-        raise DomainError(CONCURRENT_UPDATE, f"{kind_of(item)} {name_of(item)!r} is at "
-                          f"generation {item.generation}, not {expected}: re-read and retry",
-                          {"generation": item.generation})
+        raise DomainError(
+            CONCURRENT_UPDATE,
+            f"{kind_of(item)} {name_of(item)!r} is at "
+            f"generation {item.generation}, not {expected}: re-read and retry",
+            {"generation": item.generation},
+        )
 
 
-def check_writable_status(item: Item, new_status: Status, force: bool,
-                          who: Principal) -> None:
+def check_writable_status(item: Item, new_status: Status, force: bool, who: Principal) -> None:
     """Allocation state belongs to matchDevice/releaseAllocation, not to manual edits."""
     if new_status == Status.ALLOCATED:
-        raise bad_input("status: 'allocated' is set by matchDevice, not by hand",
-                        field="status")
+        raise bad_input("status: 'allocated' is set by matchDevice, not by hand", field="status")
     if item.status == Status.ALLOCATED and new_status != Status.ALLOCATED:
         if not force:
-            raise DomainError(DEVICE_ALLOCATED, f"{kind_of(item)} {name_of(item)!r} is "
-                              "allocated; release its allocation first, or a platform-admin "
-                              "may pass force: true")
+            raise DomainError(
+                DEVICE_ALLOCATED,
+                f"{kind_of(item)} {name_of(item)!r} is "
+                "allocated; release its allocation first, or a platform-admin "
+                "may pass force: true",
+            )
         who.require_platform_admin("force a status change on an allocated item")
 
 
@@ -101,8 +112,10 @@ def guarded_flush(session: Session, item: Item) -> Iterator[None]:
         yield
         session.flush()
     except StaleDataError:
-        raise DomainError(CONCURRENT_UPDATE, f"{label} was changed by someone else at the "
-                          "same time: re-read and retry") from None
+        raise DomainError(
+            CONCURRENT_UPDATE,
+            f"{label} was changed by someone else at the same time: re-read and retry",
+        ) from None
 
 
 def assign(row: Any, column: str, value: Any) -> bool:
@@ -115,11 +128,14 @@ def assign(row: Any, column: str, value: Any) -> bool:
 
 def assign_common(row: Any, spec: Any, tenant_id: str | None, project_id: str | None) -> bool:
     """The columns every kind shares: tags, ownership, source and (unless allocated) status."""
-    changes = [assign(row, "tags", dict(spec.tags)),
-               assign(row, "tenant_id", tenant_id), assign(row, "project_id", project_id),
-               assign(row, "source_system", spec.source.system.value),
-               assign(row, "source_id", spec.source.id),
-               assign(row, "source_url", spec.source.url)]
+    changes = [
+        assign(row, "tags", dict(spec.tags)),
+        assign(row, "tenant_id", tenant_id),
+        assign(row, "project_id", project_id),
+        assign(row, "source_system", spec.source.system.value),
+        assign(row, "source_id", spec.source.id),
+        assign(row, "source_url", spec.source.url),
+    ]
     if spec.status is not None and row.status != Status.ALLOCATED:
         changes.append(assign(row, "status", spec.status.value))
     elif row.status is None:

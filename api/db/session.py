@@ -41,8 +41,9 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size,
-                               max_overflow=pool_size)
+        engine = create_engine(
+            url, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=pool_size
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a
         # write transaction takes the lock up front (see SQLAlchemy's pysqlite notes).
@@ -77,17 +78,22 @@ def lost_races_as_domain_errors() -> Iterator[None]:
     try:
         yield
     except StaleDataError:
-        raise DomainError(CONCURRENT_UPDATE, "the item was changed by someone else at the "
-                          "same time: re-read and retry") from None
+        raise DomainError(
+            CONCURRENT_UPDATE,
+            "the item was changed by someone else at the same time: re-read and retry",
+        ) from None
     except IntegrityError as exc:
-        raise DomainError(CONCURRENT_UPDATE, "a concurrent write created or changed the "
-                          "same item: retry the request",
-                          {"detail": str(exc.orig).splitlines()[0]}) from None
+        raise DomainError(
+            CONCURRENT_UPDATE,
+            "a concurrent write created or changed the same item: retry the request",
+            {"detail": str(exc.orig).splitlines()[0]},
+        ) from None
     except OperationalError as exc:
         if "database is locked" not in str(exc.orig):
             raise
-        raise DomainError(CONCURRENT_UPDATE, "another writer held the database: retry the "
-                          "request") from None
+        raise DomainError(
+            CONCURRENT_UPDATE, "another writer held the database: retry the request"
+        ) from None
 
 
 @contextmanager

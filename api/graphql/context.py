@@ -82,6 +82,8 @@ class Context:
         found = device_db.load_gpus(self.session, list(device_ids))
         return [found[i] for i in device_ids]
 
-    async def _load_ports(self, hostnames: Sequence[str]) -> list[list[Infiniband]]:
-        found = infiniband_db.ports_by_device(self.session, list(hostnames))
-        return [found.get(h, []) for h in hostnames]
+    async def _load_ports(
+        self, machines: Sequence[infiniband_db.MachineKey]
+    ) -> list[list[Infiniband]]:
+        found = infiniband_db.ports_by_device(self.session, list(machines))
+        return [found.get(m, []) for m in machines]

@@ -29,20 +29,33 @@ def wrap_item(row: Any) -> Any:
 
 @strawberry.type
 class NodeQuery:
-    @strawberry.field(permission_classes=AUTH, description="Any item by id. Another "
-                      "tenant's item is NOT_FOUND, exactly like one that does not exist.")
+    @strawberry.field(
+        permission_classes=AUTH,
+        description="Any item by id. Another "
+        "tenant's item is NOT_FOUND, exactly like one that does not exist.",
+    )
     def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return wrap_item(find_item(info.context.session, info.context.who(), id))
 
 
 @strawberry.type
 class NodeMutation:
-    @strawberry.mutation(permission_classes=AUTH, description="Set an item's status. "
-                         "An allocated item is refused (DEVICE_ALLOCATED) unless a "
-                         "platform-admin passes force: true.")
-    def set_status(self, info: Info[Context, None], id: strawberry.ID, status: Status,
-                   force: bool = False, reason: str | None = None) -> Item:
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Set an item's status. "
+        "An allocated item is refused (DEVICE_ALLOCATED) unless a "
+        "platform-admin passes force: true.",
+    )
+    def set_status(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        status: Status,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> Item:
         with info.context.write() as session:
-            row = inventory.set_status(session, info.context.who(), id, DomainStatus(status),
-                                       force, reason)
+            row = inventory.set_status(
+                session, info.context.who(), id, DomainStatus(status), force, reason
+            )
         return wrap_item(row)

@@ -22,15 +22,24 @@ from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
 
-Query = merge_types("Query", (DeviceQuery, SwitchQuery, InfinibandQuery, NodeQuery,
-                              TenantQuery))
-Mutation = merge_types("Mutation", (DeviceMutation, SwitchMutation, InfinibandMutation,
-                                    NodeMutation, TenantMutation, ImportMutation))
+Query = merge_types("Query", (DeviceQuery, SwitchQuery, InfinibandQuery, NodeQuery, TenantQuery))
+Mutation = merge_types(
+    "Mutation",
+    (
+        DeviceMutation,
+        SwitchMutation,
+        InfinibandMutation,
+        NodeMutation,
+        TenantMutation,
+        ImportMutation,
+    ),
+)
 
 
 class InventorySchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError],
-                       execution_context: ExecutionContext | None = None) -> None:
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
         """Log only what is a bug; refusals with a code are the API working as designed."""
         for error in errors:
             original = error.original_error
@@ -48,8 +57,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
     ]
-    return InventorySchema(query=Query, mutation=Mutation, extensions=extensions,
-                           types=[Device, Vm, Switch, Infiniband])
+    return InventorySchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        types=[Device, Vm, Switch, Infiniband],
+    )
 
 
 def printed_schema() -> str:

@@ -14,8 +14,7 @@ from api.graphql.context import Context
 
 
 def tenant_type(row: TenantRow) -> Tenant:
-    return Tenant(id=strawberry.ID(row.id), slug=row.slug, name=row.name,
-                  created_at=row.created_at)
+    return Tenant(id=strawberry.ID(row.id), slug=row.slug, name=row.name, created_at=row.created_at)
 
 
 @strawberry.type(description="The caller, as its bearer token describes it.")
@@ -29,16 +28,19 @@ class Me:
 class TenantQuery:
     @strawberry.field(permission_classes=AUTH, description="Tenants the caller may see.")
     def tenants(self, info: Info[Context, None]) -> list[Tenant]:
-        return [tenant_type(t) for t in tenant_db.list_tenants(info.context.session,
-                                                                info.context.who())]
+        return [
+            tenant_type(t) for t in tenant_db.list_tenants(info.context.session, info.context.who())
+        ]
 
     @strawberry.field(permission_classes=AUTH)
     def projects(self, info: Info[Context, None], tenant: str) -> list[Project]:
         ctx = info.context
         row = tenant_db.tenant_by_slug(ctx.session, ctx.who(), tenant)
         query = select(ProjectRow).where(ProjectRow.tenant_id == row.id)
-        return [Project(id=strawberry.ID(p.id), slug=p.slug, name=p.name, tenant=row.slug)
-                for p in ctx.session.scalars(query.order_by(ProjectRow.slug))]
+        return [
+            Project(id=strawberry.ID(p.id), slug=p.slug, name=p.name, tenant=row.slug)
+            for p in ctx.session.scalars(query.order_by(ProjectRow.slug))
+        ]
 
     @strawberry.field(permission_classes=AUTH)
     def me(self, info: Info[Context, None]) -> Me:
@@ -49,15 +51,17 @@ class TenantQuery:
 @strawberry.type
 class TenantMutation:
     @strawberry.mutation(permission_classes=AUTH, description="Platform admins only.")
-    def create_tenant(self, info: Info[Context, None], slug: str, name: str | None = None
-                      ) -> Tenant:
+    def create_tenant(
+        self, info: Info[Context, None], slug: str, name: str | None = None
+    ) -> Tenant:
         with info.context.write() as session:
             row = tenant_db.create_tenant(session, info.context.who(), slug, name)
         return tenant_type(row)
 
     @strawberry.mutation(permission_classes=AUTH)
-    def create_project(self, info: Info[Context, None], tenant: str, slug: str,
-                       name: str | None = None) -> Project:
+    def create_project(
+        self, info: Info[Context, None], tenant: str, slug: str, name: str | None = None
+    ) -> Project:
         with info.context.write() as session:
             row = tenant_db.create_project(session, info.context.who(), tenant, slug, name)
         return Project(id=strawberry.ID(row.id), slug=row.slug, name=row.name, tenant=tenant)

@@ -19,12 +19,14 @@ def events(db: sessionmaker[Session]) -> list[AuditEvent]:
 
 
 def test_create_update_status_delete_are_audited_with_before_and_after(
-        api: Api, db: sessionmaker[Session]) -> None:
+    api: Api, db: sessionmaker[Session]
+) -> None:
     device_id = api.ok(CREATE, input={"hostname": "gpu-1", "totalCpu": 64})["createDevice"]["id"]
-    api.ok('mutation($id: ID!) { updateDevice(id: $id, patch: {rack: "r9"}) { id } }',
-           id=device_id)
-    api.ok('mutation($id: ID!) { setStatus(id: $id, status: MAINTENANCE, reason: "fan") '
-           "{ id } }", id=device_id)
+    api.ok('mutation($id: ID!) { updateDevice(id: $id, patch: {rack: "r9"}) { id } }', id=device_id)
+    api.ok(
+        'mutation($id: ID!) { setStatus(id: $id, status: MAINTENANCE, reason: "fan") { id } }',
+        id=device_id,
+    )
     api.ok("mutation($id: ID!) { deleteDevice(id: $id) { id } }", id=device_id)
     trail = [e for e in events(db) if e.object_id == device_id]
     assert [e.action for e in trail] == ["create", "update", "set-status", "delete"]
@@ -39,21 +41,34 @@ def test_create_update_status_delete_are_audited_with_before_and_after(
 
 
 def test_an_unchanged_update_and_a_refused_write_leave_no_audit_event(
-        api: Api, db: sessionmaker[Session]) -> None:
+    api: Api, db: sessionmaker[Session]
+) -> None:
     device_id = api.ok(CREATE, input={"hostname": "gpu-1"})["createDevice"]["id"]
     before = len(events(db))
-    api.ok('mutation($id: ID!) { updateDevice(id: $id, patch: {}) { id } }', id=device_id)
-    refused = api.error('mutation($id: ID!) { updateDevice(id: $id, patch: {totalCpu: -4}) '
-                        "{ id } }", id=device_id)
+    api.ok("mutation($id: ID!) { updateDevice(id: $id, patch: {}) { id } }", id=device_id)
+    refused = api.error(
+        "mutation($id: ID!) { updateDevice(id: $id, patch: {totalCpu: -4}) { id } }", id=device_id
+    )
     assert refused["extensions"]["code"] == "BAD_INPUT"
     assert len(events(db)) == before
 
 
 def test_import_audits_each_created_item(api: Api, db: sessionmaker[Session]) -> None:
-    data = json.dumps({"devices": [{"hostname": f"gpu-{n}"} for n in range(3)],
-                       "switches": [{"name": "leaf-1", "role": "ib-leaf"}]})
+    data = json.dumps(
+        {
+            "devices": [{"hostname": f"gpu-{n}"} for n in range(3)],
+            "switches": [{"name": "leaf-1", "role": "ib-leaf"}],
+        }
+    )
     api.ok("mutation($d: String!) { importInventory(data: $d) { created } }", d=data)
-    created = {(e.object_kind, e.object_name) for e in events(db)
-               if e.action == "create" and e.object_kind != "token"}
-    assert created == {("baremetal", "gpu-0"), ("baremetal", "gpu-1"), ("baremetal", "gpu-2"),
-                       ("switch", "leaf-1")}
+    created = {
+        (e.object_kind, e.object_name)
+        for e in events(db)
+        if e.action == "create" and e.object_kind != "token"
+    }
+    assert created == {
+        ("baremetal", "gpu-0"),
+        ("baremetal", "gpu-1"),
+        ("baremetal", "gpu-2"),
+        ("switch", "leaf-1"),
+    }

@@ -18,10 +18,10 @@ from tests.conftest import free_port
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 
 
-def run(args: list[str], env: dict[str, str], check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([GPUINV, *args], env=env, capture_output=True, text=True,
-                            timeout=120)
+def run(
+    args: list[str], env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([GPUINV, *args], env=env, capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"gpuinv {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -41,14 +41,28 @@ def test_version_and_help_describe_the_tool(env: dict[str, str]) -> None:
 
 def test_token_create_prints_the_token_alone_and_list_revoke_work(env: dict[str, str]) -> None:
     run(["tenant", "create", "acme-ai", "--name", "Acme AI"], env)
-    created = run(["token", "create", "--role", "partner-admin", "--tenant", "acme-ai",
-                   "--ttl", "30d", "--name", "ci"], env)
+    created = run(
+        [
+            "token",
+            "create",
+            "--role",
+            "partner-admin",
+            "--tenant",
+            "acme-ai",
+            "--ttl",
+            "30d",
+            "--name",
+            "ci",
+        ],
+        env,
+    )
     secret = created.stdout
     assert secret.startswith("gpuinv_") and secret.endswith("\n")
     assert len(secret.strip().splitlines()) == 1
     listed = json.loads(run(["token", "list", "--json"], env).stdout)
     assert [(t["name"], t["role"], t["tenant"]) for t in listed] == [
-        ("ci", "partner-admin", "acme-ai")]
+        ("ci", "partner-admin", "acme-ai")
+    ]
     assert listed[0]["expiresAt"] is not None and secret.strip() not in json.dumps(listed)
     run(["token", "revoke", listed[0]["id"][:8]], env)
     assert json.loads(run(["token", "list", "--json"], env).stdout)[0]["revokedAt"]
@@ -66,16 +80,27 @@ def test_token_create_refuses_bad_grants(env: dict[str, str]) -> None:
 
 def test_import_json_then_csv_and_list_devices(env: dict[str, str], tmp_path: Path) -> None:
     fleet = tmp_path / "fleet.json"
-    fleet.write_text(json.dumps({"devices": [
-        {"hostname": "gpu-1", "totalcpu": 64,
-         "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8, "site": "blr-1"}]}))
-    assert run(["import", str(fleet)], env).stdout.strip() == \
-        "created 1, updated 0, unchanged 0"
+    fleet.write_text(
+        json.dumps(
+            {
+                "devices": [
+                    {
+                        "hostname": "gpu-1",
+                        "totalcpu": 64,
+                        "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
+                        "site": "blr-1",
+                    }
+                ]
+            }
+        )
+    )
+    assert run(["import", str(fleet)], env).stdout.strip() == "created 1, updated 0, unchanged 0"
     csv_file = tmp_path / "more.csv"
-    csv_file.write_text("hostname,totalcpu,gpuCount,gpuVendor,gpuModel,site\n"
-                        "gpu-2,32,4,AMD,MI300X,fra-1\ngpu-1,64,8,NVIDIA,H100,blr-1\n")
-    assert run(["import", str(csv_file)], env).stdout.strip() == \
-        "created 1, updated 0, unchanged 1"
+    csv_file.write_text(
+        "hostname,totalcpu,gpuCount,gpuVendor,gpuModel,site\n"
+        "gpu-2,32,4,AMD,MI300X,fra-1\ngpu-1,64,8,NVIDIA,H100,blr-1\n"
+    )
+    assert run(["import", str(csv_file)], env).stdout.strip() == "created 1, updated 0, unchanged 1"
     documents = json.loads(run(["devices", "--json"], env).stdout)
     assert [d["hostname"] for d in documents] == ["gpu-1", "gpu-2"]
     assert documents[1]["gpus"][0]["vendorCode"] == "AMD"
@@ -84,7 +109,8 @@ def test_import_json_then_csv_and_list_devices(env: dict[str, str], tmp_path: Pa
 
 
 def test_import_of_a_bad_file_names_row_and_field_and_writes_nothing(
-        env: dict[str, str], tmp_path: Path) -> None:
+    env: dict[str, str], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("hostname,totalcpu\ngpu-1,64\ngpu-2,lots\n")
     result = run(["import", str(bad)], env, check=False)
@@ -94,11 +120,17 @@ def test_import_of_a_bad_file_names_row_and_field_and_writes_nothing(
 
 
 def test_serve_demo_prints_a_token_that_queries_the_sample_fleet(
-        env: dict[str, str], tmp_path: Path) -> None:
+    env: dict[str, str], tmp_path: Path
+) -> None:
     port = free_port()
-    process = subprocess.Popen([GPUINV, "serve", "--demo", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=tmp_path)
+    process = subprocess.Popen(
+        [GPUINV, "serve", "--demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         assert process.stdout is not None
         token = process.stdout.readline().strip()
@@ -112,10 +144,15 @@ def test_serve_demo_prints_a_token_that_queries_the_sample_fleet(
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
-        query = ("{ devices(first: 500) { totalCount edges { node { gpus { vendorCode } } } } "
-                 "switches { totalCount } vms { totalCount } tenants { slug } }")
-        data = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                          headers={"Authorization": f"Bearer {token}"}).json()["data"]
+        query = (
+            "{ devices(first: 500) { totalCount edges { node { gpus { vendorCode } } } } "
+            "switches { totalCount } vms { totalCount } tenants { slug } }"
+        )
+        data = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["data"]
         assert data["devices"]["totalCount"] >= 200
         vendors = {g["vendorCode"] for e in data["devices"]["edges"] for g in e["node"]["gpus"]}
         assert vendors == {"NVIDIA", "AMD", "INTEL"}

@@ -19,7 +19,8 @@ WRITERS = 16
 
 
 def test_sixteen_racing_updates_of_one_generation_have_one_winner(
-        db: sessionmaker[Session]) -> None:
+    db: sessionmaker[Session],
+) -> None:
     who = cli_principal()
     with unit_of_work(db) as session:
         device = inventory.create(session, who, Kind.BAREMETAL, {"hostname": "gpu-1"})
@@ -47,7 +48,10 @@ def test_sixteen_racing_updates_of_one_generation_have_one_winner(
     assert outcomes.count(CONCURRENT_UPDATE) == WRITERS - 1
     with db() as session:
         stored = session.get(Device, device.id)
-        updates = session.scalars(select(AuditEvent).where(AuditEvent.object_id == device.id,
-                                                           AuditEvent.action == "update"))
+        updates = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.object_id == device.id, AuditEvent.action == "update"
+            )
+        )
         assert stored is not None and stored.generation == 2
         assert [e.after["rack"] for e in updates] == [stored.rack]

@@ -96,26 +96,48 @@ SEED_CAPACITY_MAP = """{
 }"""
 
 
-def device(hostname: str, *, vendor: str = "NVIDIA", model_no: str = "H100-SXM5-80GB",
-           model: str = "DGX H100", gpus: int = 8, cpu: int = 224, memory: int = 2097152,
-           storage: int = 30720, location: str = "india", site: str = "blr-1",
-           fabrics: tuple[str, ...] = ("fabric-a",), status: str = "available",
-           free: Capacity | None = None, kind: str = "baremetal") -> Candidate:
-    document = {"hostname": hostname, "kind": kind, "status": status, "manufacturer": "NVIDIA",
-                "model": model, "totalcpu": cpu, "totalmemoryMB": memory,
-                "totalstorageGB": storage, "totalgpus": gpus,
-                "gpus": [{"index": i, "vendorCode": vendor, "modelNo": model_no,
-                          "memoryMB": 81920} for i in range(gpus)],
-                "tags": {"gputype": model_no.split("-")[0], "location": location},
-                "site": site}
+def device(
+    hostname: str,
+    *,
+    vendor: str = "NVIDIA",
+    model_no: str = "H100-SXM5-80GB",
+    model: str = "DGX H100",
+    gpus: int = 8,
+    cpu: int = 224,
+    memory: int = 2097152,
+    storage: int = 30720,
+    location: str = "india",
+    site: str = "blr-1",
+    fabrics: tuple[str, ...] = ("fabric-a",),
+    status: str = "available",
+    free: Capacity | None = None,
+    kind: str = "baremetal",
+) -> Candidate:
+    document = {
+        "hostname": hostname,
+        "kind": kind,
+        "status": status,
+        "manufacturer": "NVIDIA",
+        "model": model,
+        "totalcpu": cpu,
+        "totalmemoryMB": memory,
+        "totalstorageGB": storage,
+        "totalgpus": gpus,
+        "gpus": [
+            {"index": i, "vendorCode": vendor, "modelNo": model_no, "memoryMB": 81920}
+            for i in range(gpus)
+        ],
+        "tags": {"gputype": model_no.split("-")[0], "location": location},
+        "site": site,
+    }
     total = Capacity(cpu, memory, storage, gpus)
-    return Candidate(hostname, kind, hostname, status, document, total, free or total, site,
-                     frozenset(fabrics))
+    return Candidate(
+        hostname, kind, hostname, status, document, total, free or total, site, frozenset(fabrics)
+    )
 
 
 def labels(inventory_type: str, config: str) -> dict[str, str]:
-    return {"paas.envmgmt.io/inventory": inventory_type,
-            "paas.envmgmt.io/inventory.config": config}
+    return {"paas.envmgmt.io/inventory": inventory_type, "paas.envmgmt.io/inventory.config": config}
 
 
 FLEET = [
@@ -129,8 +151,10 @@ FLEET = [
 
 
 def test_the_seed_example_picks_the_smallest_fitting_nvidia_server_in_india() -> None:
-    request = resolve(parse_labels(labels("baremetal", SEED_CONFIG)),
-                      {"gputype": "NVIDIA", "location": "india", "gpu": "8", "cpu": "100"})
+    request = resolve(
+        parse_labels(labels("baremetal", SEED_CONFIG)),
+        {"gputype": "NVIDIA", "location": "india", "gpu": "8", "cpu": "100"},
+    )
     outcome = match(request, CandidateIndex(FLEET))
     assert [c.hostname for c in outcome.chosen] == ["server-45"]  # 192 CPUs < 224
     steps = outcome.explanation.steps
@@ -170,8 +194,12 @@ def test_no_match_explains_where_the_fleet_ran_out() -> None:
 
 
 def test_mks_prefers_one_fabric_over_packing() -> None:
-    fleet = [device("a1", fabrics=("f1",), gpus=4), device("a2", fabrics=("f2",), gpus=4),
-             device("b1", fabrics=("f3",)), device("b2", fabrics=("f3",))]
+    fleet = [
+        device("a1", fabrics=("f1",), gpus=4),
+        device("a2", fabrics=("f2",), gpus=4),
+        device("b1", fabrics=("f3",)),
+        device("b2", fabrics=("f3",)),
+    ]
     request = resolve(parse_labels(labels("mks", SEED_CONFIG)), {"noofNodes": 2})
     outcome = match(request, CandidateIndex(fleet))
     assert sorted(c.hostname for c in outcome.chosen) == ["b1", "b2"]
@@ -179,8 +207,11 @@ def test_mks_prefers_one_fabric_over_packing() -> None:
 
 
 def test_mks_falls_back_to_one_site_then_to_any() -> None:
-    fleet = [device("a1", fabrics=("f1",)), device("a2", fabrics=("f2",)),
-             device("c1", site="iad-1", fabrics=())]
+    fleet = [
+        device("a1", fabrics=("f1",)),
+        device("a2", fabrics=("f2",)),
+        device("c1", site="iad-1", fabrics=()),
+    ]
     request = resolve(parse_labels(labels("mks", SEED_CONFIG)), {"noofNodes": 2})
     outcome = match(request, CandidateIndex(fleet))
     assert sorted(c.hostname for c in outcome.chosen) == ["a1", "a2"]
@@ -190,15 +221,16 @@ def test_mks_falls_back_to_one_site_then_to_any() -> None:
 
 
 def test_a_device_holding_slices_is_not_offered_whole() -> None:
-    sliced = device("sliced", gpus=2, free=Capacity(cpu=224, memory_mb=2097152,
-                                                    storage_gb=30720, gpus=1))
+    sliced = device(
+        "sliced", gpus=2, free=Capacity(cpu=224, memory_mb=2097152, storage_gb=30720, gpus=1)
+    )
     whole = device("whole")
     exclusive = resolve(parse_labels(labels("baremetal", "[]")), {})
-    assert [c.hostname for c in match(exclusive, CandidateIndex([sliced, whole])).chosen] == \
-        ["whole"]
+    assert [c.hostname for c in match(exclusive, CandidateIndex([sliced, whole])).chosen] == [
+        "whole"
+    ]
     shared = resolve(parse_labels(labels("vcluster", SEED_CONFIG)), {"gpu": 1})
-    assert [c.hostname for c in match(shared, CandidateIndex([sliced, whole])).chosen] == \
-        ["sliced"]
+    assert [c.hostname for c in match(shared, CandidateIndex([sliced, whole])).chosen] == ["sliced"]
 
 
 def test_list_values_and_json_array_strings_mean_any_of() -> None:
@@ -217,11 +249,20 @@ def test_unused_variables_are_reported() -> None:
 # --- a brute-force reference, written from DESIGN.md independently of the engine ---------
 
 
-def reference(inventory_type: str, config: list[dict[str, Any]], variables: dict[str, Any],
-              fleet: list[Candidate]) -> list[str]:
+def reference(
+    inventory_type: str,
+    config: list[dict[str, Any]],
+    variables: dict[str, Any],
+    fleet: list[Candidate],
+) -> list[str]:
     wanted = {"nodes": 1, "cpu": 0, "memory_mb": 0, "gpus": 0, "storage_gb": 0}
-    names = {"requirednoofnodes": "nodes", "requiredcpu": "cpu", "requiredmemorymb":
-             "memory_mb", "requiredgpu": "gpus", "requiredstoragegb": "storage_gb"}
+    names = {
+        "requirednoofnodes": "nodes",
+        "requiredcpu": "cpu",
+        "requiredmemorymb": "memory_mb",
+        "requiredgpu": "gpus",
+        "requiredstoragegb": "storage_gb",
+    }
     matches = []
     for f in config:
         value = variables.get(f["keyInVariable"])
@@ -239,16 +280,17 @@ def reference(inventory_type: str, config: list[dict[str, Any]], variables: dict
             continue
         if inventory_type != "vcluster" and c.free != c.total:
             continue
-        if any(not ({normalise(v) for v in path_values(c.document, p)} & values)
-               for p, values in matches):
+        if any(
+            not ({normalise(v) for v in path_values(c.document, p)} & values)
+            for p, values in matches
+        ):
             continue
-        if all(getattr(c.free, k) >= wanted[k] for k in ("cpu", "memory_mb", "gpus",
-                                                         "storage_gb")):
+        if all(getattr(c.free, k) >= wanted[k] for k in ("cpu", "memory_mb", "gpus", "storage_gb")):
             eligible.append(c)
     if len(eligible) < wanted["nodes"]:
         return []
     eligible.sort(key=lambda c: (c.free.gpus, c.free.cpu, c.free.memory_mb, c.hostname))
-    return [c.hostname for c in eligible[:wanted["nodes"]]]
+    return [c.hostname for c in eligible[: wanted["nodes"]]]
 
 
 @st.composite
@@ -261,11 +303,19 @@ def fleets(draw: st.DrawFn) -> list[Candidate]:
         total = Capacity(cpu, cpu * 8192, 1000, gpus)
         used = draw(st.integers(0, gpus))
         free = Capacity(cpu, cpu * 8192, 1000, gpus - used)
-        out.append(device(f"h{n:02d}", gpus=gpus, cpu=cpu, memory=cpu * 8192, storage=1000,
-                          vendor=draw(st.sampled_from(["NVIDIA", "AMD", "INTEL"])),
-                          location=draw(st.sampled_from(["india", "us"])),
-                          status=draw(st.sampled_from(["available"] * 4 + ["maintenance"])),
-                          free=free if total.gpus else total))
+        out.append(
+            device(
+                f"h{n:02d}",
+                gpus=gpus,
+                cpu=cpu,
+                memory=cpu * 8192,
+                storage=1000,
+                vendor=draw(st.sampled_from(["NVIDIA", "AMD", "INTEL"])),
+                location=draw(st.sampled_from(["india", "us"])),
+                status=draw(st.sampled_from(["available"] * 4 + ["maintenance"])),
+                free=free if total.gpus else total,
+            )
+        )
     return out
 
 
@@ -285,7 +335,7 @@ def requests(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]], dict[str, Any]
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleet=fleets(), ask=requests())
-def test_engine_agrees_with_the_brute_force_reference(fleet, ask) -> None:  # noqa: ANN001
+def test_engine_agrees_with_the_brute_force_reference(fleet, ask) -> None:
     inventory_type, config, variables = ask
     request = resolve(parse_labels(labels(inventory_type, json.dumps(config))), variables)
     chosen = [c.hostname for c in match(request, CandidateIndex(fleet)).chosen]
@@ -294,7 +344,7 @@ def test_engine_agrees_with_the_brute_force_reference(fleet, ask) -> None:  # no
 
 @settings(max_examples=300, deadline=None)
 @given(fleet=fleets(), ask=requests())
-def test_no_chosen_device_fails_a_filter_and_none_larger_was_preferred(fleet, ask) -> None:  # noqa: ANN001
+def test_no_chosen_device_fails_a_filter_and_none_larger_was_preferred(fleet, ask) -> None:
     inventory_type, config, variables = ask
     request = resolve(parse_labels(labels(inventory_type, json.dumps(config))), variables)
     outcome = match(request, CandidateIndex(fleet))
@@ -323,5 +373,8 @@ def test_an_index_kept_up_to_date_answers_like_a_fresh_one() -> None:
     index.remove("server-43")
     index.upsert(device("server-46", gpus=1, cpu=8))
     fresh = CandidateIndex([*FLEET[:3], *FLEET[4:], device("server-46", gpus=1, cpu=8)])
-    assert [c.hostname for c in match(request, index).chosen] == \
-        [c.hostname for c in match(request, fresh).chosen] == ["server-46"]
+    assert (
+        [c.hostname for c in match(request, index).chosen]
+        == [c.hostname for c in match(request, fresh).chosen]
+        == ["server-46"]
+    )

@@ -23,8 +23,7 @@ from api.domain.matching.request import Condition, Request, Skip, Threshold
 _SORT_LIMIT = 4096
 
 _NOUN = {"baremetal": "devices", "vm": "VMs"}
-_FREE_LABEL = {"cpu": "CPU", "memory_mb": "memory MB", "storage_gb": "storage GB",
-               "gpus": "GPUs"}
+_FREE_LABEL = {"cpu": "CPU", "memory_mb": "memory MB", "storage_gb": "storage GB", "gpus": "GPUs"}
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,12 @@ class Step:
     note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"filter": self.filter, "entered": self.entered, "left": self.left,
-                "note": self.note}
+        return {
+            "filter": self.filter,
+            "entered": self.entered,
+            "left": self.left,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -45,8 +48,10 @@ class Explanation:
     unused_variables: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": [s.as_dict() for s in self.steps],
-                "unusedVariables": list(self.unused_variables)}
+        return {
+            "steps": [s.as_dict() for s in self.steps],
+            "unusedVariables": list(self.unused_variables),
+        }
 
     def summary(self) -> str:
         """One line, as DESIGN.md shows it: '1000 devices → 640 available → …'."""
@@ -70,11 +75,17 @@ def match(request: Request, index: CandidateIndex, exclude: Collection[str] = ()
     inventory_type = request.profile.inventory_type
     kind = kind_for(inventory_type)
     explanation = Explanation(unused_variables=list(request.unused_variables))
-    survivors = index.eligible(inventory_type) - set(exclude) if exclude else \
-        index.eligible(inventory_type)
-    explanation.steps.append(Step(
-        f"{inventory_type.value}: {_NOUN[kind]} available", len(index.of_kind(kind)),
-        len(survivors), _eligibility_note(inventory_type)))
+    survivors = (
+        index.eligible(inventory_type) - set(exclude) if exclude else index.eligible(inventory_type)
+    )
+    explanation.steps.append(
+        Step(
+            f"{inventory_type.value}: {_NOUN[kind]} available",
+            len(index.of_kind(kind)),
+            len(survivors),
+            _eligibility_note(inventory_type),
+        )
+    )
     for step in request.steps:
         entered = len(survivors)
         if isinstance(step, Skip):
@@ -98,8 +109,9 @@ def _eligibility_note(inventory_type: InventoryType) -> str:
     return "status available and not holding vcluster slices"
 
 
-def _apply_threshold(step: Threshold, survivors: set[str], index: CandidateIndex
-                     ) -> tuple[set[str], str | None]:
+def _apply_threshold(
+    step: Threshold, survivors: set[str], index: CandidateIndex
+) -> tuple[set[str], str | None]:
     if not step.amounts:
         return survivors, None
     items = index.items
@@ -113,8 +125,9 @@ def _apply_threshold(step: Threshold, survivors: set[str], index: CandidateIndex
     return kept, "largest free: " + ", ".join(largest)
 
 
-def _choose(inventory_type: InventoryType, nodes: int, survivors: set[str],
-            index: CandidateIndex) -> tuple[list[Candidate], str | None]:
+def _choose(
+    inventory_type: InventoryType, nodes: int, survivors: set[str], index: CandidateIndex
+) -> tuple[list[Candidate], str | None]:
     if len(survivors) < nodes:
         needed = f"need {nodes} distinct {'item' if nodes == 1 else 'items'}"
         return [], f"{needed}, {len(survivors)} eligible"
@@ -126,8 +139,7 @@ def _choose(inventory_type: InventoryType, nodes: int, survivors: set[str],
 def smallest(ids: set[str], count: int, index: CandidateIndex) -> list[Candidate]:
     """The ``count`` smallest items by packing key."""
     if len(ids) <= _SORT_LIMIT:
-        return heapq.nsmallest(count, (index.items[i] for i in ids),
-                               key=lambda c: c.packing_key)
+        return heapq.nsmallest(count, (index.items[i] for i in ids), key=lambda c: c.packing_key)
     found: list[Candidate] = []
     for candidate in index.in_packing_order():
         if candidate.id in ids:
@@ -137,8 +149,9 @@ def smallest(ids: set[str], count: int, index: CandidateIndex) -> list[Candidate
     return found
 
 
-def _best_group(groups: Iterable[tuple[Any, list[Candidate]]], nodes: int
-                ) -> tuple[Any, list[Candidate]] | None:
+def _best_group(
+    groups: Iterable[tuple[Any, list[Candidate]]], nodes: int
+) -> tuple[Any, list[Candidate]] | None:
     best: tuple[Any, ...] | None = None
     for key, members in groups:
         if len(members) < nodes:
@@ -150,8 +163,7 @@ def _best_group(groups: Iterable[tuple[Any, list[Candidate]]], nodes: int
     return (best[1], best[2]) if best else None
 
 
-def _choose_topology(nodes: int, candidates: list[Candidate]
-                     ) -> tuple[list[Candidate], str | None]:
+def _choose_topology(nodes: int, candidates: list[Candidate]) -> tuple[list[Candidate], str | None]:
     by_fabric: dict[tuple[str | None, str], list[Candidate]] = defaultdict(list)
     by_site: dict[str | None, list[Candidate]] = defaultdict(list)
     for c in candidates:

@@ -31,9 +31,13 @@ CAPACITY_KEYS = {
     "requiredstoragegb": "storage_gb",
 }
 # How a requirement is shown back to users (the seed's own spelling).
-CAPACITY_LABELS = {"nodes": "requiredNoofNodes", "cpu": "requiredCPU",
-                   "memory_mb": "requiredMemoryMB", "gpus": "requiredGPU",
-                   "storage_gb": "requiredStorageGB"}
+CAPACITY_LABELS = {
+    "nodes": "requiredNoofNodes",
+    "cpu": "requiredCPU",
+    "memory_mb": "requiredMemoryMB",
+    "gpus": "requiredGPU",
+    "storage_gb": "requiredStorageGB",
+}
 
 
 @dataclass(frozen=True)
@@ -63,25 +67,37 @@ class Profile:
 
     def canonical(self) -> dict[str, Any]:
         """A stable form of the resolved profile, used to tell "the same request" apart."""
-        return {"inventoryType": self.inventory_type.value,
-                "filters": [_filter_dict(f) for f in self.filters]}
+        return {
+            "inventoryType": self.inventory_type.value,
+            "filters": [_filter_dict(f) for f in self.filters],
+        }
 
 
 def _filter_dict(f: Filter) -> dict[str, Any]:
     if isinstance(f, MatchFilter):
-        return {"type": "match", "keyInVariable": f.variable, "keyInDevice": f.path,
-                "required": f.required}
-    out: dict[str, Any] = {"type": "capacity", "keyInVariable": f.variable,
-                           "keyInCapacity": f.key, "required": f.required}
+        return {
+            "type": "match",
+            "keyInVariable": f.variable,
+            "keyInDevice": f.path,
+            "required": f.required,
+        }
+    out: dict[str, Any] = {
+        "type": "capacity",
+        "keyInVariable": f.variable,
+        "keyInCapacity": f.key,
+        "required": f.required,
+    }
     if f.presets is not None:
         out["capacityMap"] = {name: dict(amounts) for name, amounts in sorted(f.presets.items())}
     return out
 
 
-def profile_error(message: str, index: int | None = None, field: str | None = None
-                  ) -> DomainError:
-    where = f"filter {index}" + (f", field {field!r}" if field else "") + ": " \
-        if index is not None else (f"{field}: " if field else "")
+def profile_error(message: str, index: int | None = None, field: str | None = None) -> DomainError:
+    where = (
+        f"filter {index}" + (f", field {field!r}" if field else "") + ": "
+        if index is not None
+        else (f"{field}: " if field else "")
+    )
     extensions: dict[str, Any] = {}
     if index is not None:
         extensions["filterIndex"] = index
@@ -93,15 +109,18 @@ def profile_error(message: str, index: int | None = None, field: str | None = No
 def parse_labels(labels: Any) -> Profile:
     """Validate a profile's labels: the inventory type first, then the filters by index."""
     if not isinstance(labels, Mapping):
-        raise profile_error(f"labels must be an object, got {type(labels).__name__}",
-                            field="labels")
+        raise profile_error(
+            f"labels must be an object, got {type(labels).__name__}", field="labels"
+        )
     raw_type = labels.get(INVENTORY_LABEL)
     try:
         inventory_type = InventoryType(str(raw_type).strip().lower())
     except ValueError:
-        raise profile_error(f"unknown inventory type {raw_type!r} (one of: "
-                            f"{', '.join(t.value for t in InventoryType)})",
-                            field=INVENTORY_LABEL) from None
+        raise profile_error(
+            f"unknown inventory type {raw_type!r} (one of: "
+            f"{', '.join(t.value for t in InventoryType)})",
+            field=INVENTORY_LABEL,
+        ) from None
     config = labels.get(CONFIG_LABEL)
     if config is None:
         return Profile(inventory_type, ())
@@ -109,8 +128,10 @@ def parse_labels(labels: Any) -> Profile:
         try:
             config = json.loads(config)
         except json.JSONDecodeError as exc:
-            raise profile_error(f"not valid JSON ({exc.msg} at line {exc.lineno} column "
-                                f"{exc.colno})", field=CONFIG_LABEL) from None
+            raise profile_error(
+                f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                field=CONFIG_LABEL,
+            ) from None
     if not isinstance(config, list):
         raise profile_error("must be a JSON array of filters", field=CONFIG_LABEL)
     return Profile(inventory_type, tuple(_parse_filter(i, f) for i, f in enumerate(config)))
@@ -129,8 +150,11 @@ def _parse_filter(index: int, raw: Any) -> Filter:
     allowed = _MATCH_KEYS if kind == "match" else _CAPACITY_KEYS
     for key in raw:
         if key not in allowed:
-            raise profile_error(f"unknown field {key!r} in a {kind} filter (known: "
-                                f"{', '.join(sorted(allowed))})", index, str(key))
+            raise profile_error(
+                f"unknown field {key!r} in a {kind} filter (known: {', '.join(sorted(allowed))})",
+                index,
+                str(key),
+            )
     variable = _text(raw, "keyInVariable", index)
     required = raw.get("required", False)
     if not isinstance(required, bool):
@@ -145,38 +169,50 @@ def _parse_filter(index: int, raw: Any) -> Filter:
     if presets_raw is None:
         canonical = CAPACITY_KEYS.get(key.lower())
         if canonical is None:
-            raise profile_error(f"unknown capacity {key!r} (one of: "
-                                f"{', '.join(CAPACITY_LABELS.values())}; or give a "
-                                "capacityMap)", index, "keyInCapacity")
+            raise profile_error(
+                f"unknown capacity {key!r} (one of: "
+                f"{', '.join(CAPACITY_LABELS.values())}; or give a "
+                "capacityMap)",
+                index,
+                "keyInCapacity",
+            )
         return CapacityFilter(index, variable, canonical, None, required)
     return CapacityFilter(index, variable, key, _presets(index, presets_raw), required)
 
 
 def _presets(index: int, raw: Any) -> dict[str, dict[str, int]]:
     if not isinstance(raw, Mapping) or not raw:
-        raise profile_error("must be an object of presets, e.g. {\"small\": {\"requiredCpu\": "
-                            "2}}", index, "capacityMap")
+        raise profile_error(
+            'must be an object of presets, e.g. {"small": {"requiredCpu": 2}}', index, "capacityMap"
+        )
     presets: dict[str, dict[str, int]] = {}
     for name, amounts in raw.items():
         field = f"capacityMap.{name}"
         if not isinstance(amounts, Mapping) or not amounts:
-            raise profile_error("a preset must name at least one required amount",
-                                index, field)
+            raise profile_error("a preset must name at least one required amount", index, field)
         parsed: dict[str, int] = {}
         for key, amount in amounts.items():
             canonical = CAPACITY_KEYS.get(str(key).lower())
             if canonical is None:
-                raise profile_error(f"unknown capacity {key!r} (one of: "
-                                    f"{', '.join(CAPACITY_LABELS.values())})", index,
-                                    f"{field}.{key}")
-            if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0 \
-                    or (isinstance(amount, float) and not amount.is_integer()):
-                raise profile_error(f"must be a whole number ≥ 0, got {amount!r}", index,
-                                    f"{field}.{key}")
+                raise profile_error(
+                    f"unknown capacity {key!r} (one of: {', '.join(CAPACITY_LABELS.values())})",
+                    index,
+                    f"{field}.{key}",
+                )
+            if (
+                isinstance(amount, bool)
+                or not isinstance(amount, int | float)
+                or amount < 0
+                or (isinstance(amount, float) and not amount.is_integer())
+            ):
+                raise profile_error(
+                    f"must be a whole number ≥ 0, got {amount!r}", index, f"{field}.{key}"
+                )
             parsed[canonical] = int(amount)
         if parsed.get("nodes", 1) < 1:
-            raise profile_error("requiredNoofNodes must be at least 1", index,
-                                f"{field}.requiredNoofNodes")
+            raise profile_error(
+                "requiredNoofNodes must be at least 1", index, f"{field}.requiredNoofNodes"
+            )
         presets[str(name)] = parsed
     return presets
 

@@ -149,27 +149,35 @@ def resolve(profile: Profile, variables: Any) -> Request:
         label = _label(f, value)
         if _absent(value):
             if f.required:
-                raise variable_error(f.variable, "is required by filter "
-                                     f"{f.index} and was not given", f.index)
-            request.skips.append(Skip(f.index, label, f"variable {f.variable!r} not given: "
-                                                      "filter skipped"))
+                raise variable_error(
+                    f.variable, f"is required by filter {f.index} and was not given", f.index
+                )
+            request.skips.append(
+                Skip(f.index, label, f"variable {f.variable!r} not given: filter skipped")
+            )
             continue
         if isinstance(f, MatchFilter):
             values = _any_of(value)
             for item in values:
                 if isinstance(item, Mapping | list) or item is None:
-                    raise variable_error(f.variable, f"must be a string or number (or a list "
-                                         f"of them), got {item!r}", f.index)
-            request.conditions.append(Condition(f.index, f.path,
-                                                tuple(normalise(v) for v in values), label))
-            request.canonical_variables[f.variable] = sorted(
-                {str(v).strip() for v in values}) if len(values) > 1 else str(values[0])
+                    raise variable_error(
+                        f.variable,
+                        f"must be a string or number (or a list of them), got {item!r}",
+                        f.index,
+                    )
+            request.conditions.append(
+                Condition(f.index, f.path, tuple(normalise(v) for v in values), label)
+            )
+            request.canonical_variables[f.variable] = (
+                sorted({str(v).strip() for v in values}) if len(values) > 1 else str(values[0])
+            )
             continue
         amounts = _capacity_amounts(f, value)
         nodes = amounts.pop("nodes", None)
         if nodes is not None and nodes < 1:
-            raise variable_error(f.variable, f"a node count must be a whole number ≥ 1, got "
-                                 f"{value!r}", f.index)
+            raise variable_error(
+                f.variable, f"a node count must be a whole number ≥ 1, got {value!r}", f.index
+            )
         for name, amount in amounts.items():
             best[name] = max(best[name], amount)
         if nodes is not None:
@@ -179,8 +187,9 @@ def resolve(profile: Profile, variables: Any) -> Request:
             parts += [f"requiredNoofNodes={nodes}"] if nodes is not None else []
             label = f"{label} ({', '.join(parts)})"
         request.thresholds.append(Threshold(f.index, amounts, nodes, label))
-        request.canonical_variables[f.variable] = value if f.presets is not None \
-            else _amount(f.variable, value, f.index)
+        request.canonical_variables[f.variable] = (
+            value if f.presets is not None else _amount(f.variable, value, f.index)
+        )
     request.requirements = Requirements(**best)
     request.unused_variables = sorted(str(k) for k in variables if k not in read)
     return request
@@ -192,8 +201,9 @@ def _capacity_amounts(f: CapacityFilter, value: Any) -> dict[str, int]:
     name = str(value).strip()
     presets = {p.casefold(): amounts for p, amounts in f.presets.items()}
     if name.casefold() not in presets:
-        raise variable_error(f.variable, f"unknown preset {value!r} (one of: "
-                             f"{', '.join(f.presets)})", f.index)
+        raise variable_error(
+            f.variable, f"unknown preset {value!r} (one of: {', '.join(f.presets)})", f.index
+        )
     return dict(presets[name.casefold()])
 
 
@@ -202,8 +212,11 @@ def _label(f: MatchFilter | CapacityFilter, value: Any) -> str:
         if _absent(value):
             return f"{f.path}=({f.variable})"
         values = _any_of(value)
-        shown = str(values[0]).strip() if len(values) == 1 else \
-            "{" + ",".join(str(v).strip() for v in values) + "}"
+        shown = (
+            str(values[0]).strip()
+            if len(values) == 1
+            else "{" + ",".join(str(v).strip() for v in values) + "}"
+        )
         return f"{f.path}{'=' if len(values) == 1 else '∈'}{shown}"
     if f.presets is None:
         name = CAPACITY_LABELS[f.key]
