@@ -241,6 +241,9 @@ class _Reader:
                 tags[key_text] = _number_text(tag_value)
             elif isinstance(tag_value, str) and len(tag_value) <= MAX_NAME:
                 tags[key_text] = tag_value.strip()
+            elif isinstance(tag_value, str):  # else it would say "must be a string, got string"
+                self.fail(f"tags.{key}", f"must be at most {MAX_NAME} characters, "
+                                         f"got {len(tag_value)}")
             else:
                 self.fail(f"tags.{key}", f"must be a string, got {_kind_of(tag_value)}")
         return tags
@@ -250,6 +253,8 @@ class _Reader:
         if value is None:
             return Source()
         sub = self.nested(value, "source.")
+        # As everywhere else: a misspelt key ("URL") is refused, not silently dropped.
+        sub.reject_unknown({"system", "id", "url"})
         system_text = sub.string("system") or "manual"
         try:
             system = SourceSystem(system_text.lower())
@@ -282,11 +287,15 @@ def parse_device(raw: Any, kind: Kind = Kind.BAREMETAL, *, row: int = 1,
     r.kind(kind)
     hostname = r.string("hostname", required=True)
     gpus = _gpus(r)
+    # Compare with the entries the document lists, not with the valid ones: a bad entry is
+    # already reported under its own name and must not also be blamed on totalgpus.
+    listed = r.raw.get("gpus")
+    listed_count = len(listed) if isinstance(listed, list) else 0
     total_gpus = r.integer("totalgpus", maximum=MAX_COUNT)
     if total_gpus is None:
         total_gpus = len(gpus)
-    elif gpus and total_gpus != len(gpus):
-        r.fail("totalgpus", f"is {total_gpus} but {len(gpus)} gpus are listed")
+    elif listed_count and total_gpus != listed_count:
+        r.fail("totalgpus", f"is {total_gpus} but {listed_count} gpus are listed")
     spec = DeviceSpec(
         kind=kind,
         hostname=hostname or "",
@@ -408,10 +417,13 @@ def _ib_ports(r: _Reader) -> tuple[IbPort, ...] | None:
         name = p.string("name", required=True)
         if name in names:
             p.fail("name", f"port {name!r} is listed twice")
+        # Read before the name is checked, so a port without a name still has its other bad
+        # fields reported in the same pass.
+        rate = p.integer("rateGbps", maximum=MAX_COUNT)
+        fabric, switch = p.string("fabric"), p.string("switch")
         if name:
             names.add(name)
-            ports.append(IbPort(name, p.integer("rateGbps", maximum=MAX_COUNT),
-                                p.string("fabric"), p.string("switch")))
+            ports.append(IbPort(name, rate, fabric, switch))
     return tuple(ports)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.domain.document import (
+    MAX_COUNT,
     DeviceSpec,
     DocumentError,
     InfinibandSpec,
@@ -70,7 +71,9 @@ def parse_json_import(data: str) -> ImportBatch:
                         f"(known: {', '.join(SECTIONS)})", field="data")
     rows: list[tuple[str, int, Any]] = []
     for section in SECTIONS:
-        items = payload.get(section) or []
+        items = payload.get(section)
+        if items is None:  # not "or []": {} or "" would pass as an empty section unnoticed
+            items = []
         if not isinstance(items, list):
             raise bad_input(f"data.{section}: must be a list, got {type(items).__name__}",
                             field=section)
@@ -112,9 +115,9 @@ def parse_csv_import(data: str) -> ImportBatch:
         if not row_errors:
             section = _KIND_SECTION[Kind(document.pop("kind"))]
             rows.append((section, line, document))
-    if errors:
-        raise bulk_input_error(errors)
-    return _build_batch(rows, csv_rows=True)
+    # The rows that read cleanly are validated even when others did not, so that one round
+    # trip reports every bad field of the file.
+    return _build_batch(rows, csv_rows=True, errors=errors)
 
 
 def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[FieldError]]:
@@ -151,19 +154,30 @@ def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], li
         document["hostname"] = document.pop("name")
     gpu_columns = {k: document.pop(k) for k in ("gpuCount", "gpuVendor", "gpuModel",
                                                 "gpuMemoryMB") if k in document}
-    if gpu_columns.get("gpuCount"):
+    count = gpu_columns.get("gpuCount")
+    if count is not None and not 0 <= count <= MAX_COUNT:
+        # Checked before the list is built: a negative count would silently list no GPUs,
+        # and a typo like 10**12 would build that many entries.
+        errors.append(FieldError(line, "gpuCount", f"must be between 0 and {MAX_COUNT}, "
+                                                   f"got {count}"))
+    elif count:
         gpu = {"vendorCode": gpu_columns.get("gpuVendor"), "modelNo": gpu_columns.get("gpuModel"),
                "memoryMB": gpu_columns.get("gpuMemoryMB")}
-        document["gpus"] = [dict(gpu, index=i) for i in range(gpu_columns["gpuCount"])]
-    elif set(gpu_columns) - {"gpuCount"}:
+        document["gpus"] = [dict(gpu, index=i) for i in range(count)]
+    elif (count is None and set(gpu_columns) - {"gpuCount"}
+          and not any(e.field == "gpuCount" for e in errors)):
+        # Only for an empty gpuCount cell: 0 is a count (no GPUs), and a cell that is not a
+        # number is already reported above.
         errors.append(FieldError(line, "gpuCount", "is required when gpuVendor, gpuModel or "
                                                    "gpuMemoryMB are given"))
     return document, errors
 
 
-def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False) -> ImportBatch:
+def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False,
+                 errors: list[FieldError] | None = None) -> ImportBatch:
+    """Parse every row; ``errors`` are those already found (CSV cells), reported first."""
     batch = ImportBatch()
-    errors: list[FieldError] = []
+    errors = list(errors or [])
     seen: dict[tuple[str, str], tuple[str, int]] = {}
 
     def claim(key: tuple[str, str], section: str, row: int, field: str) -> None:
