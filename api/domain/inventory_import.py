@@ -45,29 +45,37 @@ class ImportBatch:
         return len(self.devices) + len(self.vms) + len(self.switches) + len(self.infinibands)
 
 
+def _upload_error(message: str, field: str) -> DomainError:
+    """A problem with the upload as a whole (row 0), in the same shape as row errors, so
+    clients read ``extensions.errors`` for every failed import."""
+    error = bad_input(message, field=field)
+    error.extensions["errors"] = [{"row": 0, "field": field, "message": message}]
+    return error
+
+
 def parse_import(fmt: str, data: str) -> ImportBatch:
     fmt = fmt.lower()
     if fmt == "json":
         return parse_json_import(data)
     if fmt == "csv":
         return parse_csv_import(data)
-    raise bad_input(f"format: unknown import format {fmt!r} (JSON or CSV)", field="format")
+    raise _upload_error(f"format: unknown import format {fmt!r} (JSON or CSV)", field="format")
 
 
 def parse_json_import(data: str) -> ImportBatch:
     try:
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise bad_input(f"data: not valid JSON ({exc.msg} at line {exc.lineno} column "
+        raise _upload_error(f"data: not valid JSON ({exc.msg} at line {exc.lineno} column "
                         f"{exc.colno})", field="data") from None
     if isinstance(payload, list):  # a bare list is a list of device documents
         payload = {"devices": payload}
     if not isinstance(payload, dict):
-        raise bad_input("data: must be a JSON object with keys devices, vms, switches, "
+        raise _upload_error("data: must be a JSON object with keys devices, vms, switches, "
                         "infinibands", field="data")
     unknown = sorted(set(payload) - set(SECTIONS))
     if unknown:
-        raise bad_input(f"data: unknown section(s) {', '.join(map(repr, unknown))} "
+        raise _upload_error(f"data: unknown section(s) {', '.join(map(repr, unknown))} "
                         f"(known: {', '.join(SECTIONS)})", field="data")
     rows: list[tuple[str, int, Any]] = []
     for section in SECTIONS:
@@ -75,7 +83,7 @@ def parse_json_import(data: str) -> ImportBatch:
         if items is None:  # not "or []": {} or "" would pass as an empty section unnoticed
             items = []
         if not isinstance(items, list):
-            raise bad_input(f"data.{section}: must be a list, got {type(items).__name__}",
+            raise _upload_error(f"data.{section}: must be a list, got {type(items).__name__}",
                             field=section)
         rows.extend((section, number, item) for number, item in enumerate(items, start=1))
     return _build_batch(rows)
@@ -101,7 +109,7 @@ def parse_csv_import(data: str) -> ImportBatch:
     reader = csv.DictReader(io.StringIO(data))
     header = reader.fieldnames or []
     if not header:
-        raise bad_input("data: the CSV has no header row", field="data")
+        raise _upload_error("data: the CSV has no header row", field="data")
     errors = [FieldError(1, column, f"unknown column {column!r}")
               for column in header
               if column not in _CSV_NUMBERS | _CSV_TEXT and not column.startswith("tags.")]

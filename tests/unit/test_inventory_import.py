@@ -92,7 +92,8 @@ def test_parse_import_reads_csv_in_any_case(fmt: str) -> None:
 
 def test_rejects_an_unknown_format_naming_the_format_field() -> None:
     error = refused(parse_import, "xml", "<devices/>")
-    assert error.extensions == {"field": "format"}
+    assert error.extensions["field"] == "format"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "format")]
     assert error.message == "format: unknown import format 'xml' (JSON or CSV)"
 
 
@@ -164,7 +165,8 @@ def test_the_same_hostname_may_be_a_device_and_a_vm() -> None:
 @pytest.mark.parametrize("data", ["{", '{"devices": [}', "", "devices: []", "{'devices': []}"])
 def test_rejects_malformed_json_naming_the_data_field(data: str) -> None:
     error = refused(parse_json_import, data)
-    assert error.extensions == {"field": "data"}
+    assert error.extensions["field"] == "data"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "data")]
     assert error.message.startswith("data: not valid JSON (")
     assert " at line 1 column " in error.message
 
@@ -180,7 +182,8 @@ def test_malformed_json_reports_where_the_syntax_breaks() -> None:
 @pytest.mark.parametrize("payload", [42, "devices", None, True])
 def test_rejects_json_that_is_neither_an_object_nor_a_list(payload: Any) -> None:
     error = refused(parse_json_import, json.dumps(payload))
-    assert error.extensions == {"field": "data"}
+    assert error.extensions["field"] == "data"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "data")]
     assert error.message == (
         "data: must be a JSON object with keys devices, vms, switches, infinibands"
     )
@@ -188,7 +191,8 @@ def test_rejects_json_that_is_neither_an_object_nor_a_list(payload: Any) -> None
 
 def test_rejects_unknown_sections_naming_each_of_them() -> None:
     error = refused(parse_json_import, json.dumps({"devices": [], "servers": [], "gpus": []}))
-    assert error.extensions == {"field": "data"}
+    assert error.extensions["field"] == "data"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "data")]
     assert error.message == (
         "data: unknown section(s) 'gpus', 'servers' (known: devices, vms, switches, infinibands)"
     )
@@ -200,7 +204,8 @@ def test_rejects_unknown_sections_naming_each_of_them() -> None:
 )
 def test_rejects_a_section_that_is_not_a_list_even_an_empty_one(value: Any, type_name: str) -> None:
     error = refused(parse_json_import, json.dumps({"vms": value}))
-    assert error.extensions == {"field": "vms"}
+    assert error.extensions["field"] == "vms"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "vms")]
     assert error.message == f"data.vms: must be a list, got {type_name}"
 
 
@@ -517,7 +522,8 @@ def test_a_row_with_fewer_cells_than_the_header_leaves_the_rest_absent() -> None
 
 def test_rejects_a_csv_without_a_header() -> None:
     error = refused(parse_csv_import, "")
-    assert error.extensions == {"field": "data"}
+    assert error.extensions["field"] == "data"
+    assert [(e["row"], e["field"]) for e in error.extensions["errors"]] == [(0, "data")]
     assert error.message == "data: the CSV has no header row"
 
 
