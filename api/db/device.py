@@ -17,7 +17,7 @@ from api.db.models import Device, Gpu
 from api.db.paging import Page, keyset_page
 from api.db.tenant import Directory
 from api.domain.access import Principal
-from api.domain.document import DeviceSpec
+from api.domain.document import DeviceSpec, IbPort
 from api.domain.document import Gpu as GpuSpec
 from api.domain.errors import bad_input
 from api.domain.vocabulary import Kind, Status
@@ -81,8 +81,9 @@ def documents(session: Session, devices: Sequence[Device],
     """Render many devices with two extra queries in all (GPUs, ports), not two per device."""
     directory = directory or Directory.load(session)
     gpus = load_gpus(session, [d.id for d in devices])
-    ports = infiniband.ports_by_device(session, [d.hostname for d in devices])
-    return [render(d, gpus[d.id], [infiniband.port_entry(p) for p in ports.get(d.hostname, ())],
+    ports = infiniband.ports_by_device(session, [(d.hostname, d.tenant_id) for d in devices])
+    return [render(d, gpus[d.id], [infiniband.port_entry(p)
+                                   for p in ports.get((d.hostname, d.tenant_id), ())],
                    directory) for d in devices]
 
 
@@ -180,10 +181,17 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Dev
     gpus = [g.document() for g in spec.gpus]
     gpus_changed = before is None or before["gpus"] != gpus
     ports = before["infiniband"] if before is not None else []
-    if spec.infiniband is not None:
-        ports = [infiniband.spec_entry(p) for p in spec.infiniband]
+    port_specs = spec.infiniband
+    if port_specs is None and existing is not None and (tenant_id, project_id) != current:
+        # The document leaves the ports alone, but they belong to the device: they follow
+        # it to its new tenant and project (a machine's ports share its tenant).
+        port_specs = tuple(IbPort(p["name"], p["rateGbps"], p["fabric"], p["switch"])
+                           for p in ports)
+    if port_specs is not None:
+        ports = [infiniband.spec_entry(p) for p in port_specs]
         ports_changed = infiniband.replace_device_ports(
-            session, who, device.hostname, spec.infiniband, tenant_id, project_id)
+            session, who, device.hostname, port_specs, tenant_id, project_id,
+            current[0] if existing is not None else tenant_id)
     else:
         ports_changed = False
     if existing is not None and not any(changes):

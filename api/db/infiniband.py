@@ -41,22 +41,50 @@ def render(port: Infiniband, directory: Directory) -> dict[str, Any]:
     }
 
 
-def ports_by_device(session: Session, hostnames: Sequence[str]) -> dict[str, list[Infiniband]]:
-    found: dict[str, list[Infiniband]] = defaultdict(list)
-    unique = sorted(set(hostnames))
+# A machine's ports are the rows that name it as their device *and* share its tenant.
+# Ports refer to their device by name only, and a name is unique per kind, not across
+# tenants: without the tenant, another tenant's VM or device of the same name would list,
+# replace and delete these ports.
+MachineKey = tuple[str, str | None]  # (hostname, tenant_id)
+
+
+def owned_by(hostname: str, tenant_id: str | None) -> Any:
+    """The WHERE clause selecting the ports of one machine (see MachineKey)."""
+    return (Infiniband.device == hostname) & Infiniband.tenant_id.is_not_distinct_from(
+        tenant_id)
+
+
+def ports_by_device(session: Session, machines: Sequence[MachineKey]
+                    ) -> dict[MachineKey, list[Infiniband]]:
+    found: dict[MachineKey, list[Infiniband]] = defaultdict(list)
+    wanted = set(machines)
+    unique = sorted({hostname for hostname, _ in wanted})
     for start in range(0, len(unique), 900):
         query = select(Infiniband).where(Infiniband.device.in_(unique[start:start + 900]))
         for port in session.scalars(query.order_by(Infiniband.device, Infiniband.port)):
-            found[port.device].append(port)
+            key = (port.device, port.tenant_id)
+            if key in wanted:
+                found[key].append(port)
     return found
 
 
 def replace_device_ports(session: Session, who: Principal, hostname: str,
                          ports: Sequence[IbPort], tenant_id: str | None,
-                         project_id: str | None) -> bool:
-    """Make a device's ports exactly those its document lists. True when anything changed."""
+                         project_id: str | None, current_tenant_id: str | None) -> bool:
+    """Make a device's ports exactly those its document lists. True when anything changed.
+
+    ``current_tenant_id`` is the device's tenant before this write (its ports are found by
+    it); ``tenant_id`` and ``project_id`` are what the ports get. Raises
+    ValueError("infiniband", message) when a new port's name is held by a port of some
+    other tenant, so the caller reports it instead of failing on the unique name.
+    """
     existing = {p.port: p for p in session.scalars(
-        select(Infiniband).where(Infiniband.device == hostname))}
+        select(Infiniband).where(owned_by(hostname, current_tenant_id)))}
+    new_names = [infiniband_name(hostname, p.name) for p in ports if p.name not in existing]
+    if new_names:
+        taken = session.scalar(select(Infiniband.name).where(Infiniband.name.in_(new_names)))
+        if taken is not None:
+            raise ValueError("infiniband", f"port {taken!r} is taken")
     changed = False
     for entry in ports:
         row = existing.pop(entry.name, None)

@@ -131,7 +131,9 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
                           "release its allocation before deleting it")
     before = render_item(session, item)
     if isinstance(item, Device):
-        session.execute(sql_delete(Infiniband).where(Infiniband.device == item.hostname))
+        # Only its own ports: another tenant's port may name a device of the same name.
+        session.execute(sql_delete(Infiniband).where(
+            infiniband.owned_by(item.hostname, item.tenant_id)))
     with guarded_flush(session, item):
         session.delete(item)
     audit.record(session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id,

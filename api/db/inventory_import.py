@@ -20,7 +20,7 @@ from api.db.items import visible
 from api.db.models import Device, Gpu, Infiniband, Switch
 from api.db.tenant import Directory
 from api.domain.access import Principal
-from api.domain.document import DeviceSpec, InfinibandSpec, SwitchSpec
+from api.domain.document import DeviceSpec, InfinibandSpec, SwitchSpec, infiniband_name
 from api.domain.errors import FieldError, bulk_input_error
 from api.domain.inventory_import import ImportBatch
 
@@ -108,11 +108,18 @@ def _create_devices(session: Session, who: Principal, directory: Directory,
     gpu_rows: list[dict[str, Any]] = []
     port_rows: list[dict[str, Any]] = []
     audit_rows: list[dict[str, Any]] = []
+    taken = _taken_port_names(session, [infiniband_name(s.hostname, p.name) for s in specs
+                                        for p in s.infiniband or ()])
     for spec in specs:
         try:
             tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project)
         except ValueError as exc:
             _error(errors, rows_of, spec, *exc.args)
+            continue
+        clash = [n for n in (infiniband_name(spec.hostname, p.name)
+                             for p in spec.infiniband or ()) if n in taken]
+        if clash:  # held by a port of another tenant's machine of the same name
+            _error(errors, rows_of, spec, "infiniband", f"port {clash[0]!r} is taken")
             continue
         row = {
             "id": new_id(), "kind": spec.kind.value, "hostname": spec.hostname,
@@ -150,6 +157,14 @@ def _create_devices(session: Session, who: Principal, directory: Directory,
             session.execute(insert(table), rows[start:start + 2000])
     audit.record_many(session, audit_rows)
     counts.created += len(device_rows)
+
+
+def _taken_port_names(session: Session, names: Sequence[str]) -> set[str]:
+    taken: set[str] = set()
+    for start in range(0, len(names), 900):
+        chunk = names[start:start + 900]
+        taken.update(session.scalars(select(Infiniband.name).where(Infiniband.name.in_(chunk))))
+    return taken
 
 
 def _import_switches(session: Session, who: Principal, directory: Directory,

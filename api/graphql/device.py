@@ -77,7 +77,8 @@ class Machine(Item):
 
     @strawberry.field
     async def infiniband(self, info: Info[Context, None]) -> list[IbPort]:
-        ports = await info.context.loader("ports").load(self._row.hostname)
+        ports = await info.context.loader("ports").load((self._row.hostname,
+                                                         self._row.tenant_id))
         return [IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
                 for p in ports]
 
@@ -85,7 +86,8 @@ class Machine(Item):
                                   "the shape of device_details.")
     async def document(self, info: Info[Context, None]) -> JSON:
         gpus = await info.context.loader("gpus").load(self._row.id)
-        ports = await info.context.loader("ports").load(self._row.hostname)
+        ports = await info.context.loader("ports").load((self._row.hostname,
+                                                         self._row.tenant_id))
         return device_db.render(self._row, gpus, [infiniband_db.port_entry(p) for p in ports],
                                 info.context.directory)
 
@@ -170,10 +172,14 @@ def _list(info: Info[Context, None], flt: MachineFilter | None, kinds: list[str]
     who = ctx.who()
     flt = flt or MachineFilter()
     order_by = order_by or DeviceOrder()
-    for name in ("min_free_gpus", "min_free_cpu", "min_free_memory_mb", "min_free_storage_gb"):
+    # Named as the schema spells them: the client never sees the Python attribute names.
+    for name, label in (("min_free_gpus", "minFreeGpus"), ("min_free_cpu", "minFreeCpu"),
+                        ("min_free_memory_mb", "minFreeMemoryMB"),
+                        ("min_free_storage_gb", "minFreeStorageGB")):
         value = getattr(flt, name)
         if value is not None and value < 0:
-            raise bad_input(f"filter.{name}: must not be negative, got {value}")
+            raise bad_input(f"filter.{label}: must not be negative, got {value}",
+                            field=f"filter.{label}")
     spec = device_db.DeviceFilter(
         kinds=kinds, statuses=statuses(flt.status),
         tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,

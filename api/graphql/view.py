@@ -6,6 +6,7 @@ import logging
 import uuid
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
@@ -14,7 +15,6 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse
-from cross_web import HTTPException
 from strawberry.types import ExecutionResult
 
 from api.db.token import authenticate
@@ -30,7 +30,11 @@ TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 INTERNAL = "INTERNAL_SERVER_ERROR"
 
 # How strawberry's limiters word their refusals (tests pin these, so a change shows up).
-_LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "more than")
+# graphql-core has two limits of its own: a depth limit on introspection (which the
+# strawberry depth limiter skips) and a work budget for overlapping fields, whose refusal
+# reads "Validation aborted.".
+_LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "more than",
+                  "Maximum introspection depth exceeded", "Validation aborted")
 
 
 class GraphQLView(GraphQL):
@@ -91,6 +95,10 @@ def _format_error(error: GraphQLError, pre_execution: bool) -> dict[str, Any]:
         formatted["extensions"] = {"code": code}
     elif isinstance(error, StrawberryGraphQLError) or (error.extensions or {}).get("code"):
         pass  # permission errors carry their own code
+    elif not error.path and isinstance(original, GraphQLError):
+        # A variable whose value does not coerce to its declared type: graphql-core wraps
+        # the coercion error, so original_error is set, but no resolver ran. Bad request.
+        formatted["extensions"] = {"code": VALIDATION_FAILED}
     elif original is None and (pre_execution or not error.path):
         code = TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else \
             VALIDATION_FAILED
