@@ -32,18 +32,12 @@ class BodySizeLimit:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                response = JSONResponse(
-                    {
-                        "errors": [
-                            {
-                                "message": f"request body of {int(length)} bytes is over the limit of "
-                                f"{self.max_bytes} (GPUINV_MAX_BODY_BYTES)",
-                                "extensions": {"code": "BAD_INPUT"},
-                            }
-                        ]
-                    },
-                    status_code=413,
+                message = (
+                    f"request body of {int(length)} bytes is over the limit of "
+                    f"{self.max_bytes} (GPUINV_MAX_BODY_BYTES)"
                 )
+                body = {"errors": [{"message": message, "extensions": {"code": "BAD_INPUT"}}]}
+                response = JSONResponse(body, status_code=413)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

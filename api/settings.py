@@ -21,8 +21,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        origins = tuple(o.strip() for o in env.get("GPUINV_CORS_ORIGINS", "").split(",")
-                        if o.strip())
+        origins = tuple(
+            o.strip() for o in env.get("GPUINV_CORS_ORIGINS", "").split(",") if o.strip()
+        )
         return cls(
             database_url=env.get("GPUINV_DATABASE_URL") or cls.database_url,
             cors_origins=origins,

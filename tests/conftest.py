@@ -24,15 +24,16 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.db import token as token_db
 from api.db import tenant as tenant_db
+from api.db import token as token_db
 from api.db.base import Base
 from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
 from api.domain.access import cli_principal
 from api.settings import Settings
 
-POSTGRES_URL = os.environ.get("GPUINV_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "GPUINV_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -65,8 +66,9 @@ def fresh_postgres_database(prefix: str) -> tuple[str, Any]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'gpuinv.db'}"
         return
@@ -116,8 +118,13 @@ class ServerThread:
 
     def __init__(self, settings: Settings):
         self.port = free_port()
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -141,8 +148,9 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
-    with ServerThread(Settings(database_url=database_url, cors_origins=("https://portal.example",
-                                                                           ))) as running:
+    with ServerThread(
+        Settings(database_url=database_url, cors_origins=("https://portal.example",))
+    ) as running:
         yield running
 
 
@@ -153,13 +161,20 @@ class Api:
     url: str
     token: str | None = None
 
-    def post(self, query: str, variables: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         sent = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         sent |= headers or {}
-        return httpx.post(f"{self.url}/graphql", json={"query": query,
-                                                       "variables": variables or {}},
-                          headers=sent, timeout=60)
+        return httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=sent,
+            timeout=60,
+        )
 
     def run(self, query: str, **variables: Any) -> dict[str, Any]:
         response = self.post(query, variables)

@@ -12,24 +12,47 @@ from api.db.models import AuditEvent
 from api.domain.access import Principal
 
 
-def audit_row(who: Principal, action: str, kind: str, object_id: str | None,
-              name: str | None, tenant_id: str | None,
-              before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+def audit_row(
+    who: Principal,
+    action: str,
+    kind: str,
+    object_id: str | None,
+    name: str | None,
+    tenant_id: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
     return {
-        "at": utcnow(), "actor": who.actor, "action": action, "object_kind": kind,
-        "object_id": object_id, "object_name": name, "tenant_id": tenant_id,
-        "before": before, "after": after, "request_id": who.request_id,
+        "at": utcnow(),
+        "actor": who.actor,
+        "action": action,
+        "object_kind": kind,
+        "object_id": object_id,
+        "object_name": name,
+        "tenant_id": tenant_id,
+        "before": before,
+        "after": after,
+        "request_id": who.request_id,
     }
 
 
-def record(session: Session, who: Principal, action: str, kind: str, object_id: str | None,
-           name: str | None, tenant_id: str | None, before: dict[str, Any] | None = None,
-           after: dict[str, Any] | None = None) -> None:
-    session.add(AuditEvent(**audit_row(who, action, kind, object_id, name, tenant_id,
-                                       before, after)))
+def record(
+    session: Session,
+    who: Principal,
+    action: str,
+    kind: str,
+    object_id: str | None,
+    name: str | None,
+    tenant_id: str | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEvent(**audit_row(who, action, kind, object_id, name, tenant_id, before, after))
+    )
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form for imports: one executemany instead of one INSERT per item."""
     for start in range(0, len(rows), 2000):
-        session.execute(insert(AuditEvent), rows[start:start + 2000])
+        session.execute(insert(AuditEvent), rows[start : start + 2000])

@@ -19,25 +19,28 @@ from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, IbPort
 from api.domain.document import Gpu as GpuSpec
-from api.domain.errors import bad_input
 from api.domain.vocabulary import Kind, Status
 
 # What a spec sets directly, column by column (capacity is handled apart: free follows total).
-_FACT_COLUMNS = ("manufacturer", "model", "serial", "site", "location", "rack", "cluster",
-                 "host")
-CAPACITY = (("total_cpu", "free_cpu", "totalcpu"),
-            ("total_memory_mb", "free_memory_mb", "totalmemoryMB"),
-            ("total_storage_gb", "free_storage_gb", "totalstorageGB"),
-            ("total_gpus", "free_gpus", "totalgpus"))
+_FACT_COLUMNS = ("manufacturer", "model", "serial", "site", "location", "rack", "cluster", "host")
+CAPACITY = (
+    ("total_cpu", "free_cpu", "totalcpu"),
+    ("total_memory_mb", "free_memory_mb", "totalmemoryMB"),
+    ("total_storage_gb", "free_storage_gb", "totalstorageGB"),
+    ("total_gpus", "free_gpus", "totalgpus"),
+)
 
 
 def gpu_specs(rows: Iterable[Gpu]) -> tuple[GpuSpec, ...]:
-    return tuple(GpuSpec(g.index, g.vendor_code, g.model_no, g.memory_mb)
-                 for g in sorted(rows, key=lambda g: g.index))
+    return tuple(
+        GpuSpec(g.index, g.vendor_code, g.model_no, g.memory_mb)
+        for g in sorted(rows, key=lambda g: g.index)
+    )
 
 
-def render(device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, Any]],
-           directory: Directory) -> dict[str, Any]:
+def render(
+    device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, Any]], directory: Directory
+) -> dict[str, Any]:
     """The device document of DESIGN.md: the import format and the device_details shape."""
     document: dict[str, Any] = {
         "id": device.id,
@@ -70,21 +73,23 @@ def render(device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, An
 def load_gpus(session: Session, device_ids: Sequence[str]) -> dict[str, tuple[GpuSpec, ...]]:
     found: dict[str, list[Gpu]] = defaultdict(list)
     for start in range(0, len(device_ids), 900):
-        chunk = device_ids[start:start + 900]
+        chunk = device_ids[start : start + 900]
         for gpu in session.scalars(select(Gpu).where(Gpu.device_id.in_(chunk))):
             found[gpu.device_id].append(gpu)
     return {device_id: gpu_specs(found.get(device_id, ())) for device_id in device_ids}
 
 
-def documents(session: Session, devices: Sequence[Device],
-              directory: Directory | None = None) -> list[dict[str, Any]]:
+def documents(
+    session: Session, devices: Sequence[Device], directory: Directory | None = None
+) -> list[dict[str, Any]]:
     """Render many devices with two extra queries in all (GPUs, ports), not two per device."""
     directory = directory or Directory.load(session)
     gpus = load_gpus(session, [d.id for d in devices])
-    ports = infiniband.ports_by_device(session, [(d.hostname, d.tenant_id) for d in devices])
-    return [render(d, gpus[d.id], [infiniband.port_entry(p)
-                                   for p in ports.get((d.hostname, d.tenant_id), ())],
-                   directory) for d in devices]
+    ports = infiniband.ports_by_device(session, [d.id for d in devices])
+    return [
+        render(d, gpus[d.id], [infiniband.port_entry(p) for p in ports.get(d.id, ())], directory)
+        for d in devices
+    ]
 
 
 def document(session: Session, device: Device) -> dict[str, Any]:
@@ -116,8 +121,15 @@ ORDER_COLUMNS = {
 }
 
 
-def list_devices(session: Session, who: Principal, spec: DeviceFilter, order: str,
-                 descending: bool, first: int, after: str | None) -> Page:
+def list_devices(
+    session: Session,
+    who: Principal,
+    spec: DeviceFilter,
+    order: str,
+    descending: bool,
+    first: int,
+    after: str | None,
+) -> Page:
     query = scoped(select(Device).where(Device.kind.in_(spec.kinds)), Device, who)
     if spec.statuses:
         query = query.where(Device.status.in_(spec.statuses))
@@ -136,14 +148,15 @@ def list_devices(session: Session, who: Principal, spec: DeviceFilter, order: st
         if spec.gpu_model:
             gpu = gpu.where(func.lower(Gpu.model_no) == spec.gpu_model.strip().lower())
         query = query.where(gpu)
-    for column, minimum in ((Device.free_gpus, spec.min_free_gpus),
-                            (Device.free_cpu, spec.min_free_cpu),
-                            (Device.free_memory_mb, spec.min_free_memory_mb),
-                            (Device.free_storage_gb, spec.min_free_storage_gb)):
+    for column, minimum in (
+        (Device.free_gpus, spec.min_free_gpus),
+        (Device.free_cpu, spec.min_free_cpu),
+        (Device.free_memory_mb, spec.min_free_memory_mb),
+        (Device.free_storage_gb, spec.min_free_storage_gb),
+    ):
         if minimum is not None:
             query = query.where(column >= minimum)
-    return keyset_page(session, query, Device.id, ORDER_COLUMNS[order], descending, first,
-                       after)
+    return keyset_page(session, query, Device.id, ORDER_COLUMNS[order], descending, first, after)
 
 
 @dataclass
@@ -156,8 +169,14 @@ class Written:
     after: dict[str, Any] | None
 
 
-def write_spec(session: Session, who: Principal, directory: Directory, spec: DeviceSpec,
-               existing: Device | None, before: dict[str, Any] | None) -> Written:
+def write_spec(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    spec: DeviceSpec,
+    existing: Device | None,
+    before: dict[str, Any] | None,
+) -> Written:
     """Create or update one device from a spec. Never touches allocation state.
 
     ``before`` is the stored document of ``existing`` (callers render many at once).
@@ -166,13 +185,13 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Dev
     """
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
-    device = existing or Device(kind=spec.kind.value, hostname=spec.hostname,
-                                status=Status.AVAILABLE.value)
+    device = existing or Device(
+        kind=spec.kind.value, hostname=spec.hostname, status=Status.AVAILABLE.value
+    )
     changes = [assign(device, column, getattr(spec, column)) for column in _FACT_COLUMNS]
     for total_column, free_column, label in CAPACITY:
         new_total = getattr(spec, total_column)
-        in_use = (getattr(device, total_column) - getattr(device, free_column)) if existing \
-            else 0
+        in_use = (getattr(device, total_column) - getattr(device, free_column)) if existing else 0
         if new_total < in_use:
             raise ValueError(label, f"cannot shrink to {new_total}: {in_use} are allocated")
         changes.append(assign(device, total_column, new_total))
@@ -185,22 +204,24 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Dev
     if port_specs is None and existing is not None and (tenant_id, project_id) != current:
         # The document leaves the ports alone, but they belong to the device: they follow
         # it to its new tenant and project (a machine's ports share its tenant).
-        port_specs = tuple(IbPort(p["name"], p["rateGbps"], p["fabric"], p["switch"])
-                           for p in ports)
+        port_specs = tuple(
+            IbPort(p["name"], p["rateGbps"], p["fabric"], p["switch"]) for p in ports
+        )
+    if existing is None:
+        session.add(device)
+        session.flush()  # assigns the id the ports and GPUs refer to
+    ports_changed = False
     if port_specs is not None:
         ports = [infiniband.spec_entry(p) for p in port_specs]
         ports_changed = infiniband.replace_device_ports(
-            session, who, device.hostname, port_specs, tenant_id, project_id,
-            current[0] if existing is not None else tenant_id)
-    else:
-        ports_changed = False
-    if existing is not None and not any(changes):
-        if not (gpus_changed or ports_changed):
+            session, who, device, port_specs, tenant_id, project_id
+        )
+    if existing is not None:
+        if not (any(changes) or gpus_changed or ports_changed):
             return Written(device, "unchanged", before, before)
-        device.updated_at = utcnow()  # the document changed: bump generation and time
-    if existing is None:
-        session.add(device)
-    session.flush()  # assigns the id; StaleDataError here means a lost race
+        if not any(changes):
+            device.updated_at = utcnow()  # the document changed: bump generation and time
+        session.flush()  # StaleDataError here means a lost race
     if gpus_changed:
         if existing is not None:
             session.execute(delete(Gpu).where(Gpu.device_id == device.id))
@@ -211,18 +232,27 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Dev
 
 
 def _gpu_row(device_id: str, gpu: GpuSpec) -> dict[str, Any]:
-    return {"device_id": device_id, "index": gpu.index, "vendor_code": gpu.vendor_code,
-            "model_no": gpu.model_no, "memory_mb": gpu.memory_mb}
+    return {
+        "device_id": device_id,
+        "index": gpu.index,
+        "vendor_code": gpu.vendor_code,
+        "model_no": gpu.model_no,
+        "memory_mb": gpu.memory_mb,
+    }
 
 
 def record_write(session: Session, who: Principal, written: Written) -> None:
     if written.action == "unchanged":
         return
     device = written.item
-    audit.record(session, who, written.action, device.kind, device.id, device.hostname,
-                 device.tenant_id, written.before, written.after)
-
-
-def check_deletable(device: Device) -> None:
-    if device.status == Status.ALLOCATED:
-        raise bad_input(f"{device.kind} {device.hostname!r} is allocated; release it first")
+    audit.record(
+        session,
+        who,
+        written.action,
+        device.kind,
+        device.id,
+        device.hostname,
+        device.tenant_id,
+        written.before,
+        written.after,
+    )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit
 from api.db.items import assign, assign_common, scoped, source_document
-from api.db.models import Infiniband
+from api.db.models import Device, Infiniband
 from api.db.paging import Page, keyset_page
 from api.db.tenant import Directory
 from api.domain.access import Principal
@@ -21,65 +21,71 @@ from api.domain.vocabulary import Status
 
 def port_entry(port: Infiniband) -> dict[str, Any]:
     """A port as the device document lists it."""
-    return {"name": port.port, "rateGbps": port.rate_gbps, "fabric": port.fabric,
-            "switch": port.switch}
+    return {
+        "name": port.port,
+        "rateGbps": port.rate_gbps,
+        "fabric": port.fabric,
+        "switch": port.switch,
+    }
 
 
 def spec_entry(port: IbPort) -> dict[str, Any]:
-    return {"name": port.name, "rateGbps": port.rate_gbps, "fabric": port.fabric,
-            "switch": port.switch}
+    return {
+        "name": port.name,
+        "rateGbps": port.rate_gbps,
+        "fabric": port.fabric,
+        "switch": port.switch,
+    }
 
 
 def render(port: Infiniband, directory: Directory) -> dict[str, Any]:
     return {
-        "id": port.id, "kind": "infiniband", "name": port.name, "device": port.device,
-        "port": port.port, "status": port.status, "rateGbps": port.rate_gbps,
-        "fabric": port.fabric, "switch": port.switch, "tags": dict(port.tags or {}),
+        "id": port.id,
+        "kind": "infiniband",
+        "name": port.name,
+        "device": port.device,
+        "port": port.port,
+        "status": port.status,
+        "rateGbps": port.rate_gbps,
+        "fabric": port.fabric,
+        "switch": port.switch,
+        "tags": dict(port.tags or {}),
         "tenant": directory.tenant(port.tenant_id),
         "project": directory.project_slug(port.project_id),
         "source": source_document(port),
     }
 
 
-# A machine's ports are the rows that name it as their device *and* share its tenant.
-# Ports refer to their device by name only, and a name is unique per kind, not across
-# tenants: without the tenant, another tenant's VM or device of the same name would list,
-# replace and delete these ports.
-MachineKey = tuple[str, str | None]  # (hostname, tenant_id)
-
-
-def owned_by(hostname: str, tenant_id: str | None) -> Any:
-    """The WHERE clause selecting the ports of one machine (see MachineKey)."""
-    return (Infiniband.device == hostname) & Infiniband.tenant_id.is_not_distinct_from(
-        tenant_id)
-
-
-def ports_by_device(session: Session, machines: Sequence[MachineKey]
-                    ) -> dict[MachineKey, list[Infiniband]]:
-    found: dict[MachineKey, list[Infiniband]] = defaultdict(list)
-    wanted = set(machines)
-    unique = sorted({hostname for hostname, _ in wanted})
+def ports_by_device(session: Session, device_ids: Sequence[str]) -> dict[str, list[Infiniband]]:
+    """The ports of many machines at once (one query per 900 machines)."""
+    found: dict[str, list[Infiniband]] = defaultdict(list)
+    unique = sorted(set(device_ids))
     for start in range(0, len(unique), 900):
-        query = select(Infiniband).where(Infiniband.device.in_(unique[start:start + 900]))
-        for port in session.scalars(query.order_by(Infiniband.device, Infiniband.port)):
-            key = (port.device, port.tenant_id)
-            if key in wanted:
-                found[key].append(port)
+        query = select(Infiniband).where(Infiniband.device_id.in_(unique[start : start + 900]))
+        for port in session.scalars(query.order_by(Infiniband.port)):
+            found[port.device_id].append(port)
     return found
 
 
-def replace_device_ports(session: Session, who: Principal, hostname: str,
-                         ports: Sequence[IbPort], tenant_id: str | None,
-                         project_id: str | None, current_tenant_id: str | None) -> bool:
-    """Make a device's ports exactly those its document lists. True when anything changed.
+def replace_device_ports(
+    session: Session,
+    who: Principal,
+    device: Any,
+    ports: Sequence[IbPort],
+    tenant_id: str | None,
+    project_id: str | None,
+) -> bool:
+    """Make a machine's ports exactly those its document lists. True when anything changed.
 
-    ``current_tenant_id`` is the device's tenant before this write (its ports are found by
-    it); ``tenant_id`` and ``project_id`` are what the ports get. Raises
-    ValueError("infiniband", message) when a new port's name is held by a port of some
-    other tenant, so the caller reports it instead of failing on the unique name.
+    The ports get the machine's ``tenant_id`` and ``project_id``. Raises
+    ValueError("infiniband", message) when a new port's name is held by some other port, so
+    the caller reports it instead of failing on the unique name.
     """
-    existing = {p.port: p for p in session.scalars(
-        select(Infiniband).where(owned_by(hostname, current_tenant_id)))}
+    hostname = device.hostname
+    existing = {
+        p.port: p
+        for p in session.scalars(select(Infiniband).where(Infiniband.device_id == device.id))
+    }
     new_names = [infiniband_name(hostname, p.name) for p in ports if p.name not in existing]
     if new_names:
         taken = session.scalar(select(Infiniband.name).where(Infiniband.name.in_(new_names)))
@@ -89,33 +95,76 @@ def replace_device_ports(session: Session, who: Principal, hostname: str,
     for entry in ports:
         row = existing.pop(entry.name, None)
         if row is None:
-            row = Infiniband(name=infiniband_name(hostname, entry.name), device=hostname,
-                             port=entry.name, status=Status.AVAILABLE.value, tags={})
+            row = Infiniband(
+                name=infiniband_name(hostname, entry.name),
+                device=hostname,
+                device_id=device.id,
+                port=entry.name,
+                status=Status.AVAILABLE.value,
+                tags={},
+            )
             session.add(row)
             changed = True
-        changes = [assign(row, "rate_gbps", entry.rate_gbps), assign(row, "fabric", entry.fabric),
-                   assign(row, "switch", entry.switch), assign(row, "tenant_id", tenant_id),
-                   assign(row, "project_id", project_id)]
+        changes = [
+            assign(row, "rate_gbps", entry.rate_gbps),
+            assign(row, "fabric", entry.fabric),
+            assign(row, "switch", entry.switch),
+            assign(row, "tenant_id", tenant_id),
+            assign(row, "project_id", project_id),
+        ]
         changed = changed or any(changes)
     if existing:
         ids = [p.id for p in existing.values()]
         session.execute(delete(Infiniband).where(Infiniband.id.in_(ids)))
         for port in existing.values():
             session.expunge(port)
-            audit.record(session, who, "delete", "infiniband", port.id, port.name,
-                         port.tenant_id, before={"name": port.name})
+            audit.record(
+                session,
+                who,
+                "delete",
+                "infiniband",
+                port.id,
+                port.name,
+                port.tenant_id,
+                before={"name": port.name},
+            )
         changed = True
     return changed
 
 
-def write_spec(session: Session, who: Principal, directory: Directory, spec: InfinibandSpec,
-               existing: Infiniband | None) -> tuple[Infiniband, bool]:
-    current = (existing.tenant_id, existing.project_id) if existing else (None, None)
+def _machine_named(session: Session, who: Principal, name: str) -> Device | None:
+    """The device (else VM) a port names, among those the caller may see."""
+    query = scoped(select(Device).where(Device.hostname == name), Device, who)
+    return session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
+
+
+def write_spec(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    spec: InfinibandSpec,
+    existing: Infiniband | None,
+) -> tuple[Infiniband, bool]:
+    machine = _machine_named(session, who, spec.device) if existing is None else None
+    if existing is not None:
+        current = (existing.tenant_id, existing.project_id)
+    elif machine is not None:  # a new port on a known machine belongs to its tenant
+        current = (machine.tenant_id, machine.project_id)
+    else:
+        current = (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
-    port = existing or Infiniband(name=spec.name, device=spec.device, port=spec.port)
-    changes = [assign(port, "rate_gbps", spec.rate_gbps), assign(port, "fabric", spec.fabric),
-               assign(port, "switch", spec.switch),
-               assign_common(port, spec, tenant_id, project_id)]
+    port = existing or Infiniband(
+        name=spec.name,
+        device=spec.device,
+        port=spec.port,
+        device_id=machine.id if machine is not None else None,
+    )
+    changes = [
+        assign(port, "rate_gbps", spec.rate_gbps),
+        assign(port, "fabric", spec.fabric),
+        assign(port, "switch", spec.switch),
+        assign_common(port, spec, tenant_id, project_id),
+    ]
     if existing is None:
         session.add(port)
     if existing is None or any(changes):
@@ -123,22 +172,39 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Inf
     return port, existing is None or any(changes)
 
 
-ORDER_COLUMNS = {"name": Infiniband.name, "created_at": Infiniband.created_at,
-                 "updated_at": Infiniband.updated_at}
+ORDER_COLUMNS = {
+    "name": Infiniband.name,
+    "created_at": Infiniband.created_at,
+    "updated_at": Infiniband.updated_at,
+}
 
 
-def list_infinibands(session: Session, who: Principal, *, statuses: list[str] | None,
-                     tenant_id: str | None, fabric: str | None, device: str | None,
-                     switch: str | None, order: str, descending: bool, first: int,
-                     after: str | None) -> Page:
+def list_infinibands(
+    session: Session,
+    who: Principal,
+    *,
+    statuses: list[str] | None,
+    tenant_id: str | None,
+    fabric: str | None,
+    device: str | None,
+    switch: str | None,
+    order: str,
+    descending: bool,
+    first: int,
+    after: str | None,
+) -> Page:
     query = scoped(select(Infiniband), Infiniband, who)
     if statuses:
         query = query.where(Infiniband.status.in_(statuses))
     if tenant_id is not None:
         query = query.where(Infiniband.tenant_id == tenant_id)
-    for column, value in ((Infiniband.fabric, fabric), (Infiniband.device, device),
-                          (Infiniband.switch, switch)):
+    for column, value in (
+        (Infiniband.fabric, fabric),
+        (Infiniband.device, device),
+        (Infiniband.switch, switch),
+    ):
         if value is not None:
             query = query.where(column == value)
-    return keyset_page(session, query, Infiniband.id, ORDER_COLUMNS[order], descending, first,
-                       after)
+    return keyset_page(
+        session, query, Infiniband.id, ORDER_COLUMNS[order], descending, first, after
+    )

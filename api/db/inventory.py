@@ -35,14 +35,12 @@ from api.domain.document import (
 from api.domain.errors import DEVICE_ALLOCATED, DomainError, bad_input
 from api.domain.vocabulary import Kind, Status
 
-MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch,
-          Kind.INFINIBAND: Infiniband}
+MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch, Kind.INFINIBAND: Infiniband}
 # Output-only keys of a rendered document, dropped before a merged document is re-parsed.
 _OUTPUT_ONLY = ("id", "kind", "status")
 
 
-def render_item(session: Session, item: Item, directory: Directory | None = None
-                ) -> dict[str, Any]:
+def render_item(session: Session, item: Item, directory: Directory | None = None) -> dict[str, Any]:
     directory = directory or Directory.load(session)
     if isinstance(item, Device):
         return device.documents(session, [item], directory)[0]
@@ -60,21 +58,32 @@ def _parse(kind: Kind, raw: dict[str, Any]) -> Any:
         return parse_infiniband(raw)
     except DocumentError as exc:
         first = exc.errors[0]
-        raise bad_input(f"{first.field}: {first.message}" + (
-            f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""),
-            errors=[e.as_dict() for e in exc.errors]) from None
+        raise bad_input(
+            f"{first.field}: {first.message}"
+            + (f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""),
+            errors=[e.as_dict() for e in exc.errors],
+        ) from None
 
 
 def _key(kind: Kind, spec: Any) -> tuple[Any, str, str]:
     if kind in (Kind.BAREMETAL, Kind.VM):
-        return (Device.hostname == spec.hostname) & (Device.kind == kind.value), "hostname", \
-            spec.hostname
+        return (
+            (Device.hostname == spec.hostname) & (Device.kind == kind.value),
+            "hostname",
+            spec.hostname,
+        )
     model = MODELS[kind]
     return model.name == spec.name, "name", spec.name
 
 
-def _write(session: Session, who: Principal, kind: Kind, spec: Any, existing: Item | None,
-           before: dict[str, Any] | None) -> Item:
+def _write(
+    session: Session,
+    who: Principal,
+    kind: Kind,
+    spec: Any,
+    existing: Item | None,
+    before: dict[str, Any] | None,
+) -> Item:
     directory = Directory.load(session)
     try:
         if kind in (Kind.BAREMETAL, Kind.VM):
@@ -88,8 +97,17 @@ def _write(session: Session, who: Principal, kind: Kind, spec: Any, existing: It
         field, message = exc.args
         raise bad_input(f"{field}: {message}", field=field) from None
     if changed:
-        audit.record(session, who, "update" if existing else "create", kind_of(item), item.id,
-                     name_of(item), item.tenant_id, before, after)
+        audit.record(
+            session,
+            who,
+            "update" if existing else "create",
+            kind_of(item),
+            item.id,
+            name_of(item),
+            item.tenant_id,
+            before,
+            after,
+        )
     return item
 
 
@@ -102,8 +120,14 @@ def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) ->
     return _write(session, who, kind, spec, None, None)
 
 
-def update(session: Session, who: Principal, kind: Kind, item_id: str,
-           patch: dict[str, Any], expected_generation: int | None) -> Item:
+def update(
+    session: Session,
+    who: Principal,
+    kind: Kind,
+    item_id: str,
+    patch: dict[str, Any],
+    expected_generation: int | None,
+) -> Item:
     """Merge ``patch`` over the stored document and write it back, validated as a whole."""
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
@@ -114,8 +138,10 @@ def update(session: Session, who: Principal, kind: Kind, item_id: str,
     condition, field, value = _key(kind, spec)
     if value != name_of(item):
         if isinstance(item, Device | Infiniband):
-            raise bad_input(f"{field}: renaming is not supported ({name_of(item)!r} → "
-                            f"{value!r}); delete and re-create, or rename in NetBox")
+            raise bad_input(
+                f"{field}: renaming is not supported ({name_of(item)!r} → "
+                f"{value!r}); delete and re-create, or rename in NetBox"
+            )
         if session.scalar(select(Switch.id).where(condition)) is not None:
             raise bad_input(f"{field}: {kind.value} {value!r} already exists", field=field)
         item.name = value
@@ -127,22 +153,26 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
     if item.status == Status.ALLOCATED:
-        raise DomainError(DEVICE_ALLOCATED, f"{kind.value} {name_of(item)!r} is allocated; "
-                          "release its allocation before deleting it")
+        raise DomainError(
+            DEVICE_ALLOCATED,
+            f"{kind.value} {name_of(item)!r} is allocated; "
+            "release its allocation before deleting it",
+        )
     before = render_item(session, item)
     if isinstance(item, Device):
-        # Only its own ports: another tenant's port may name a device of the same name.
-        session.execute(sql_delete(Infiniband).where(
-            infiniband.owned_by(item.hostname, item.tenant_id)))
+        # Its ports go with it (the foreign key cascades too; this keeps the ORM honest).
+        session.execute(sql_delete(Infiniband).where(Infiniband.device_id == item.id))
     with guarded_flush(session, item):
         session.delete(item)
-    audit.record(session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id,
-                 before, None)
+    audit.record(
+        session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id, before, None
+    )
     return item
 
 
-def set_status(session: Session, who: Principal, item_id: str, status: Status, force: bool,
-               reason: str | None) -> Item:
+def set_status(
+    session: Session, who: Principal, item_id: str, status: Status, force: bool, reason: str | None
+) -> Item:
     who.require_inventory_write()
     item = find_item(session, who, item_id)
     check_writable_status(item, status, force, who)
@@ -156,6 +186,15 @@ def set_status(session: Session, who: Principal, item_id: str, status: Status, f
         after["reason"] = reason
     if force:
         after["forced"] = True
-    audit.record(session, who, "set-status", kind_of(item), item.id, name_of(item),
-                 item.tenant_id, before, after)
+    audit.record(
+        session,
+        who,
+        "set-status",
+        kind_of(item),
+        item.id,
+        name_of(item),
+        item.tenant_id,
+        before,
+        after,
+    )
     return item

@@ -35,47 +35,70 @@ class ImportCounts:
     unchanged: int = 0
 
 
-def import_batch(session: Session, who: Principal, batch: ImportBatch,
-                 progress: Progress | None = None) -> ImportCounts:
+def import_batch(
+    session: Session, who: Principal, batch: ImportBatch, progress: Progress | None = None
+) -> ImportCounts:
     who.require_inventory_write()
     directory = Directory.load(session)
     counts = ImportCounts()
     errors: list[FieldError] = []
     tick = progress or (lambda n: None)
     rows_of: dict[int, tuple[str, int]] = {}
-    for section, specs in (("switches", batch.switches), ("devices", batch.devices),
-                           ("vms", batch.vms), ("infinibands", batch.infinibands)):
+    for section, specs in (
+        ("switches", batch.switches),
+        ("devices", batch.devices),
+        ("vms", batch.vms),
+        ("infinibands", batch.infinibands),
+    ):
         for position, spec in enumerate(specs, start=1):
             rows_of[id(spec)] = (section, position)
     _import_switches(session, who, directory, batch.switches, counts, errors, rows_of, tick)
     for specs in (batch.devices, batch.vms):
         _import_devices(session, who, directory, specs, counts, errors, rows_of, tick)
-    _import_infinibands(session, who, directory, batch.infinibands, counts, errors, rows_of,
-                        tick)
+    _import_infinibands(session, who, directory, batch.infinibands, counts, errors, rows_of, tick)
     if errors:
         raise bulk_input_error(errors)
     return counts
 
 
-def _error(errors: list[FieldError], rows_of: dict[int, tuple[str, int]], spec: Any,
-           field: str, message: str) -> None:
+def _error(
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+    spec: Any,
+    field: str,
+    message: str,
+) -> None:
     section, row = rows_of[id(spec)]
     errors.append(FieldError(row, field, message, section))
 
 
-def _import_devices(session: Session, who: Principal, directory: Directory,
-                    specs: Sequence[DeviceSpec], counts: ImportCounts,
-                    errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
-                    tick: Progress) -> None:
+def _import_devices(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[DeviceSpec],
+    counts: ImportCounts,
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+    tick: Progress,
+) -> None:
     for start in range(0, len(specs), CHUNK):
-        chunk = specs[start:start + CHUNK]
+        chunk = specs[start : start + CHUNK]
         kind = chunk[0].kind.value
         names = [s.hostname for s in chunk]
-        existing = {d.hostname: d for d in session.scalars(
-            select(Device).where(Device.kind == kind, Device.hostname.in_(names)))}
-        before = dict(zip([d.hostname for d in existing.values()],
-                          device.documents(session, list(existing.values()), directory),
-                          strict=True))
+        existing = {
+            d.hostname: d
+            for d in session.scalars(
+                select(Device).where(Device.kind == kind, Device.hostname.in_(names))
+            )
+        }
+        before = dict(
+            zip(
+                [d.hostname for d in existing.values()],
+                device.documents(session, list(existing.values()), directory),
+                strict=True,
+            )
+        )
         new_specs = []
         for spec in chunk:
             current = existing.get(spec.hostname)
@@ -86,8 +109,9 @@ def _import_devices(session: Session, who: Principal, directory: Directory,
                 _error(errors, rows_of, spec, "hostname", f"{spec.hostname!r} is taken")
                 continue
             try:
-                written = device.write_spec(session, who, directory, spec, current,
-                                            before[spec.hostname])
+                written = device.write_spec(
+                    session, who, directory, spec, current, before[spec.hostname]
+                )
             except ValueError as exc:
                 _error(errors, rows_of, spec, *exc.args)
                 continue
@@ -100,61 +124,114 @@ def _import_devices(session: Session, who: Principal, directory: Directory,
         tick(len(chunk))
 
 
-def _create_devices(session: Session, who: Principal, directory: Directory,
-                    specs: Sequence[DeviceSpec], counts: ImportCounts,
-                    errors: list[FieldError], rows_of: dict[int, tuple[str, int]]) -> None:
+def _create_devices(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[DeviceSpec],
+    counts: ImportCounts,
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+) -> None:
     now = utcnow()
     device_rows: list[dict[str, Any]] = []
     gpu_rows: list[dict[str, Any]] = []
     port_rows: list[dict[str, Any]] = []
     audit_rows: list[dict[str, Any]] = []
-    taken = _taken_port_names(session, [infiniband_name(s.hostname, p.name) for s in specs
-                                        for p in s.infiniband or ()])
+    taken = _taken_port_names(
+        session, [infiniband_name(s.hostname, p.name) for s in specs for p in s.infiniband or ()]
+    )
     for spec in specs:
         try:
             tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project)
         except ValueError as exc:
             _error(errors, rows_of, spec, *exc.args)
             continue
-        clash = [n for n in (infiniband_name(spec.hostname, p.name)
-                             for p in spec.infiniband or ()) if n in taken]
-        if clash:  # held by a port of another tenant's machine of the same name
+        clash = [
+            n
+            for n in (infiniband_name(spec.hostname, p.name) for p in spec.infiniband or ())
+            if n in taken
+        ]
+        if clash:  # held by another port, e.g. of a switch or VM of the same name
             _error(errors, rows_of, spec, "infiniband", f"port {clash[0]!r} is taken")
             continue
         row = {
-            "id": new_id(), "kind": spec.kind.value, "hostname": spec.hostname,
+            "id": new_id(),
+            "kind": spec.kind.value,
+            "hostname": spec.hostname,
             "status": (spec.status.value if spec.status else "available"),
-            "manufacturer": spec.manufacturer, "model": spec.model, "serial": spec.serial,
-            "total_cpu": spec.total_cpu, "total_memory_mb": spec.total_memory_mb,
-            "total_storage_gb": spec.total_storage_gb, "total_gpus": spec.total_gpus,
-            "free_cpu": spec.total_cpu, "free_memory_mb": spec.total_memory_mb,
-            "free_storage_gb": spec.total_storage_gb, "free_gpus": spec.total_gpus,
-            "tags": dict(spec.tags), "site": spec.site, "location": spec.location,
-            "rack": spec.rack, "cluster": spec.cluster, "host": spec.host,
-            "tenant_id": tenant_id, "project_id": project_id,
-            "source_system": spec.source.system.value, "source_id": spec.source.id,
-            "source_url": spec.source.url, "generation": 1, "created_at": now,
+            "manufacturer": spec.manufacturer,
+            "model": spec.model,
+            "serial": spec.serial,
+            "total_cpu": spec.total_cpu,
+            "total_memory_mb": spec.total_memory_mb,
+            "total_storage_gb": spec.total_storage_gb,
+            "total_gpus": spec.total_gpus,
+            "free_cpu": spec.total_cpu,
+            "free_memory_mb": spec.total_memory_mb,
+            "free_storage_gb": spec.total_storage_gb,
+            "free_gpus": spec.total_gpus,
+            "tags": dict(spec.tags),
+            "site": spec.site,
+            "location": spec.location,
+            "rack": spec.rack,
+            "cluster": spec.cluster,
+            "host": spec.host,
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "source_system": spec.source.system.value,
+            "source_id": spec.source.id,
+            "source_url": spec.source.url,
+            "generation": 1,
+            "created_at": now,
             "updated_at": now,
         }
         device_rows.append(row)
-        gpu_rows.extend({"device_id": row["id"], "index": g.index, "vendor_code": g.vendor_code,
-                         "model_no": g.model_no, "memory_mb": g.memory_mb} for g in spec.gpus)
+        gpu_rows.extend(
+            {
+                "device_id": row["id"],
+                "index": g.index,
+                "vendor_code": g.vendor_code,
+                "model_no": g.model_no,
+                "memory_mb": g.memory_mb,
+            }
+            for g in spec.gpus
+        )
         ports = [infiniband.spec_entry(p) for p in spec.infiniband or ()]
-        port_rows.extend({
-            "id": new_id(), "name": f"{spec.hostname}:{p['name']}", "device": spec.hostname,
-            "port": p["name"], "rate_gbps": p["rateGbps"], "fabric": p["fabric"],
-            "switch": p["switch"], "status": "available", "tags": {}, "tenant_id": tenant_id,
-            "project_id": project_id, "source_system": spec.source.system.value,
-            "source_id": None, "source_url": None, "generation": 1, "created_at": now,
-            "updated_at": now} for p in ports)
+        port_rows.extend(
+            {
+                "id": new_id(),
+                "name": f"{spec.hostname}:{p['name']}",
+                "device": spec.hostname,
+                "device_id": row["id"],
+                "port": p["name"],
+                "rate_gbps": p["rateGbps"],
+                "fabric": p["fabric"],
+                "switch": p["switch"],
+                "status": "available",
+                "tags": {},
+                "tenant_id": tenant_id,
+                "project_id": project_id,
+                "source_system": spec.source.system.value,
+                "source_id": None,
+                "source_url": None,
+                "generation": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in ports
+        )
         after = device.render(Device(**row), spec.gpus, ports, directory)
-        audit_rows.append(audit.audit_row(who, "create", spec.kind.value, row["id"],
-                                          spec.hostname, tenant_id, None, after))
+        audit_rows.append(
+            audit.audit_row(
+                who, "create", spec.kind.value, row["id"], spec.hostname, tenant_id, None, after
+            )
+        )
     if errors:
         return  # the transaction is rolled back anyway; skip the writes
     for table, rows in ((Device, device_rows), (Gpu, gpu_rows), (Infiniband, port_rows)):
         for start in range(0, len(rows), 2000):
-            session.execute(insert(table), rows[start:start + 2000])
+            session.execute(insert(table), rows[start : start + 2000])
     audit.record_many(session, audit_rows)
     counts.created += len(device_rows)
 
@@ -162,36 +239,61 @@ def _create_devices(session: Session, who: Principal, directory: Directory,
 def _taken_port_names(session: Session, names: Sequence[str]) -> set[str]:
     taken: set[str] = set()
     for start in range(0, len(names), 900):
-        chunk = names[start:start + 900]
+        chunk = names[start : start + 900]
         taken.update(session.scalars(select(Infiniband.name).where(Infiniband.name.in_(chunk))))
     return taken
 
 
-def _import_switches(session: Session, who: Principal, directory: Directory,
-                     specs: Sequence[SwitchSpec], counts: ImportCounts,
-                     errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
-                     tick: Progress) -> None:
+def _import_switches(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[SwitchSpec],
+    counts: ImportCounts,
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+    tick: Progress,
+) -> None:
     _import_flat(session, who, directory, specs, Switch, switch, counts, errors, rows_of, tick)
 
 
-def _import_infinibands(session: Session, who: Principal, directory: Directory,
-                        specs: Sequence[InfinibandSpec], counts: ImportCounts,
-                        errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
-                        tick: Progress) -> None:
-    _import_flat(session, who, directory, specs, Infiniband, infiniband, counts, errors,
-                 rows_of, tick)
+def _import_infinibands(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[InfinibandSpec],
+    counts: ImportCounts,
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+    tick: Progress,
+) -> None:
+    _import_flat(
+        session, who, directory, specs, Infiniband, infiniband, counts, errors, rows_of, tick
+    )
 
 
-def _import_flat(session: Session, who: Principal, directory: Directory,
-                 specs: Sequence[Any], model: Any, module: Any, counts: ImportCounts,
-                 errors: list[FieldError], rows_of: dict[int, tuple[str, int]],
-                 tick: Progress) -> None:
+def _import_flat(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[Any],
+    model: Any,
+    module: Any,
+    counts: ImportCounts,
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+    tick: Progress,
+) -> None:
     """Switches and InfiniBand ports: few per fleet, so the per-item path is fast enough."""
     kind = model.__tablename__
     for start in range(0, len(specs), CHUNK):
-        chunk = specs[start:start + CHUNK]
-        existing = {item.name: item for item in session.scalars(
-            select(model).where(model.name.in_([s.name for s in chunk])))}
+        chunk = specs[start : start + CHUNK]
+        existing = {
+            item.name: item
+            for item in session.scalars(
+                select(model).where(model.name.in_([s.name for s in chunk]))
+            )
+        }
         for spec in chunk:
             current = existing.get(spec.name)
             if current is not None and not visible(current, who):
@@ -210,6 +312,15 @@ def _import_flat(session: Session, who: Principal, directory: Directory,
                 counts.created += 1
             else:
                 counts.updated += 1
-            audit.record(session, who, "update" if current else "create", kind, item.id,
-                         item.name, item.tenant_id, before, module.render(item, directory))
+            audit.record(
+                session,
+                who,
+                "update" if current else "create",
+                kind,
+                item.id,
+                item.name,
+                item.tenant_id,
+                before,
+                module.render(item, directory),
+            )
         tick(len(chunk))

@@ -79,13 +79,18 @@ class Device(_ItemColumns, Base):
         UniqueConstraint("kind", "hostname"),
         CheckConstraint("kind in ('baremetal','vm')", name="kind"),
         CheckConstraint(f"status in {STATUSES}", name="status"),
-        CheckConstraint("total_cpu >= 0 AND total_memory_mb >= 0 AND total_storage_gb >= 0 "
-                        "AND total_gpus >= 0", name="totals_not_negative"),
+        CheckConstraint(
+            "total_cpu >= 0 AND total_memory_mb >= 0 AND total_storage_gb >= 0 AND total_gpus >= 0",
+            name="totals_not_negative",
+        ),
         CheckConstraint("free_cpu >= 0 AND free_cpu <= total_cpu", name="free_cpu_in_range"),
-        CheckConstraint("free_memory_mb >= 0 AND free_memory_mb <= total_memory_mb",
-                        name="free_memory_in_range"),
-        CheckConstraint("free_storage_gb >= 0 AND free_storage_gb <= total_storage_gb",
-                        name="free_storage_in_range"),
+        CheckConstraint(
+            "free_memory_mb >= 0 AND free_memory_mb <= total_memory_mb", name="free_memory_in_range"
+        ),
+        CheckConstraint(
+            "free_storage_gb >= 0 AND free_storage_gb <= total_storage_gb",
+            name="free_storage_in_range",
+        ),
         CheckConstraint("free_gpus >= 0 AND free_gpus <= total_gpus", name="free_gpus_in_range"),
         Index("ix_device_kind_status_hostname", "kind", "status", "hostname"),
         Index("ix_device_kind_site", "kind", "site"),
@@ -142,7 +147,12 @@ class Switch(_ItemColumns, Base):
 
 
 class Infiniband(_ItemColumns, Base):
-    """An InfiniBand port: on a server (an HCA port) or on a switch. Named ``device:port``."""
+    """An InfiniBand port: on a server (an HCA port) or on a switch. Named ``device:port``.
+
+    ``device`` is the name of the machine or switch it sits on; ``device_id`` links the
+    ports of a device or VM to it, so that they are that machine's and no other's (names
+    are unique per kind only) and go with it when it is deleted.
+    """
 
     __tablename__ = "infiniband"
     __table_args__ = (
@@ -152,6 +162,9 @@ class Infiniband(_ItemColumns, Base):
     )
 
     name: Mapped[str] = mapped_column(String(511), unique=True)
+    device_id: Mapped[str | None] = mapped_column(
+        ForeignKey("device.id", ondelete="CASCADE"), index=True
+    )
     device: Mapped[str] = mapped_column(NameColumn)
     port: Mapped[str] = mapped_column(NameColumn)
     rate_gbps: Mapped[int | None] = mapped_column(Integer)
@@ -164,8 +177,9 @@ class ApiToken(Base):
 
     __tablename__ = "api_token"
     __table_args__ = (
-        CheckConstraint("role in ('platform-admin','partner-admin','provisioner','viewer')",
-                        name="role"),
+        CheckConstraint(
+            "role in ('platform-admin','partner-admin','provisioner','viewer')", name="role"
+        ),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
@@ -188,8 +202,9 @@ class AuditEvent(Base):
         Index("ix_audit_event_at", "at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(NameColumn)
     action: Mapped[str] = mapped_column(String(32))

@@ -53,11 +53,15 @@ def decode_cursor(cursor: str, order: str, value_type: type) -> tuple[Any, str]:
         if not isinstance(row_id, str):
             raise ValueError
     except Exception:
-        raise bad_input(f"after: {cursor!r} is not a cursor this API issued", field="after") \
-            from None
+        raise bad_input(
+            f"after: {cursor!r} is not a cursor this API issued", field="after"
+        ) from None
     if issued_for != order:
-        raise bad_input(f"after: {cursor!r} was issued for another list or ordering; "
-                        "pass back the endCursor of the same query", field="after")
+        raise bad_input(
+            f"after: {cursor!r} was issued for another list or ordering; "
+            "pass back the endCursor of the same query",
+            field="after",
+        )
     if not _plausible(value, value_type):
         raise bad_input(f"after: {cursor!r} is not a cursor this API issued", field="after")
     return value, row_id
@@ -71,9 +75,15 @@ def _plausible(value: Any, value_type: type) -> bool:
     return isinstance(value, value_type)
 
 
-def keyset_page(session: Session, query: Select[Any], id_column: InstrumentedAttribute[Any],
-                sort_column: InstrumentedAttribute[Any], descending: bool, first: int,
-                after: str | None) -> Page:
+def keyset_page(
+    session: Session,
+    query: Select[Any],
+    id_column: InstrumentedAttribute[Any],
+    sort_column: InstrumentedAttribute[Any],
+    descending: bool,
+    first: int,
+    after: str | None,
+) -> Page:
     count_query = query
     order = f"{sort_column.class_.__tablename__}.{sort_column.key}"
     if after:
@@ -87,6 +97,7 @@ def keyset_page(session: Session, query: Select[Any], id_column: InstrumentedAtt
     rows = list(session.scalars(query.limit(first + 1)))
     has_next = len(rows) > first
     rows = rows[:first]
-    cursors = [encode_cursor(order, getattr(r, sort_column.key), getattr(r, id_column.key))
-               for r in rows]
+    cursors = [
+        encode_cursor(order, getattr(r, sort_column.key), getattr(r, id_column.key)) for r in rows
+    ]
     return Page(rows, cursors, has_next, count_query)

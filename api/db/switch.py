@@ -19,18 +19,30 @@ _COLUMNS = ("manufacturer", "model", "role", "site", "management_address", "fabr
 
 def render(switch: Switch, directory: Directory) -> dict[str, Any]:
     return {
-        "id": switch.id, "kind": "switch", "name": switch.name, "status": switch.status,
-        "manufacturer": switch.manufacturer, "model": switch.model, "role": switch.role,
-        "site": switch.site, "managementAddress": switch.management_address,
-        "fabric": switch.fabric, "tags": dict(switch.tags or {}),
+        "id": switch.id,
+        "kind": "switch",
+        "name": switch.name,
+        "status": switch.status,
+        "manufacturer": switch.manufacturer,
+        "model": switch.model,
+        "role": switch.role,
+        "site": switch.site,
+        "managementAddress": switch.management_address,
+        "fabric": switch.fabric,
+        "tags": dict(switch.tags or {}),
         "tenant": directory.tenant(switch.tenant_id),
         "project": directory.project_slug(switch.project_id),
         "source": source_document(switch),
     }
 
 
-def write_spec(session: Session, who: Principal, directory: Directory, spec: SwitchSpec,
-               existing: Switch | None) -> tuple[Switch, bool]:
+def write_spec(
+    session: Session,
+    who: Principal,
+    directory: Directory,
+    spec: SwitchSpec,
+    existing: Switch | None,
+) -> tuple[Switch, bool]:
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
     switch = existing or Switch(name=spec.name)
@@ -43,14 +55,27 @@ def write_spec(session: Session, who: Principal, directory: Directory, spec: Swi
     return switch, existing is None or any(changes)
 
 
-ORDER_COLUMNS = {"name": Switch.name, "created_at": Switch.created_at,
-                 "updated_at": Switch.updated_at}
+ORDER_COLUMNS = {
+    "name": Switch.name,
+    "created_at": Switch.created_at,
+    "updated_at": Switch.updated_at,
+}
 
 
-def list_switches(session: Session, who: Principal, *, statuses: list[str] | None,
-                  tenant_id: str | None, sites: list[str] | None, role: str | None,
-                  fabric: str | None, order: str, descending: bool, first: int,
-                  after: str | None) -> Page:
+def list_switches(
+    session: Session,
+    who: Principal,
+    *,
+    statuses: list[str] | None,
+    tenant_id: str | None,
+    sites: list[str] | None,
+    role: str | None,
+    fabric: str | None,
+    order: str,
+    descending: bool,
+    first: int,
+    after: str | None,
+) -> Page:
     query = scoped(select(Switch), Switch, who)
     if statuses:
         query = query.where(Switch.status.in_(statuses))
@@ -62,5 +87,4 @@ def list_switches(session: Session, who: Principal, *, statuses: list[str] | Non
         query = query.where(Switch.role == role)
     if fabric is not None:
         query = query.where(Switch.fabric == fabric)
-    return keyset_page(session, query, Switch.id, ORDER_COLUMNS[order], descending, first,
-                       after)
+    return keyset_page(session, query, Switch.id, ORDER_COLUMNS[order], descending, first, after)

@@ -19,8 +19,11 @@ SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 def check_slug(field: str, slug: str) -> str:
     slug = slug.strip()
     if not SLUG.match(slug):
-        raise bad_input(f"{field}: {slug!r} is not a valid slug (lower-case letters, digits "
-                        "and '-', 1 to 63 characters, no '-' at either end)", field=field)
+        raise bad_input(
+            f"{field}: {slug!r} is not a valid slug (lower-case letters, digits "
+            "and '-', 1 to 63 characters, no '-' at either end)",
+            field=field,
+        )
     return slug
 
 
@@ -32,8 +35,16 @@ def create_tenant(session: Session, who: Principal, slug: str, name: str | None)
     tenant = Tenant(slug=slug, name=(name or slug).strip())
     session.add(tenant)
     session.flush()
-    audit.record(session, who, "create", "tenant", tenant.id, slug, tenant.id,
-                 after={"slug": slug, "name": tenant.name})
+    audit.record(
+        session,
+        who,
+        "create",
+        "tenant",
+        tenant.id,
+        slug,
+        tenant.id,
+        after={"slug": slug, "name": tenant.name},
+    )
     return tenant
 
 
@@ -54,20 +65,30 @@ def tenant_by_slug(session: Session, who: Principal, slug: str) -> Tenant:
     return tenant
 
 
-def create_project(session: Session, who: Principal, tenant_slug: str, slug: str,
-                   name: str | None) -> Project:
+def create_project(
+    session: Session, who: Principal, tenant_slug: str, slug: str, name: str | None
+) -> Project:
     who.require_inventory_write()
     tenant = tenant_by_slug(session, who, tenant_slug)
     slug = check_slug("slug", slug)
     exists = select(Project.id).where(Project.tenant_id == tenant.id, Project.slug == slug)
     if session.scalar(exists) is not None:
-        raise bad_input(f"slug: project {slug!r} already exists in tenant {tenant.slug!r}",
-                        field="slug")
+        raise bad_input(
+            f"slug: project {slug!r} already exists in tenant {tenant.slug!r}", field="slug"
+        )
     project = Project(tenant_id=tenant.id, slug=slug, name=(name or slug).strip())
     session.add(project)
     session.flush()
-    audit.record(session, who, "create", "project", project.id, f"{tenant.slug}/{slug}",
-                 tenant.id, after={"tenant": tenant.slug, "slug": slug, "name": project.name})
+    audit.record(
+        session,
+        who,
+        "create",
+        "project",
+        project.id,
+        f"{tenant.slug}/{slug}",
+        tenant.id,
+        after={"tenant": tenant.slug, "slug": slug, "name": project.name},
+    )
     return project
 
 
@@ -101,9 +122,13 @@ class Directory:
     def tenant(self, tenant_id: str | None) -> str | None:
         return self.tenant_slug.get(tenant_id) if tenant_id else None
 
-    def resolve(self, who: Principal, tenant: str | None, project: str | None,
-                current: tuple[str | None, str | None] = (None, None),
-                ) -> tuple[str | None, str | None]:
+    def resolve(
+        self,
+        who: Principal,
+        tenant: str | None,
+        project: str | None,
+        current: tuple[str | None, str | None] = (None, None),
+    ) -> tuple[str | None, str | None]:
         """Turn the slugs a document names into ids, within what the caller may touch.
 
         Raises ValueError(field, message); callers attach row numbers. An unknown tenant
@@ -123,6 +148,8 @@ class Directory:
             raise ValueError("project", f"project {project!r} needs a tenant")
         project_id = self.project_id.get((tenant_id, project))
         if project_id is None:
-            raise ValueError("project", f"project {project!r} not found in tenant "
-                                        f"{self.tenant_slug[tenant_id]!r}")
+            raise ValueError(
+                "project",
+                f"project {project!r} not found in tenant {self.tenant_slug[tenant_id]!r}",
+            )
         return tenant_id, project_id

@@ -27,8 +27,14 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(session: Session, who: Principal, role_text: str, tenant_slug: str | None,
-                 name: str | None, ttl: timedelta | None) -> tuple[ApiToken, str]:
+def create_token(
+    session: Session,
+    who: Principal,
+    role_text: str,
+    tenant_slug: str | None,
+    name: str | None,
+    ttl: timedelta | None,
+) -> tuple[ApiToken, str]:
     who.require_platform_admin("create tokens")
     role = validate_token_grant(role_text, tenant_slug)
     tenant = tenant_by_slug(session, who, tenant_slug) if tenant_slug else None
@@ -37,15 +43,24 @@ def create_token(session: Session, who: Principal, role_text: str, tenant_slug: 
     secret = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         name=name or f"{role.value}{'@' + tenant.slug if tenant else ''}",
-        role=role.value, tenant_id=tenant.id if tenant else None,
-        secret_hash=hash_secret(secret), hint=secret[-4:],
+        role=role.value,
+        tenant_id=tenant.id if tenant else None,
+        secret_hash=hash_secret(secret),
+        hint=secret[-4:],
         expires_at=(utcnow() + ttl) if ttl else None,
     )
     session.add(token)
     session.flush()
-    audit.record(session, who, "create", "token", token.id, token.name,
-                 token.tenant_id, after={"role": role.value, "tenant": tenant_slug,
-                                         "expiresAt": _iso(token.expires_at)})
+    audit.record(
+        session,
+        who,
+        "create",
+        "token",
+        token.id,
+        token.name,
+        token.tenant_id,
+        after={"role": role.value, "tenant": tenant_slug, "expiresAt": _iso(token.expires_at)},
+    )
     return token, secret
 
 
@@ -71,8 +86,10 @@ def revoke_token(session: Session, who: Principal, token_id: str) -> ApiToken:
 def authenticate(session: Session, secret: str) -> tuple[Principal | None, str | None]:
     """The principal for a presented secret, or None and the reason it was refused."""
     row = session.execute(
-        select(ApiToken, Tenant.slug).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
-        .where(ApiToken.secret_hash == hash_secret(secret))).first()
+        select(ApiToken, Tenant.slug)
+        .outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
+        .where(ApiToken.secret_hash == hash_secret(secret))
+    ).first()
     if row is None:
         return None, "unknown bearer token"
     token, tenant_slug = row
@@ -80,9 +97,13 @@ def authenticate(session: Session, secret: str) -> tuple[Principal | None, str |
         return None, f"token {token.name!r} was revoked"
     if token.expires_at is not None and token.expires_at <= utcnow():
         return None, f"token {token.name!r} expired at {_iso(token.expires_at)}"
-    return Principal(name=f"token:{token.name}", role=Role(token.role),
-                     tenant_id=token.tenant_id, tenant_slug=tenant_slug,
-                     token_id=token.id), None
+    return Principal(
+        name=f"token:{token.name}",
+        role=Role(token.role),
+        tenant_id=token.tenant_id,
+        tenant_slug=tenant_slug,
+        token_id=token.id,
+    ), None
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -48,8 +48,11 @@ class Principal:
 
     def require_inventory_write(self) -> None:
         if self.role not in (Role.PLATFORM_ADMIN, Role.PARTNER_ADMIN):
-            raise DomainError(FORBIDDEN, f"role {self.role.value!r} may not change the "
-                                         "inventory (needs platform-admin or partner-admin)")
+            raise DomainError(
+                FORBIDDEN,
+                f"role {self.role.value!r} may not change the "
+                "inventory (needs platform-admin or partner-admin)",
+            )
 
     def require_platform_admin(self, what: str) -> None:
         if self.role != Role.PLATFORM_ADMIN:
@@ -65,9 +68,13 @@ def cli_principal() -> Principal:
 
 def require_principal(principal: Principal | None, problem: str | None) -> Principal:
     if principal is None:
-        raise DomainError(UNAUTHENTICATED, problem or "missing bearer token: send "
-                          "'Authorization: Bearer <token>' (create one with `gpuinv token "
-                          "create`)")
+        raise DomainError(
+            UNAUTHENTICATED,
+            problem
+            or "missing bearer token: send "
+            "'Authorization: Bearer <token>' (create one with `gpuinv token "
+            "create`)",
+        )
     return principal
 
 
@@ -75,11 +82,14 @@ def validate_token_grant(role_text: str, tenant: str | None) -> Role:
     try:
         role = Role(role_text)
     except ValueError:
-        raise DomainError("BAD_INPUT", f"role: unknown role {role_text!r} (one of: "
-                          f"{', '.join(r.value for r in Role)})") from None
+        raise DomainError(
+            "BAD_INPUT",
+            f"role: unknown role {role_text!r} (one of: {', '.join(r.value for r in Role)})",
+        ) from None
     if role in TENANT_BOUND and not tenant:
         raise DomainError("BAD_INPUT", f"tenant: role {role.value!r} needs --tenant")
     if role == Role.PLATFORM_ADMIN and tenant:
-        raise DomainError("BAD_INPUT", "tenant: a platform-admin token spans every tenant; "
-                          "drop --tenant")
+        raise DomainError(
+            "BAD_INPUT", "tenant: a platform-admin token spans every tenant; drop --tenant"
+        )
     return role

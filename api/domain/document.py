@@ -138,18 +138,55 @@ def infiniband_name(device: str, port: str) -> str:
 # Fields a document may carry that are output only (an exported document re-imports).
 _READ_ONLY = {"id", "createdAt", "updatedAt", "generation", "free", "attention"}
 _DEVICE_FIELDS = {
-    "kind", "hostname", "status", "manufacturer", "model", "serial", "totalcpu",
-    "totalmemoryMB", "totalstorageGB", "totalgpus", "gpus", "tags", "site", "location",
-    "rack", "infiniband", "tenant", "project", "source",
+    "kind",
+    "hostname",
+    "status",
+    "manufacturer",
+    "model",
+    "serial",
+    "totalcpu",
+    "totalmemoryMB",
+    "totalstorageGB",
+    "totalgpus",
+    "gpus",
+    "tags",
+    "site",
+    "location",
+    "rack",
+    "infiniband",
+    "tenant",
+    "project",
+    "source",
 }
 _VM_FIELDS = _DEVICE_FIELDS | {"cluster", "host"}
 _SWITCH_FIELDS = {
-    "kind", "name", "status", "manufacturer", "model", "role", "site", "managementAddress",
-    "fabric", "tags", "tenant", "project", "source",
+    "kind",
+    "name",
+    "status",
+    "manufacturer",
+    "model",
+    "role",
+    "site",
+    "managementAddress",
+    "fabric",
+    "tags",
+    "tenant",
+    "project",
+    "source",
 }
 _INFINIBAND_FIELDS = {
-    "kind", "name", "device", "port", "status", "rateGbps", "fabric", "switch", "tags",
-    "tenant", "project", "source",
+    "kind",
+    "name",
+    "device",
+    "port",
+    "status",
+    "rateGbps",
+    "fabric",
+    "switch",
+    "tags",
+    "tenant",
+    "project",
+    "source",
 }
 
 
@@ -242,8 +279,9 @@ class _Reader:
             elif isinstance(tag_value, str) and len(tag_value) <= MAX_NAME:
                 tags[key_text] = tag_value.strip()
             elif isinstance(tag_value, str):  # else it would say "must be a string, got string"
-                self.fail(f"tags.{key}", f"must be at most {MAX_NAME} characters, "
-                                         f"got {len(tag_value)}")
+                self.fail(
+                    f"tags.{key}", f"must be at most {MAX_NAME} characters, got {len(tag_value)}"
+                )
             else:
                 self.fail(f"tags.{key}", f"must be a string, got {_kind_of(tag_value)}")
         return tags
@@ -279,8 +317,9 @@ class _Reader:
         return sub
 
 
-def parse_device(raw: Any, kind: Kind = Kind.BAREMETAL, *, row: int = 1,
-                 section: str | None = None) -> DeviceSpec:
+def parse_device(
+    raw: Any, kind: Kind = Kind.BAREMETAL, *, row: int = 1, section: str | None = None
+) -> DeviceSpec:
     """Validate one device (or VM) document; raise DocumentError listing every bad field."""
     r = _Reader(raw, row, section)
     r.reject_unknown(_VM_FIELDS if kind == Kind.VM else _DEVICE_FIELDS)
@@ -355,8 +394,9 @@ def parse_infiniband(raw: Any, *, row: int = 1, section: str | None = None) -> I
     port = r.string("port", required=True)
     name = r.string("name")
     if device and port and name and name != infiniband_name(device, port):
-        r.fail("name", f"must be '<device>:<port>' = {infiniband_name(device, port)!r}, "
-                       f"got {name!r}")
+        r.fail(
+            "name", f"must be '<device>:<port>' = {infiniband_name(device, port)!r}, got {name!r}"
+        )
     spec = InfinibandSpec(
         device=device or "",
         port=port or "",

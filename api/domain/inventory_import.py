@@ -66,36 +66,71 @@ def parse_json_import(data: str) -> ImportBatch:
     try:
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise _upload_error(f"data: not valid JSON ({exc.msg} at line {exc.lineno} column "
-                        f"{exc.colno})", field="data") from None
+        raise _upload_error(
+            f"data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            field="data",
+        ) from None
     if isinstance(payload, list):  # a bare list is a list of device documents
         payload = {"devices": payload}
     if not isinstance(payload, dict):
-        raise _upload_error("data: must be a JSON object with keys devices, vms, switches, "
-                        "infinibands", field="data")
+        raise _upload_error(
+            "data: must be a JSON object with keys devices, vms, switches, infinibands",
+            field="data",
+        )
     unknown = sorted(set(payload) - set(SECTIONS))
     if unknown:
-        raise _upload_error(f"data: unknown section(s) {', '.join(map(repr, unknown))} "
-                        f"(known: {', '.join(SECTIONS)})", field="data")
+        raise _upload_error(
+            f"data: unknown section(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(SECTIONS)})",
+            field="data",
+        )
     rows: list[tuple[str, int, Any]] = []
     for section in SECTIONS:
         items = payload.get(section)
         if items is None:  # not "or []": {} or "" would pass as an empty section unnoticed
             items = []
         if not isinstance(items, list):
-            raise _upload_error(f"data.{section}: must be a list, got {type(items).__name__}",
-                            field=section)
+            raise _upload_error(
+                f"data.{section}: must be a list, got {type(items).__name__}", field=section
+            )
         rows.extend((section, number, item) for number, item in enumerate(items, start=1))
     return _build_batch(rows)
 
 
 # CSV columns that hold whole numbers; every other known column is text.
-_CSV_NUMBERS = {"totalcpu", "totalmemoryMB", "totalstorageGB", "totalgpus", "rateGbps",
-                "gpuCount", "gpuMemoryMB"}
-_CSV_TEXT = {"kind", "hostname", "name", "status", "manufacturer", "model", "serial", "site",
-             "location", "rack", "cluster", "host", "tenant", "project", "role",
-             "managementAddress", "fabric", "device", "port", "switch", "gpuVendor",
-             "gpuModel"}
+_CSV_NUMBERS = {
+    "totalcpu",
+    "totalmemoryMB",
+    "totalstorageGB",
+    "totalgpus",
+    "rateGbps",
+    "gpuCount",
+    "gpuMemoryMB",
+}
+_CSV_TEXT = {
+    "kind",
+    "hostname",
+    "name",
+    "status",
+    "manufacturer",
+    "model",
+    "serial",
+    "site",
+    "location",
+    "rack",
+    "cluster",
+    "host",
+    "tenant",
+    "project",
+    "role",
+    "managementAddress",
+    "fabric",
+    "device",
+    "port",
+    "switch",
+    "gpuVendor",
+    "gpuModel",
+}
 _KIND_SECTION = {kind: section for section, kind in SECTIONS.items()}
 
 
@@ -110,9 +145,11 @@ def parse_csv_import(data: str) -> ImportBatch:
     header = reader.fieldnames or []
     if not header:
         raise _upload_error("data: the CSV has no header row", field="data")
-    errors = [FieldError(1, column, f"unknown column {column!r}")
-              for column in header
-              if column not in _CSV_NUMBERS | _CSV_TEXT and not column.startswith("tags.")]
+    errors = [
+        FieldError(1, column, f"unknown column {column!r}")
+        for column in header
+        if column not in _CSV_NUMBERS | _CSV_TEXT and not column.startswith("tags.")
+    ]
     if errors:
         raise bulk_input_error(errors)
     rows: list[tuple[str, int, Any]] = []
@@ -131,8 +168,9 @@ def parse_csv_import(data: str) -> ImportBatch:
 def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[FieldError]]:
     errors: list[FieldError] = []
     if None in record:  # more cells than header columns
-        errors.append(FieldError(line, "(row)", f"has {len(record[None])} cell(s) more than "
-                                                "the header"))
+        errors.append(
+            FieldError(line, "(row)", f"has {len(record[None])} cell(s) more than the header")
+        )
     document: dict[str, Any] = {}
     tags: dict[str, str] = {}
     for column, cell in record.items():
@@ -140,7 +178,7 @@ def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], li
             continue
         cell = cell.strip()
         if column.startswith("tags."):
-            tags[column[len("tags."):]] = cell
+            tags[column[len("tags.") :]] = cell
         elif column in _CSV_NUMBERS:
             try:
                 document[column] = int(cell)
@@ -152,37 +190,56 @@ def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], li
     try:
         kind = Kind(kind_text)
     except ValueError:
-        errors.append(FieldError(line, "kind", f"unknown kind {kind_text!r} (one of: "
-                                                f"{', '.join(k.value for k in Kind)})"))
+        errors.append(
+            FieldError(
+                line,
+                "kind",
+                f"unknown kind {kind_text!r} (one of: {', '.join(k.value for k in Kind)})",
+            )
+        )
         return document, errors
     document["kind"] = kind.value
     if tags:
         document["tags"] = tags
     if kind in (Kind.BAREMETAL, Kind.VM) and "hostname" not in document and "name" in document:
         document["hostname"] = document.pop("name")
-    gpu_columns = {k: document.pop(k) for k in ("gpuCount", "gpuVendor", "gpuModel",
-                                                "gpuMemoryMB") if k in document}
+    gpu_columns = {
+        k: document.pop(k)
+        for k in ("gpuCount", "gpuVendor", "gpuModel", "gpuMemoryMB")
+        if k in document
+    }
     count = gpu_columns.get("gpuCount")
     if count is not None and not 0 <= count <= MAX_COUNT:
         # Checked before the list is built: a negative count would silently list no GPUs,
         # and a typo like 10**12 would build that many entries.
-        errors.append(FieldError(line, "gpuCount", f"must be between 0 and {MAX_COUNT}, "
-                                                   f"got {count}"))
+        errors.append(
+            FieldError(line, "gpuCount", f"must be between 0 and {MAX_COUNT}, got {count}")
+        )
     elif count:
-        gpu = {"vendorCode": gpu_columns.get("gpuVendor"), "modelNo": gpu_columns.get("gpuModel"),
-               "memoryMB": gpu_columns.get("gpuMemoryMB")}
+        gpu = {
+            "vendorCode": gpu_columns.get("gpuVendor"),
+            "modelNo": gpu_columns.get("gpuModel"),
+            "memoryMB": gpu_columns.get("gpuMemoryMB"),
+        }
         document["gpus"] = [dict(gpu, index=i) for i in range(count)]
-    elif (count is None and set(gpu_columns) - {"gpuCount"}
-          and not any(e.field == "gpuCount" for e in errors)):
+    elif (
+        count is None
+        and set(gpu_columns) - {"gpuCount"}
+        and not any(e.field == "gpuCount" for e in errors)
+    ):
         # Only for an empty gpuCount cell: 0 is a count (no GPUs), and a cell that is not a
         # number is already reported above.
-        errors.append(FieldError(line, "gpuCount", "is required when gpuVendor, gpuModel or "
-                                                   "gpuMemoryMB are given"))
+        errors.append(
+            FieldError(
+                line, "gpuCount", "is required when gpuVendor, gpuModel or gpuMemoryMB are given"
+            )
+        )
     return document, errors
 
 
-def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False,
-                 errors: list[FieldError] | None = None) -> ImportBatch:
+def _build_batch(
+    rows: list[tuple[str, int, Any]], csv_rows: bool = False, errors: list[FieldError] | None = None
+) -> ImportBatch:
     """Parse every row; ``errors`` are those already found (CSV cells), reported first."""
     batch = ImportBatch()
     errors = list(errors or [])
@@ -192,8 +249,14 @@ def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False,
         where = seen.get(key)
         if where is not None:
             other = f"row {where[1]}" if csv_rows else f"{where[0]} row {where[1]}"
-            errors.append(FieldError(row, field, f"{key[1]!r} is listed twice (also {other})",
-                                     None if csv_rows else section))
+            errors.append(
+                FieldError(
+                    row,
+                    field,
+                    f"{key[1]!r} is listed twice (also {other})",
+                    None if csv_rows else section,
+                )
+            )
         else:
             seen[key] = (section, row)
 
@@ -204,8 +267,12 @@ def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False,
                 spec = parse_device(item, SECTIONS[section], row=row, section=label)
                 claim((section, spec.hostname), section, row, "hostname")
                 for port in spec.infiniband or ():
-                    claim(("infinibands", infiniband_name(spec.hostname, port.name)),
-                          section, row, "infiniband")
+                    claim(
+                        ("infinibands", infiniband_name(spec.hostname, port.name)),
+                        section,
+                        row,
+                        "infiniband",
+                    )
                 (batch.devices if section == "devices" else batch.vms).append(spec)
             elif section == "switches":
                 switch = parse_switch(item, row=row, section=label)
@@ -222,5 +289,11 @@ def _build_batch(rows: list[tuple[str, int, Any]], csv_rows: bool = False,
     return batch
 
 
-__all__ = ["SECTIONS", "DomainError", "ImportBatch", "parse_csv_import", "parse_import",
-           "parse_json_import"]
+__all__ = [
+    "SECTIONS",
+    "DomainError",
+    "ImportBatch",
+    "parse_csv_import",
+    "parse_import",
+    "parse_json_import",
+]

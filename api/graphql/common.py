@@ -16,8 +16,11 @@ from api.domain import vocabulary
 from api.domain.errors import UNAUTHENTICATED, bad_input
 from api.graphql.context import Context
 
-Status = strawberry.enum(vocabulary.Status, name="Status",
-                         description="Lifecycle of an item; only AVAILABLE items are matched.")
+Status = strawberry.enum(
+    vocabulary.Status,
+    name="Status",
+    description="Lifecycle of an item; only AVAILABLE items are matched.",
+)
 Kind = strawberry.enum(vocabulary.Kind, name="Kind")
 
 
@@ -66,16 +69,22 @@ class Connection(Generic[T]):
     page_info: PageInfo
     _page: strawberry.Private[Page]
 
-    @strawberry.field(description="Items matching the filter (one COUNT query; ask only "
-                                  "when you need it).")
+    @strawberry.field(
+        description="Items matching the filter (one COUNT query; ask only when you need it)."
+    )
     def total_count(self, info: Info[Context, None]) -> int:
         return self._page.total(info.context.session)
 
 
 def connection(page: Page, wrap: Any) -> Any:
     edges = [Edge(cursor=c, node=wrap(r)) for r, c in zip(page.rows, page.cursors, strict=True)]
-    return Connection(edges=edges, _page=page, page_info=PageInfo(
-        has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None))
+    return Connection(
+        edges=edges,
+        _page=page,
+        page_info=PageInfo(
+            has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None
+        ),
+    )
 
 
 def page_size(info: Info[Context, None], first: int) -> int:
@@ -95,7 +104,8 @@ class IsAuthenticated(BasePermission):
             return True
         self.message = info.context.auth_problem or (
             "missing bearer token: send 'Authorization: Bearer <token>' "
-            "(create one with `gpuinv token create`)")
+            "(create one with `gpuinv token create`)"
+        )
         return False
 
 
@@ -136,8 +146,9 @@ class Project(Node):
 class Item(Node):
     status: Status
     tags: JSON
-    generation: int = strawberry.field(description="Bumped by every change; pass it back as "
-                                                   "expectedGeneration to update safely.")
+    generation: int = strawberry.field(
+        description="Bumped by every change; pass it back as expectedGeneration to update safely."
+    )
     created_at: datetime
     updated_at: datetime
     source: Source
@@ -177,8 +188,9 @@ def input_document(value: Any, names: dict[str, str]) -> dict[str, Any]:
             continue
         key = names.get(attr, attr)
         if isinstance(field_value, list):
-            field_value = [input_document(v, names) if hasattr(v, "__dict__") else v
-                           for v in field_value]
+            field_value = [
+                input_document(v, names) if hasattr(v, "__dict__") else v for v in field_value
+            ]
         elif isinstance(field_value, Enum):
             field_value = field_value.value
         out[key] = field_value
@@ -186,8 +198,13 @@ def input_document(value: Any, names: dict[str, str]) -> dict[str, Any]:
 
 
 DOCUMENT_NAMES = {
-    "total_cpu": "totalcpu", "total_memory_mb": "totalmemoryMB",
-    "total_storage_gb": "totalstorageGB", "total_gpus": "totalgpus",
-    "vendor_code": "vendorCode", "model_no": "modelNo", "memory_mb": "memoryMB",
-    "rate_gbps": "rateGbps", "management_address": "managementAddress",
+    "total_cpu": "totalcpu",
+    "total_memory_mb": "totalmemoryMB",
+    "total_storage_gb": "totalstorageGB",
+    "total_gpus": "totalgpus",
+    "vendor_code": "vendorCode",
+    "model_no": "modelNo",
+    "memory_mb": "memoryMB",
+    "rate_gbps": "rateGbps",
+    "management_address": "managementAddress",
 }

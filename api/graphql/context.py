@@ -82,8 +82,6 @@ class Context:
         found = device_db.load_gpus(self.session, list(device_ids))
         return [found[i] for i in device_ids]
 
-    async def _load_ports(
-        self, machines: Sequence[infiniband_db.MachineKey]
-    ) -> list[list[Infiniband]]:
-        found = infiniband_db.ports_by_device(self.session, list(machines))
-        return [found.get(m, []) for m in machines]
+    async def _load_ports(self, device_ids: Sequence[str]) -> list[list[Infiniband]]:
+        found = infiniband_db.ports_by_device(self.session, list(device_ids))
+        return [found.get(i, []) for i in device_ids]

@@ -72,34 +72,50 @@ class Machine(Item):
     @strawberry.field
     async def gpus(self, info: Info[Context, None]) -> list[Gpu]:
         found = await info.context.loader("gpus").load(self._row.id)
-        return [Gpu(index=g.index, vendor_code=g.vendor_code, model_no=g.model_no,
-                    memory_mb=g.memory_mb) for g in found]
+        return [
+            Gpu(
+                index=g.index, vendor_code=g.vendor_code, model_no=g.model_no, memory_mb=g.memory_mb
+            )
+            for g in found
+        ]
 
     @strawberry.field
     async def infiniband(self, info: Info[Context, None]) -> list[IbPort]:
-        ports = await info.context.loader("ports").load((self._row.hostname,
-                                                         self._row.tenant_id))
-        return [IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
-                for p in ports]
+        ports = await info.context.loader("ports").load(self._row.id)
+        return [
+            IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
+            for p in ports
+        ]
 
-    @strawberry.field(description="The device document (DESIGN.md): the import format and "
-                                  "the shape of device_details.")
+    @strawberry.field(
+        description="The device document (DESIGN.md): the import format and "
+        "the shape of device_details."
+    )
     async def document(self, info: Info[Context, None]) -> JSON:
         gpus = await info.context.loader("gpus").load(self._row.id)
-        ports = await info.context.loader("ports").load((self._row.hostname,
-                                                         self._row.tenant_id))
-        return device_db.render(self._row, gpus, [infiniband_db.port_entry(p) for p in ports],
-                                info.context.directory)
+        ports = await info.context.loader("ports").load(self._row.id)
+        return device_db.render(
+            self._row, gpus, [infiniband_db.port_entry(p) for p in ports], info.context.directory
+        )
 
 
 def _machine_fields(row: DeviceRow) -> dict[str, Any]:
     return item_fields(row) | {
-        "kind": DeviceKind(row.kind), "manufacturer": row.manufacturer, "model": row.model,
-        "serial": row.serial, "total_cpu": row.total_cpu, "total_memory_mb": row.total_memory_mb,
-        "total_storage_gb": row.total_storage_gb, "total_gpus": row.total_gpus,
-        "free_cpu": row.free_cpu, "free_memory_mb": row.free_memory_mb,
-        "free_storage_gb": row.free_storage_gb, "free_gpus": row.free_gpus,
-        "site": row.site, "location": row.location, "rack": row.rack,
+        "kind": DeviceKind(row.kind),
+        "manufacturer": row.manufacturer,
+        "model": row.model,
+        "serial": row.serial,
+        "total_cpu": row.total_cpu,
+        "total_memory_mb": row.total_memory_mb,
+        "total_storage_gb": row.total_storage_gb,
+        "total_gpus": row.total_gpus,
+        "free_cpu": row.free_cpu,
+        "free_memory_mb": row.free_memory_mb,
+        "free_storage_gb": row.free_storage_gb,
+        "free_gpus": row.free_gpus,
+        "site": row.site,
+        "location": row.location,
+        "rack": row.rack,
     }
 
 
@@ -120,8 +136,7 @@ class Vm(Machine):
 
     @classmethod
     def from_row(cls, row: DeviceRow) -> Vm:
-        return cls(name=row.hostname, cluster=row.cluster, host=row.host,
-                   **_machine_fields(row))
+        return cls(name=row.hostname, cluster=row.cluster, host=row.host, **_machine_fields(row))
 
 
 def wrap_machine(row: DeviceRow) -> Device | Vm:
@@ -133,10 +148,12 @@ class MachineFilter:
     status: list[Status] | None = None
     tenant: str | None = strawberry.field(default=None, description="Tenant slug.")
     tags: list[TagInput] | None = None
-    gpu_vendor: str | None = strawberry.field(default=None, description="NVIDIA, AMD, INTEL "
-                                              "(case-insensitive): any GPU of the device.")
-    gpu_model: str | None = strawberry.field(default=None, description="GPU model number, "
-                                             "case-insensitive.")
+    gpu_vendor: str | None = strawberry.field(
+        default=None, description="NVIDIA, AMD, INTEL (case-insensitive): any GPU of the device."
+    )
+    gpu_model: str | None = strawberry.field(
+        default=None, description="GPU model number, case-insensitive."
+    )
     site: list[str] | None = None
     hostname_prefix: str | None = None
     min_free_gpus: int | None = None
@@ -148,7 +165,8 @@ class MachineFilter:
 @strawberry.input
 class DeviceFilter(MachineFilter):
     kind: list[DeviceKind] | None = strawberry.field(
-        default=None, description="Default: BAREMETAL only (VMs are listed by `vms`).")
+        default=None, description="Default: BAREMETAL only (VMs are listed by `vms`)."
+    )
 
 
 @strawberry.enum
@@ -166,30 +184,54 @@ class DeviceOrder:
     direction: OrderDirection = OrderDirection.ASC
 
 
-def _list(info: Info[Context, None], flt: MachineFilter | None, kinds: list[str],
-          order_by: DeviceOrder | None, first: int, after: str | None, wrap: Any) -> Any:
+def _list(
+    info: Info[Context, None],
+    flt: MachineFilter | None,
+    kinds: list[str],
+    order_by: DeviceOrder | None,
+    first: int,
+    after: str | None,
+    wrap: Any,
+) -> Any:
     ctx = info.context
     who = ctx.who()
     flt = flt or MachineFilter()
     order_by = order_by or DeviceOrder()
     # Named as the schema spells them: the client never sees the Python attribute names.
-    for name, label in (("min_free_gpus", "minFreeGpus"), ("min_free_cpu", "minFreeCpu"),
-                        ("min_free_memory_mb", "minFreeMemoryMB"),
-                        ("min_free_storage_gb", "minFreeStorageGB")):
+    for name, label in (
+        ("min_free_gpus", "minFreeGpus"),
+        ("min_free_cpu", "minFreeCpu"),
+        ("min_free_memory_mb", "minFreeMemoryMB"),
+        ("min_free_storage_gb", "minFreeStorageGB"),
+    ):
         value = getattr(flt, name)
         if value is not None and value < 0:
-            raise bad_input(f"filter.{label}: must not be negative, got {value}",
-                            field=f"filter.{label}")
+            raise bad_input(
+                f"filter.{label}: must not be negative, got {value}", field=f"filter.{label}"
+            )
     spec = device_db.DeviceFilter(
-        kinds=kinds, statuses=statuses(flt.status),
+        kinds=kinds,
+        statuses=statuses(flt.status),
         tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
-        tags=tags_filter(flt.tags), gpu_vendor=flt.gpu_vendor, gpu_model=flt.gpu_model,
-        sites=flt.site, hostname_prefix=flt.hostname_prefix, min_free_gpus=flt.min_free_gpus,
-        min_free_cpu=flt.min_free_cpu, min_free_memory_mb=flt.min_free_memory_mb,
-        min_free_storage_gb=flt.min_free_storage_gb)
-    page = device_db.list_devices(ctx.session, who, spec, order_by.field.value,
-                                  order_by.direction == OrderDirection.DESC,
-                                  page_size(info, first), after)
+        tags=tags_filter(flt.tags),
+        gpu_vendor=flt.gpu_vendor,
+        gpu_model=flt.gpu_model,
+        sites=flt.site,
+        hostname_prefix=flt.hostname_prefix,
+        min_free_gpus=flt.min_free_gpus,
+        min_free_cpu=flt.min_free_cpu,
+        min_free_memory_mb=flt.min_free_memory_mb,
+        min_free_storage_gb=flt.min_free_storage_gb,
+    )
+    page = device_db.list_devices(
+        ctx.session,
+        who,
+        spec,
+        order_by.field.value,
+        order_by.direction == OrderDirection.DESC,
+        page_size(info, first),
+        after,
+    )
     return connection(page, wrap)
 
 
@@ -215,10 +257,8 @@ class MachinePatch:
     model: str | None = strawberry.UNSET
     serial: str | None = strawberry.UNSET
     total_cpu: int | None = strawberry.UNSET
-    total_memory_mb: int | None = strawberry.field(default=strawberry.UNSET,
-                                                   name="totalMemoryMB")
-    total_storage_gb: int | None = strawberry.field(default=strawberry.UNSET,
-                                                    name="totalStorageGB")
+    total_memory_mb: int | None = strawberry.field(default=strawberry.UNSET, name="totalMemoryMB")
+    total_storage_gb: int | None = strawberry.field(default=strawberry.UNSET, name="totalStorageGB")
     total_gpus: int | None = strawberry.UNSET
     gpus: list[GpuInput] | None = strawberry.UNSET
     tags: JSON | None = strawberry.UNSET
@@ -269,20 +309,34 @@ class Deleted:
 
 @strawberry.type
 class DeviceQuery:
-    @strawberry.field(permission_classes=AUTH, description="Physical devices (with kind: "
-                      "[BAREMETAL, VM] also VMs, as device documents), filtered, ordered, "
-                      "cursor-paginated.")
-    def devices(self, info: Info[Context, None], filter: DeviceFilter | None = None,
-                order_by: DeviceOrder | None = None, first: int = 50,
-                after: str | None = None) -> Connection[Device]:
-        kinds = [k.value for k in (filter.kind if filter and filter.kind else
-                                   [DeviceKind.BAREMETAL])]
+    @strawberry.field(
+        permission_classes=AUTH,
+        description="Physical devices (with kind: "
+        "[BAREMETAL, VM] also VMs, as device documents), filtered, ordered, "
+        "cursor-paginated.",
+    )
+    def devices(
+        self,
+        info: Info[Context, None],
+        filter: DeviceFilter | None = None,
+        order_by: DeviceOrder | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Device]:
+        kinds = [
+            k.value for k in (filter.kind if filter and filter.kind else [DeviceKind.BAREMETAL])
+        ]
         return _list(info, filter, kinds, order_by, first, after, Device.from_row)
 
     @strawberry.field(permission_classes=AUTH)
-    def vms(self, info: Info[Context, None], filter: MachineFilter | None = None,
-            order_by: DeviceOrder | None = None, first: int = 50,
-            after: str | None = None) -> Connection[Vm]:
+    def vms(
+        self,
+        info: Info[Context, None],
+        filter: MachineFilter | None = None,
+        order_by: DeviceOrder | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Vm]:
         return _list(info, filter, [DomainKind.VM.value], order_by, first, after, Vm.from_row)
 
 
@@ -291,17 +345,35 @@ class DeviceMutation:
     @strawberry.mutation(permission_classes=AUTH)
     def create_device(self, info: Info[Context, None], input: DeviceInput) -> Device:
         with info.context.write() as session:
-            row = inventory.create(session, info.context.who(), DomainKind.BAREMETAL,
-                                   input_document(input, DOCUMENT_NAMES))
+            row = inventory.create(
+                session,
+                info.context.who(),
+                DomainKind.BAREMETAL,
+                input_document(input, DOCUMENT_NAMES),
+            )
         return Device.from_row(row)
 
-    @strawberry.mutation(permission_classes=AUTH, description="Change some fields; pass "
-                         "expectedGeneration to refuse a write over someone else's change.")
-    def update_device(self, info: Info[Context, None], id: strawberry.ID, patch: DevicePatch,
-                      expected_generation: int | None = None) -> Device:
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Change some fields; pass "
+        "expectedGeneration to refuse a write over someone else's change.",
+    )
+    def update_device(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        patch: DevicePatch,
+        expected_generation: int | None = None,
+    ) -> Device:
         with info.context.write() as session:
-            row = inventory.update(session, info.context.who(), DomainKind.BAREMETAL, id,
-                                   input_document(patch, DOCUMENT_NAMES), expected_generation)
+            row = inventory.update(
+                session,
+                info.context.who(),
+                DomainKind.BAREMETAL,
+                id,
+                input_document(patch, DOCUMENT_NAMES),
+                expected_generation,
+            )
         return Device.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)
@@ -313,16 +385,26 @@ class DeviceMutation:
     @strawberry.mutation(permission_classes=AUTH)
     def create_vm(self, info: Info[Context, None], input: VmInput) -> Vm:
         with info.context.write() as session:
-            row = inventory.create(session, info.context.who(), DomainKind.VM,
-                                   _vm_document(input))
+            row = inventory.create(session, info.context.who(), DomainKind.VM, _vm_document(input))
         return Vm.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)
-    def update_vm(self, info: Info[Context, None], id: strawberry.ID, patch: VmPatch,
-                  expected_generation: int | None = None) -> Vm:
+    def update_vm(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        patch: VmPatch,
+        expected_generation: int | None = None,
+    ) -> Vm:
         with info.context.write() as session:
-            row = inventory.update(session, info.context.who(), DomainKind.VM, id,
-                                   _vm_document(patch), expected_generation)
+            row = inventory.update(
+                session,
+                info.context.who(),
+                DomainKind.VM,
+                id,
+                _vm_document(patch),
+                expected_generation,
+            )
         return Vm.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)

@@ -43,8 +43,15 @@ class Infiniband(Item):
 
     @classmethod
     def from_row(cls, row: InfinibandRow) -> Infiniband:
-        return cls(name=row.name, device=row.device, port=row.port, rate_gbps=row.rate_gbps,
-                   fabric=row.fabric, switch=row.switch, **item_fields(row))
+        return cls(
+            name=row.name,
+            device=row.device,
+            port=row.port,
+            rate_gbps=row.rate_gbps,
+            fabric=row.fabric,
+            switch=row.switch,
+            **item_fields(row),
+        )
 
 
 @strawberry.input
@@ -76,36 +83,61 @@ class InfinibandInput(InfinibandPatch):
 @strawberry.type
 class InfinibandQuery:
     @strawberry.field(permission_classes=AUTH)
-    def infinibands(self, info: Info[Context, None], filter: InfinibandFilter | None = None,
-                    order_by: NamedOrder | None = None, first: int = 50,
-                    after: str | None = None) -> Connection[Infiniband]:
+    def infinibands(
+        self,
+        info: Info[Context, None],
+        filter: InfinibandFilter | None = None,
+        order_by: NamedOrder | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Infiniband]:
         ctx, who = info.context, info.context.who()
         flt = filter or InfinibandFilter()
         page = infiniband_db.list_infinibands(
-            ctx.session, who, statuses=statuses(flt.status),
+            ctx.session,
+            who,
+            statuses=statuses(flt.status),
             tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
-            fabric=flt.fabric, device=flt.device, switch=flt.switch,
-            first=page_size(info, first), after=after, **order_args(order_by))
+            fabric=flt.fabric,
+            device=flt.device,
+            switch=flt.switch,
+            first=page_size(info, first),
+            after=after,
+            **order_args(order_by),
+        )
         return connection(page, Infiniband.from_row)
 
 
 @strawberry.type
 class InfinibandMutation:
     @strawberry.mutation(permission_classes=AUTH)
-    def create_infiniband(self, info: Info[Context, None], input: InfinibandInput
-                          ) -> Infiniband:
+    def create_infiniband(self, info: Info[Context, None], input: InfinibandInput) -> Infiniband:
         with info.context.write() as session:
-            row = inventory.create(session, info.context.who(), DomainKind.INFINIBAND,
-                                   input_document(input, DOCUMENT_NAMES))
+            row = inventory.create(
+                session,
+                info.context.who(),
+                DomainKind.INFINIBAND,
+                input_document(input, DOCUMENT_NAMES),
+            )
         return Infiniband.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)
-    def update_infiniband(self, info: Info[Context, None], id: strawberry.ID,
-                          patch: InfinibandPatch, expected_generation: int | None = None
-                          ) -> Infiniband:
+    def update_infiniband(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        patch: InfinibandPatch,
+        expected_generation: int | None = None,
+    ) -> Infiniband:
         with info.context.write() as session:
-            row = inventory.update(session, info.context.who(), DomainKind.INFINIBAND, id,
-                                   input_document(patch, DOCUMENT_NAMES), expected_generation)
+            row = inventory.update(
+                session,
+                info.context.who(),
+                DomainKind.INFINIBAND,
+                id,
+                input_document(patch, DOCUMENT_NAMES),
+                expected_generation,
+            )
         return Infiniband.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)

@@ -19,8 +19,7 @@ class ImportFormat(Enum):
     CSV = "csv"
 
 
-@strawberry.type(description="How many items the import created, changed or left as they "
-                             "were.")
+@strawberry.type(description="How many items the import created, changed or left as they were.")
 class ImportResult:
     created: int
     updated: int
@@ -29,17 +28,23 @@ class ImportResult:
 
 @strawberry.type
 class ImportMutation:
-    @strawberry.mutation(permission_classes=AUTH, description=(
-        "Upsert items by hostname (devices, VMs) or name (switches, InfiniBand). JSON is "
-        '{"devices": [device documents], "vms": [...], "switches": [...], "infinibands": '
-        "[...]}; CSV has one row per item. Validated as a whole: any bad row fails the "
-        "import with BAD_INPUT and extensions.errors = [{row, field, message}]."))
-    def import_inventory(self, info: Info[Context, None], *,
-                         format: ImportFormat = ImportFormat.JSON, data: str) -> ImportResult:
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description=(
+            "Upsert items by hostname (devices, VMs) or name (switches, InfiniBand). JSON is "
+            '{"devices": [device documents], "vms": [...], "switches": [...], "infinibands": '
+            "[...]}; CSV has one row per item. Validated as a whole: any bad row fails the "
+            "import with BAD_INPUT and extensions.errors = [{row, field, message}]."
+        ),
+    )
+    def import_inventory(
+        self, info: Info[Context, None], *, format: ImportFormat = ImportFormat.JSON, data: str
+    ) -> ImportResult:
         who = info.context.who()
         who.require_inventory_write()
         batch = parse_import(format.value, data)
         with info.context.write() as session:
             counts = import_batch(session, who, batch)
-        return ImportResult(created=counts.created, updated=counts.updated,
-                            unchanged=counts.unchanged)
+        return ImportResult(
+            created=counts.created, updated=counts.updated, unchanged=counts.unchanged
+        )

@@ -47,9 +47,16 @@ class Switch(Item):
 
     @classmethod
     def from_row(cls, row: SwitchRow) -> Switch:
-        return cls(name=row.name, manufacturer=row.manufacturer, model=row.model,
-                   role=row.role, site=row.site, management_address=row.management_address,
-                   fabric=row.fabric, **item_fields(row))
+        return cls(
+            name=row.name,
+            manufacturer=row.manufacturer,
+            model=row.model,
+            role=row.role,
+            site=row.site,
+            management_address=row.management_address,
+            fabric=row.fabric,
+            **item_fields(row),
+        )
 
 
 @strawberry.input
@@ -96,23 +103,34 @@ class SwitchInput(SwitchPatch):
 
 def order_args(order_by: NamedOrder | None) -> dict[str, Any]:
     order_by = order_by or NamedOrder()
-    return {"order": order_by.field.value,
-            "descending": order_by.direction == OrderDirection.DESC}
+    return {"order": order_by.field.value, "descending": order_by.direction == OrderDirection.DESC}
 
 
 @strawberry.type
 class SwitchQuery:
     @strawberry.field(permission_classes=AUTH)
-    def switches(self, info: Info[Context, None], filter: SwitchFilter | None = None,
-                 order_by: NamedOrder | None = None, first: int = 50,
-                 after: str | None = None) -> Connection[Switch]:
+    def switches(
+        self,
+        info: Info[Context, None],
+        filter: SwitchFilter | None = None,
+        order_by: NamedOrder | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Switch]:
         ctx, who = info.context, info.context.who()
         flt = filter or SwitchFilter()
         page = switch_db.list_switches(
-            ctx.session, who, statuses=statuses(flt.status),
+            ctx.session,
+            who,
+            statuses=statuses(flt.status),
             tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
-            sites=flt.site, role=flt.role, fabric=flt.fabric, first=page_size(info, first),
-            after=after, **order_args(order_by))
+            sites=flt.site,
+            role=flt.role,
+            fabric=flt.fabric,
+            first=page_size(info, first),
+            after=after,
+            **order_args(order_by),
+        )
         return connection(page, Switch.from_row)
 
 
@@ -121,16 +139,31 @@ class SwitchMutation:
     @strawberry.mutation(permission_classes=AUTH)
     def create_switch(self, info: Info[Context, None], input: SwitchInput) -> Switch:
         with info.context.write() as session:
-            row = inventory.create(session, info.context.who(), DomainKind.SWITCH,
-                                   input_document(input, DOCUMENT_NAMES))
+            row = inventory.create(
+                session,
+                info.context.who(),
+                DomainKind.SWITCH,
+                input_document(input, DOCUMENT_NAMES),
+            )
         return Switch.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)
-    def update_switch(self, info: Info[Context, None], id: strawberry.ID, patch: SwitchPatch,
-                      expected_generation: int | None = None) -> Switch:
+    def update_switch(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        patch: SwitchPatch,
+        expected_generation: int | None = None,
+    ) -> Switch:
         with info.context.write() as session:
-            row = inventory.update(session, info.context.who(), DomainKind.SWITCH, id,
-                                   input_document(patch, DOCUMENT_NAMES), expected_generation)
+            row = inventory.update(
+                session,
+                info.context.who(),
+                DomainKind.SWITCH,
+                id,
+                input_document(patch, DOCUMENT_NAMES),
+                expected_generation,
+            )
         return Switch.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)

@@ -33,8 +33,13 @@ INTERNAL = "INTERNAL_SERVER_ERROR"
 # graphql-core has two limits of its own: a depth limit on introspection (which the
 # strawberry depth limiter skips) and a work budget for overlapping fields, whose refusal
 # reads "Validation aborted.".
-_LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "more than",
-                  "Maximum introspection depth exceeded", "Validation aborted")
+_LIMIT_MARKERS = (
+    "exceeds maximum operation depth",
+    "aliases found",
+    "more than",
+    "Maximum introspection depth exceeded",
+    "Validation aborted",
+)
 
 
 class GraphQLView(GraphQL):
@@ -72,11 +77,18 @@ class GraphQLView(GraphQL):
             from dataclasses import replace
 
             principal = replace(principal, request_id=request_id)
-        return Context(request=request, settings=self.settings, sessions=self.sessions,
-                       principal=principal, auth_problem=problem, request_id=request_id)
+        return Context(
+            request=request,
+            settings=self.settings,
+            sessions=self.sessions,
+            principal=principal,
+            auth_problem=problem,
+            request_id=request_id,
+        )
 
-    async def process_result(self, request: Request, result: ExecutionResult
-                             ) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [_format_error(e, result.data is None) for e in result.errors]
@@ -100,8 +112,7 @@ def _format_error(error: GraphQLError, pre_execution: bool) -> dict[str, Any]:
         # the coercion error, so original_error is set, but no resolver ran. Bad request.
         formatted["extensions"] = {"code": VALIDATION_FAILED}
     elif original is None and (pre_execution or not error.path):
-        code = TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else \
-            VALIDATION_FAILED
+        code = TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else VALIDATION_FAILED
         formatted["extensions"] = {"code": code}
     else:
         # A bug. The client gets a code and the request id, never a traceback.
@@ -112,6 +123,7 @@ def _format_error(error: GraphQLError, pre_execution: bool) -> dict[str, Any]:
 
 
 def _error_response(message: str, code: str, status: int) -> Response:
-    return JSONResponse({"data": None,
-                         "errors": [{"message": message, "extensions": {"code": code}}]},
-                        status_code=status)
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )

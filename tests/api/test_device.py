@@ -11,10 +11,15 @@ mutation($input: DeviceInput!) {
 }"""
 
 H100 = {
-    "hostname": "server-42", "manufacturer": "NVIDIA", "model": "DGX H100",
-    "totalCpu": 224, "totalMemoryMB": 2097152, "totalStorageGB": 30720,
+    "hostname": "server-42",
+    "manufacturer": "NVIDIA",
+    "model": "DGX H100",
+    "totalCpu": 224,
+    "totalMemoryMB": 2097152,
+    "totalStorageGB": 30720,
     "gpus": [{"vendorCode": "nvidia", "modelNo": "H100-SXM5-80GB", "memoryMB": 81920}] * 8,
-    "tags": {"gputype": "H100", "location": "india"}, "site": "blr-1",
+    "tags": {"gputype": "H100", "location": "india"},
+    "site": "blr-1",
     "infiniband": [{"name": "ib0", "rateGbps": 400, "fabric": "fabric-a", "switch": "leaf-1"}],
 }
 
@@ -30,8 +35,9 @@ def test_create_device_renders_the_device_document(api: Api) -> None:
     assert document["hostname"] == "server-42" and document["kind"] == "baremetal"
     assert document["totalcpu"] == 224 and document["totalgpus"] == 8
     assert document["tags"] == {"gputype": "H100", "location": "india"}
-    assert document["infiniband"] == [{"name": "ib0", "rateGbps": 400, "fabric": "fabric-a",
-                                       "switch": "leaf-1"}]
+    assert document["infiniband"] == [
+        {"name": "ib0", "rateGbps": 400, "fabric": "fabric-a", "switch": "leaf-1"}
+    ]
     assert document["source"] == {"system": "manual"}
 
 
@@ -52,3 +58,23 @@ def test_delete_removes_the_device_and_its_ports(api: Api) -> None:
     assert missing["extensions"]["code"] == "NOT_FOUND"
     ports = api.ok("{ infinibands { edges { node { name } } } }")["infinibands"]["edges"]
     assert ports == []
+
+
+def test_a_vm_named_like_a_device_does_not_share_its_ports(api: Api) -> None:
+    device = api.ok(CREATE, input=H100)["createDevice"]
+    vm = api.ok(
+        'mutation { createVm(input: {name: "server-42", infiniband: [{name: "ib9"}]}) '
+        "{ id document } }"
+    )["createVm"]
+    assert [p["name"] for p in vm["document"]["infiniband"]] == ["ib9"]
+    read = api.ok(
+        "query($id: ID!) { node(id: $id) { ... on Device { infiniband { name } } } }",
+        id=device["id"],
+    )["node"]
+    assert [p["name"] for p in read["infiniband"]] == ["ib0"]
+    api.ok("mutation($id: ID!) { deleteVm(id: $id) { id } }", id=vm["id"])
+    read = api.ok(
+        "query($id: ID!) { node(id: $id) { ... on Device { infiniband { name } } } }",
+        id=device["id"],
+    )["node"]
+    assert [p["name"] for p in read["infiniband"]] == ["ib0"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:56:08.831212
+Create Date: 2026-11-23 12:42:13.918332
 """
 from collections.abc import Sequence
 
@@ -119,35 +119,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_device_kind_status_hostname', ['kind', 'status', 'hostname'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_tenant_id'), ['tenant_id'], unique=False)
 
-    op.create_table('infiniband',
-    sa.Column('name', sa.String(length=511), nullable=False),
-    sa.Column('device', sa.String(length=255), nullable=False),
-    sa.Column('port', sa.String(length=255), nullable=False),
-    sa.Column('rate_gbps', sa.Integer(), nullable=True),
-    sa.Column('fabric', sa.String(length=255), nullable=True),
-    sa.Column('switch', sa.String(length=255), nullable=True),
-    sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('tags', sa.JSON(), nullable=False),
-    sa.Column('tenant_id', sa.String(length=36), nullable=True),
-    sa.Column('project_id', sa.String(length=36), nullable=True),
-    sa.Column('source_system', sa.String(length=16), nullable=False),
-    sa.Column('source_id', sa.BigInteger(), nullable=True),
-    sa.Column('source_url', sa.Text(), nullable=True),
-    sa.Column('generation', sa.Integer(), nullable=False),
-    sa.Column('created_at', api.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', api.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("status in ('available','allocated','reserved','maintenance','offline','retired')", name=op.f('ck_infiniband_status')),
-    sa.CheckConstraint('rate_gbps IS NULL OR rate_gbps >= 0', name=op.f('ck_infiniband_rate_not_negative')),
-    sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_infiniband_project_id_project')),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenant.id'], name=op.f('fk_infiniband_tenant_id_tenant')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_infiniband')),
-    sa.UniqueConstraint('name', name=op.f('uq_infiniband_name'))
-    )
-    with op.batch_alter_table('infiniband', schema=None) as batch_op:
-        batch_op.create_index('ix_infiniband_device_port', ['device', 'port'], unique=False)
-        batch_op.create_index(batch_op.f('ix_infiniband_tenant_id'), ['tenant_id'], unique=False)
-
     op.create_table('switch',
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('manufacturer', sa.String(length=255), nullable=True),
@@ -190,11 +161,49 @@ def upgrade() -> None:
     with op.batch_alter_table('gpu', schema=None) as batch_op:
         batch_op.create_index('ix_gpu_vendor_model', ['vendor_code', 'model_no'], unique=False)
 
+    op.create_table('infiniband',
+    sa.Column('name', sa.String(length=511), nullable=False),
+    sa.Column('device_id', sa.String(length=36), nullable=True),
+    sa.Column('device', sa.String(length=255), nullable=False),
+    sa.Column('port', sa.String(length=255), nullable=False),
+    sa.Column('rate_gbps', sa.Integer(), nullable=True),
+    sa.Column('fabric', sa.String(length=255), nullable=True),
+    sa.Column('switch', sa.String(length=255), nullable=True),
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('tags', sa.JSON(), nullable=False),
+    sa.Column('tenant_id', sa.String(length=36), nullable=True),
+    sa.Column('project_id', sa.String(length=36), nullable=True),
+    sa.Column('source_system', sa.String(length=16), nullable=False),
+    sa.Column('source_id', sa.BigInteger(), nullable=True),
+    sa.Column('source_url', sa.Text(), nullable=True),
+    sa.Column('generation', sa.Integer(), nullable=False),
+    sa.Column('created_at', api.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', api.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("status in ('available','allocated','reserved','maintenance','offline','retired')", name=op.f('ck_infiniband_status')),
+    sa.CheckConstraint('rate_gbps IS NULL OR rate_gbps >= 0', name=op.f('ck_infiniband_rate_not_negative')),
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], name=op.f('fk_infiniband_device_id_device'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_infiniband_project_id_project')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenant.id'], name=op.f('fk_infiniband_tenant_id_tenant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_infiniband')),
+    sa.UniqueConstraint('name', name=op.f('uq_infiniband_name'))
+    )
+    with op.batch_alter_table('infiniband', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_infiniband_device_id'), ['device_id'], unique=False)
+        batch_op.create_index('ix_infiniband_device_port', ['device', 'port'], unique=False)
+        batch_op.create_index(batch_op.f('ix_infiniband_tenant_id'), ['tenant_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('infiniband', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_infiniband_tenant_id'))
+        batch_op.drop_index('ix_infiniband_device_port')
+        batch_op.drop_index(batch_op.f('ix_infiniband_device_id'))
+
+    op.drop_table('infiniband')
     with op.batch_alter_table('gpu', schema=None) as batch_op:
         batch_op.drop_index('ix_gpu_vendor_model')
 
@@ -203,11 +212,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_switch_tenant_id'))
 
     op.drop_table('switch')
-    with op.batch_alter_table('infiniband', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_infiniband_tenant_id'))
-        batch_op.drop_index('ix_infiniband_device_port')
-
-    op.drop_table('infiniband')
     with op.batch_alter_table('device', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_tenant_id'))
         batch_op.drop_index('ix_device_kind_status_hostname')
