@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,10 +17,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.db.session import is_at_head, make_engine, session_factory
+from api.db.allocation import expire_leases
+from api.db.candidates import LiveIndex
+from api.db.session import is_at_head, make_engine, session_factory, unit_of_work
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView
 from api.settings import Settings
+
+log = logging.getLogger("gpuinv.app")
 
 
 class BodySizeLimit:
@@ -47,7 +54,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
-    graphql = GraphQLView(build_schema(settings), sessions, settings)
+    live_index = LiveIndex()
+    graphql = GraphQLView(build_schema(settings), sessions, settings, live_index)
 
     async def healthz(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -69,9 +77,35 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def home(_: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
 
+    def warm_index() -> None:
+        with sessions() as session:
+            live_index.current(session)
+
+    def sweep_leases() -> int:
+        with unit_of_work(sessions) as session:
+            return expire_leases(session)
+
+    async def lease_sweeper() -> None:
+        """Release allocations whose lease ran out, so abandoned pipelines free GPUs."""
+        while True:
+            await asyncio.sleep(settings.lease_sweep_seconds)
+            try:
+                released = await asyncio.to_thread(sweep_leases)
+                if released:
+                    log.info("released %d allocation(s) whose lease expired", released)
+            except Exception:  # keep sweeping; the next round retries
+                log.exception("lease sweep failed")
+
     @asynccontextmanager
     async def lifespan(_: Starlette):
+        # Load the match index in the background: the first match need not pay for it,
+        # and the process answers health checks meanwhile.
+        warming = asyncio.get_running_loop().run_in_executor(None, warm_index)
+        sweeper = asyncio.create_task(lease_sweeper())
         yield
+        sweeper.cancel()
+        with contextlib.suppress(Exception):
+            await warming
         engine.dispose()
 
     middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)]
@@ -85,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 expose_headers=["X-Request-Id"],
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
@@ -95,6 +129,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.live_index = live_index
+    return app
 
 
 def create_app_from_env() -> Starlette:

@@ -16,6 +16,7 @@ class Settings:
     max_page_size: int = 500
     max_body_bytes: int = 256 * 1024 * 1024
     graphiql: bool = True
+    lease_sweep_seconds: float = 15.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -33,6 +34,7 @@ class Settings:
             max_page_size=_int(env, "GPUINV_MAX_PAGE_SIZE", cls.max_page_size),
             max_body_bytes=_int(env, "GPUINV_MAX_BODY_BYTES", cls.max_body_bytes),
             graphiql=env.get("GPUINV_GRAPHIQL", "1").lower() not in ("0", "false", "no"),
+            lease_sweep_seconds=_int(env, "GPUINV_LEASE_SWEEP_SECONDS", 15),
         )
 
 

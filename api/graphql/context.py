@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
+from api.db import allocation as allocation_db
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
+from api.db.candidates import LiveIndex
 from api.db.models import Infiniband
 from api.db.session import lost_races_as_domain_errors
 from api.db.tenant import Directory
@@ -33,6 +35,7 @@ class Context:
     principal: Principal | None
     auth_problem: str | None
     request_id: str
+    live_index: LiveIndex = field(default_factory=LiveIndex)
     _session: Session | None = None
     _directory: Directory | None = None
     _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
@@ -81,6 +84,10 @@ class Context:
     async def _load_gpus(self, device_ids: Sequence[str]) -> list[tuple[Gpu, ...]]:
         found = device_db.load_gpus(self.session, list(device_ids))
         return [found[i] for i in device_ids]
+
+    async def _load_allocation_devices(self, ids: Sequence[str]) -> list[Any]:
+        found = allocation_db.devices_of(self.session, list(ids))
+        return [found.get(i, []) for i in ids]
 
     async def _load_ports(self, device_ids: Sequence[str]) -> list[list[Infiniband]]:
         found = infiniband_db.ports_by_device(self.session, list(device_ids))

@@ -12,17 +12,30 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.domain.errors import DomainError
+from api.graphql.allocation import AllocationMutation, AllocationQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
 from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
 from api.graphql.inventory_import import ImportMutation
 from api.graphql.node import NodeMutation, NodeQuery
+from api.graphql.profile import ProfileMutation, ProfileQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
 
-Query = merge_types("Query", (DeviceQuery, SwitchQuery, InfinibandQuery, NodeQuery, TenantQuery))
+Query = merge_types(
+    "Query",
+    (
+        DeviceQuery,
+        SwitchQuery,
+        InfinibandQuery,
+        NodeQuery,
+        TenantQuery,
+        ProfileQuery,
+        AllocationQuery,
+    ),
+)
 Mutation = merge_types(
     "Mutation",
     (
@@ -32,6 +45,8 @@ Mutation = merge_types(
         NodeMutation,
         TenantMutation,
         ImportMutation,
+        ProfileMutation,
+        AllocationMutation,
     ),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from cross_web import HTTPException
@@ -17,6 +18,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from api.db.candidates import LiveIndex
 from api.db.token import authenticate
 from api.domain.errors import DomainError
 from api.graphql.context import Context
@@ -43,10 +45,17 @@ _LIMIT_MARKERS = (
 
 
 class GraphQLView(GraphQL):
-    def __init__(self, schema: Any, sessions: sessionmaker[Session], settings: Settings):
+    def __init__(
+        self,
+        schema: Any,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        live_index: LiveIndex,
+    ):
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self.sessions = sessions
         self.settings = settings
+        self.live_index = live_index
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,8 +83,6 @@ class GraphQLView(GraphQL):
                 with self.sessions() as session:
                     principal, problem = authenticate(session, secret.strip())
         if principal is not None:
-            from dataclasses import replace
-
             principal = replace(principal, request_id=request_id)
         return Context(
             request=request,
@@ -84,6 +91,7 @@ class GraphQLView(GraphQL):
             principal=principal,
             auth_problem=problem,
             request_id=request_id,
+            live_index=self.live_index,
         )
 
     async def process_result(

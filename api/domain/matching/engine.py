@@ -70,18 +70,30 @@ class Outcome:
         return bool(self.chosen)
 
 
-def match(request: Request, index: CandidateIndex, exclude: Collection[str] = ()) -> Outcome:
-    """Select items for ``request``. ``exclude``: items that just lost a claim race."""
+def match(
+    request: Request,
+    index: CandidateIndex,
+    exclude: Collection[str] = (),
+    within: set[str] | None = None,
+) -> Outcome:
+    """Select items for ``request``.
+
+    ``within``: the only items the caller may have (a tenant's inventory); None for all.
+    ``exclude``: items the caller has ruled out (e.g. just lost in a claim race).
+    """
     inventory_type = request.profile.inventory_type
     kind = kind_for(inventory_type)
     explanation = Explanation(unused_variables=list(request.unused_variables))
-    survivors = (
-        index.eligible(inventory_type) - set(exclude) if exclude else index.eligible(inventory_type)
-    )
+    of_kind = index.of_kind(kind)
+    survivors = index.eligible(inventory_type)
+    if within is not None:
+        of_kind, survivors = of_kind & within, survivors & within
+    if exclude:
+        survivors = survivors - set(exclude)
     explanation.steps.append(
         Step(
             f"{inventory_type.value}: {_NOUN[kind]} available",
-            len(index.of_kind(kind)),
+            len(of_kind),
             len(survivors),
             _eligibility_note(inventory_type),
         )

@@ -71,7 +71,12 @@ class Request:
     skips: list[Skip] = field(default_factory=list)
     requirements: Requirements = field(default_factory=Requirements)
     unused_variables: list[str] = field(default_factory=list)
-    canonical_variables: dict[str, Any] = field(default_factory=dict)
+    canonical_variables: dict[str, Any] = field(default_factory=dict)  # parsed amounts
+
+    def fingerprint_variables(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables as "the same request" compares them: amounts parsed, the rest as
+        given (DESIGN.md)."""
+        return {str(k): v for k, v in variables.items()} | self.canonical_variables
 
     @property
     def steps(self) -> list[Condition | Threshold | Skip]:

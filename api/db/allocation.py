@@ -1,0 +1,508 @@
+"""matchDevice and releaseAllocation: select in memory, claim in one short transaction.
+
+The engine chooses from the process's index, which may be a moment stale. The database
+decides: every claim is a conditional UPDATE (``… WHERE status = 'available' AND free_gpus
+>= :gpus …``) that matches no row when someone else got there first, and CHECK constraints
+and partial unique indexes refuse what no UPDATE should ever do. A lost claim rolls the
+whole transaction back, re-reads the contested devices and chooses again from a clean
+transaction, so our own uncommitted claim is never counted twice (DESIGN.md "Invariants").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.db import audit
+from api.db import device as device_db
+from api.db.base import utcnow
+from api.db.candidates import LiveIndex
+from api.db.models import Allocation, AllocationDevice, Device
+from api.db.profile import get_profile
+from api.db.tenant import Directory, tenant_by_slug
+from api.domain.access import Principal, Role
+from api.domain.errors import (
+    ENVIRONMENT_IN_USE,
+    FORBIDDEN,
+    NO_MATCH,
+    DomainError,
+    bad_input,
+    not_found,
+)
+from api.domain.matching.engine import Explanation, Outcome, match
+from api.domain.matching.index import Candidate, CandidateIndex
+from api.domain.matching.profile import InventoryType, parse_labels
+from api.domain.matching.request import Request, normalise, resolve
+
+log = logging.getLogger("gpuinv.allocation")
+
+MAX_CLAIM_ATTEMPTS = 8
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+PLATFORM_SCOPE = "*"  # environments of platform-wide callers live in this scope
+
+
+@dataclass
+class MatchInput:
+    environment: str
+    variables: Any
+    profile: str | None = None
+    labels: Any = None
+    dry_run: bool = False
+    tenant: str | None = None
+    project: str | None = None
+    ttl_seconds: int | None = None
+
+
+@dataclass
+class MatchResult:
+    allocation: Allocation | None
+    device_details: Any
+    explanation: dict[str, Any]
+    attempts: int = 1
+    replayed: bool = False
+
+
+@dataclass
+class _Resolved:
+    request: Request
+    profile_name: str | None
+    tenant_id: str | None
+    tenant_slug: str | None
+    project_id: str | None
+    scope: str
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def request_hash(self) -> str:
+        raw = json.dumps(self.fingerprint, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def require_provisioning(who: Principal) -> None:
+    if who.role == Role.VIEWER:
+        raise DomainError(FORBIDDEN, "role 'viewer' may not allocate or release devices")
+
+
+def _resolve(session: Session, who: Principal, given: MatchInput) -> _Resolved:
+    """Validate the input in DESIGN.md's order: input shape, profile, variables."""
+    environment = (given.environment or "").strip()
+    if not environment or len(environment) > 255:
+        raise bad_input(
+            "environment: is required (1 to 255 characters), e.g. a Terraform resource id",
+            field="environment",
+        )
+    given.environment = environment
+    if (given.profile is None) == (given.labels is None):
+        raise bad_input(
+            "profile, labels: give exactly one: the name of a saved profile, or inline labels",
+            field="profile",
+        )
+    if not isinstance(given.variables, dict):
+        raise bad_input("variables: must be a JSON object of name: value", field="variables")
+    if given.ttl_seconds is not None and not 1 <= given.ttl_seconds <= MAX_TTL_SECONDS:
+        raise bad_input(
+            f"ttlSeconds: must be between 1 and {MAX_TTL_SECONDS}, got {given.ttl_seconds}",
+            field="ttlSeconds",
+        )
+    tenant_id, tenant_slug = _tenant(session, who, given.tenant)
+    project_id = None
+    if given.project is not None:
+        if tenant_id is None:
+            raise bad_input("project: needs a tenant (pass tenant)", field="project")
+        directory = Directory.load(session)
+        project_id = directory.project_id.get((tenant_id, given.project))
+        if project_id is None:
+            raise not_found("project", given.project)
+    if given.profile is not None:
+        labels = get_profile(session, who, given.profile).labels
+    else:
+        labels = given.labels
+    profile = parse_labels(labels)
+    request = resolve(profile, given.variables)
+    resolved = _Resolved(
+        request, given.profile, tenant_id, tenant_slug, project_id, tenant_id or PLATFORM_SCOPE
+    )
+    resolved.fingerprint = {
+        "profile": profile.canonical(),
+        "variables": request.fingerprint_variables(given.variables),
+        "tenant": tenant_slug,
+        "project": given.project,
+    }
+    return resolved
+
+
+def _tenant(session: Session, who: Principal, slug: str | None) -> tuple[str | None, str | None]:
+    """Whose inventory is matched: the named tenant, else the caller's, else all."""
+    if slug is None:
+        return who.tenant_id, who.tenant_slug
+    if who.tenant_id is not None and slug != who.tenant_slug:
+        raise not_found("tenant", slug)
+    tenant = tenant_by_slug(session, who, slug)
+    return tenant.id, tenant.slug
+
+
+def active_allocation(session: Session, scope: str, environment: str) -> Allocation | None:
+    return session.scalar(
+        select(Allocation).where(
+            Allocation.scope == scope,
+            Allocation.environment == environment,
+            Allocation.released_at.is_(None),
+        )
+    )
+
+
+def _replay(existing: Allocation, resolved: _Resolved) -> MatchResult:
+    if existing.request_hash != resolved.request_hash:
+        raise DomainError(
+            ENVIRONMENT_IN_USE,
+            f"environment {existing.environment!r} already "
+            f"holds allocation {existing.id} made with a different request; "
+            "release it first, or use another environment",
+            {"allocationId": existing.id},
+        )
+    return MatchResult(existing, existing.device_details, existing.explanation, 0, True)
+
+
+def match_device(
+    session: Session,
+    who: Principal,
+    live: LiveIndex,
+    given: MatchInput,
+    index: CandidateIndex | None = None,
+) -> MatchResult:
+    """Select and (unless a dry run) allocate, atomically. Commits its own transaction.
+
+    ``index``: a fixed index (the CLI's); by default the process's live one.
+    """
+    require_provisioning(who)
+    resolved = _resolve(session, who, given)
+    if not given.dry_run:
+        existing = active_allocation(session, resolved.scope, given.environment)
+        if existing is not None:
+            return _replay(existing, resolved)
+    attempts = 0
+    while True:
+        attempts += 1
+        current = index if index is not None else live.current(session)
+        outcome = match(resolved.request, current, within=_within(current, resolved))
+        if not outcome.matched:
+            raise _no_match(outcome.explanation)
+        if given.dry_run:
+            return MatchResult(
+                None,
+                _details(resolved, outcome.chosen, _documents(outcome)),
+                outcome.explanation.as_dict(),
+                attempts,
+            )
+        session.rollback()  # claim from a clean transaction, never on top of stale reads
+        try:
+            lost = _claim(session, resolved, outcome.chosen)
+            if not lost:
+                allocation = _record(session, who, given, resolved, outcome)
+                session.commit()
+                return MatchResult(
+                    allocation, allocation.device_details, allocation.explanation, attempts
+                )
+        except IntegrityError:
+            # Another request took this environment (or a device) at the same instant.
+            session.rollback()
+            existing = active_allocation(session, resolved.scope, given.environment)
+            if existing is not None:
+                return _replay(existing, resolved)
+            lost = [c.id for c in outcome.chosen]
+        session.rollback()
+        log.info("claim lost on %s (attempt %d); re-reading", lost, attempts)
+        if index is not None:
+            raise DomainError("CONCURRENT_UPDATE", "the devices chosen were taken meanwhile; retry")
+        live.refresh(session, lost)
+        if attempts >= MAX_CLAIM_ATTEMPTS:
+            raise DomainError(
+                "CONCURRENT_UPDATE",
+                f"lost {attempts} claim races in a row: the fleet is under heavy contention; retry",
+                {"attempts": attempts},
+            )
+
+
+def _within(index: CandidateIndex, resolved: _Resolved) -> set[str] | None:
+    if resolved.tenant_slug is None:
+        return None
+    return index.matching("tenant", [normalise(resolved.tenant_slug)])
+
+
+def _no_match(explanation: Explanation) -> DomainError:
+    return DomainError(
+        NO_MATCH, "no device fits: " + explanation.summary(), {"explanation": explanation.as_dict()}
+    )
+
+
+def _slice(resolved: _Resolved) -> dict[str, int] | None:
+    if resolved.request.profile.inventory_type != InventoryType.VCLUSTER:
+        return None
+    need = resolved.request.requirements
+    return {
+        "cpu": need.cpu,
+        "memoryMB": need.memory_mb,
+        "storageGB": need.storage_gb,
+        "gpus": need.gpus,
+    }
+
+
+def _documents(outcome: Outcome) -> list[dict[str, Any]]:
+    return [dict(c.document) for c in outcome.chosen]
+
+
+def _details(resolved: _Resolved, chosen: list[Candidate], documents: list[dict[str, Any]]) -> Any:
+    """One document for one node, a list for several; slices carry what they took."""
+    taken = _slice(resolved)
+    if taken is not None:
+        documents = [dict(d, slice=dict(taken)) for d in documents]
+    return documents[0] if resolved.request.requirements.nodes == 1 else documents
+
+
+def _claim(session: Session, resolved: _Resolved, chosen: list[Candidate]) -> list[str]:
+    """Take every chosen device, or report the ones that were no longer there to take."""
+    need = resolved.request.requirements
+    now = utcnow()
+    lost: list[str] = []
+    for candidate in chosen:
+        if resolved.request.profile.inventory_type == InventoryType.VCLUSTER:
+            statement = (
+                update(Device)
+                .where(
+                    Device.id == candidate.id,
+                    Device.status == "available",
+                    Device.free_cpu >= need.cpu,
+                    Device.free_memory_mb >= need.memory_mb,
+                    Device.free_storage_gb >= need.storage_gb,
+                    Device.free_gpus >= need.gpus,
+                )
+                .values(
+                    free_cpu=Device.free_cpu - need.cpu,
+                    free_memory_mb=Device.free_memory_mb - need.memory_mb,
+                    free_storage_gb=Device.free_storage_gb - need.storage_gb,
+                    free_gpus=Device.free_gpus - need.gpus,
+                    generation=Device.generation + 1,
+                    updated_at=now,
+                )
+            )
+        else:
+            statement = (
+                update(Device)
+                .where(
+                    Device.id == candidate.id,
+                    Device.status == "available",
+                    Device.free_cpu == Device.total_cpu,
+                    Device.free_gpus == Device.total_gpus,
+                    Device.free_memory_mb == Device.total_memory_mb,
+                    Device.free_storage_gb == Device.total_storage_gb,
+                )
+                .values(
+                    status="allocated",
+                    free_cpu=0,
+                    free_memory_mb=0,
+                    free_storage_gb=0,
+                    free_gpus=0,
+                    generation=Device.generation + 1,
+                    updated_at=now,
+                )
+            )
+        result = session.execute(statement.execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            lost.append(candidate.id)
+            break  # the transaction is going to be rolled back: stop here
+    return lost
+
+
+def _record(
+    session: Session, who: Principal, given: MatchInput, resolved: _Resolved, outcome: Outcome
+) -> Allocation:
+    ids = [c.id for c in outcome.chosen]
+    rows = {
+        d.id: d
+        for d in session.scalars(
+            select(Device).where(Device.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    }
+    devices = [rows[i] for i in ids]
+    documents = device_db.documents(session, devices)
+    exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
+    need = resolved.request.requirements
+    allocation = Allocation(
+        environment=given.environment,
+        scope=resolved.scope,
+        tenant_id=resolved.tenant_id,
+        project_id=resolved.project_id,
+        profile=resolved.profile_name,
+        inventory_type=resolved.request.profile.inventory_type.value,
+        request=resolved.fingerprint,
+        request_hash=resolved.request_hash,
+        variables=dict(given.variables),
+        device_details=_details(resolved, outcome.chosen, documents),
+        explanation=outcome.explanation.as_dict(),
+        actor=who.actor,
+        expires_at=(utcnow() + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,
+    )
+    session.add(allocation)
+    session.flush()
+    for position, d in enumerate(devices):
+        session.add(
+            AllocationDevice(
+                allocation_id=allocation.id,
+                device_id=d.id,
+                hostname=d.hostname,
+                position=position,
+                exclusive=exclusive,
+                active=True,
+                cpu=d.total_cpu if exclusive else need.cpu,
+                memory_mb=d.total_memory_mb if exclusive else need.memory_mb,
+                storage_gb=d.total_storage_gb if exclusive else need.storage_gb,
+                gpus=d.total_gpus if exclusive else need.gpus,
+            )
+        )
+    session.flush()
+    audit.record(
+        session,
+        who,
+        "allocate",
+        "allocation",
+        allocation.id,
+        allocation.environment,
+        allocation.tenant_id,
+        None,
+        {
+            "inventoryType": allocation.inventory_type,
+            "profile": allocation.profile,
+            "devices": [d.hostname for d in devices],
+            "variables": allocation.variables,
+            "expiresAt": allocation.expires_at.isoformat() if allocation.expires_at else None,
+        },
+    )
+    return allocation
+
+
+def release(
+    session: Session,
+    who: Principal,
+    environment: str,
+    tenant: str | None = None,
+    reason: str = "release",
+) -> Allocation | None:
+    """Free everything the environment's allocation holds; idempotent. Caller commits.
+
+    Returns the released allocation (also on a second call), or None if the environment
+    never held one.
+    """
+    require_provisioning(who)
+    tenant_id, _ = _tenant(session, who, tenant)
+    scope = tenant_id or PLATFORM_SCOPE
+    allocation = active_allocation(session, scope, environment)
+    if allocation is None:
+        return session.scalar(
+            select(Allocation)
+            .where(Allocation.scope == scope, Allocation.environment == environment)
+            .order_by(Allocation.released_at.desc())
+            .limit(1)
+        )
+    free_allocation(session, who, allocation, reason)
+    return allocation
+
+
+def free_allocation(session: Session, who: Principal, allocation: Allocation, reason: str) -> bool:
+    """Give back the devices; False when another release got there first."""
+    now = utcnow()
+    won = (
+        session.execute(
+            update(Allocation)
+            .where(Allocation.id == allocation.id, Allocation.released_at.is_(None))
+            .values(released_at=now, released_by=who.actor)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+    if not won:
+        return False
+    held = list(
+        session.scalars(
+            select(AllocationDevice).where(
+                AllocationDevice.allocation_id == allocation.id, AllocationDevice.active.is_(True)
+            )
+        )
+    )
+    for part in held:
+        _give_back(session, part, now)
+        part.active = False
+    allocation.released_at, allocation.released_by = now, who.actor
+    session.flush()
+    audit.record(
+        session,
+        who,
+        reason,
+        "allocation",
+        allocation.id,
+        allocation.environment,
+        allocation.tenant_id,
+        {"devices": [p.hostname for p in held]},
+        None,
+    )
+    return True
+
+
+def _give_back(session: Session, part: AllocationDevice, now: datetime) -> None:
+    if part.exclusive:
+        values: dict[str, Any] = {
+            # A device an operator forced into maintenance stays there.
+            "status": case((Device.status == "allocated", "available"), else_=Device.status),
+            "free_cpu": Device.total_cpu,
+            "free_memory_mb": Device.total_memory_mb,
+            "free_storage_gb": Device.total_storage_gb,
+            "free_gpus": Device.total_gpus,
+        }
+    else:
+        values = {
+            "free_cpu": Device.free_cpu + part.cpu,
+            "free_memory_mb": Device.free_memory_mb + part.memory_mb,
+            "free_storage_gb": Device.free_storage_gb + part.storage_gb,
+            "free_gpus": Device.free_gpus + part.gpus,
+        }
+    session.execute(
+        update(Device)
+        .where(Device.id == part.device_id)
+        .values(**values, generation=Device.generation + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def expire_leases(session: Session, now: datetime | None = None, limit: int = 100) -> int:
+    """Release allocations whose lease ran out; returns how many. Caller commits."""
+    who = Principal(name="system:lease-expiry", role=Role.PLATFORM_ADMIN)
+    due = list(
+        session.scalars(
+            select(Allocation)
+            .where(
+                and_(
+                    Allocation.released_at.is_(None),
+                    Allocation.expires_at.is_not(None),
+                    Allocation.expires_at <= (now or utcnow()),
+                )
+            )
+            .limit(limit)
+        )
+    )
+    return sum(free_allocation(session, who, allocation, "expire") for allocation in due)
+
+
+def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[AllocationDevice]]:
+    """The devices of many allocations in one query (a DataLoader's batch)."""
+    found: dict[str, list[AllocationDevice]] = {}
+    query = select(AllocationDevice).where(AllocationDevice.allocation_id.in_(allocation_ids))
+    for row in session.scalars(query.order_by(AllocationDevice.position)):
+        found.setdefault(row.allocation_id, []).append(row)
+    return found

@@ -1,0 +1,237 @@
+"""matchDevice, releaseAllocation and allocations in GraphQL (DESIGN.md fixed contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.db import allocation as allocation_db
+from api.db.models import Allocation as AllocationRow
+from api.db.paging import keyset_page
+from api.db.tenant import tenant_by_slug
+from api.domain.matching.profile import InventoryType as DomainInventoryType
+from api.graphql.common import AUTH, Connection, connection, page_size
+from api.graphql.context import Context
+from api.graphql.profile import InventoryType
+
+
+@strawberry.type(description="One step of the funnel: how many items entered, how many left.")
+class ExplanationStep:
+    filter: str
+    entered: int
+    left: int
+    note: str | None
+
+
+@strawberry.type(description="Why these devices (or why none): the funnel of every answer.")
+class Explanation:
+    steps: list[ExplanationStep]
+    unused_variables: list[str]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Explanation:
+        return cls(
+            steps=[ExplanationStep(**s) for s in raw["steps"]],
+            unused_variables=list(raw.get("unusedVariables", [])),
+        )
+
+
+@strawberry.type(description="A device an allocation holds, whole or as a slice.")
+class AllocatedDevice:
+    device_id: strawberry.ID
+    hostname: str
+    exclusive: bool
+    cpu: int
+    memory_mb: int = strawberry.field(name="memoryMB")
+    storage_gb: int = strawberry.field(name="storageGB")
+    gpus: int
+
+
+@strawberry.type
+class Allocation:
+    id: strawberry.ID
+    environment: str
+    inventory_type: InventoryType
+    profile: str | None
+    variables: JSON
+    device_details: JSON
+    created_at: datetime
+    expires_at: datetime | None
+    released_at: datetime | None
+    released_by: str | None
+    _row: strawberry.Private[AllocationRow]
+
+    @strawberry.field
+    def tenant(self, info: Info[Context, None]) -> str | None:
+        return info.context.directory.tenant(self._row.tenant_id)
+
+    @strawberry.field
+    def project(self, info: Info[Context, None]) -> str | None:
+        return info.context.directory.project_slug(self._row.project_id)
+
+    @strawberry.field
+    def explanation(self) -> Explanation:
+        return Explanation.from_dict(self._row.explanation)
+
+    @strawberry.field
+    async def devices(self, info: Info[Context, None]) -> list[AllocatedDevice]:
+        parts = await info.context.loader("allocation_devices").load(self._row.id)
+        return [
+            AllocatedDevice(
+                device_id=strawberry.ID(p.device_id),
+                hostname=p.hostname,
+                exclusive=p.exclusive,
+                cpu=p.cpu,
+                memory_mb=p.memory_mb,
+                storage_gb=p.storage_gb,
+                gpus=p.gpus,
+            )
+            for p in parts
+        ]
+
+    @classmethod
+    def from_row(cls, row: AllocationRow) -> Allocation:
+        return cls(
+            id=strawberry.ID(row.id),
+            environment=row.environment,
+            inventory_type=DomainInventoryType(row.inventory_type),
+            profile=row.profile,
+            variables=row.variables,
+            device_details=row.device_details,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            released_at=row.released_at,
+            released_by=row.released_by,
+            _row=row,
+        )
+
+
+@strawberry.input(
+    description="DESIGN.md: environment is the idempotency key; give profile or labels, not both."
+)
+class MatchDeviceInput:
+    environment: str
+    profile: str | None = None
+    labels: JSON | None = None
+    variables: JSON
+    dry_run: bool = False
+    tenant: str | None = None
+    project: str | None = None
+    ttl_seconds: int | None = strawberry.field(
+        default=None,
+        description=(
+            "Lease: the service releases the allocation this many seconds after it was made."
+        ),
+    )
+
+
+@strawberry.type
+class MatchResult:
+    allocation: Allocation | None
+    device_details: JSON
+    explanation: Explanation
+    claim_attempts: int = strawberry.field(
+        description="1 unless the claim lost a race and was retried; 0 for a replay."
+    )
+
+
+@strawberry.input
+class AllocationFilter:
+    environment: str | None = None
+    active: bool | None = None
+    tenant: str | None = None
+    inventory_type: InventoryType | None = None
+
+
+@strawberry.type
+class AllocationQuery:
+    @strawberry.field(permission_classes=AUTH, description="Newest first.")
+    def allocations(
+        self,
+        info: Info[Context, None],
+        filter: AllocationFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Allocation]:
+        ctx, who = info.context, info.context.who()
+        flt = filter or AllocationFilter()
+        query = select(AllocationRow)
+        scope_tenant = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
+        if not who.is_platform_admin and scope_tenant is not None:
+            query = query.where(AllocationRow.tenant_id == scope_tenant)
+        if flt.tenant is not None:
+            query = query.where(
+                AllocationRow.tenant_id == tenant_by_slug(ctx.session, who, flt.tenant).id
+            )
+        if flt.environment is not None:
+            query = query.where(AllocationRow.environment == flt.environment)
+        if flt.active is not None:
+            query = query.where(
+                AllocationRow.released_at.is_(None)
+                if flt.active
+                else AllocationRow.released_at.is_not(None)
+            )
+        if flt.inventory_type is not None:
+            query = query.where(AllocationRow.inventory_type == flt.inventory_type.value)
+        page = keyset_page(
+            ctx.session,
+            query,
+            AllocationRow.id,
+            AllocationRow.created_at,
+            True,
+            page_size(info, first),
+            after,
+        )
+        return connection(page, Allocation.from_row)
+
+
+@strawberry.type
+class AllocationMutation:
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description=(
+            "Select devices for an environment and allocate them atomically (or, with dryRun, "
+            "only select). The same environment and request returns the same allocation; a "
+            "different request is ENVIRONMENT_IN_USE; no fit is NO_MATCH with the funnel in "
+            "extensions.explanation."
+        ),
+    )
+    def match_device(self, info: Info[Context, None], input: MatchDeviceInput) -> MatchResult:
+        ctx = info.context
+        given = allocation_db.MatchInput(
+            environment=input.environment,
+            variables=input.variables,
+            profile=input.profile,
+            labels=input.labels,
+            dry_run=input.dry_run,
+            tenant=input.tenant,
+            project=input.project,
+            ttl_seconds=input.ttl_seconds,
+        )
+        with ctx.write() as session:
+            result = allocation_db.match_device(session, ctx.who(), ctx.live_index, given)
+        return MatchResult(
+            allocation=Allocation.from_row(result.allocation) if result.allocation else None,
+            device_details=result.device_details,
+            explanation=Explanation.from_dict(result.explanation),
+            claim_attempts=result.attempts,
+        )
+
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description=(
+            "Free everything the environment's allocation holds. Returns the released "
+            "allocation (also on a second call), or null if it never held one."
+        ),
+    )
+    def release_allocation(
+        self, info: Info[Context, None], environment: str, tenant: str | None = None
+    ) -> Allocation | None:
+        with info.context.write() as session:
+            row = allocation_db.release(session, info.context.who(), environment, tenant)
+        return Allocation.from_row(row) if row is not None else None
