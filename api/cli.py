@@ -339,5 +339,157 @@ def tenant_list(as_json: bool) -> None:
         click.echo(f"{t.slug}\t{t.name}")
 
 
+@main.command("match")
+@click.option("--profile", "profile_name", help="A saved profile's name.")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Inline labels instead: a JSON file with the two labels.",
+)
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A variable (repeatable); a JSON array value means any of them.",
+)
+@click.option("--env", "environment", help="The idempotency key (default: cli-<random>).")
+@click.option("--tenant", help="Whose inventory to match (default: all).")
+@click.option("--project", help="Recorded on the allocation.")
+@click.option("--ttl", callback=_ttl, help="Lease: release automatically after, e.g. 8h.")
+@click.option("--dry-run", is_flag=True, help="Show what would be chosen; allocate nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def match_command(
+    profile_name: str | None,
+    labels_file: Path | None,
+    variables: tuple[str, ...],
+    environment: str | None,
+    tenant: str | None,
+    project: str | None,
+    ttl: timedelta | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Find devices for an environment and allocate them, printing the funnel.
+
+    Example: gpuinv match --profile h100-india --var gputype=NVIDIA --var gpu=8
+    """
+    import uuid
+
+    from api.db.allocation import MatchInput, match_device
+    from api.db.candidates import LiveIndex
+
+    parsed: dict[str, str] = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r}: use NAME=VALUE", param_hint="--var")
+        parsed[name.strip()] = value
+    labels = json.loads(labels_file.read_text()) if labels_file else None
+    given = MatchInput(
+        environment=environment or f"cli-{uuid.uuid4().hex[:12]}",
+        variables=parsed,
+        profile=profile_name,
+        labels=labels,
+        dry_run=dry_run,
+        tenant=tenant,
+        project=project,
+        ttl_seconds=int(ttl.total_seconds()) if ttl else None,
+    )
+    sessions = _sessions()
+    try:
+        with sessions() as session:
+            result = match_device(session, cli_principal(), LiveIndex(), given)
+    except DomainError as exc:
+        if "explanation" in exc.extensions:
+            _print_funnel(exc.extensions["explanation"], err)
+        _fail(exc)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "allocation": result.allocation.id if result.allocation else None,
+                    "environment": given.environment,
+                    "deviceDetails": result.device_details,
+                    "explanation": result.explanation,
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_funnel(result.explanation, Console())
+    details = result.device_details
+    hosts = ", ".join(d["hostname"] for d in (details if isinstance(details, list) else [details]))
+    if result.allocation is None:
+        click.echo(f"Would allocate {hosts} (dry run: nothing allocated)")
+    else:
+        click.echo(
+            f"Allocated {hosts} to environment {given.environment!r} "
+            f"(allocation {result.allocation.id})"
+        )
+
+
+def _print_funnel(explanation: dict[str, Any], console: Console) -> None:
+    table = Table("filter", "entered", "left", "note", box=None)
+    for step in explanation["steps"]:
+        table.add_row(step["filter"], str(step["entered"]), str(step["left"]), step["note"] or "")
+    console.print(table)
+    if explanation.get("unusedVariables"):
+        console.print(f"variables no filter reads: {', '.join(explanation['unusedVariables'])}")
+
+
+@main.command("release")
+@click.argument("environment")
+@click.option("--tenant", help="The tenant the environment was matched for.")
+def release_command(environment: str, tenant: str | None) -> None:
+    """Free everything ENVIRONMENT's allocation holds (safe to repeat)."""
+    from api.db.allocation import release
+
+    try:
+        with unit_of_work(_sessions()) as session:
+            released = release(session, cli_principal(), environment, tenant)
+    except DomainError as exc:
+        _fail(exc)
+    if released is None:
+        click.echo(f"environment {environment!r} holds no allocation", err=True)
+    else:
+        click.echo(f"released allocation {released.id} of {environment!r}")
+
+
+@main.group()
+def profile() -> None:
+    """Saved compute profiles (seed 001's labels)."""
+
+
+@profile.command("save")
+@click.argument("name")
+@click.argument("labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def profile_save(name: str, labels_file: Path) -> None:
+    """Save NAME with the labels in LABELS_FILE (a JSON object of the two labels)."""
+    from api.db.profile import save_profile
+
+    try:
+        labels = json.loads(labels_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{labels_file}: not valid JSON ({exc.msg})") from None
+    try:
+        with unit_of_work(_sessions()) as session:
+            saved = save_profile(session, cli_principal(), name, labels)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"saved profile {saved.name!r} ({saved.inventory_type})")
+
+
+@profile.command("list")
+def profile_list() -> None:
+    """Saved profiles and their inventory types."""
+    from api.db.profile import list_profiles
+
+    with _sessions()() as session:
+        for saved in list_profiles(session, cli_principal()):
+            click.echo(f"{saved.name}\t{saved.inventory_type}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

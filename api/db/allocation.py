@@ -172,16 +172,9 @@ def _replay(existing: Allocation, resolved: _Resolved) -> MatchResult:
 
 
 def match_device(
-    session: Session,
-    who: Principal,
-    live: LiveIndex,
-    given: MatchInput,
-    index: CandidateIndex | None = None,
+    session: Session, who: Principal, live: LiveIndex, given: MatchInput
 ) -> MatchResult:
-    """Select and (unless a dry run) allocate, atomically. Commits its own transaction.
-
-    ``index``: a fixed index (the CLI's); by default the process's live one.
-    """
+    """Select and (unless a dry run) allocate, atomically. Commits its own transaction."""
     require_provisioning(who)
     resolved = _resolve(session, who, given)
     if not given.dry_run:
@@ -191,7 +184,7 @@ def match_device(
     attempts = 0
     while True:
         attempts += 1
-        current = index if index is not None else live.current(session)
+        current = live.current(session)
         outcome = match(resolved.request, current, within=_within(current, resolved))
         if not outcome.matched:
             raise _no_match(outcome.explanation)
@@ -220,8 +213,6 @@ def match_device(
             lost = [c.id for c in outcome.chosen]
         session.rollback()
         log.info("claim lost on %s (attempt %d); re-reading", lost, attempts)
-        if index is not None:
-            raise DomainError("CONCURRENT_UPDATE", "the devices chosen were taken meanwhile; retry")
         live.refresh(session, lost)
         if attempts >= MAX_CLAIM_ATTEMPTS:
             raise DomainError(

@@ -23,7 +23,7 @@ from api.db.items import (
     kind_of,
     name_of,
 )
-from api.db.models import Device, Infiniband, Switch
+from api.db.models import AllocationDevice, Device, Infiniband, Switch
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import (
@@ -152,7 +152,7 @@ def update(
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
-    if item.status == Status.ALLOCATED:
+    if item.status == Status.ALLOCATED or _held(session, item):
         raise DomainError(
             DEVICE_ALLOCATED,
             f"{kind.value} {name_of(item)!r} is allocated; "
@@ -168,6 +168,16 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
         session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id, before, None
     )
     return item
+
+
+def _held(session: Session, item: Item) -> bool:
+    """Whether an active allocation holds the item (whole or as a slice)."""
+    if not isinstance(item, Device):
+        return False
+    query = select(AllocationDevice.id).where(
+        AllocationDevice.device_id == item.id, AllocationDevice.active.is_(True)
+    )
+    return session.scalar(query.limit(1)) is not None
 
 
 def set_status(
