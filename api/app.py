@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.db.allocation import expire_leases
-from api.db.candidates import LiveIndex
+from api.db.candidates import LiveIndex, prune_changes
 from api.db.session import is_at_head, make_engine, session_factory, unit_of_work
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     def sweep_leases() -> int:
         with unit_of_work(sessions) as session:
+            prune_changes(session)
             return expire_leases(session)
 
     async def lease_sweeper() -> None:

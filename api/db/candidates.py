@@ -12,17 +12,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
+from api.db.base import utcnow
 from api.db.models import Device, DeviceChange
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
 
 HOLE_LIFETIME = 120.0  # seconds a missing sequence number is waited for
+# The feed keeps a day (see prune_changes); a process that has not polled for an hour
+# reloads in full rather than trust a feed that may have been pruned under it.
+FEED_RETENTION = timedelta(days=1)
+RELOAD_AFTER_IDLE = 3600.0
 MAX_HOLES = 10_000
 _CHUNK = 5000
 
@@ -77,15 +83,19 @@ class LiveIndex:
         self._high = 0
         self._holes: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._polled_at = 0.0
 
     def current(self, session: Session) -> CandidateIndex:
         with self._lock:
-            if self._index is None:
+            idle = time.monotonic() - self._polled_at > RELOAD_AFTER_IDLE
+            if self._index is None or idle:
                 # Read the feed's head first: whatever changes while we load is replayed.
                 self._high = session.scalar(select(func.max(DeviceChange.seq))) or 0
+                self._holes = {}
                 self._index = load_index(session)
             else:
                 self._catch_up(session)
+            self._polled_at = time.monotonic()
             return self._index
 
     def reset(self) -> None:
@@ -139,3 +149,9 @@ class LiveIndex:
             seen.update(d.id for d in found)
         for gone in device_ids - seen:
             index.remove(gone)
+
+
+def prune_changes(session: Session) -> int:
+    """Drop feed entries older than FEED_RETENTION; the caller commits."""
+    cutoff = utcnow() - FEED_RETENTION
+    return session.execute(delete(DeviceChange).where(DeviceChange.changed_at < cutoff)).rowcount
