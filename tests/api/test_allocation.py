@@ -219,3 +219,59 @@ def test_a_tenant_matches_only_its_own_devices(api: Api, db) -> None:
         ]["code"]
         == "FORBIDDEN"
     )
+
+
+def test_the_seed_label_json_against_the_demo_fleet(api: Api, db) -> None:
+    from api.demo import TENANTS, demo_fleet
+    from tests.unit.test_matching_engine import SEED_CONFIG
+
+    for slug, _ in TENANTS:
+        make_tenant(db, slug)
+    sample = demo_fleet()
+    api.ok("mutation($d: String!) { importInventory(data: $d) { created } }", d=json.dumps(sample))
+    api.ok(
+        'mutation($l: JSON!) { saveProfile(name: "seed", labels: $l) { name } }',
+        l={
+            "paas.envmgmt.io/inventory": "baremetal",
+            "paas.envmgmt.io/inventory.config": SEED_CONFIG,
+        },
+    )
+    variables = {"gputype": "NVIDIA", "location": "india", "gpu": "8", "cpu": "200"}
+    result = api.ok(
+        MATCH, input={"environment": "seed-1", "profile": "seed", "variables": variables}
+    )["matchDevice"]
+    fits = [
+        d
+        for d in sample["devices"]
+        if d["status"] == "available"
+        and d["tags"]["location"] == "india"
+        and d["gpus"][0]["vendorCode"] == "NVIDIA"
+        and len(d["gpus"]) >= 8
+        and d["totalcpu"] >= 200
+    ]
+    expected = min(
+        fits, key=lambda d: (len(d["gpus"]), d["totalcpu"], d["totalmemoryMB"], d["hostname"])
+    )
+    details = result["deviceDetails"]
+    assert details["hostname"] == expected["hostname"]
+    # The seed's device_details fields, and the rest of the device document.
+    for key in ("hostname", "manufacturer", "model", "totalcpu", "totalgpus", "tags"):
+        assert details[key] == (expected[key] if key != "totalgpus" else len(expected["gpus"]))
+    assert set(details) >= {
+        "id",
+        "kind",
+        "status",
+        "gpus",
+        "site",
+        "location",
+        "rack",
+        "infiniband",
+        "source",
+        "totalmemoryMB",
+        "totalstorageGB",
+    }
+    assert details["status"] == "allocated" and details["gpus"][0]["vendorCode"] == "NVIDIA"
+    assert [s["filter"] for s in result["explanation"]["steps"][1:3]] == [
+        "gpus.vendorCode=NVIDIA",
+        "tags=india",
+    ]
