@@ -23,7 +23,7 @@ from api import __version__
 from api.db import device as device_db
 from api.db import tenant as tenant_db
 from api.db import token as token_db
-from api.db.inventory_import import import_batch
+from api.db.inventory_import import import_batch, refresh_statistics
 from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
 from api.domain.access import cli_principal
 from api.domain.errors import DomainError
@@ -174,6 +174,8 @@ def import_command(file: Path, fmt: str | None) -> None:
                 counts = import_batch(
                     session, cli_principal(), batch, lambda n: progress.advance(task, n)
                 )
+            with sessions() as session:
+                refresh_statistics(session, counts)
     except DomainError as exc:
         _fail(exc)
     click.echo(f"created {counts.created}, updated {counts.updated}, unchanged {counts.unchanged}")

@@ -7,7 +7,7 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 
-from api.db.inventory_import import import_batch
+from api.db.inventory_import import import_batch, refresh_statistics
 from api.domain.inventory_import import parse_import
 from api.graphql.common import AUTH
 from api.graphql.context import Context
@@ -45,6 +45,7 @@ class ImportMutation:
         batch = parse_import(format.value, data)
         with info.context.write() as session:
             counts = import_batch(session, who, batch)
+        refresh_statistics(info.context.session, counts)
         return ImportResult(
             created=counts.created, updated=counts.updated, unchanged=counts.unchanged
         )
