@@ -109,7 +109,7 @@ def match(
             survivors, note = _apply_threshold(step, survivors, index)
             explanation.steps.append(Step(step.label, entered, len(survivors), note))
     nodes = request.requirements.nodes
-    chosen, note = _choose(inventory_type, nodes, survivors, index)
+    chosen, note = _choose(inventory_type, request, survivors, index)
     noun = "node" if nodes == 1 else "nodes"
     explanation.steps.append(Step(f"choose {nodes} {noun}", len(survivors), len(chosen), note))
     return Outcome(chosen, explanation)
@@ -124,10 +124,17 @@ def _eligibility_note(inventory_type: InventoryType) -> str:
 def _apply_threshold(
     step: Threshold, survivors: set[str], index: CandidateIndex
 ) -> tuple[set[str], str | None]:
-    if not step.amounts:
-        return survivors, None
     items = index.items
-    kept = {i for i in survivors if items[i].free.covers(step.amounts)}
+    kept = survivors
+    for dimension, amount in step.amounts.items():
+        if amount <= 0:
+            continue
+        if len(kept) <= index.count_free_at_least(dimension, amount):
+            # fewer survivors than devices with that much free: look at each survivor
+            free = index.free_amounts(dimension)
+            kept = {i for i in kept if free[i] >= amount}
+        else:  # intersect with the index's sorted "free at least" list, in C
+            kept = kept.intersection(index.with_free_at_least(dimension, amount))
     if kept or not survivors:
         return kept, None
     largest = []
@@ -138,22 +145,26 @@ def _apply_threshold(
 
 
 def _choose(
-    inventory_type: InventoryType, nodes: int, survivors: set[str], index: CandidateIndex
+    inventory_type: InventoryType, request: Request, survivors: set[str], index: CandidateIndex
 ) -> tuple[list[Candidate], str | None]:
+    need = request.requirements
+    nodes = need.nodes
     if len(survivors) < nodes:
         needed = f"need {nodes} distinct {'item' if nodes == 1 else 'items'}"
         return [], f"{needed}, {len(survivors)} eligible"
     if inventory_type == InventoryType.MKS and nodes > 1:
         return _choose_topology(nodes, [index.items[i] for i in survivors])
-    return smallest(survivors, nodes, index), None
+    return smallest(survivors, nodes, index, (need.gpus, need.cpu, need.memory_mb)), None
 
 
-def smallest(ids: set[str], count: int, index: CandidateIndex) -> list[Candidate]:
-    """The ``count`` smallest items by packing key."""
+def smallest(
+    ids: set[str], count: int, index: CandidateIndex, at_least: tuple[int, int, int]
+) -> list[Candidate]:
+    """The ``count`` smallest items by packing key (all of ``ids`` fit ``at_least``)."""
     if len(ids) <= _SORT_LIMIT:
         return heapq.nsmallest(count, (index.items[i] for i in ids), key=lambda c: c.packing_key)
     found: list[Candidate] = []
-    for candidate in index.in_packing_order():
+    for candidate in index.in_packing_order(at_least):
         if candidate.id in ids:
             found.append(candidate)
             if len(found) == count:

@@ -57,6 +57,9 @@ class Candidate:
         return (f.gpus, f.cpu, f.memory_mb, self.hostname)
 
 
+DIMENSIONS = ("cpu", "memory_mb", "storage_gb", "gpus")
+
+
 def eligible_for(candidate: Candidate, inventory_type: InventoryType) -> bool:
     """The first step of every funnel: the right kind, available, and whole or shareable."""
     if candidate.status != "available":
@@ -96,25 +99,54 @@ def path_values(document: Any, path: str) -> list[Any]:
     return out
 
 
+class SortedIds:
+    """Ids kept sorted by a key, with the ids also in a plain list: everything from a key
+    onwards is a list slice (a memory copy), not a Python loop."""
+
+    def __init__(self, pairs: Iterable[tuple[Any, str]] = ()):
+        self.entries = sorted(pairs)
+        self.ids = [item_id for _, item_id in self.entries]
+
+    def add(self, key: Any, item_id: str) -> None:
+        position = bisect.bisect_left(self.entries, (key, item_id))
+        self.entries.insert(position, (key, item_id))
+        self.ids.insert(position, item_id)
+
+    def discard(self, key: Any, item_id: str) -> None:
+        position = bisect.bisect_left(self.entries, (key, item_id))
+        if position < len(self.entries) and self.entries[position] == (key, item_id):
+            del self.entries[position]
+            del self.ids[position]
+
+    def ids_from(self, key: Any) -> list[str]:
+        """Ids whose key is not below ``key`` (ids compare after every real key part)."""
+        return self.ids[bisect.bisect_left(self.entries, (key, "")) :]
+
+
 class CandidateIndex:
     """Every matchable item, with the lookups the engine needs kept current on change."""
 
     def __init__(self, candidates: Iterable[Candidate] = ()):
-        self.items: dict[str, Candidate] = {}
+        self.items: dict[str, Candidate] = {c.id: c for c in candidates}
         self._by_kind: dict[str, set[str]] = {"baremetal": set(), "vm": set()}
         self._eligible: dict[InventoryType, set[str]] = {t: set() for t in InventoryType}
         self._paths: dict[str, dict[Any, set[str]]] = {}
-        self._order: list[tuple[tuple[int, int, int, str], str]] = []
-        for candidate in candidates:
-            self.upsert(candidate)
+        for candidate in self.items.values():
+            self._add_to_sets(candidate)
+        # Sorted once here; kept sorted by upsert/remove afterwards.
+        self._order = SortedIds((c.packing_key, c.id) for c in self.items.values())
+        self._by_free = {
+            d: SortedIds((getattr(c.free, d), c.id) for c in self.items.values())
+            for d in DIMENSIONS
+        }
+        self._free = {
+            d: {c.id: getattr(c.free, d) for c in self.items.values()} for d in DIMENSIONS
+        }
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def upsert(self, candidate: Candidate) -> None:
-        if candidate.id in self.items:
-            self.remove(candidate.id)
-        self.items[candidate.id] = candidate
+    def _add_to_sets(self, candidate: Candidate) -> None:
         self._by_kind.setdefault(candidate.kind, set()).add(candidate.id)
         for inventory_type, ids in self._eligible.items():
             if eligible_for(candidate, inventory_type):
@@ -122,7 +154,16 @@ class CandidateIndex:
         for path, values in self._paths.items():
             for key in {normalise(v) for v in path_values(candidate.document, path)}:
                 values.setdefault(key, set()).add(candidate.id)
-        bisect.insort(self._order, (candidate.packing_key, candidate.id))
+
+    def upsert(self, candidate: Candidate) -> None:
+        if candidate.id in self.items:
+            self.remove(candidate.id)
+        self.items[candidate.id] = candidate
+        self._add_to_sets(candidate)
+        self._order.add(candidate.packing_key, candidate.id)
+        for dimension, entries in self._by_free.items():
+            entries.add(getattr(candidate.free, dimension), candidate.id)
+            self._free[dimension][candidate.id] = getattr(candidate.free, dimension)
 
     def remove(self, item_id: str) -> None:
         candidate = self.items.pop(item_id, None)
@@ -138,9 +179,10 @@ class CandidateIndex:
                     ids.discard(item_id)
                     if not ids:
                         del values[key]
-        position = bisect.bisect_left(self._order, (candidate.packing_key, item_id))
-        if position < len(self._order) and self._order[position][1] == item_id:
-            del self._order[position]
+        self._order.discard(candidate.packing_key, item_id)
+        for dimension, entries in self._by_free.items():
+            entries.discard(getattr(candidate.free, dimension), item_id)
+            del self._free[dimension][item_id]
 
     def of_kind(self, kind: str) -> set[str]:
         return self._by_kind.get(kind, set())
@@ -157,12 +199,28 @@ class CandidateIndex:
                 for key in {normalise(v) for v in path_values(candidate.document, path)}:
                     values.setdefault(key, set()).add(candidate.id)
             self._paths[path] = values
+        keys = list(keys)
+        if len(keys) == 1:
+            return values.get(keys[0], set())  # no copy; callers only intersect it
         found: set[str] = set()
         for key in keys:
             found |= values.get(key, set())
         return found
 
-    def in_packing_order(self) -> Iterator[Candidate]:
-        """Every item, smallest first (see Candidate.packing_key)."""
-        for _, item_id in self._order:
+    def with_free_at_least(self, dimension: str, amount: int) -> list[str]:
+        """Ids with at least ``amount`` free in ``dimension``."""
+        return self._by_free[dimension].ids_from(amount)
+
+    def free_amounts(self, dimension: str) -> dict[str, int]:
+        """Free amount by id, for one dimension (read only)."""
+        return self._free[dimension]
+
+    def count_free_at_least(self, dimension: str, amount: int) -> int:
+        entries = self._by_free[dimension].entries
+        return len(entries) - bisect.bisect_left(entries, (amount, ""))
+
+    def in_packing_order(self, at_least: tuple[int, int, int] = (0, 0, 0)) -> Iterator[Candidate]:
+        """Items smallest first (see Candidate.packing_key), starting at the first whose
+        (GPUs, CPU, memory) free is not below ``at_least``: nothing before it can fit."""
+        for item_id in self._order.ids_from((*at_least, "")):
             yield self.items[item_id]
