@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,9 +78,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def home(_: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
 
+    index_ready = threading.Event()
+
     def warm_index() -> None:
-        with sessions() as session:
-            live_index.current(session)
+        try:
+            with sessions() as session:
+                live_index.current(session)
+        finally:
+            index_ready.set()
 
     def sweep_leases() -> int:
         with unit_of_work(sessions) as session:
@@ -131,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.live_index = live_index
+    app.state.index_ready = index_ready
     return app
 
 

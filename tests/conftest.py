@@ -140,6 +140,9 @@ class ServerThread:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
+        # The match index loads in the background at start-up; let it finish so that it
+        # does not race the tests' TRUNCATE for table locks.
+        self.app.state.index_ready.wait(timeout=30)
         return self
 
     def __exit__(self, *exc: object) -> None:

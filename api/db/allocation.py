@@ -22,8 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db import device as device_db
-from api.db.base import utcnow
+from api.db.base import new_id, utcnow
 from api.db.candidates import LiveIndex
 from api.db.models import Allocation, AllocationDevice, Device
 from api.db.profile import get_profile
@@ -44,7 +43,9 @@ from api.domain.matching.request import Request, normalise, resolve
 
 log = logging.getLogger("gpuinv.allocation")
 
-MAX_CLAIM_ATTEMPTS = 8
+# Replicas given the same request choose the same smallest device, so under load a claim
+# may lose a few races in a row before it finds a free one.
+MAX_CLAIM_ATTEMPTS = 16
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 PLATFORM_SCOPE = "*"  # environments of platform-wide callers live in this scope
 
@@ -315,18 +316,20 @@ def _claim(session: Session, resolved: _Resolved, chosen: list[Candidate]) -> li
 def _record(
     session: Session, who: Principal, given: MatchInput, resolved: _Resolved, outcome: Outcome
 ) -> Allocation:
-    ids = [c.id for c in outcome.chosen]
-    rows = {
-        d.id: d
-        for d in session.scalars(
-            select(Device).where(Device.id.in_(ids)).execution_options(populate_existing=True)
-        )
-    }
-    devices = [rows[i] for i in ids]
-    documents = device_db.documents(session, devices)
+    """Write the allocation, its devices and the audit event (the claims are already made).
+
+    ``device_details`` comes from the index's documents, caught up at the start of this
+    request and just confirmed available by the claims, so no re-read is needed; only the
+    status the claim changed is patched in.
+    """
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
+    documents = [
+        dict(c.document, status="allocated") if exclusive else dict(c.document)
+        for c in outcome.chosen
+    ]
     allocation = Allocation(
+        id=new_id(),
         environment=given.environment,
         scope=resolved.scope,
         tenant_id=resolved.tenant_id,
@@ -342,23 +345,22 @@ def _record(
         expires_at=(utcnow() + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,
     )
     session.add(allocation)
-    session.flush()
-    for position, d in enumerate(devices):
-        session.add(
-            AllocationDevice(
-                allocation_id=allocation.id,
-                device_id=d.id,
-                hostname=d.hostname,
-                position=position,
-                exclusive=exclusive,
-                active=True,
-                cpu=d.total_cpu if exclusive else need.cpu,
-                memory_mb=d.total_memory_mb if exclusive else need.memory_mb,
-                storage_gb=d.total_storage_gb if exclusive else need.storage_gb,
-                gpus=d.total_gpus if exclusive else need.gpus,
-            )
+    taken = [c.total if exclusive else None for c in outcome.chosen]
+    session.add_all(
+        AllocationDevice(
+            allocation_id=allocation.id,
+            device_id=c.id,
+            hostname=c.hostname,
+            position=position,
+            exclusive=exclusive,
+            active=True,
+            cpu=total.cpu if total else need.cpu,
+            memory_mb=total.memory_mb if total else need.memory_mb,
+            storage_gb=total.storage_gb if total else need.storage_gb,
+            gpus=total.gpus if total else need.gpus,
         )
-    session.flush()
+        for position, (c, total) in enumerate(zip(outcome.chosen, taken, strict=True))
+    )
     audit.record(
         session,
         who,
@@ -371,11 +373,12 @@ def _record(
         {
             "inventoryType": allocation.inventory_type,
             "profile": allocation.profile,
-            "devices": [d.hostname for d in devices],
+            "devices": [c.hostname for c in outcome.chosen],
             "variables": allocation.variables,
             "expiresAt": allocation.expires_at.isoformat() if allocation.expires_at else None,
         },
     )
+    session.flush()
     return allocation
 
 

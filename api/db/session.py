@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,11 +45,30 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             url, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=pool_size
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a
-        # write transaction takes the lock up front (see SQLAlchemy's pysqlite notes).
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves, so that a
+        # unit of work can ask for BEGIN IMMEDIATE (see begin_writing) and take the write
+        # lock up front: a deferred transaction that reads first and writes later fails
+        # at once with "database is locked" when another connection committed meanwhile.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(_BEGIN_OPTION, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+_BEGIN_OPTION = "gpuinv_sqlite_begin"
+
+
+def begin_writing(session: Session) -> None:
+    """Start the session's transaction as a writer: BEGIN IMMEDIATE on SQLite (waits for
+    the write lock under busy_timeout instead of failing later), a plain BEGIN elsewhere.
+    Call it before the unit of work's first statement."""
+    if session.in_transaction():
+        session.rollback()
+    session.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -99,8 +118,14 @@ def lost_races_as_domain_errors() -> Iterator[None]:
 @contextmanager
 def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""
-    with lost_races_as_domain_errors(), sessions() as session, session.begin():
-        yield session
+    with lost_races_as_domain_errors(), sessions() as session:
+        begin_writing(session)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def alembic_config(engine: Engine) -> Config:

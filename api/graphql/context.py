@@ -20,7 +20,7 @@ from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db.candidates import LiveIndex
 from api.db.models import Infiniband
-from api.db.session import lost_races_as_domain_errors
+from api.db.session import begin_writing, lost_races_as_domain_errors
 from api.db.tenant import Directory
 from api.domain.access import Principal, require_principal
 from api.domain.document import Gpu
@@ -62,6 +62,7 @@ class Context:
         try:
             with lost_races_as_domain_errors():
                 try:
+                    begin_writing(session)
                     yield session
                     session.commit()
                 except BaseException:
