@@ -40,6 +40,19 @@ MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch, Kind.INF
 _OUTPUT_ONLY = ("id", "kind", "status")
 
 
+def _audit(
+    session: Session,
+    who: Principal,
+    action: str,
+    item: Item,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    audit.record(
+        session, who, action, kind_of(item), item.id, name_of(item), item.tenant_id, before, after
+    )
+
+
 def render_item(session: Session, item: Item, directory: Directory | None = None) -> dict[str, Any]:
     directory = directory or Directory.load(session)
     if isinstance(item, Device):
@@ -97,17 +110,7 @@ def _write(
         field, message = exc.args
         raise bad_input(f"{field}: {message}", field=field) from None
     if changed:
-        audit.record(
-            session,
-            who,
-            "update" if existing else "create",
-            kind_of(item),
-            item.id,
-            name_of(item),
-            item.tenant_id,
-            before,
-            after,
-        )
+        _audit(session, who, "update" if existing else "create", item, before, after)
     return item
 
 
@@ -164,9 +167,7 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
         session.execute(sql_delete(Infiniband).where(Infiniband.device_id == item.id))
     with guarded_flush(session, item):
         session.delete(item)
-    audit.record(
-        session, who, "delete", kind_of(item), item.id, name_of(item), item.tenant_id, before, None
-    )
+    _audit(session, who, "delete", item, before, None)
     return item
 
 
@@ -196,15 +197,5 @@ def set_status(
         after["reason"] = reason
     if force:
         after["forced"] = True
-    audit.record(
-        session,
-        who,
-        "set-status",
-        kind_of(item),
-        item.id,
-        name_of(item),
-        item.tenant_id,
-        before,
-        after,
-    )
+    _audit(session, who, "set-status", item, before, after)
     return item
