@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
 from api.db.models import AuditEvent
+from api.db.session import insert_rows
 from api.domain.access import Principal
 
 
@@ -53,6 +53,5 @@ def record(
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk form for imports: one executemany instead of one INSERT per item."""
-    for start in range(0, len(rows), 2000):
-        session.execute(insert(AuditEvent), rows[start : start + 2000])
+    """Bulk form for imports: multi-row INSERTs instead of one per item."""
+    insert_rows(session, AuditEvent.__table__, rows)

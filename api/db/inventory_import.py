@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
 from api.db.base import new_id, utcnow
 from api.db.items import visible
 from api.db.models import Device, Gpu, Infiniband, Switch
+from api.db.session import insert_rows
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, InfinibandSpec, SwitchSpec, infiniband_name
@@ -221,7 +223,8 @@ def _create_devices(
             }
             for p in ports
         )
-        after = device.render(Device(**row), spec.gpus, ports, directory)
+        # render() reads attributes; a plain namespace is ten times cheaper than an ORM row
+        after = device.render(SimpleNamespace(**row), spec.gpus, ports, directory)
         audit_rows.append(
             audit.audit_row(
                 who, "create", spec.kind.value, row["id"], spec.hostname, tenant_id, None, after
@@ -230,8 +233,7 @@ def _create_devices(
     if errors:
         return  # the transaction is rolled back anyway; skip the writes
     for table, rows in ((Device, device_rows), (Gpu, gpu_rows), (Infiniband, port_rows)):
-        for start in range(0, len(rows), 2000):
-            session.execute(insert(table), rows[start : start + 2000])
+        insert_rows(session, table.__table__, rows)
     audit.record_many(session, audit_rows)
     counts.created += len(device_rows)
 
