@@ -153,7 +153,13 @@ class ServerThread:
 @pytest.fixture(scope="session")
 def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
     with ServerThread(
-        Settings(database_url=database_url, cors_origins=("https://portal.example",))
+        Settings(
+            database_url=database_url,
+            cors_origins=("https://portal.example",),
+            # No background lease sweeps here: their transactions would race the tests'
+            # TRUNCATE (test_lease_sweeper runs a server of its own to test them).
+            lease_sweep_seconds=3600,
+        )
     ) as running:
         yield running
 

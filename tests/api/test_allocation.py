@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tests.conftest import Api, make_tenant, make_token
@@ -275,3 +276,26 @@ def test_the_seed_label_json_against_the_demo_fleet(api: Api, db) -> None:
         "gpus.vendorCode=NVIDIA",
         "tags=india",
     ]
+
+
+def test_the_service_releases_an_expired_lease_by_itself(api: Api, database_url: str) -> None:
+    from api.settings import Settings
+    from tests.conftest import ServerThread
+
+    fleet(api, server("a"))
+    with ServerThread(Settings(database_url=database_url, lease_sweep_seconds=1)) as sweeping:
+        leased = Api(sweeping.url, api.token)
+        held = match(leased, "leased", {}, ttlSeconds=1)["allocation"]
+        assert held["expiresAt"] is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = leased.ok(
+                '{ allocations(filter: {environment: "leased"}) { edges { node '
+                "{ releasedAt releasedBy } } } }"
+            )["allocations"]["edges"]
+            if found[0]["node"]["releasedAt"]:
+                break
+            time.sleep(0.3)
+        assert found[0]["node"]["releasedBy"] == "system:lease-expiry"
+    device = api.ok("{ devices { edges { node { status } } } }")["devices"]["edges"][0]["node"]
+    assert device == {"status": "AVAILABLE"}
