@@ -357,6 +357,7 @@ class EngineResult:
 
 
 def run_engine_size(size: int, args: argparse.Namespace) -> EngineResult:
+    look_around(f"engine {size:,}")
     rng = random.Random(args.seed)
     fleet = [in_use(c, rng) for c in candidates_of(fleet_documents(size, args.seed), args.seed)]
     gc.collect()
@@ -819,6 +820,7 @@ def dry_phase(
 
 def run_http_size(backend: str, size: int, args: argparse.Namespace) -> HttpResult:
     label = f"[http {backend} {size:,}]"
+    look_around(label.strip("[]"))
     result = HttpResult(backend, size)
     rng = random.Random(args.seed)
     with (
@@ -998,51 +1000,53 @@ def warm_workers(base_url: str, token: str, budget: float = 300.0) -> int:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CORE_COLUMNS = ("server", "postgres", "clients", "other")
 
 
 @dataclass
 class CpuSample:
-    """CPU seconds used so far: by one process group, by PostgreSQL, by the machine."""
+    """CPU seconds used so far, per process (``pid -> (whose, seconds)``), and the
+    machine's busy seconds."""
 
     at: float
-    server: float
-    postgres: float
+    processes: dict[int, tuple[str, float]]
     busy: float
 
     def cores_since(self, earlier: CpuSample) -> dict[str, float]:
+        """Cores used on average in between; a process counts only if alive at both."""
         elapsed = self.at - earlier.at
-        return {
-            "server": (self.server - earlier.server) / elapsed,
-            "postgres": (self.postgres - earlier.postgres) / elapsed,
-            "all": (self.busy - earlier.busy) / elapsed,
-        }
+        cores = {"server": 0.0, "postgres": 0.0}
+        for pid, (whose, seconds) in self.processes.items():
+            if pid in earlier.processes and earlier.processes[pid][0] == whose:
+                cores[whose] += (seconds - earlier.processes[pid][1]) / elapsed
+        cores["machine"] = (self.busy - earlier.busy) / elapsed
+        return cores
 
 
-def cpu_sample(pgid: int) -> CpuSample:
-    """From /proc: utime + stime of the processes in ``pgid`` and of those named
-    ``postgres`` (alive at both samples; PostgreSQL keeps its backends per connection), and
-    the machine's busy time from /proc/stat."""
-    server = postgres = 0
+def cpu_sample(pgid: int, database: str) -> CpuSample:
+    """From /proc: utime + stime of the server's process group and of PostgreSQL's
+    processes for ``database`` (its backends) or for the whole server (writers,
+    checkpointer...); other databases' backends are left out. /proc/stat for the machine."""
+    processes: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             text = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
         name, _, rest = text.partition(" (")[2].rpartition(")")
         fields = rest.split()
-        used = int(fields[11]) + int(fields[12])
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        backend = "(" in command  # "postgres: 15/main: user db 127.0.0.1(port) ..."
         if int(fields[2]) == pgid:
-            server += used
-        elif name == "postgres":
-            postgres += used
-    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ticks = [int(v) for v in first]
-    busy = sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
-    return CpuSample(
-        time.monotonic(), server / CLOCK_TICKS, postgres / CLOCK_TICKS, busy / CLOCK_TICKS
-    )
+            processes[int(entry.name)] = ("server", seconds)
+        elif name == "postgres" and (f" {database} " in command or not backend):
+            processes[int(entry.name)] = ("postgres", seconds)
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS  # minus idle and iowait
+    return CpuSample(time.monotonic(), processes, busy)
 
 
 @dataclass
@@ -1063,6 +1067,7 @@ class ThroughputResult:
 
 def run_throughput_size(size: int, args: argparse.Namespace) -> ThroughputResult:
     label = f"[throughput {size:,}]"
+    look_around(label.strip("[]"))
     hold = max(2, size // 50)  # per client: keeps the fleet well under half used
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchm-") as tmp,
@@ -1086,9 +1091,10 @@ def run_throughput_size(size: int, args: argparse.Namespace) -> ThroughputResult
         try:
             pending = pool.map_async(client_loop, jobs)
             time.sleep(max(0.0, start_at - time.time()))
-            before = cpu_sample(service.pgid)
+            database = url.rpartition("/")[2]
+            before = cpu_sample(service.pgid, database)
             time.sleep(args.duration)
-            cores = cpu_sample(service.pgid).cores_since(before)
+            cores = cpu_sample(service.pgid, database).cores_since(before)
             stats = pending.get(timeout=args.duration + 600)
             pool.close()
         finally:
@@ -1106,6 +1112,10 @@ def run_throughput_size(size: int, args: argparse.Namespace) -> ThroughputResult
     if held != active:
         problem(f"{label} the clients hold {held} allocations, the database has {active} active")
     cores["clients"] = sum(s.cpu_seconds for s in stats) / args.duration
+    ours = cores["server"] + cores["postgres"] + cores["clients"]
+    cores["other"] = max(0.0, cores["machine"] - ours)
+    if cores["other"] > 0.35:  # the machine's own background is about 0.1-0.2
+        problem(f"{label} something else used {cores['other']:.2f} cores during the run")
     result = ThroughputResult(size, args.duration, stats, cores, verification)
     progress(
         f"{label} {result.allocations / args.duration:,.0f} allocations/s, "
@@ -1137,7 +1147,7 @@ def throughput_part(args: argparse.Namespace) -> list[str]:
                 f"{r.code('CONCURRENT_UPDATE'):,}",
                 f"{r.code('NO_MATCH'):,}",
                 ", ".join(f"{k} {v}" for k, v in sorted(other.items())) or "none",
-                " / ".join(f"{r.cores[k]:.2f}" for k in ("server", "postgres", "clients", "all")),
+                " / ".join(f"{r.cores[k]:.2f}" for k in CORE_COLUMNS),
             ]
         )
     out = [
@@ -1150,8 +1160,8 @@ def throughput_part(args: argparse.Namespace) -> list[str]:
         "   alloc/s = successful allocations / duration; claim = latency of a successful "
         "allocating matchDevice (client side), ms p50 / p99, and max; retried = "
         "claimAttempts > 1; cores = CPU cores used on average during the run by the server "
-        "processes, the PostgreSQL processes, the client processes, and the whole machine "
-        f"({os.cpu_count()} cores).",
+        "processes, the PostgreSQL processes, the client processes, and anything else on the "
+        f"machine ({os.cpu_count()} cores in all).",
         *table(
             [
                 "devices",
@@ -1164,7 +1174,7 @@ def throughput_part(args: argparse.Namespace) -> list[str]:
                 "CONCURRENT_UPDATE",
                 "NO_MATCH",
                 "other errors",
-                "cores: server / pg / clients / all",
+                "cores: server / pg / clients / other",
             ],
             rows,
         ),
@@ -1291,6 +1301,7 @@ def run_packing(
 
 
 def packing_part(args: argparse.Namespace) -> list[str]:
+    look_around("packing")
     documents = fleet_documents(args.packing_size, args.seed, all_available=True)
     runs: list[PackingRun] = []
     for seed in range(args.seed, args.seed + args.packing_seeds):
@@ -1347,8 +1358,12 @@ def packing_part(args: argparse.Namespace) -> list[str]:
 # --- the report ------------------------------------------------------------------------
 
 
-def other_benchmarks() -> list[str]:
-    """Other ``bench.*`` processes on the machine (they skew every figure here)."""
+OTHER_LOAD: dict[str, str] = {}  # other benchmarks / test runs seen: command -> when
+CODE_SEEN: dict[str, str] = {}  # code version -> when first seen
+
+
+def other_load() -> list[str]:
+    """Other benchmarks (``bench.*``) and test runs (``pytest``) on the machine now."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -1357,9 +1372,23 @@ def other_benchmarks() -> list[str]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        if "bench." in command and "bench.matching" not in command:
-            found.append(f"pid {entry.name}: {command[:120]}")
+        if ("bench." in command and "bench.matching" not in command) or "pytest" in command:
+            found.append(f"pid {entry.name}: {command[:100]}")
     return found
+
+
+def look_around(where: str) -> None:
+    """Note, before each measurement, what else runs and which code the service runs: both
+    may change while a long run goes on, and the report should say so."""
+    for command in other_load():
+        if command not in OTHER_LOAD:
+            OTHER_LOAD[command] = where
+            progress(f"also running ({where}): {command}; figures will be skewed")
+    version = code_version()
+    if version not in CODE_SEEN:
+        if CODE_SEEN:
+            problem(f"the code changed during the run: {version} from {where} on")
+        CODE_SEEN[version] = where
 
 
 def code_version() -> str:
@@ -1383,7 +1412,7 @@ def code_version() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def machine_description(args: argparse.Namespace, others_at_start: list[str]) -> list[str]:
+def machine_description(args: argparse.Namespace) -> list[str]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1395,8 +1424,9 @@ def machine_description(args: argparse.Namespace, others_at_start: list[str]) ->
     lines = [
         f"Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
-        f"Code: gpu-inventory {__version__}, commit {code_version()}; client, server and "
-        "database on the same machine",
+        f"Code: gpu-inventory {__version__}, commit "
+        + ", then ".join(f"{v} ({where})" for v, where in CODE_SEEN.items())
+        + "; client, server and database on the same machine",
     ]
     if {"http", "throughput"} & set(args.parts):
         if "sqlite" in args.backends and "http" in args.parts:
@@ -1404,21 +1434,22 @@ def machine_description(args: argparse.Namespace, others_at_start: list[str]) ->
         with psycopg.connect(args.postgres_url) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]
         lines.append(f"PostgreSQL {version} on 127.0.0.1, a fresh database (benchm_*) per run")
-    others = sorted(set(others_at_start) | set(other_benchmarks()))
     lines.append(
         f"Load average (1 min) at start {LOAD_AT_START:.2f}, at end {os.getloadavg()[0]:.2f}; "
         + (
-            "other benchmarks running during this run: " + "; ".join(others)
-            if others
-            else "no other benchmark was running"
+            "also running on the machine (seen before a measurement): "
+            + "; ".join(f"{c} ({where})" for c, where in OTHER_LOAD.items())
+            if OTHER_LOAD
+            else "no other benchmark or test run was seen before any measurement"
         )
     )
     return lines
 
 
-def report(sections: list[list[str]], args: argparse.Namespace, others_at_start: list[str]) -> str:
+def report(sections: list[list[str]], args: argparse.Namespace) -> str:
+    look_around("end")
     out = ["", "gpu-inventory matchmaking benchmark (bench/matching.py)"]
-    out += machine_description(args, others_at_start)
+    out += machine_description(args)
     for section in sections:
         out += ["", *section]
     if PROBLEMS:
@@ -1560,11 +1591,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so servers stop and databases are dropped either way.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    others_at_start = other_benchmarks()
-    if others_at_start:
-        progress(
-            "another benchmark is running; figures will be skewed: " + "; ".join(others_at_start)
-        )
+    look_around("start")
     needs_postgres = "throughput" in args.parts or (
         "http" in args.parts and "postgresql" in args.backends
     )
@@ -1581,13 +1608,13 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(PARTS[part](args))
     except BenchError as exc:
         problem(f"FAILED: {exc}")
-        print(report(sections, args, others_at_start))
+        print(report(sections, args))
         return 1
     except KeyboardInterrupt:
         progress("interrupted; cleaned up; the figures so far:")
-        print(report(sections, args, others_at_start))
+        print(report(sections, args))
         return 130
-    print(report(sections, args, others_at_start))
+    print(report(sections, args))
     return 0
 
 
