@@ -42,9 +42,7 @@ import math
 import os
 import platform
 import random
-import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,8 +59,18 @@ import psycopg
 
 from api import __version__
 from api.demo import SHAPES, SITES, STATUS_WEIGHTS, TENANTS
+from bench.service import (
+    GPUINV,
+    BenchError,
+    cli,
+    free_port,
+    fresh_database,
+    service_env,
+    stop,
+    tail,
+    wait_healthy,
+)
 
-GPUINV = Path(sys.executable).with_name("gpuinv")
 DEFAULT_POSTGRES = os.environ.get(
     "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -90,10 +98,6 @@ SHAPE_NAMES = {
     "deep": "filtered, deep cursor",
     "unfiltered": "unfiltered first page",
 }
-
-
-class BenchError(Exception):
-    """Something that makes the figures meaningless: the run stops and says why."""
 
 
 # --- the fleet -------------------------------------------------------------------------
@@ -216,43 +220,6 @@ def prepare_fleet(size: int, batch_size: int) -> Fleet:
 # --- the database and the service ------------------------------------------------------
 
 
-@contextmanager
-def fresh_database(backend: str, postgres_url: str, workdir: Path) -> Iterator[str]:
-    """A new, empty database URL; a PostgreSQL database is dropped on the way out."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"  # removed with workdir
-        return
-    name = f"bench_{secrets.token_hex(5)}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def service_env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "GPUINV_DATABASE_URL": database_url}
-
-
-def cli(database_url: str, *args: str) -> str:
-    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout."""
-    done = subprocess.run(
-        [str(GPUINV), *args],
-        env=service_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"gpuinv {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
-        )
-    return done.stdout.strip()
-
-
 def code_version() -> str:
     """The commit the service runs from, ``+dirty`` if api/ has uncommitted changes: the
     code may change between runs while people work, so each row says what it measured."""
@@ -273,12 +240,6 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "?"
     return head + ("+dirty" if dirty else "")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -304,37 +265,6 @@ def running_service(database_url: str, workdir: Path) -> Iterator[str]:
             raise
         finally:
             stop(process)
-
-
-def wait_healthy(process: subprocess.Popen[bytes], base_url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"gpuinv serve exited with {process.returncode} on start")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"gpuinv serve did not answer /healthz within {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --- the client ------------------------------------------------------------------------
@@ -470,7 +400,7 @@ def run_size(backend: str, fleet: Fleet, args: argparse.Namespace) -> SizeResult
         workdir = Path(tmp)
         code = code_version()
         with (
-            fresh_database(backend, args.postgres_url, workdir) as url,
+            fresh_database(backend, args.postgres_url, workdir, "bench") as url,
             running_service(url, workdir) as base_url,
         ):
             for slug, name in TENANTS:

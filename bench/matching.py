@@ -49,7 +49,6 @@ Run ``python -m bench.matching --help`` for the options; ``--quick`` is a 1k smo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
@@ -57,9 +56,7 @@ import multiprocessing
 import os
 import platform
 import random
-import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -88,8 +85,18 @@ from api.domain.matching.profile import (
     parse_labels,
 )
 from api.domain.matching.request import Request, resolve
+from bench.service import (
+    GPUINV,
+    BenchError,
+    cli,
+    free_port,
+    fresh_database,
+    service_env,
+    stop,
+    tail,
+    wait_healthy,
+)
 
-GPUINV = Path(sys.executable).with_name("gpuinv")
 DEFAULT_POSTGRES = os.environ.get(
     "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -125,10 +132,6 @@ IMPORT_MUTATION = (
     "mutation($d: String!) { importInventory(format: JSON, data: $d) "
     "{ created updated unchanged } }"
 )
-
-
-class BenchError(Exception):
-    """Something that makes the figures meaningless: the run stops and says why."""
 
 
 def labels(inventory_type: str) -> dict[str, str]:
@@ -448,47 +451,6 @@ def engine_part(args: argparse.Namespace) -> list[str]:
 # --- the database and the service ------------------------------------------------------
 
 
-@contextmanager
-def fresh_database(backend: str, postgres_url: str, workdir: Path) -> Iterator[str]:
-    """A new, empty database URL; a PostgreSQL database is dropped on the way out."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'benchm.db'}"  # removed with workdir
-        return
-    name = f"benchm_{secrets.token_hex(5)}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def service_env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "GPUINV_DATABASE_URL": database_url}
-
-
-def cli(database_url: str, *args: str) -> str:
-    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout."""
-    done = subprocess.run(
-        [str(GPUINV), *args],
-        env=service_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"gpuinv {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Service:
     base_url: str
@@ -522,45 +484,6 @@ def running_service(database_url: str, workdir: Path, workers: int = 1) -> Itera
             stop(process)
             if b"Traceback" in log_path.read_bytes():
                 problem(f"the server logged a traceback; last lines:\n{tail(log_path, 15)}")
-
-
-def wait_healthy(process: subprocess.Popen[bytes], base_url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"gpuinv serve exited with {process.returncode} on start")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"gpuinv serve did not answer /healthz within {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's own process group (the server and its workers), then
-    SIGKILL if it does not go within 20 s."""
-    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
-        if process.poll() is not None:
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):  # workers a dead supervisor left behind
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --- the client ------------------------------------------------------------------------
@@ -825,7 +748,7 @@ def run_http_size(backend: str, size: int, args: argparse.Namespace) -> HttpResu
     rng = random.Random(args.seed)
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchm-") as tmp,
-        fresh_database(backend, args.postgres_url, Path(tmp)) as url,
+        fresh_database(backend, args.postgres_url, Path(tmp), "benchm") as url,
         running_service(url, Path(tmp)) as service,
     ):
         token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchm")
@@ -1071,7 +994,7 @@ def run_throughput_size(size: int, args: argparse.Namespace) -> ThroughputResult
     hold = max(2, size // 50)  # per client: keeps the fleet well under half used
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchm-") as tmp,
-        fresh_database("postgresql", args.postgres_url, Path(tmp)) as url,
+        fresh_database("postgresql", args.postgres_url, Path(tmp), "benchm") as url,
         running_service(url, Path(tmp), workers=args.workers) as service,
     ):
         token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchm")

@@ -1,0 +1,105 @@
+"""What both benchmarks need to run the real service: a fresh database, the `gpuinv`
+command, a server process started and stopped cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+GPUINV = Path(sys.executable).with_name("gpuinv")
+
+
+class BenchError(Exception):
+    """Something that makes the figures meaningless: the run stops and says why."""
+
+
+@contextmanager
+def fresh_database(backend: str, postgres_url: str, workdir: Path, prefix: str) -> Iterator[str]:
+    """A new, empty database URL; a PostgreSQL database is dropped on the way out."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / (prefix + '.db')}"  # removed with workdir
+        return
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{postgres_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def service_env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "GPUINV_DATABASE_URL": database_url}
+
+
+def cli(database_url: str, *args: str) -> str:
+    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout."""
+    done = subprocess.run(
+        [str(GPUINV), *args],
+        env=service_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"gpuinv {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(process: subprocess.Popen[bytes], base_url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"gpuinv serve exited with {process.returncode} on start")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"gpuinv serve did not answer /healthz within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own process group (the server and its workers), then
+    SIGKILL if it does not go within 20 s."""
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            break
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # workers a dead supervisor left behind
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
