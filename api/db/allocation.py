@@ -29,6 +29,7 @@ from api.db.profile import get_profile
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal, Role
 from api.domain.errors import (
+    CONCURRENT_UPDATE,
     ENVIRONMENT_IN_USE,
     FORBIDDEN,
     NO_MATCH,
@@ -217,7 +218,7 @@ def match_device(
         live.refresh(session, lost)
         if attempts >= MAX_CLAIM_ATTEMPTS:
             raise DomainError(
-                "CONCURRENT_UPDATE",
+                CONCURRENT_UPDATE,
                 f"lost {attempts} claim races in a row: the fleet is under heavy contention; retry",
                 {"attempts": attempts},
             )
