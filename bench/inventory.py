@@ -63,6 +63,7 @@ from bench.service import (
     GPUINV,
     BenchError,
     cli,
+    code_version,
     free_port,
     fresh_database,
     service_env,
@@ -218,28 +219,6 @@ def prepare_fleet(size: int, batch_size: int) -> Fleet:
 
 
 # --- the database and the service ------------------------------------------------------
-
-
-def code_version() -> str:
-    """The commit the service runs from, ``+dirty`` if api/ has uncommitted changes: the
-    code may change between runs while people work, so each row says what it measured."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "api"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-    return head + ("+dirty" if dirty else "")
 
 
 @contextmanager

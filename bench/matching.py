@@ -89,6 +89,7 @@ from bench.service import (
     GPUINV,
     BenchError,
     cli,
+    code_version,
     free_port,
     fresh_database,
     service_env,
@@ -1312,27 +1313,6 @@ def look_around(where: str) -> None:
         if CODE_SEEN:
             problem(f"the code changed during the run: {version} from {where} on")
         CODE_SEEN[version] = where
-
-
-def code_version() -> str:
-    """The commit measured, ``+dirty`` if api/ has uncommitted changes."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "api"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-    return head + ("+dirty" if dirty else "")
 
 
 def machine_description(args: argparse.Namespace) -> list[str]:
