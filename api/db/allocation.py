@@ -193,7 +193,7 @@ def match_device(
         if given.dry_run:
             return MatchResult(
                 None,
-                _details(resolved, outcome.chosen, _documents(outcome)),
+                _details(resolved, _documents(outcome, allocated=False)),
                 outcome.explanation.as_dict(),
                 attempts,
             )
@@ -213,7 +213,8 @@ def match_device(
             if existing is not None:
                 return _replay(existing, resolved)
             lost = [c.id for c in outcome.chosen]
-        session.rollback()
+        else:
+            session.rollback()  # a claim matched no row: undo the ones that did
         log.info("claim lost on %s (attempt %d); re-reading", lost, attempts)
         live.refresh(session, lost)
         if attempts >= MAX_CLAIM_ATTEMPTS:
@@ -248,11 +249,16 @@ def _slice(resolved: _Resolved) -> dict[str, int] | None:
     }
 
 
-def _documents(outcome: Outcome) -> list[dict[str, Any]]:
-    return [dict(c.document) for c in outcome.chosen]
+def _documents(outcome: Outcome, allocated: bool) -> list[dict[str, Any]]:
+    """The chosen devices' documents from the index (caught up at the start of this
+    request); a device just claimed whole reads ``allocated``."""
+    return [
+        dict(c.document, status="allocated") if allocated else dict(c.document)
+        for c in outcome.chosen
+    ]
 
 
-def _details(resolved: _Resolved, chosen: list[Candidate], documents: list[dict[str, Any]]) -> Any:
+def _details(resolved: _Resolved, documents: list[dict[str, Any]]) -> Any:
     """One document for one node, a list for several; slices carry what they took."""
     taken = _slice(resolved)
     if taken is not None:
@@ -325,10 +331,6 @@ def _record(
     """
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
-    documents = [
-        dict(c.document, status="allocated") if exclusive else dict(c.document)
-        for c in outcome.chosen
-    ]
     allocation = Allocation(
         id=new_id(),
         environment=given.environment,
@@ -340,7 +342,7 @@ def _record(
         request=resolved.fingerprint,
         request_hash=resolved.request_hash,
         variables=dict(given.variables),
-        device_details=_details(resolved, outcome.chosen, documents),
+        device_details=_details(resolved, _documents(outcome, allocated=exclusive)),
         explanation=outcome.explanation.as_dict(),
         actor=who.actor,
         expires_at=(utcnow() + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,

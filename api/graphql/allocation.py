@@ -13,6 +13,7 @@ from strawberry.types import Info
 from api.db import allocation as allocation_db
 from api.db.models import Allocation as AllocationRow
 from api.db.paging import keyset_page
+from api.db.session import lost_races_as_domain_errors
 from api.db.tenant import tenant_by_slug
 from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH, Connection, connection, page_size
@@ -213,8 +214,11 @@ class AllocationMutation:
             project=input.project,
             ttl_seconds=input.ttl_seconds,
         )
-        with ctx.write() as session:
-            result = allocation_db.match_device(session, ctx.who(), ctx.live_index, given)
+        # match_device runs its own transactions (read, then claim from a clean one), so
+        # it is not wrapped in ctx.write(): that would take SQLite's write lock up front,
+        # even for a dry run.
+        with lost_races_as_domain_errors():
+            result = allocation_db.match_device(ctx.session, ctx.who(), ctx.live_index, given)
         return MatchResult(
             allocation=Allocation.from_row(result.allocation) if result.allocation else None,
             device_details=result.device_details,
