@@ -154,59 +154,15 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
             }
         )
     serial = 100000
-    for (
-        maker,
-        model,
-        vendor,
-        gpu_model,
-        gpu_mem,
-        gpus,
-        cpu,
-        mem,
-        storage,
-        ib_ports,
-        ib_rate,
-        gputype,
-        count,
-    ) in SHAPES:
-        for _ in range(count):
+    for shape in SHAPES:
+        for _ in range(shape[-1]):
             site, region, halls = rng.choice(SITES)
             serial += 1
             number = sum(1 for d in devices if d["site"] == site) + 1
-            hostname = f"{site}-gpu-{number:03d}"
             tenant = rng.choice([t for t, _ in TENANTS] + [None])
-            leaves = leaves_by_site[site]
-            device: dict[str, Any] = {
-                "hostname": hostname,
-                "manufacturer": maker,
-                "model": model,
-                "serial": f"SN{serial}",
-                "status": _status(rng),
-                "totalcpu": cpu,
-                "totalmemoryMB": mem,
-                "totalstorageGB": storage,
-                "gpus": [
-                    {"index": i, "vendorCode": vendor, "modelNo": gpu_model, "memoryMB": gpu_mem}
-                    for i in range(gpus)
-                ],
-                "tags": {
-                    "gputype": gputype,
-                    "location": region,
-                    "tier": "training" if gpus == 8 else "inference",
-                },
-                "site": site,
-                "location": rng.choice(halls),
-                "rack": f"r{rng.randint(1, 24):02d}",
-                "infiniband": [
-                    {
-                        "name": f"ib{p}",
-                        "rateGbps": ib_rate,
-                        "fabric": f"{site}-fabric-a",
-                        "switch": leaves[(number + p) % len(leaves)],
-                    }
-                    for p in range(ib_ports)
-                ],
-            }
+            device = server_document(
+                rng, shape, site, region, halls, number, f"{site}-gpu-{number:03d}", f"SN{serial}"
+            )
             if tenant:
                 device["tenant"] = tenant
             devices.append(device)
@@ -229,6 +185,60 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
             }
         )
     return {"switches": switches, "devices": devices, "vms": vms}
+
+
+def server_document(
+    rng: random.Random,
+    shape: tuple[Any, ...],
+    site: str,
+    region: str,
+    halls: list[str],
+    number: int,
+    hostname: str,
+    serial: str,
+    fabric: str | None = None,
+    leaf_prefix: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """One GPU server of a SHAPES row, as an import document (the demo's and the
+    benchmarks' fleets are made of these). Its InfiniBand ports are spread over the
+    four leaf switches ``<leaf_prefix>-1..4`` of its ``fabric`` (default: the site's
+    fabric a and its leaves ``<site>-ib-leaf-N``)."""
+    maker, model, vendor, gpu_model, gpu_mem, gpus, cpu, mem, storage = shape[:9]
+    ib_ports, ib_rate, gputype = shape[9:12]
+    fabric = fabric or f"{site}-fabric-a"
+    leaf_prefix = leaf_prefix or f"{site}-ib-leaf"
+    return {
+        "hostname": hostname,
+        "manufacturer": maker,
+        "model": model,
+        "serial": serial,
+        "status": status or _status(rng),
+        "totalcpu": cpu,
+        "totalmemoryMB": mem,
+        "totalstorageGB": storage,
+        "gpus": [
+            {"index": i, "vendorCode": vendor, "modelNo": gpu_model, "memoryMB": gpu_mem}
+            for i in range(gpus)
+        ],
+        "tags": {
+            "gputype": gputype,
+            "location": region,
+            "tier": "training" if gpus == 8 else "inference",
+        },
+        "site": site,
+        "location": rng.choice(halls),
+        "rack": f"r{rng.randint(1, 24):02d}",
+        "infiniband": [
+            {
+                "name": f"ib{p}",
+                "rateGbps": ib_rate,
+                "fabric": fabric,
+                "switch": f"{leaf_prefix}-{(number + p) % 4 + 1}",
+            }
+            for p in range(ib_ports)
+        ],
+    }
 
 
 def _status(rng: random.Random) -> str:

@@ -58,7 +58,7 @@ import httpx
 import psycopg
 
 from api import __version__
-from api.demo import SHAPES, SITES, STATUS_WEIGHTS, TENANTS
+from api.demo import SHAPES, SITES, TENANTS, server_document
 from bench.service import (
     GPUINV,
     BenchError,
@@ -127,53 +127,16 @@ def device_document(
     number: int,
     serial: int,
 ) -> dict[str, Any]:
-    (
-        maker,
-        model,
-        vendor,
-        gpu_model,
-        gpu_mem,
-        gpus,
-        cpu,
-        mem,
-        storage,
-        ib_ports,
-        ib_rate,
-        gputype,
-        _count,
-    ) = shape
-    statuses, status_weights = zip(*STATUS_WEIGHTS, strict=True)
-    document: dict[str, Any] = {
-        "hostname": f"{site}-gpu-{number:06d}",
-        "manufacturer": maker,
-        "model": model,
-        "serial": f"SN{1_000_000 + serial}",
-        "status": rng.choices(statuses, status_weights)[0],
-        "totalcpu": cpu,
-        "totalmemoryMB": mem,
-        "totalstorageGB": storage,
-        "gpus": [
-            {"index": i, "vendorCode": vendor, "modelNo": gpu_model, "memoryMB": gpu_mem}
-            for i in range(gpus)
-        ],
-        "tags": {
-            "gputype": gputype,
-            "location": region,
-            "tier": "training" if gpus == 8 else "inference",
-        },
-        "site": site,
-        "location": rng.choice(halls),
-        "rack": f"r{rng.randint(1, 24):02d}",
-        "infiniband": [
-            {
-                "name": f"ib{p}",
-                "rateGbps": ib_rate,
-                "fabric": f"{site}-fabric-a",
-                "switch": f"{site}-ib-leaf-{(number + p) % 4 + 1}",
-            }
-            for p in range(ib_ports)
-        ],
-    }
+    document = server_document(
+        rng,
+        shape,
+        site,
+        region,
+        halls,
+        number,
+        f"{site}-gpu-{number:06d}",
+        f"SN{1_000_000 + serial}",
+    )
     tenant = rng.choice([slug for slug, _ in TENANTS] + [None])
     if tenant:
         document["tenant"] = tenant

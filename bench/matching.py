@@ -74,7 +74,7 @@ import httpx
 import psycopg
 
 from api import __version__
-from api.demo import SHAPES, SITES, STATUS_WEIGHTS
+from api.demo import SHAPES, SITES, server_document
 from api.domain.matching.engine import match
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
 from api.domain.matching.profile import (
@@ -156,51 +156,30 @@ def fleet_documents(count: int, seed: int, all_available: bool = False) -> list[
     InfiniBand fabrics a site, hostnames ``<site>-gpu-NNNNNN``, 5% tagged shareable=false."""
     rng = random.Random(seed)
     weights = [shape[-1] for shape in SHAPES]
-    statuses, status_weights = zip(*STATUS_WEIGHTS, strict=True)
     per_site: dict[str, int] = {}
     documents = []
     for serial in range(count):
         shape = rng.choices(SHAPES, weights)[0]
-        maker, model, vendor, gpu_model, gpu_mem, gpus, cpu, mem, storage = shape[:9]
-        ib_ports, ib_rate, gputype = shape[9:12]
         site, region, halls = rng.choice(SITES)
         number = per_site[site] = per_site.get(site, 0) + 1
         fabric = f"{site}-fabric-{'a' if number % 3 else 'b'}"
-        tags = {"gputype": gputype, "location": region}
-        tags["tier"] = "training" if gpus == 8 else "inference"
-        if rng.random() < 0.05:
-            tags["shareable"] = "false"
-        documents.append(
-            {
-                "hostname": f"{site}-gpu-{number:06d}",
-                "manufacturer": maker,
-                "model": model,
-                "serial": f"SN{2_000_000 + serial}",
-                "status": "available"
-                if all_available
-                else rng.choices(statuses, status_weights)[0],
-                "totalcpu": cpu,
-                "totalmemoryMB": mem,
-                "totalstorageGB": storage,
-                "gpus": [
-                    {"index": i, "vendorCode": vendor, "modelNo": gpu_model, "memoryMB": gpu_mem}
-                    for i in range(gpus)
-                ],
-                "tags": tags,
-                "site": site,
-                "location": rng.choice(halls),
-                "rack": f"r{rng.randint(1, 24):02d}",
-                "infiniband": [
-                    {
-                        "name": f"ib{p}",
-                        "rateGbps": ib_rate,
-                        "fabric": fabric,
-                        "switch": f"{fabric}-leaf-{(number + p) % 4 + 1}",
-                    }
-                    for p in range(ib_ports)
-                ],
-            }
+        shareable = rng.random() >= 0.05
+        document = server_document(
+            rng,
+            shape,
+            site,
+            region,
+            halls,
+            number,
+            f"{site}-gpu-{number:06d}",
+            f"SN{2_000_000 + serial}",
+            fabric=fabric,
+            leaf_prefix=f"{fabric}-leaf",
+            status="available" if all_available else None,
         )
+        if not shareable:
+            document["tags"]["shareable"] = "false"
+        documents.append(document)
     return documents
 
 
