@@ -76,7 +76,13 @@ import psycopg
 from api import __version__
 from api.demo import SHAPES, SITES, server_document
 from api.domain.matching.engine import match
-from api.domain.matching.index import Candidate, CandidateIndex, Capacity
+from api.domain.matching.index import (
+    Candidate,
+    CandidateIndex,
+    Capacity,
+    eligible_for,
+    path_values,
+)
 from api.domain.matching.profile import (
     CONFIG_LABEL,
     INVENTORY_LABEL,
@@ -84,7 +90,7 @@ from api.domain.matching.profile import (
     MatchFilter,
     parse_labels,
 )
-from api.domain.matching.request import Request, resolve
+from api.domain.matching.request import Request, normalise, resolve
 from bench.service import (
     GPUINV,
     BenchError,
@@ -1094,14 +1100,21 @@ Chooser = Callable[[Request, CandidateIndex, random.Random], Candidate | None]
 
 
 def eligible_ids(request: Request, index: CandidateIndex) -> list[str]:
-    """What engine.match lets through, computed on its own: the inventory type's eligible
-    set, the match conditions, then free capacity covering every requirement."""
-    ids = set(index.eligible(request.profile.inventory_type))
-    for condition in request.conditions:
-        ids &= index.matching(condition.path, condition.values)
+    """What engine.match lets through, computed on its own by looking at every item: the
+    inventory type's eligibility, the match conditions, then free capacity covering every
+    requirement."""
     need = request.requirements.as_dict()
     need.pop("nodes")
-    return [i for i in ids if index.items[i].free.covers(need)]
+    return [
+        c.id
+        for c in index.items.values()
+        if eligible_for(c, request.profile.inventory_type)
+        and all(
+            {normalise(v) for v in path_values(c.document, condition.path)} & set(condition.values)
+            for condition in request.conditions
+        )
+        and c.free.covers(need)
+    ]
 
 
 def choose_smallest(request: Request, index: CandidateIndex, _: random.Random) -> Candidate | None:

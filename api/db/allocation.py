@@ -38,7 +38,7 @@ from api.domain.errors import (
     not_found,
 )
 from api.domain.matching.engine import Explanation, Outcome, match
-from api.domain.matching.index import Candidate, CandidateIndex
+from api.domain.matching.index import Candidate, CandidateIndex, Mask
 from api.domain.matching.profile import InventoryType, parse_labels
 from api.domain.matching.request import Request, normalise, resolve
 
@@ -225,7 +225,7 @@ def match_device(
             )
 
 
-def _within(index: CandidateIndex, resolved: _Resolved) -> set[str] | None:
+def _within(index: CandidateIndex, resolved: _Resolved) -> Mask | None:
     if resolved.tenant_slug is None:
         return None
     return index.matching("tenant", [normalise(resolved.tenant_slug)])

@@ -8,19 +8,15 @@ no match, carries the funnel of how many items each filter let through.
 
 from __future__ import annotations
 
-import heapq
-from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.domain.matching.index import Candidate, CandidateIndex, kind_for
+import numpy as np
+
+from api.domain.matching.index import Candidate, CandidateIndex, Mask, kind_for
 from api.domain.matching.profile import InventoryType
 from api.domain.matching.request import Condition, Request, Skip, Threshold
-
-# Below this many survivors we sort them; above, we walk the global packing order, where an
-# eligible item turns up early because survivors are then a large share of the fleet.
-_SORT_LIMIT = 4096
 
 _NOUN = {"baremetal": "devices", "vm": "VMs"}
 _FREE_LABEL = {"cpu": "CPU", "memory_mb": "memory MB", "storage_gb": "storage GB", "gpus": "GPUs"}
@@ -74,12 +70,12 @@ def match(
     request: Request,
     index: CandidateIndex,
     exclude: Collection[str] = (),
-    within: set[str] | None = None,
+    within: Mask | None = None,
 ) -> Outcome:
     """Select items for ``request``.
 
-    ``within``: the only items the caller may have (a tenant's inventory); None for all.
-    ``exclude``: items the caller has ruled out (e.g. just lost in a claim race).
+    ``within``: the only items the caller may have (a tenant's inventory, as a mask of the
+    index); None for all. ``exclude``: ids the caller has ruled out.
     """
     inventory_type = request.profile.inventory_type
     kind = kind_for(inventory_type)
@@ -89,30 +85,36 @@ def match(
     if within is not None:
         of_kind, survivors = of_kind & within, survivors & within
     if exclude:
-        survivors = survivors - set(exclude)
+        survivors = survivors & ~index.having(exclude)
+    count = _count(survivors)
     explanation.steps.append(
         Step(
             f"{inventory_type.value}: {_NOUN[kind]} available",
-            len(of_kind),
-            len(survivors),
+            _count(of_kind),
+            count,
             _eligibility_note(inventory_type),
         )
     )
     for step in request.steps:
-        entered = len(survivors)
+        entered = count
+        note = None
         if isinstance(step, Skip):
-            explanation.steps.append(Step(step.label, entered, entered, step.note))
+            note = step.note
         elif isinstance(step, Condition):
             survivors = survivors & index.matching(step.path, step.values)
-            explanation.steps.append(Step(step.label, entered, len(survivors)))
+            count = _count(survivors)
         else:
-            survivors, note = _apply_threshold(step, survivors, index)
-            explanation.steps.append(Step(step.label, entered, len(survivors), note))
+            survivors, count, note = _apply_threshold(step, survivors, entered, index)
+        explanation.steps.append(Step(step.label, entered, count, note))
     nodes = request.requirements.nodes
-    chosen, note = _choose(inventory_type, request, survivors, index)
+    chosen, note = _choose(inventory_type, request, survivors, count, index)
     noun = "node" if nodes == 1 else "nodes"
-    explanation.steps.append(Step(f"choose {nodes} {noun}", len(survivors), len(chosen), note))
+    explanation.steps.append(Step(f"choose {nodes} {noun}", count, len(chosen), note))
     return Outcome(chosen, explanation)
+
+
+def _count(mask: Mask) -> int:
+    return int(np.count_nonzero(mask))
 
 
 def _eligibility_note(inventory_type: InventoryType) -> str:
@@ -122,84 +124,68 @@ def _eligibility_note(inventory_type: InventoryType) -> str:
 
 
 def _apply_threshold(
-    step: Threshold, survivors: set[str], index: CandidateIndex
-) -> tuple[set[str], str | None]:
-    items = index.items
+    step: Threshold, survivors: Mask, entered: int, index: CandidateIndex
+) -> tuple[Mask, int, str | None]:
     kept = survivors
     for dimension, amount in step.amounts.items():
-        if amount <= 0:
-            continue
-        if len(kept) <= index.count_free_at_least(dimension, amount):
-            # fewer survivors than devices with that much free: look at each survivor
-            free = index.free_amounts(dimension)
-            kept = {i for i in kept if free[i] >= amount}
-        else:  # intersect with the index's sorted "free at least" list, in C
-            kept = kept.intersection(index.with_free_at_least(dimension, amount))
-    if kept or not survivors:
-        return kept, None
-    largest = []
-    for name in step.amounts:
-        most = max(getattr(items[i].free, name) for i in survivors)
-        largest.append(f"{_FREE_LABEL[name]} {most}")
-    return kept, "largest free: " + ", ".join(largest)
+        if amount > 0:
+            kept = kept & index.free_at_least(dimension, amount)
+    count = _count(kept)
+    if count or not entered:
+        return kept, count, None
+    largest = [
+        f"{_FREE_LABEL[name]} {index.largest_free(survivors, name)}" for name in step.amounts
+    ]
+    return kept, count, "largest free: " + ", ".join(largest)
 
 
 def _choose(
-    inventory_type: InventoryType, request: Request, survivors: set[str], index: CandidateIndex
+    inventory_type: InventoryType,
+    request: Request,
+    survivors: Mask,
+    count: int,
+    index: CandidateIndex,
 ) -> tuple[list[Candidate], str | None]:
-    need = request.requirements
-    nodes = need.nodes
-    if len(survivors) < nodes:
+    nodes = request.requirements.nodes
+    if count < nodes:
         needed = f"need {nodes} distinct {'item' if nodes == 1 else 'items'}"
-        return [], f"{needed}, {len(survivors)} eligible"
+        return [], f"{needed}, {count} eligible"
     if inventory_type == InventoryType.MKS and nodes > 1:
-        return _choose_topology(nodes, [index.items[i] for i in survivors])
-    return smallest(survivors, nodes, index, (need.gpus, need.cpu, need.memory_mb)), None
-
-
-def smallest(
-    ids: set[str], count: int, index: CandidateIndex, at_least: tuple[int, int, int]
-) -> list[Candidate]:
-    """The ``count`` smallest items by packing key (all of ``ids`` fit ``at_least``)."""
-    if len(ids) <= _SORT_LIMIT:
-        return heapq.nsmallest(count, (index.items[i] for i in ids), key=lambda c: c.packing_key)
-    found: list[Candidate] = []
-    for candidate in index.in_packing_order(at_least):
-        if candidate.id in ids:
-            found.append(candidate)
-            if len(found) == count:
-                break
-    return found
+        return _choose_topology(nodes, survivors, index)
+    return index.smallest(survivors, nodes), None
 
 
 def _best_group(
-    groups: Iterable[tuple[Any, list[Candidate]]], nodes: int
+    groups: Iterable[tuple[Any, Mask]], nodes: int, survivors: Mask, index: CandidateIndex
 ) -> tuple[Any, list[Candidate]] | None:
     best: tuple[Any, ...] | None = None
     for key, members in groups:
-        if len(members) < nodes:
+        eligible = members & survivors
+        if _count(eligible) < nodes:
             continue
-        picked = heapq.nsmallest(nodes, members, key=lambda c: c.packing_key)
+        picked = index.smallest(eligible, nodes)
         rank = ([c.packing_key[:3] for c in picked], sorted(c.hostname for c in picked))
         if best is None or rank < best[0]:
             best = (rank, key, picked)
     return (best[1], best[2]) if best else None
 
 
-def _choose_topology(nodes: int, candidates: list[Candidate]) -> tuple[list[Candidate], str | None]:
-    by_fabric: dict[tuple[str | None, str], list[Candidate]] = defaultdict(list)
-    by_site: dict[str | None, list[Candidate]] = defaultdict(list)
-    for c in candidates:
-        by_site[c.site].append(c)
-        for fabric in c.fabrics:
-            by_fabric[(c.site, fabric)].append(c)
-    same_fabric = _best_group(by_fabric.items(), nodes)
+def _in_key_order(groups: dict[Any, Mask]) -> list[tuple[Any, Mask]]:
+    """Groups in a fixed order (None sorts first), so equal ranks resolve the same way."""
+    return sorted(groups.items(), key=lambda item: repr(item[0]))
+
+
+def _choose_topology(
+    nodes: int, survivors: Mask, index: CandidateIndex
+) -> tuple[list[Candidate], str | None]:
+    same_fabric = _best_group(_in_key_order(index.fabrics()), nodes, survivors, index)
     if same_fabric:
         (site, fabric), picked = same_fabric
         return picked, f"{nodes} on site {site}, fabric {fabric}"
-    same_site = _best_group(((s, m) for s, m in by_site.items() if s is not None), nodes)
+    sites = {site: mask for site, mask in index.sites().items() if site is not None}
+    same_site = _best_group(_in_key_order(sites), nodes, survivors, index)
     if same_site:
         site, picked = same_site
         return picked, f"{nodes} on site {site}; no single fabric has {nodes} eligible"
-    picked = heapq.nsmallest(nodes, candidates, key=lambda c: c.packing_key)
+    picked = index.smallest(survivors, nodes)
     return picked, f"no single site has {nodes} eligible; spread across sites"
