@@ -5,6 +5,11 @@ triggers write on every change by anyone. A poll is one indexed query that usual
 returns nothing. Sequence numbers are handed out before commit, so a transaction with a
 lower number may commit after we have read past it: such holes are remembered and asked
 for again until they fill or (a rolled-back transaction) expire.
+
+Most changes are claims and releases, which touch only a device's status and free amounts.
+The poll reads the changed device rows along with the feed (one statement), and a device
+whose other columns are as the index last saw them is updated in place; only a real change
+of the device (its row, GPUs or ports) costs a re-read and a re-render.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -31,6 +38,29 @@ FEED_RETENTION = timedelta(days=1)
 RELOAD_AFTER_IDLE = 3600.0
 MAX_HOLES = 10_000
 _CHUNK = 5000
+
+# The device columns a claim or a release may change; any other column changing means the
+# device's document changed. Listed by what may change, so a column added later counts as
+# a document change until said otherwise.
+_CAPACITY_COLUMNS = frozenset(
+    {
+        "status",
+        "free_cpu",
+        "free_memory_mb",
+        "free_storage_gb",
+        "free_gpus",
+        "generation",
+        "updated_at",
+    }
+)
+_FACT_COLUMNS = tuple(c for c in Device.__table__.c if c.name not in _CAPACITY_COLUMNS)
+_FACT_ATTRIBUTES = tuple(Device.__mapper__.get_property_by_column(c).key for c in _FACT_COLUMNS)
+Facts = tuple[Any, ...]
+
+
+def facts_of(device: Device) -> Facts:
+    """The device row's columns other than status and free amounts."""
+    return tuple(getattr(device, name) for name in _FACT_ATTRIBUTES)
 
 
 def candidates(
@@ -63,15 +93,20 @@ def candidates(
     return out
 
 
-def load_index(session: Session) -> CandidateIndex:
-    """Every device and VM, freshly read (the CLI's way; the service keeps one live)."""
+def load_index(session: Session, facts: dict[str, Facts] | None = None) -> CandidateIndex:
+    """Every device and VM, freshly read (the CLI's way; the service keeps one live).
+    ``facts``, if given, is filled with each device's facts_of."""
     index = CandidateIndex()
     directory = Directory.load(session)
     ids = list(session.scalars(select(Device.id).order_by(Device.id)))
     for start in range(0, len(ids), _CHUNK):
-        rows = session.scalars(select(Device).where(Device.id.in_(ids[start : start + _CHUNK])))
-        for candidate in candidates(session, list(rows), directory):
+        rows = list(
+            session.scalars(select(Device).where(Device.id.in_(ids[start : start + _CHUNK])))
+        )
+        for candidate in candidates(session, rows, directory):
             index.upsert(candidate)
+        if facts is not None:
+            facts.update((d.id, facts_of(d)) for d in rows)
     return index
 
 
@@ -80,6 +115,7 @@ class LiveIndex:
 
     def __init__(self) -> None:
         self._index: CandidateIndex | None = None
+        self._facts: dict[str, Facts] = {}  # per device, as the index last saw them
         self._high = 0
         self._holes: dict[int, float] = {}
         self._lock = threading.Lock()
@@ -90,9 +126,7 @@ class LiveIndex:
             idle = time.monotonic() - self._polled_at > RELOAD_AFTER_IDLE
             if self._index is None or idle:
                 # Read the feed's head first: whatever changes while we load is replayed.
-                self._high = session.scalar(select(func.max(DeviceChange.seq))) or 0
-                self._holes = {}
-                self._index = load_index(session)
+                self._load(session)
             else:
                 self._catch_up(session)
             self._polled_at = time.monotonic()
@@ -102,13 +136,19 @@ class LiveIndex:
         """Forget everything; the next match loads afresh (after a restore, or a wiped
         database in tests)."""
         with self._lock:
-            self._index, self._high, self._holes = None, 0, {}
+            self._index, self._high, self._holes, self._facts = None, 0, {}, {}
 
     def refresh(self, session: Session, device_ids: Sequence[str]) -> None:
         """Re-read some devices now (e.g. after losing a claim race on them)."""
         with self._lock:
             if self._index is not None:
-                self._reload(session, self._index, set(device_ids))
+                self._reload(session, set(device_ids))
+
+    def _load(self, session: Session) -> None:
+        # Read the feed's head first: whatever changes while we load is replayed.
+        self._high = session.scalar(select(func.max(DeviceChange.seq))) or 0
+        self._holes, self._facts = {}, {}
+        self._index = load_index(session, self._facts)
 
     def _catch_up(self, session: Session) -> None:
         assert self._index is not None
@@ -118,26 +158,55 @@ class LiveIndex:
         if self._holes:
             condition = or_(condition, DeviceChange.seq.in_(list(self._holes)))
         rows = session.execute(
-            select(DeviceChange.seq, DeviceChange.device_id)
+            select(DeviceChange.seq, DeviceChange.device_id, DeviceChange.origin, *_ROW_COLUMNS)
+            .outerjoin(Device, Device.id == DeviceChange.device_id)
             .where(condition)
             .order_by(DeviceChange.seq)
         ).all()
         if not rows:
             return
-        for seq, _ in rows:
-            self._holes.pop(seq, None)
-            if seq > self._high:
-                self._holes.update({missing: now for missing in range(self._high + 1, seq)})
-                self._high = seq
+        for row in rows:
+            self._holes.pop(row.seq, None)
+            if row.seq > self._high:
+                self._holes.update({missing: now for missing in range(self._high + 1, row.seq)})
+                self._high = row.seq
         if len(self._holes) > MAX_HOLES:  # something odd: start over from a full load
-            self._index, self._holes = None, {}
-            self._high = session.scalar(select(func.max(DeviceChange.seq))) or 0
-            self._index = load_index(session)
+            self._load(session)
             return
-        self._reload(session, self._index, {device_id for _, device_id in rows})
+        latest = {row.device_id: row for row in rows}  # the row as it is now, once
+        redo = {row.device_id for row in rows if row.origin != "device"}
+        for device_id, row in latest.items():
+            if device_id not in redo and not self._apply_capacity(device_id, row):
+                redo.add(device_id)
+        if redo:
+            self._reload(session, redo)
 
-    @staticmethod
-    def _reload(session: Session, index: CandidateIndex, device_ids: set[str]) -> None:
+    def _apply_capacity(self, device_id: str, row: Any) -> bool:
+        """Update a device in place if only its status and free amounts changed."""
+        assert self._index is not None
+        known = self._index.items.get(device_id)
+        if known is None or row.id is None:  # new, or deleted
+            return False
+        if tuple(row[len(_FEED_COLUMNS) + i] for i in _FACT_POSITIONS) != self._facts.get(
+            device_id
+        ):
+            return False
+        document = known.document
+        if row.status != known.status:
+            document = dict(document, status=row.status)
+        self._index.upsert(
+            replace(
+                known,
+                status=row.status,
+                document=document,
+                free=Capacity(row.free_cpu, row.free_memory_mb, row.free_storage_gb, row.free_gpus),
+                generation=row.generation,
+            )
+        )
+        return True
+
+    def _reload(self, session: Session, device_ids: set[str]) -> None:
+        assert self._index is not None
         wanted = sorted(device_ids)
         directory = Directory.load(session)
         seen: set[str] = set()
@@ -145,10 +214,17 @@ class LiveIndex:
             chunk = wanted[start : start + 900]
             found = list(session.scalars(select(Device).where(Device.id.in_(chunk))))
             for candidate in candidates(session, found, directory):
-                index.upsert(candidate)
+                self._index.upsert(candidate)
+            self._facts.update((d.id, facts_of(d)) for d in found)
             seen.update(d.id for d in found)
         for gone in device_ids - seen:
-            index.remove(gone)
+            self._index.remove(gone)
+            self._facts.pop(gone, None)
+
+
+_FEED_COLUMNS = ("seq", "device_id", "origin")
+_ROW_COLUMNS = tuple(Device.__table__.c)
+_FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _CAPACITY_COLUMNS)
 
 
 def prune_changes(session: Session) -> int:

@@ -326,3 +326,6 @@ class DeviceChange(Base):
     changed_at: Mapped[datetime] = mapped_column(
         UTCDateTime, server_default=func.current_timestamp()
     )
+    # "device", "gpu" or "infiniband": only a change of the device row itself can be a
+    # claim or release touching nothing but free amounts and status.
+    origin: Mapped[str] = mapped_column(String(16), server_default="device")
