@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api.db import audit
 from api.db.base import new_id, utcnow
@@ -70,6 +71,7 @@ class MatchResult:
     explanation: dict[str, Any]
     attempts: int = 1
     replayed: bool = False
+    devices: list[AllocationDevice] | None = None  # what the allocation holds, when known
 
 
 @dataclass
@@ -201,10 +203,14 @@ def match_device(
         try:
             lost = _claim(session, resolved, outcome.chosen)
             if not lost:
-                allocation = _record(session, who, given, resolved, outcome)
+                allocation, devices = _record(session, who, given, resolved, outcome)
                 session.commit()
                 return MatchResult(
-                    allocation, allocation.device_details, allocation.explanation, attempts
+                    allocation,
+                    allocation.device_details,
+                    allocation.explanation,
+                    attempts,
+                    devices=devices,
                 )
         except IntegrityError:
             # Another request took this environment (or a device) at the same instant.
@@ -322,8 +328,11 @@ def _claim(session: Session, resolved: _Resolved, chosen: list[Candidate]) -> li
 
 def _record(
     session: Session, who: Principal, given: MatchInput, resolved: _Resolved, outcome: Outcome
-) -> Allocation:
+) -> tuple[Allocation, list[AllocationDevice]]:
     """Write the allocation, its devices and the audit event (the claims are already made).
+
+    Plain INSERTs, not the ORM's unit of work: this is the hot path of every claim. The
+    returned objects are not in the session; they only carry the answer.
 
     ``device_details`` comes from the index's documents, caught up at the start of this
     request and just confirmed available by the claims, so no re-read is needed; only the
@@ -331,6 +340,7 @@ def _record(
     """
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
+    now = utcnow()
     allocation = Allocation(
         id=new_id(),
         environment=given.environment,
@@ -345,11 +355,12 @@ def _record(
         device_details=_details(resolved, _documents(outcome, allocated=exclusive)),
         explanation=outcome.explanation.as_dict(),
         actor=who.actor,
-        expires_at=(utcnow() + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,
+        created_at=now,
+        expires_at=(now + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,
+        released_at=None,
+        released_by=None,
     )
-    session.add(allocation)
-    taken = [c.total if exclusive else None for c in outcome.chosen]
-    session.add_all(
+    devices = [
         AllocationDevice(
             allocation_id=allocation.id,
             device_id=c.id,
@@ -357,13 +368,15 @@ def _record(
             position=position,
             exclusive=exclusive,
             active=True,
-            cpu=total.cpu if total else need.cpu,
-            memory_mb=total.memory_mb if total else need.memory_mb,
-            storage_gb=total.storage_gb if total else need.storage_gb,
-            gpus=total.gpus if total else need.gpus,
+            cpu=c.total.cpu if exclusive else need.cpu,
+            memory_mb=c.total.memory_mb if exclusive else need.memory_mb,
+            storage_gb=c.total.storage_gb if exclusive else need.storage_gb,
+            gpus=c.total.gpus if exclusive else need.gpus,
         )
-        for position, (c, total) in enumerate(zip(outcome.chosen, taken, strict=True))
-    )
+        for position, c in enumerate(outcome.chosen)
+    ]
+    session.execute(insert(Allocation.__table__).values(_columns(allocation)))
+    session.execute(insert(AllocationDevice.__table__), [_columns(d) for d in devices])
     audit.record(
         session,
         who,
@@ -381,8 +394,16 @@ def _record(
             "expiresAt": allocation.expires_at.isoformat() if allocation.expires_at else None,
         },
     )
-    session.flush()
-    return allocation
+    return allocation, devices
+
+
+def _columns(row: Allocation | AllocationDevice) -> dict[str, Any]:
+    """A transient ORM object's column values, for a plain INSERT."""
+    return {
+        column.key: getattr(row, column.key)
+        for column in row.__table__.columns
+        if column.key in row.__dict__
+    }
 
 
 def release(
@@ -426,18 +447,29 @@ def free_allocation(session: Session, who: Principal, allocation: Allocation, re
     )
     if not won:
         return False
-    held = list(
-        session.scalars(
-            select(AllocationDevice).where(
-                AllocationDevice.allocation_id == allocation.id, AllocationDevice.active.is_(True)
-            )
+    # Deactivate and learn what was held in one statement.
+    held = session.execute(
+        update(AllocationDevice)
+        .where(AllocationDevice.allocation_id == allocation.id, AllocationDevice.active.is_(True))
+        .values(active=False)
+        .returning(
+            AllocationDevice.device_id,
+            AllocationDevice.hostname,
+            AllocationDevice.exclusive,
+            AllocationDevice.cpu,
+            AllocationDevice.memory_mb,
+            AllocationDevice.storage_gb,
+            AllocationDevice.gpus,
+            AllocationDevice.position,
         )
-    )
+        .execution_options(synchronize_session=False)
+    ).all()
+    held.sort(key=lambda part: part.position)
     for part in held:
         _give_back(session, part, now)
-        part.active = False
-    allocation.released_at, allocation.released_by = now, who.actor
-    session.flush()
+    # Already written above: tell the session so, or it would UPDATE the row again.
+    set_committed_value(allocation, "released_at", now)
+    set_committed_value(allocation, "released_by", who.actor)
     audit.record(
         session,
         who,
@@ -452,7 +484,8 @@ def free_allocation(session: Session, who: Principal, allocation: Allocation, re
     return True
 
 
-def _give_back(session: Session, part: AllocationDevice, now: datetime) -> None:
+def _give_back(session: Session, part: Any, now: datetime) -> None:
+    """``part``: an allocation_device row (device_id, exclusive and the amounts)."""
     if part.exclusive:
         values: dict[str, Any] = {
             # A device an operator forced into maintenance stays there.

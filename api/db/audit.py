@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
@@ -47,8 +48,12 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditEvent(**audit_row(who, action, kind, object_id, name, tenant_id, before, after))
+    # A plain INSERT, run now: cheaper than the ORM's unit of work on hot paths (every
+    # claim and release), and the event still commits or rolls back with the change.
+    session.execute(
+        insert(AuditEvent.__table__).values(
+            audit_row(who, action, kind, object_id, name, tenant_id, before, after)
+        )
     )
 
 

@@ -7,6 +7,7 @@ command, the sync worker) owns the unit of work and commits or rolls back once.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, Connection, Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -53,7 +54,36 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # at once with "database is locked" when another connection committed meanwhile.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection used this recently is trusted without a ping. pool_pre_ping would ping on
+# every checkout, and a session checks a connection out again after each commit: three
+# extra round trips per matchDevice. A connection that dies within this window fails one
+# statement, and SQLAlchemy then invalidates the pool's older connections.
+PING_AFTER_IDLE = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, for connections idle a while (SQLAlchemy's
+    "disconnect handling" recipe: a DisconnectionError in checkout makes the pool retry
+    with a fresh connection)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:
+        last = record.info.get("checked_in_at")
+        if last is None or time.monotonic() - last < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("connection failed its ping after idling") from exc
 
 
 def _sqlite_begin(connection: Connection) -> None:

@@ -219,6 +219,8 @@ class AllocationMutation:
         # even for a dry run.
         with lost_races_as_domain_errors():
             result = allocation_db.match_device(ctx.session, ctx.who(), ctx.live_index, given)
+        if result.allocation is not None and result.devices is not None:
+            ctx.loader("allocation_devices").prime(result.allocation.id, result.devices)
         return MatchResult(
             allocation=Allocation.from_row(result.allocation) if result.allocation else None,
             device_details=result.device_details,
