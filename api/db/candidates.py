@@ -38,6 +38,9 @@ FEED_RETENTION = timedelta(days=1)
 RELOAD_AFTER_IDLE = 3600.0
 MAX_HOLES = 10_000
 _CHUNK = 5000
+# A poll reads the changed device rows along with the feed up to this many changes; more
+# is a bulk change (an import), read as the feed alone and then re-read by device.
+_JOINED_POLL = 1000
 
 # The device columns a claim or a release may change; any other column changing means the
 # device's document changed. Listed by what may change, so a column added later counts as
@@ -157,14 +160,19 @@ class LiveIndex:
         condition = DeviceChange.seq > self._high
         if self._holes:
             condition = or_(condition, DeviceChange.seq.in_(list(self._holes)))
+        feed = (DeviceChange.seq, DeviceChange.device_id, DeviceChange.origin)
         rows = session.execute(
-            select(DeviceChange.seq, DeviceChange.device_id, DeviceChange.origin, *_ROW_COLUMNS)
+            select(*feed, *_ROW_COLUMNS)
             .outerjoin(Device, Device.id == DeviceChange.device_id)
             .where(condition)
             .order_by(DeviceChange.seq)
+            .limit(_JOINED_POLL + 1)
         ).all()
         if not rows:
             return
+        bulk = len(rows) > _JOINED_POLL
+        if bulk:  # an import or a sync: read the feed alone, then re-read what changed
+            rows = session.execute(select(*feed).where(condition).order_by(DeviceChange.seq)).all()
         for row in rows:
             self._holes.pop(row.seq, None)
             if row.seq > self._high:
@@ -172,6 +180,13 @@ class LiveIndex:
                 self._high = row.seq
         if len(self._holes) > MAX_HOLES:  # something odd: start over from a full load
             self._load(session)
+            return
+        if bulk:
+            changed = {row.device_id for row in rows}
+            if len(changed) > len(self._index) // 4:
+                self._load(session)  # most of the fleet: one full read is simpler
+            else:
+                self._reload(session, changed)
             return
         latest = {row.device_id: row for row in rows}  # the row as it is now, once
         redo = {row.device_id for row in rows if row.origin != "device"}

@@ -8,10 +8,11 @@ other change re-reads the device: both kinds are covered, on SQLite and PostgreS
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, event, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import inventory
+from api.db import candidates, inventory
 from api.db.candidates import LiveIndex
 from api.db.models import Device, Gpu
 from api.db.session import unit_of_work
@@ -149,3 +150,20 @@ def test_following_a_claim_costs_one_query(db: sessionmaker[Session]) -> None:
             event.remove(engine, "before_cursor_execute", count)
     assert index.items[device_id].free.gpus == 4
     assert len(statements) == 1, statements
+
+
+def test_a_bulk_change_is_read_as_the_feed_then_re_read(
+    db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past _JOINED_POLL changes (an import) the poll reads the feed alone, then the
+    devices; made small here so that three new devices are a bulk change."""
+    monkeypatch.setattr(candidates, "_JOINED_POLL", 2)
+    first = _server(db, "gpu-1")
+    live = LiveIndex()
+    _current(db, live)
+    added = [_server(db, f"gpu-{n}") for n in range(2, 5)]
+    _write(db, update(Device).where(Device.id == first).values(free_gpus=2))
+    index = _current(db, live)
+    assert set(index.items) == {first, *added}
+    assert index.items[first].free.gpus == 2
+    assert index.matching("hostname", [normalise("gpu-4")]).sum() == 1
