@@ -1,0 +1,90 @@
+"""Which NetBox objects become which inventory items: the defaults of DESIGN.md "NetBox
+sync", overridable by a mapping file (YAML; JSON is valid YAML).
+
+The defaults follow how NetBox is usually kept, so a plain NetBox syncs with no file. A
+file changes only the keys it names; anything it misspells is refused by name, because a
+silently ignored key would sync the wrong devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import yaml
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    device_roles: tuple[str, ...] = ("gpu-server",)
+    switch_roles: tuple[str, ...] = ("switch", "leaf", "spine", "ib-switch")
+    cpu_field: str = "cpu_cores"
+    memory_field: str = "memory_mb"
+    storage_field: str = "storage_gb"
+
+
+_SECTIONS = {
+    "devices": {"roles": "device_roles"},
+    "switches": {"roles": "switch_roles"},
+    "custom_fields": {
+        "cpu": "cpu_field",
+        "memory_mb": "memory_field",
+        "storage_gb": "storage_field",
+    },
+}
+
+
+def parse_mapping(text: str, origin: str = "mapping file") -> Mapping:
+    """The defaults with the file's keys merged over them."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{origin}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return Mapping()
+    if not isinstance(raw, dict):
+        raise MappingError(f"{origin}: must be a mapping of sections, got {type(raw).__name__}")
+    changes: dict[str, Any] = {}
+    for section, body in raw.items():
+        keys = _SECTIONS.get(section)
+        if keys is None:
+            raise MappingError(
+                f"{origin}: unknown section {section!r}; known: {', '.join(_SECTIONS)}"
+            )
+        if not isinstance(body, dict):
+            raise MappingError(f"{origin}: {section}: must be a mapping, got {body!r}")
+        for key, value in body.items():
+            attribute = keys.get(key)
+            if attribute is None:
+                raise MappingError(
+                    f"{origin}: {section}.{key}: unknown key; known: {', '.join(keys)}"
+                )
+            changes[attribute] = _value(f"{origin}: {section}.{key}", key, value)
+    mapping = replace(Mapping(), **changes)
+    overlap = set(mapping.device_roles) & set(mapping.switch_roles)
+    if overlap:
+        raise MappingError(
+            f"{origin}: role(s) {', '.join(sorted(overlap))} are listed for both devices "
+            "and switches"
+        )
+    return mapping
+
+
+def _value(where: str, key: str, value: Any) -> Any:
+    if key == "roles":
+        if isinstance(value, str):
+            value = [value]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
+            raise MappingError(f"{where}: must be a non-empty list of role slugs, got {value!r}")
+        return tuple(v.strip() for v in value)
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError(f"{where}: must be a custom field name, got {value!r}")
+    return value.strip()

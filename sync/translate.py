@@ -1,0 +1,287 @@
+"""NetBox's objects, as its REST API returns them, turned into inventory documents.
+
+Pure: no NetBox client and no database here. ``Snapshot`` holds plain JSON dicts (what
+pynetbox's records hold), ``translate`` returns the documents the inventory should hold,
+keyed the way the inventory keys them (hostnames, switch names), plus notes for what could
+not be mapped cleanly (DESIGN.md "NetBox sync", the default mapping).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.mapping import Mapping
+
+Record = dict[str, Any]
+
+# NetBox status -> inventory status (DESIGN.md); an allocation is never changed by it.
+STATUSES = {
+    "active": "available",
+    "offline": "maintenance",
+    "failed": "maintenance",
+    "planned": "offline",
+    "staged": "offline",
+    "inventory": "offline",
+    "decommissioning": "retired",
+}
+_VENDORS = (  # manufacturer name (lower case) contains -> vendor code
+    ("nvidia", "NVIDIA"),
+    ("advanced micro devices", "AMD"),
+    ("amd", "AMD"),
+    ("habana", "INTEL"),
+    ("intel", "INTEL"),
+)
+_GBPS = re.compile(r"(\d+(?:\.\d+)?)\s*Gbps", re.IGNORECASE)
+_WIDTH = re.compile(r"-(\d+)x$")
+
+
+@dataclass
+class Snapshot:
+    """Everything the sync reads from NetBox, as plain dicts."""
+
+    devices: list[Record] = field(default_factory=list)  # GPU servers and switches
+    sites: list[Record] = field(default_factory=list)
+    module_types: list[Record] = field(default_factory=list)
+    modules: list[Record] = field(default_factory=list)
+    inventory_items: list[Record] = field(default_factory=list)  # role "gpu"
+    interfaces: list[Record] = field(default_factory=list)  # InfiniBand types only
+    virtual_machines: list[Record] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something synced imperfectly, for the operator (e.g. an unknown GPU vendor)."""
+
+    kind: str
+    key: str
+    message: str
+
+
+@dataclass
+class Desired:
+    devices: dict[str, Record] = field(default_factory=dict)  # hostname -> document
+    vms: dict[str, Record] = field(default_factory=dict)
+    switches: dict[str, Record] = field(default_factory=dict)  # name -> document
+    notes: list[Note] = field(default_factory=list)
+
+
+def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
+    desired = Desired()
+    regions = {s["id"]: _slug(s.get("region")) for s in snapshot.sites}
+    module_types = {t["id"]: t for t in snapshot.module_types}
+    gpus = _gpus_by_device(snapshot, module_types, desired.notes)
+    switches = {
+        d["id"]: d for d in snapshot.devices if _slug(d.get("role")) in mapping.switch_roles
+    }
+    ports = _ports_by_device(snapshot.interfaces, switches)
+    for device in snapshot.devices:
+        role = _slug(device.get("role"))
+        if role in mapping.switch_roles:
+            document = _switch(device, regions)
+            desired.switches[document["name"]] = document
+        elif role in mapping.device_roles:
+            document = _server(device, regions, gpus, ports, mapping, desired.notes)
+            desired.devices[document["hostname"]] = document
+    for vm in snapshot.virtual_machines:
+        document = _vm(vm, regions)
+        desired.vms[document["hostname"]] = document
+    return desired
+
+
+def vendor_code(manufacturer: str) -> tuple[str, bool]:
+    """The GPU vendor code of a NetBox manufacturer name, and whether it is a known one."""
+    lowered = manufacturer.strip().lower()
+    for needle, code in _VENDORS:
+        if needle in lowered:
+            return code, True
+    return manufacturer.strip().upper(), False
+
+
+def ib_rate_gbps(interface: Record) -> int | None:
+    """The interface's speed (NetBox stores Kbps) when set, else its type's rate as NetBox
+    labels it, times the lane count of a "-2x"/"-4x" type."""
+    if interface.get("speed"):
+        return int(interface["speed"]) // 1_000_000
+    kind = interface.get("type") or {}
+    found = _GBPS.search(str(kind.get("label") or ""))
+    if found is None:
+        return None
+    width = _WIDTH.search(str(kind.get("value") or ""))
+    return round(float(found.group(1)) * (int(width.group(1)) if width else 1))
+
+
+# -- devices ----------------------------------------------------------------------------
+
+
+def _server(
+    device: Record,
+    regions: dict[int, str | None],
+    gpus: dict[int, list[Record]],
+    ports: dict[int, list[Record]],
+    mapping: Mapping,
+    notes: list[Note],
+) -> Record:
+    name = device["name"]
+    fields = device.get("custom_fields") or {}
+    document = _common(device, regions) | {
+        "hostname": name,
+        "serial": device.get("serial") or None,
+        "totalcpu": _amount(fields.get(mapping.cpu_field)),
+        "totalmemoryMB": _amount(fields.get(mapping.memory_field)),
+        "totalstorageGB": _amount(fields.get(mapping.storage_field)),
+        "gpus": [dict(g, index=i) for i, g in enumerate(gpus.get(device["id"], []))],
+        "location": _slug(device.get("location")),
+        "rack": (device.get("rack") or {}).get("name"),
+        "infiniband": ports.get(device["id"], []),
+    }
+    document["totalgpus"] = len(document["gpus"])
+    for label, value in (("CPU", "totalcpu"), ("memory", "totalmemoryMB")):
+        if not document[value]:
+            notes.append(Note("device", name, f"no {label} amount in NetBox: synced as 0"))
+    return document
+
+
+def _vm(vm: Record, regions: dict[int, str | None]) -> Record:
+    disk_mb = _amount(vm.get("disk"))
+    return _common(vm, regions) | {
+        "hostname": vm["name"],
+        "totalcpu": _amount(vm.get("vcpus")),
+        "totalmemoryMB": _amount(vm.get("memory")),
+        "totalstorageGB": disk_mb // 1000,
+        "cluster": (vm.get("cluster") or {}).get("name"),
+        "host": (vm.get("device") or {}).get("name"),
+    }
+
+
+def _switch(device: Record, regions: dict[int, str | None]) -> Record:
+    document = _common(device, regions)
+    tags = document["tags"]
+    primary = (device.get("primary_ip") or {}).get("address")
+    return document | {
+        "name": device["name"],
+        "role": _slug(device.get("role")),
+        "managementAddress": primary.split("/")[0] if primary else None,
+        "fabric": tags.pop("fabric", None),
+    }
+
+
+def _common(record: Record, regions: dict[int, str | None]) -> Record:
+    """What every kind takes the same way: type, site, tenant, status, tags, source."""
+    device_type = record.get("device_type") or {}
+    site = record.get("site") or {}
+    tags = _tags(record.get("tags") or [])
+    region = regions.get(site.get("id")) if site else None
+    if region and "location" not in tags:
+        tags["location"] = region
+    status = (record.get("status") or {}).get("value")
+    document: Record = {
+        "status": STATUSES.get(status or "", "offline"),
+        "manufacturer": (device_type.get("manufacturer") or {}).get("name"),
+        "model": device_type.get("model"),
+        "site": site.get("slug"),
+        "tenant": _slug(record.get("tenant")),
+        "tags": tags,
+        "source": {"system": "netbox", "id": record["id"], "url": record.get("url")},
+    }
+    # Absent in NetBox: left out, so the inventory keeps what it has (e.g. a tenant set there).
+    return {k: v for k, v in document.items() if v is not None}
+
+
+def _tags(tags: list[Record]) -> dict[str, str]:
+    """NetBox tags named "key:value" become tags[key] = value; other tags are not synced."""
+    found: dict[str, str] = {}
+    for tag in tags:
+        key, colon, value = str(tag.get("name") or "").partition(":")
+        if colon and key.strip() and value.strip():
+            found[key.strip()] = value.strip()
+    return found
+
+
+# -- GPUs and ports -----------------------------------------------------------------------
+
+
+def _gpus_by_device(
+    snapshot: Snapshot, module_types: dict[int, Record], notes: list[Note]
+) -> dict[int, list[Record]]:
+    """GPU modules (module types with NetBox's GPU profile); else inventory items."""
+    found: dict[int, list[Record]] = defaultdict(list)
+    for module in sorted(snapshot.modules, key=_module_order):
+        module_type = module_types.get((module.get("module_type") or {}).get("id"))
+        if module_type is None or _name(module_type.get("profile")) != "GPU":
+            continue
+        manufacturer = _name(module_type.get("manufacturer")) or ""
+        code, known = vendor_code(manufacturer)
+        device = module["device"]
+        if not known:
+            notes.append(
+                Note("device", device.get("name", ""), f"unknown GPU vendor {manufacturer!r}")
+            )
+        memory_gb = (module_type.get("attributes") or {}).get("memory")
+        found[device["id"]].append(
+            {
+                "vendorCode": code,
+                "modelNo": module_type.get("model"),
+                "memoryMB": int(memory_gb) * 1024 if memory_gb is not None else None,
+            }
+        )
+    for item in sorted(snapshot.inventory_items, key=lambda i: (i["device"]["id"], i["id"])):
+        device_id = item["device"]["id"]
+        if device_id in found and not any(i.get("_from_item") for i in found[device_id]):
+            continue  # the device lists GPU modules: they win over inventory items
+        code, known = vendor_code(_name(item.get("manufacturer")) or "")
+        found[device_id].append(
+            {"vendorCode": code, "modelNo": item.get("part_id") or item["name"], "_from_item": True}
+        )
+    return {
+        device_id: [{k: v for k, v in g.items() if k != "_from_item"} for g in gpus]
+        for device_id, gpus in found.items()
+    }
+
+
+def _module_order(module: Record) -> tuple[int, str, int]:
+    bay = module.get("module_bay") or {}
+    return (module["device"]["id"], str(bay.get("name") or ""), module["id"])
+
+
+def _ports_by_device(
+    interfaces: list[Record], switches: dict[int, Record]
+) -> dict[int, list[Record]]:
+    found: dict[int, list[Record]] = defaultdict(list)
+    for interface in sorted(interfaces, key=lambda i: (i["device"]["id"], i["name"])):
+        peer = next(iter(interface.get("link_peers") or []), None)
+        peer_device = (peer or {}).get("device") or {}
+        switch = switches.get(peer_device.get("id"))
+        fabric = _tags((switch or {}).get("tags") or []).get("fabric")
+        found[interface["device"]["id"]].append(
+            {
+                "name": interface["name"],
+                "rateGbps": ib_rate_gbps(interface),
+                "switch": peer_device.get("name"),
+                "fabric": fabric,
+            }
+        )
+    return found
+
+
+# -- small readers ----------------------------------------------------------------------
+
+
+def _slug(nested: Record | None) -> str | None:
+    return (nested or {}).get("slug")
+
+
+def _name(nested: Record | None) -> str | None:
+    return (nested or {}).get("name")
+
+
+def _amount(value: Any) -> int:
+    """A NetBox number (custom fields may hold text, vCPUs are decimals) as a whole number."""
+    if value in (None, ""):
+        return 0
+    try:
+        return max(0, int(float(value)))
+    except (TypeError, ValueError):
+        return 0
