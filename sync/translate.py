@@ -35,7 +35,6 @@ _VENDORS = (  # manufacturer name (lower case) contains -> vendor code
     ("intel", "INTEL"),
 )
 _GBPS = re.compile(r"(\d+(?:\.\d+)?)\s*Gbps", re.IGNORECASE)
-_WIDTH = re.compile(r"-(\d+)x$")
 
 
 @dataclass
@@ -101,16 +100,14 @@ def vendor_code(manufacturer: str) -> tuple[str, bool]:
 
 
 def ib_rate_gbps(interface: Record) -> int | None:
-    """The interface's speed (NetBox stores Kbps) when set, else its type's rate as NetBox
-    labels it, times the lane count of a "-2x"/"-4x" type."""
+    """The interface's speed (NetBox stores Kbps) when set, else the rate its type's label
+    gives. NetBox 4.7's labels carry the port's whole rate: "NDR (100 Gbps)" is one lane,
+    "NDR 4X (400 Gbps)" (infiniband-ndr-4x, the usual NDR port) four."""
     if interface.get("speed"):
         return int(interface["speed"]) // 1_000_000
-    kind = interface.get("type") or {}
-    found = _GBPS.search(str(kind.get("label") or ""))
-    if found is None:
-        return None
-    width = _WIDTH.search(str(kind.get("value") or ""))
-    return round(float(found.group(1)) * (int(width.group(1)) if width else 1))
+    label = str((interface.get("type") or {}).get("label") or "")
+    found = _GBPS.search(label)
+    return round(float(found.group(1))) if found else None
 
 
 # -- devices ----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_a_gpu_server_becomes_a_valid_device_document() -> None:
         "id": 31,
         "device": {"id": 1, "name": "gpu-001"},
         "name": "ib0",
-        "type": {"value": "infiniband-ndr", "label": "NDR (400 Gbps)"},
+        "type": {"value": "infiniband-ndr-4x", "label": "NDR 4X (400 Gbps)"},
         "speed": None,
         "link_peers": [{"id": 40, "device": {"id": 2, "name": "ib-leaf-1"}, "name": "p1"}],
     }
@@ -220,5 +220,6 @@ def test_a_bad_mapping_file_names_the_key(text: str, named: str) -> None:
 def test_infiniband_rates() -> None:
     assert ib_rate_gbps({"speed": 400_000_000}) == 400
     assert ib_rate_gbps({"type": {"value": "infiniband-hdr", "label": "HDR (50 Gbps)"}}) == 50
-    assert ib_rate_gbps({"type": {"value": "infiniband-ndr-4x", "label": "NDR (100 Gbps)"}}) == 400
+    assert ib_rate_gbps({"type": {"value": "infiniband-ndr", "label": "NDR (100 Gbps)"}}) == 100
+    assert ib_rate_gbps({"type": {"value": "infiniband-fdr", "label": "FDR (13.5 Gbps)"}}) == 14
     assert ib_rate_gbps({"type": {"value": "other", "label": "Other"}}) is None

@@ -1,0 +1,73 @@
+"""pytest fixtures for tests against the real NetBox of :mod:`tests.netbox.fixture`.
+
+``netbox`` (session) brings NetBox up once per test process; ``clean_netbox`` (per test) resets
+it to an empty database in a second or two. Mark such tests ``pytest.mark.xdist_group("netbox")``
+and run pytest with ``--dist loadgroup`` (``./dev test`` does): there is one NetBox per machine.
+A test that uses NetBox also holds it to itself (``netbox_in_use``), so a reset from another
+xdist worker or another pytest run waits instead of emptying the database under it.
+
+The processes are left running when the session ends, so the next run starts in a fraction of
+a second; ``GPUINV_NETBOX_STOP=1`` stops them instead (or ``python -m tests.netbox.fixture
+down``). Under ``CI=true`` a NetBox that cannot boot fails the tests; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from tests.netbox.fixture import NetBox, netbox_down, netbox_in_use, netbox_reset, netbox_up
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(exc: Exception) -> NoReturn:
+    message = f"NetBox test fixture unavailable: {type(exc).__name__}: {exc}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def netbox() -> Iterator[NetBox]:
+    """A running NetBox 4.7.3 (installed and built on first use: about a minute or two)."""
+    try:
+        running = netbox_up()
+    except Exception as exc:
+        _unavailable(exc)
+    yield running
+    if os.environ.get("GPUINV_NETBOX_STOP") == "1":
+        with netbox_in_use():  # not under another worker's running test
+            netbox_down()
+
+
+@pytest.fixture(autouse=True)
+def _netbox_in_use(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that uses NetBox holds it to itself for its duration.
+
+    Needed beyond ``--dist loadgroup``: pytest-xdist 3.8 on pytest 9.2 does not group at all
+    (pytest-dev/pytest-xdist#1386), and two pytest runs can share the machine. A test given
+    only ``netbox`` also re-checks that it is up (~25 ms): another process may have stopped it.
+    """
+    if {"netbox", "clean_netbox"}.isdisjoint(request.fixturenames):
+        yield
+        return
+    with netbox_in_use():
+        if "clean_netbox" not in request.fixturenames:
+            try:
+                netbox_up()
+            except Exception as exc:
+                _unavailable(exc)
+        yield
+
+
+@pytest.fixture
+def clean_netbox(netbox: NetBox) -> NetBox:
+    """The same NetBox, emptied for this test: only the superuser and its token, IDs from 1."""
+    try:
+        return netbox_reset()
+    except Exception as exc:
+        _unavailable(exc)
