@@ -493,5 +493,15 @@ def profile_list() -> None:
             click.echo(f"{saved.name}\t{saved.inventory_type}")
 
 
+def _add_sync_command() -> None:
+    # The one place the service's code reaches into the sync worker: its CLI command.
+    from sync.cli import sync_command
+
+    main.add_command(sync_command)
+
+
+_add_sync_command()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

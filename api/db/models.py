@@ -63,6 +63,9 @@ class _ItemColumns:
     source_system: Mapped[str] = mapped_column(String(16), default="manual")
     source_id: Mapped[int | None] = mapped_column(BigInteger)
     source_url: Mapped[str | None] = mapped_column(Text)
+    # Conditions an operator must look at, e.g. [{"code": "NETBOX_DELETED", "since": ...}]:
+    # set by the NetBox sync on an allocated item instead of retiring it under its user.
+    attention: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -329,3 +332,19 @@ class DeviceChange(Base):
     # "device", "gpu" or "infiniband": only a change of the device row itself can be a
     # claim or release touching nothing but free amounts and status.
     origin: Mapped[str] = mapped_column(String(16), server_default="device")
+
+
+class SyncState(Base):
+    """One row per external source ("netbox"): how its last sync went, and which worker
+    leads (a lease that the leader renews; another worker takes over once it lapses)."""
+
+    __tablename__ = "sync_state"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    leader: Mapped[str | None] = mapped_column(NameColumn)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)

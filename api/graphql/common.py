@@ -156,6 +156,14 @@ class Item(Node):
     _project_id: strawberry.Private[str | None]
     _row: strawberry.Private[Any]
 
+    @strawberry.field(
+        description="Conditions for an operator, e.g. [{code: NETBOX_DELETED, since}]: set by "
+        "the NetBox sync on an allocated item instead of retiring it; the sync applies the "
+        "change once the item is released. Empty when all is well."
+    )
+    def attention(self) -> JSON:
+        return list(self._row.attention or [])
+
     @strawberry.field
     def tenant(self, info: Info[Context, None]) -> str | None:
         return info.context.directory.tenant(self._tenant_id)

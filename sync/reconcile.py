@@ -1,0 +1,233 @@
+"""The inventory side of a sync: read what it holds, apply a diff, keep the sync's state.
+
+An apply is one transaction: every change or none (a NetBox answer that breaks half way
+must not leave half a fleet synced). Writes go through the same repository functions as
+the API (``api.db.inventory``), so validation, generations and the audit log are the same;
+the actor is ``system:netbox-sync``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from api.db import audit, inventory
+from api.db import device as device_db
+from api.db import switch as switch_db
+from api.db import tenant as tenant_db
+from api.db.base import utcnow
+from api.db.models import AllocationDevice, Device, Switch, SyncState
+from api.db.tenant import Directory
+from api.domain.access import Principal, Role
+from api.domain.errors import DomainError
+from api.domain.vocabulary import Kind, Status
+from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held
+
+SYNC_ACTOR = Principal(name="system:netbox-sync", role=Role.PLATFORM_ADMIN)
+SOURCE = "netbox"
+MASS_RETIRE_SHARE = 0.10
+_KINDS = {"baremetal": Kind.BAREMETAL, "vm": Kind.VM, "switch": Kind.SWITCH}
+
+
+class SyncError(Exception):
+    """A sync that must not go ahead; the message says why and what to do."""
+
+
+@dataclass
+class Applied:
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def holdings(session: Session) -> list[Held]:
+    """Every device, VM and switch as the diff sees it (rendered in bulk)."""
+    directory = Directory.load(session)
+    held_ids = set(
+        session.scalars(
+            select(AllocationDevice.device_id).where(AllocationDevice.active.is_(True)).distinct()
+        )
+    )
+    found: list[Held] = []
+    devices = list(session.scalars(select(Device).order_by(Device.hostname)))
+    for start in range(0, len(devices), 2000):
+        chunk = devices[start : start + 2000]
+        for row, document in zip(
+            chunk, device_db.documents(session, chunk, directory), strict=True
+        ):
+            found.append(
+                Held(
+                    row.kind,
+                    row.hostname,
+                    document,
+                    held=row.id in held_ids or row.status == Status.ALLOCATED,
+                    attention=_codes(row.attention),
+                )
+            )
+    for row in session.scalars(select(Switch).order_by(Switch.name)):
+        document = switch_db.render(row, directory)
+        found.append(Held("switch", row.name, document, attention=_codes(row.attention)))
+    return found
+
+
+def check_mass_retire(changes: list[Change], current: list[Held], allowed: bool) -> None:
+    """An empty or partial answer from a broken NetBox must not retire the fleet."""
+    synced = sum(1 for item in current if item.from_netbox)
+    retiring = sum(1 for c in changes if c.action == RETIRE)
+    if not allowed and synced and retiring > MASS_RETIRE_SHARE * synced:
+        raise SyncError(
+            f"this sync would retire {retiring} of {synced} items synced from NetBox "
+            f"(more than {MASS_RETIRE_SHARE:.0%}); if NetBox really lost them, run again with "
+            "--allow-mass-retire"
+        )
+
+
+def apply(
+    session: Session, changes: list[Change], tick: Callable[[], None] | None = None
+) -> Applied:
+    """Apply every change in the session's transaction; the caller commits."""
+    tick = tick or (lambda: None)
+    _create_missing_tenants(session, changes)
+    applied = Applied()
+    now = utcnow()
+    for change in changes:
+        kind = _KINDS[change.kind]
+        item = _find(session, change)
+        try:
+            if change.action == CREATE:
+                inventory.create(session, SYNC_ACTOR, kind, dict(change.patch or {}))
+            elif change.action == UPDATE:
+                assert item is not None
+                patch = dict(change.patch or {})
+                inventory.update(session, SYNC_ACTOR, kind, item.id, patch, None)
+                if "attention" in change.fields:
+                    _set_attention(session, item, None, change)
+            elif change.action == RETIRE:
+                assert item is not None
+                inventory.set_status(
+                    session, SYNC_ACTOR, item.id, Status.RETIRED, False, "gone from NetBox"
+                )
+                if "attention" in change.fields:
+                    _set_attention(session, item, None, change)
+            elif change.action == FLAG:
+                assert item is not None
+                entry: dict[str, Any] = {"code": change.code, "since": now.isoformat()}
+                if "status" in change.fields:
+                    entry["netboxStatus"] = change.fields["status"][1]
+                _set_attention(session, item, [*(item.attention or []), entry], change)
+        except DomainError as exc:
+            raise SyncError(f"{change.kind} {change.key!r} ({change.action}): {exc}") from exc
+        applied.counts[change.action] = applied.counts.get(change.action, 0) + 1
+        tick()
+    return applied
+
+
+def _find(session: Session, change: Change) -> Device | Switch | None:
+    if change.kind == "switch":
+        return session.scalar(select(Switch).where(Switch.name == change.key))
+    return session.scalar(
+        select(Device).where(Device.kind == change.kind, Device.hostname == change.key)
+    )
+
+
+def _set_attention(
+    session: Session, item: Device | Switch, value: list[dict[str, Any]] | None, change: Change
+) -> None:
+    before = {"attention": item.attention}
+    item.attention = value
+    session.flush()
+    audit.record(
+        session,
+        SYNC_ACTOR,
+        "flag" if value else "unflag",
+        change.kind,
+        item.id,
+        change.key,
+        item.tenant_id,
+        before,
+        {"attention": value},
+    )
+
+
+def _create_missing_tenants(session: Session, changes: list[Change]) -> None:
+    """NetBox's tenants become the inventory's (by slug), created on first sight."""
+    wanted = {
+        c.patch["tenant"] for c in changes if c.patch and isinstance(c.patch.get("tenant"), str)
+    }
+    known = set(Directory.load(session).tenant_id)
+    for slug in sorted(wanted - known):
+        tenant_db.create_tenant(session, SYNC_ACTOR, slug, None)
+    session.flush()
+
+
+def _codes(attention: list[dict[str, Any]] | None) -> tuple[str, ...]:
+    return tuple(str(entry.get("code")) for entry in attention or [])
+
+
+# -- sync state and the leader lease ------------------------------------------------------
+
+
+def worker_name() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def take_lead(session: Session, worker: str, lease: timedelta) -> bool:
+    """Become (or stay) the one worker that applies; True if we lead. Commits.
+
+    A lease row, not an advisory lock, so it works the same on SQLite and PostgreSQL and
+    survives a crashed leader: its lease simply runs out.
+    """
+    now = utcnow()
+    if session.get(SyncState, SOURCE) is None:
+        session.add(SyncState(source=SOURCE))
+        try:
+            session.commit()
+        except Exception:  # another worker created it at the same moment
+            session.rollback()
+    taken = session.execute(
+        update(SyncState)
+        .where(
+            SyncState.source == SOURCE,
+            (SyncState.leader == worker)
+            | SyncState.leader.is_(None)
+            | (SyncState.lease_until < now),
+        )
+        .values(leader=worker, lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return taken == 1
+
+
+def give_up_lead(session: Session, worker: str) -> None:
+    session.execute(
+        update(SyncState)
+        .where(SyncState.source == SOURCE, SyncState.leader == worker)
+        .values(leader=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def record_outcome(
+    session: Session,
+    started: datetime,
+    error: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """Remember how this run went (what the API's syncState shows). Commits."""
+    state = session.get(SyncState, SOURCE) or SyncState(source=SOURCE)
+    session.add(state)
+    state.last_attempt_at = started
+    if error is None:
+        state.last_success_at = started
+        state.last_summary = summary
+    else:
+        state.last_error, state.last_error_at = error[:2000], utcnow()
+    session.commit()

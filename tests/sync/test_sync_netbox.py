@@ -1,0 +1,306 @@
+"""`gpuinv sync` against a real NetBox 4.7 (tests/netbox) and the inventory on SQLite and
+PostgreSQL: the default mapping end to end, idempotence, retire and flag, the guards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pynetbox
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.cli import main
+from api.db import allocation as allocation_db
+from api.db.candidates import LiveIndex
+from api.db.models import Device, Switch, SyncState
+from api.domain.access import cli_principal
+from tests.conftest import Api
+from tests.netbox.fixture import NetBox
+
+pytestmark = pytest.mark.xdist_group("netbox")
+
+ONE_GPU_SERVER = {
+    "paas.envmgmt.io/inventory": "baremetal",
+    "paas.envmgmt.io/inventory.config": json.dumps(
+        [{"type": "match", "keyInVariable": "host", "keyInDevice": "hostname"}]
+    ),
+}
+
+
+@dataclass
+class Fleet:
+    """A small GPU cloud kept in NetBox the usual way (DESIGN.md's default mapping)."""
+
+    nb: pynetbox.api
+    ids: dict[str, int]
+
+    @classmethod
+    def build(cls, nb: pynetbox.api, servers: int = 2) -> Fleet:
+        ids: dict[str, int] = {}
+        region = nb.dcim.regions.create(name="India", slug="india")
+        site = nb.dcim.sites.create(name="Mumbai 1", slug="mumbai-1", region=region.id)
+        rack = nb.dcim.racks.create(name="R12", site=site.id)
+        nvidia = nb.dcim.manufacturers.create(name="NVIDIA", slug="nvidia")
+        smc = nb.dcim.manufacturers.create(name="Supermicro", slug="supermicro")
+        chassis = nb.dcim.device_types.create(
+            manufacturer=smc.id, model="SYS-821GE", slug="sys-821ge"
+        )
+        switch_type = nb.dcim.device_types.create(
+            manufacturer=nvidia.id, model="QM9700", slug="qm9700"
+        )
+        gpu_role = nb.dcim.device_roles.create(name="GPU server", slug="gpu-server")
+        ib_role = nb.dcim.device_roles.create(name="IB switch", slug="ib-switch")
+        nb.dcim.device_roles.create(name="Compute", slug="compute")
+        for name in ("cpu_cores", "memory_mb", "storage_gb"):
+            nb.extras.custom_fields.create(name=name, type="integer", object_types=["dcim.device"])
+        tags = {
+            name: nb.extras.tags.create(name=name, slug=name.replace(":", "-")).id
+            for name in ("zone:west", "fabric:ib-a")
+        }
+        profile = nb.dcim.module_type_profiles.get(name="GPU")
+        h100 = nb.dcim.module_types.create(
+            manufacturer=nvidia.id, model="H100 SXM5", profile=profile.id,
+            attributes={"gpu": "H100", "memory": 80},
+        )  # fmt: skip
+        switch = nb.dcim.devices.create(
+            name="ib-leaf-1", device_type=switch_type.id, role=ib_role.id, site=site.id,
+            status="active", tags=[tags["fabric:ib-a"]],
+        )  # fmt: skip
+        ids["ib-leaf-1"] = switch.id
+        for n in range(1, servers + 1):
+            name = f"gpu-{n:03d}"
+            server = nb.dcim.devices.create(
+                name=name, device_type=chassis.id, role=gpu_role.id, site=site.id,
+                rack=rack.id, status="active", serial=f"SN{n}", tags=[tags["zone:west"]],
+                custom_fields={"cpu_cores": 128, "memory_mb": 2097152, "storage_gb": 30000},
+            )  # fmt: skip
+            ids[name] = server.id
+            for g in range(8):
+                bay = nb.dcim.module_bays.create(device=server.id, name=f"GPU{g}")
+                nb.dcim.modules.create(device=server.id, module_bay=bay.id, module_type=h100.id)
+            port = nb.dcim.interfaces.create(device=server.id, name="ib0", type="infiniband-ndr-4x")
+            peer = nb.dcim.interfaces.create(
+                device=switch.id, name=f"p{n}", type="infiniband-ndr-4x"
+            )
+            nb.dcim.cables.create(
+                a_terminations=[{"object_type": "dcim.interface", "object_id": port.id}],
+                b_terminations=[{"object_type": "dcim.interface", "object_id": peer.id}],
+            )
+        cluster_type = nb.virtualization.cluster_types.create(name="KVM", slug="kvm")
+        cluster = nb.virtualization.clusters.create(
+            name="kvm-a", type=cluster_type.id, status="active",
+            scope_type="dcim.site", scope_id=site.id,
+        )  # fmt: skip
+        vm = nb.virtualization.virtual_machines.create(
+            name="vm-01", cluster=cluster.id, status="active", vcpus=16, memory=65536,
+            disk=500000,
+        )  # fmt: skip
+        ids["vm-01"] = vm.id
+        return cls(nb, ids)
+
+
+@pytest.fixture
+def fleet(clean_netbox: NetBox) -> Fleet:
+    return Fleet.build(clean_netbox.api())
+
+
+@pytest.fixture
+def sync(clean_netbox: NetBox, database_url: str, db: sessionmaker[Session]):
+    """Runs `gpuinv sync ARGS` against the test NetBox and the test database."""
+
+    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
+        result = CliRunner().invoke(
+            main,
+            ["sync", *args],
+            env={
+                "NETBOX_URL": clean_netbox.url,
+                "NETBOX_TOKEN": clean_netbox.token,
+                "GPUINV_DATABASE_URL": database_url,
+                **(env or {}),
+            },
+            catch_exceptions=False,
+        )
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def _diff(sync) -> list[dict[str, Any]]:
+    return json.loads(sync("--diff", "--json").stdout)
+
+
+def _graphql_device(api: Api, hostname: str, fields: str) -> dict[str, Any]:
+    query = "query($h: String!) { devices(filter: {hostnamePrefix: $h}) { edges { node { %s } } } }"
+    [edge] = api.ok(query % fields, h=hostname)["devices"]["edges"]
+    return edge["node"]
+
+
+def _device(db: sessionmaker[Session], hostname: str) -> Device:
+    with db() as session:
+        return session.scalars(select(Device).where(Device.hostname == hostname)).one()
+
+
+def test_a_first_sync_creates_the_fleet_and_a_second_finds_nothing_to_do(
+    fleet: Fleet, sync, api: Api
+) -> None:
+    planned = _diff(sync)
+    assert {(c["action"], c["kind"], c["key"]) for c in planned} == {
+        ("create", "baremetal", "gpu-001"),
+        ("create", "baremetal", "gpu-002"),
+        ("create", "switch", "ib-leaf-1"),
+        ("create", "vm", "vm-01"),
+    }
+    assert next(c for c in planned if c["key"] == "gpu-001")["netboxId"] == fleet.ids["gpu-001"]
+
+    assert "create 4" in sync("--apply").stdout
+    assert _diff(sync) == []  # idempotent: in step right after an apply
+    assert "in step with NetBox" in sync().stdout
+
+    document = _graphql_device(api, "gpu-001", "document")["document"]
+    assert document["gpus"][0] == {
+        "index": 0, "vendorCode": "NVIDIA", "modelNo": "H100 SXM5", "memoryMB": 81920,
+    }  # fmt: skip
+    assert (document["totalgpus"], document["totalcpu"], document["totalmemoryMB"]) == (
+        8,
+        128,
+        2097152,
+    )
+    assert document["tags"] == {"zone": "west", "location": "india"}
+    assert (document["site"], document["rack"], document["status"]) == (
+        "mumbai-1",
+        "R12",
+        "available",
+    )
+    assert document["infiniband"] == [
+        {"name": "ib0", "rateGbps": 400, "switch": "ib-leaf-1", "fabric": "ib-a"}
+    ]
+    assert document["source"]["system"] == "netbox"
+    assert document["source"]["id"] == fleet.ids["gpu-001"]
+
+
+def test_changes_in_netbox_update_and_a_vanished_device_is_retired(
+    fleet: Fleet, sync, db: sessionmaker[Session]
+) -> None:
+    sync("--apply")
+    server = fleet.nb.dcim.devices.get(fleet.ids["gpu-001"])
+    server.status = "offline"
+    server.serial = "SN1-replaced"
+    server.save()
+    fleet.nb.dcim.devices.get(fleet.ids["gpu-002"]).delete()
+
+    planned = {(c["action"], c["key"]): c for c in _diff(sync)}
+    assert planned[("update", "gpu-001")]["fields"] == {
+        "serial": ["SN1", "SN1-replaced"],
+        "status": ["available", "maintenance"],
+    }
+    assert planned[("retire", "gpu-002")]["fields"] == {"status": ["available", "retired"]}
+    # one of three synced items going is over the 10% guard: refused, nothing written
+    refused = sync("--apply", ok=False)
+    assert refused.exit_code != 0 and "--allow-mass-retire" in refused.output
+    assert _device(db, "gpu-001").status == "available"
+
+    sync("--apply", "--allow-mass-retire")
+    assert (_device(db, "gpu-001").status, _device(db, "gpu-001").serial) == (
+        "maintenance",
+        "SN1-replaced",
+    )
+    assert _device(db, "gpu-002").status == "retired"
+    assert _diff(sync) == []
+    with db() as session:
+        state = session.get(SyncState, "netbox")
+        assert state is not None and state.last_success_at is not None
+        assert "--allow-mass-retire" in (state.last_error or "")
+
+
+def test_an_allocated_device_is_flagged_not_retired_and_changed_after_release(
+    fleet: Fleet, sync, db: sessionmaker[Session], api: Api
+) -> None:
+    sync("--apply")
+    with db() as session:
+        allocation_db.match_device(
+            session,
+            cli_principal(),
+            LiveIndex(),
+            allocation_db.MatchInput("env-1", {"host": "gpu-001"}, labels=ONE_GPU_SERVER),
+        )
+    fleet.nb.dcim.devices.get(fleet.ids["gpu-001"]).delete()
+
+    [flag] = [c for c in _diff(sync) if c["key"] == "gpu-001"]
+    assert (flag["action"], flag["code"]) == ("flag", "NETBOX_DELETED")
+    sync("--apply", "--allow-mass-retire")
+    device = _device(db, "gpu-001")
+    assert device.status == "allocated"  # the allocation is untouched
+    assert [entry["code"] for entry in device.attention] == ["NETBOX_DELETED"]
+    attention = _graphql_device(api, "gpu-001", "attention")["attention"]
+    assert attention[0]["code"] == "NETBOX_DELETED"
+    assert _diff(sync) == []  # flagged once, not on every run
+
+    with db() as session, session.begin():
+        allocation_db.release(session, cli_principal(), "env-1")
+    assert [(c["action"], c["key"]) for c in _diff(sync)] == [("retire", "gpu-001")]
+    sync("--apply", "--allow-mass-retire")
+    device = _device(db, "gpu-001")
+    assert (device.status, device.attention) == ("retired", None)
+
+
+def test_a_degraded_allocated_device_keeps_its_status_until_released(
+    fleet: Fleet, sync, db: sessionmaker[Session]
+) -> None:
+    sync("--apply")
+    with db() as session:
+        allocation_db.match_device(
+            session,
+            cli_principal(),
+            LiveIndex(),
+            allocation_db.MatchInput("env-2", {"host": "gpu-002"}, labels=ONE_GPU_SERVER),
+        )
+    server = fleet.nb.dcim.devices.get(fleet.ids["gpu-002"])
+    server.status = "failed"
+    server.save()
+    sync("--apply")
+    device = _device(db, "gpu-002")
+    assert device.status == "allocated"
+    assert device.attention[0]["code"] == "NETBOX_DEGRADED"
+    assert device.attention[0]["netboxStatus"] == "maintenance"
+    with db() as session, session.begin():
+        allocation_db.release(session, cli_principal(), "env-2")
+    sync("--apply")
+    device = _device(db, "gpu-002")
+    assert (device.status, device.attention) == ("maintenance", None)
+
+
+def test_a_mapping_file_syncs_other_roles(
+    clean_netbox: NetBox, sync, db: sessionmaker[Session], tmp_path
+) -> None:
+    nb = clean_netbox.api()
+    site = nb.dcim.sites.create(name="Pune", slug="pune")
+    maker = nb.dcim.manufacturers.create(name="Dell", slug="dell")
+    model = nb.dcim.device_types.create(manufacturer=maker.id, model="XE9680", slug="xe9680")
+    role = nb.dcim.device_roles.create(name="Compute", slug="compute")
+    nb.dcim.devices.create(name="c-1", device_type=model.id, role=role.id, site=site.id)
+    assert _diff(sync) == []  # not a GPU server by the default mapping
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("devices:\n  roles: [compute]\n")
+    sync("--apply", "--mapping", str(mapping))
+    assert _device(db, "c-1").manufacturer == "Dell"
+    mapping.write_text("devices:\n  rolez: [compute]\n")
+    refused = sync("--apply", "--mapping", str(mapping), ok=False)
+    assert refused.exit_code == 2 and "devices.rolez: unknown key" in refused.output
+
+
+def test_an_unreachable_netbox_is_a_clear_error_and_is_recorded(
+    sync, db: sessionmaker[Session]
+) -> None:
+    result = sync("--apply", ok=False, env={"NETBOX_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 1
+    assert "http://127.0.0.1:9" in result.output and "after 4 attempts" in result.output
+    with db() as session:
+        state = session.get(SyncState, "netbox")
+        assert state is not None and "127.0.0.1:9" in state.last_error
+        assert session.scalar(select(Switch.id)) is None
