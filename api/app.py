@@ -52,6 +52,13 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
+def netbox_webhook(sessions, settings: Settings):
+    # The one place the service mounts the sync worker's code: NetBox's webhooks.
+    from sync.webhook import endpoint
+
+    return endpoint(sessions, settings)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
@@ -137,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/hooks/netbox", netbox_webhook(sessions, settings), methods=["POST"]),
             Route("/", home),
         ],
         middleware=middleware,

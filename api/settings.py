@@ -17,6 +17,11 @@ class Settings:
     max_body_bytes: int = 256 * 1024 * 1024
     graphiql: bool = True
     lease_sweep_seconds: float = 15.0
+    # NetBox sync (DESIGN.md "NetBox sync"): where NetBox is, and the webhook secret.
+    netbox_url: str = ""
+    netbox_token: str = ""
+    netbox_webhook_secret: str = ""
+    sync_mapping_file: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +40,10 @@ class Settings:
             max_body_bytes=_int(env, "GPUINV_MAX_BODY_BYTES", cls.max_body_bytes),
             graphiql=env.get("GPUINV_GRAPHIQL", "1").lower() not in ("0", "false", "no"),
             lease_sweep_seconds=_int(env, "GPUINV_LEASE_SWEEP_SECONDS", 15),
+            netbox_url=env.get("NETBOX_URL", ""),
+            netbox_token=env.get("NETBOX_TOKEN", ""),
+            netbox_webhook_secret=env.get("GPUINV_NETBOX_WEBHOOK_SECRET", ""),
+            sync_mapping_file=env.get("GPUINV_SYNC_MAPPING", ""),
         )
 
 

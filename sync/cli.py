@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pynetbox
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +29,7 @@ from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, diff
 from sync.mapping import Mapping, MappingError, parse_mapping
 from sync.netbox import NetBoxUnavailable, connect, load
 from sync.translate import Note, translate
+from sync.webhook import setup_webhook
 
 err = Console(stderr=True)
 _MARK = {CREATE: "+", UPDATE: "~", RETIRE: "-", FLAG: "!"}
@@ -154,6 +156,13 @@ def run_apply(
     help="Apply even when more than 10% of the synced items would be retired.",
 )
 @click.option(
+    "--setup-webhook",
+    "service_url",
+    metavar="SERVICE_URL",
+    help="Register (or update) the NetBox webhook and event rule that post changes to "
+    "SERVICE_URL/hooks/netbox, signed with GPUINV_NETBOX_WEBHOOK_SECRET; then exit.",
+)
+@click.option(
     "--interval",
     default=300.0,
     show_default=True,
@@ -165,6 +174,7 @@ def sync_command(
     as_json: bool,
     mapping_file: Path | None,
     allow_mass_retire: bool,
+    service_url: str | None,
     interval: float,
 ) -> None:
     """Reconcile the inventory with NetBox, the source of truth for hardware.
@@ -181,6 +191,20 @@ def sync_command(
         )
     except MappingError as exc:
         raise click.UsageError(str(exc)) from None
+    if service_url:
+        secret = os.environ.get("GPUINV_NETBOX_WEBHOOK_SECRET", "")
+        if not secret:
+            raise click.UsageError("set GPUINV_NETBOX_WEBHOOK_SECRET: the service checks it")
+        url, token = _netbox_env()
+        try:
+            hook_id, rule_id = setup_webhook(connect(url, token), service_url, secret)
+        except pynetbox.RequestError as exc:
+            raise click.ClickException(f"NetBox refused the webhook: {exc.error}") from None
+        click.echo(
+            f"NetBox webhook #{hook_id} and event rule #{rule_id} post to "
+            f"{service_url.rstrip('/')}/hooks/netbox"
+        )
+        return
     sessions = _sessions()
     if mode == "diff":
         try:

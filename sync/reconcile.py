@@ -44,16 +44,30 @@ class Applied:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def holdings(session: Session) -> list[Held]:
-    """Every device, VM and switch as the diff sees it (rendered in bulk)."""
+def holdings(
+    session: Session, names: set[str] | None = None, netbox_ids: set[int] | None = None
+) -> list[Held]:
+    """Every device, VM and switch as the diff sees it (rendered in bulk); or, for one
+    webhook event, only those with one of ``names`` or NetBox ``netbox_ids``."""
     directory = Directory.load(session)
     held_ids = set(
         session.scalars(
             select(AllocationDevice.device_id).where(AllocationDevice.active.is_(True)).distinct()
         )
     )
+    device_query, switch_query = select(Device), select(Switch)
+    if names is not None or netbox_ids is not None:
+        names, netbox_ids = names or set(), netbox_ids or set()
+        device_query = device_query.where(
+            Device.hostname.in_(names)
+            | (Device.source_system == SOURCE) & Device.source_id.in_(netbox_ids)
+        )
+        switch_query = switch_query.where(
+            Switch.name.in_(names)
+            | (Switch.source_system == SOURCE) & Switch.source_id.in_(netbox_ids)
+        )
     found: list[Held] = []
-    devices = list(session.scalars(select(Device).order_by(Device.hostname)))
+    devices = list(session.scalars(device_query.order_by(Device.hostname)))
     for start in range(0, len(devices), 2000):
         chunk = devices[start : start + 2000]
         for row, document in zip(
@@ -68,7 +82,7 @@ def holdings(session: Session) -> list[Held]:
                     attention=_codes(row.attention),
                 )
             )
-    for row in session.scalars(select(Switch).order_by(Switch.name)):
+    for row in session.scalars(switch_query.order_by(Switch.name)):
         document = switch_db.render(row, directory)
         found.append(Held("switch", row.name, document, attention=_codes(row.attention)))
     return found

@@ -72,6 +72,7 @@ def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
     regions = {s["id"]: _slug(s.get("region")) for s in snapshot.sites}
     module_types = {t["id"]: t for t in snapshot.module_types}
     gpus = _gpus_by_device(snapshot, module_types, desired.notes)
+    parts = _parts_by_device(snapshot.modules, module_types)
     switches = {
         d["id"]: d for d in snapshot.devices if _slug(d.get("role")) in mapping.switch_roles
     }
@@ -82,7 +83,7 @@ def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
             document = _switch(device, regions)
             desired.switches[document["name"]] = document
         elif role in mapping.device_roles:
-            document = _server(device, regions, gpus, ports, mapping, desired.notes)
+            document = _server(device, regions, gpus, parts, ports, mapping, desired.notes)
             desired.devices[document["hostname"]] = document
     for vm in snapshot.virtual_machines:
         document = _vm(vm, regions)
@@ -117,18 +118,26 @@ def _server(
     device: Record,
     regions: dict[int, str | None],
     gpus: dict[int, list[Record]],
+    parts: dict[int, dict[str, int]],
     ports: dict[int, list[Record]],
     mapping: Mapping,
     notes: list[Note],
 ) -> Record:
     name = device["name"]
     fields = device.get("custom_fields") or {}
+    summed = parts.get(device["id"], {})
+
+    def amount(custom_field: str, part: str) -> int:
+        """The custom field when set, else the sum over the device's modules."""
+        value = fields.get(custom_field)
+        return _amount(value) if value not in (None, "") else summed.get(part, 0)
+
     document = _common(device, regions) | {
         "hostname": name,
         "serial": device.get("serial") or None,
-        "totalcpu": _amount(fields.get(mapping.cpu_field)),
-        "totalmemoryMB": _amount(fields.get(mapping.memory_field)),
-        "totalstorageGB": _amount(fields.get(mapping.storage_field)),
+        "totalcpu": amount(mapping.cpu_field, "cpu"),
+        "totalmemoryMB": amount(mapping.memory_field, "memoryMB"),
+        "totalstorageGB": amount(mapping.storage_field, "storageGB"),
         "gpus": [dict(g, index=i) for i, g in enumerate(gpus.get(device["id"], []))],
         "location": _slug(device.get("location")),
         "rack": (device.get("rack") or {}).get("name"),
@@ -236,6 +245,32 @@ def _gpus_by_device(
         device_id: [{k: v for k, v in g.items() if k != "_from_item"} for g in gpus]
         for device_id, gpus in found.items()
     }
+
+
+# NetBox 4.7's native module profiles, and what one module of each adds up to.
+_PART_PROFILES = {
+    "CPU": ("cpu", "cores", 1),
+    "Memory": ("memoryMB", "size", 1024),  # GB
+    "Hard disk": ("storageGB", "size", 1),  # GB
+}
+
+
+def _parts_by_device(
+    modules: list[Record], module_types: dict[int, Record]
+) -> dict[int, dict[str, int]]:
+    """CPU cores, memory and disk summed over modules with NetBox's CPU, Memory and Hard
+    disk profiles: the fallback when a device has no custom fields for them."""
+    found: dict[int, dict[str, int]] = defaultdict(dict)
+    for module in modules:
+        module_type = module_types.get((module.get("module_type") or {}).get("id")) or {}
+        part = _PART_PROFILES.get(_name(module_type.get("profile")) or "")
+        if part is None:
+            continue
+        total, attribute, scale = part
+        value = _amount((module_type.get("attributes") or {}).get(attribute)) * scale
+        totals = found[module["device"]["id"]]
+        totals[total] = totals.get(total, 0) + value
+    return found
 
 
 def _module_order(module: Record) -> tuple[int, str, int]:

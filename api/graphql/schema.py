@@ -26,6 +26,7 @@ from api.graphql.inventory_import import ImportMutation
 from api.graphql.node import NodeMutation, NodeQuery
 from api.graphql.profile import ProfileMutation, ProfileQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
+from api.graphql.sync_state import SyncStateQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
 from api.settings import Settings
 
@@ -41,6 +42,7 @@ Query = merge_types(
         TenantQuery,
         ProfileQuery,
         AllocationQuery,
+        SyncStateQuery,
     ),
 )
 Mutation = merge_types(

@@ -158,7 +158,13 @@ def test_a_first_sync_creates_the_fleet_and_a_second_finds_nothing_to_do(
     }
     assert next(c for c in planned if c["key"] == "gpu-001")["netboxId"] == fleet.ids["gpu-001"]
 
+    assert api.ok("{ syncState { lastSuccessAt } }")["syncState"] is None  # never ran
     assert "create 4" in sync("--apply").stdout
+    state = api.ok("{ syncState { lastSuccessAt lagSeconds lastSummary leader lastError } }")
+    state = state["syncState"]
+    assert state["lastSuccessAt"] and state["lagSeconds"] >= 0 and state["lastError"] is None
+    assert state["lastSummary"]["create"] == 4
+    assert state["leader"] is None  # a one-off --apply gives the lease back
     assert _diff(sync) == []  # idempotent: in step right after an apply
     assert "in step with NetBox" in sync().stdout
 

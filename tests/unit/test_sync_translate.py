@@ -223,3 +223,23 @@ def test_infiniband_rates() -> None:
     assert ib_rate_gbps({"type": {"value": "infiniband-ndr", "label": "NDR (100 Gbps)"}}) == 100
     assert ib_rate_gbps({"type": {"value": "infiniband-fdr", "label": "FDR (13.5 Gbps)"}}) == 14
     assert ib_rate_gbps({"type": {"value": "other", "label": "Other"}}) is None
+
+
+def test_cpu_memory_and_disk_fall_back_to_native_module_profiles() -> None:
+    server = _device(1, "gpu-006", "gpu-server", custom_fields={"storage_gb": 100})
+    types = [
+        {"id": 21, "profile": {"name": "CPU"}, "attributes": {"cores": 64}},
+        {"id": 22, "profile": {"name": "Memory"}, "attributes": {"class": "DDR5", "size": 64}},
+        {"id": 23, "profile": {"name": "Hard disk"}, "attributes": {"size": 3840}},
+    ]
+    modules = [
+        _gpu_module(1, server, "CPU0", 21),
+        _gpu_module(2, server, "CPU1", 21),
+        *(_gpu_module(10 + n, server, f"DIMM{n}", 22) for n in range(16)),
+        _gpu_module(40, server, "NVME0", 23),
+    ]
+    desired = translate(Snapshot(devices=[server], module_types=types, modules=modules), Mapping())
+    document = desired.devices["gpu-006"]
+    assert (document["totalcpu"], document["totalmemoryMB"]) == (128, 16 * 64 * 1024)
+    assert document["totalstorageGB"] == 100  # the custom field, when set, wins
+    assert not desired.notes

@@ -1,0 +1,251 @@
+"""NetBox webhooks: apply one change as it happens, instead of waiting for the next sync.
+
+NetBox's event rule posts the changed object; a change to a part (a GPU module, an
+InfiniBand interface, a cable) re-syncs the device it belongs to. The request is trusted
+only if ``X-Hook-Signature`` is the HMAC-SHA512 of the body with the shared secret. The
+device is then read back from NetBox (the payload is a notification, not the truth: the
+object may have changed again since), translated, diffed and applied like a full sync,
+limited to that device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pynetbox
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.settings import Settings
+from sync import reconcile
+from sync.diff import Change, diff
+from sync.mapping import Mapping, MappingError, parse_mapping
+from sync.netbox import INFINIBAND_TYPES, NetBoxUnavailable, connect
+from sync.translate import Snapshot, translate
+
+log = logging.getLogger("gpuinv.sync")
+DEVICE, VM = "device", "vm"
+EVENT_OBJECT_TYPES = (
+    "dcim.device",
+    "dcim.module",
+    "dcim.interface",
+    "dcim.cable",
+    "virtualization.virtualmachine",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A NetBox object to re-sync: a device (server or switch) or a virtual machine."""
+
+    family: str  # DEVICE | VM
+    netbox_id: int
+
+
+class BadEvent(ValueError):
+    """A payload that is not a NetBox event we understand; the message says what is wrong."""
+
+
+def signature_ok(secret: str, body: bytes, signature: str | None) -> bool:
+    expected = hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
+    return signature is not None and hmac.compare_digest(expected, signature.strip().lower())
+
+
+def targets(payload: Any) -> list[Target]:
+    """Which devices or VMs an event concerns (pure)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        raise BadEvent("not a NetBox event: expected an object with 'object_type' and 'data'")
+    kind, data = payload.get("object_type"), payload["data"]
+    if kind == "dcim.device":
+        return [Target(DEVICE, _id(data))]
+    if kind == "virtualization.virtualmachine":
+        return [Target(VM, _id(data))]
+    if kind in ("dcim.module", "dcim.interface"):
+        return [Target(DEVICE, _id(data.get("device")))]
+    if kind == "dcim.cable":
+        ends = [*data.get("a_terminations", []), *data.get("b_terminations", [])]
+        found = {
+            _id((end.get("object") or {}).get("device"))
+            for end in ends
+            if isinstance(end, dict) and (end.get("object") or {}).get("device")
+        }
+        return [Target(DEVICE, i) for i in sorted(found)]
+    raise BadEvent(f"object_type {kind!r} is not one the sync follows")
+
+
+def _id(nested: Any) -> int:
+    if not isinstance(nested, dict) or not isinstance(nested.get("id"), int):
+        raise BadEvent("the event's data has no object id")
+    return nested["id"]
+
+
+def sync_targets(
+    sessions: sessionmaker[Session], api: pynetbox.api, mapping: Mapping, found: list[Target]
+) -> list[Change]:
+    """Re-read each target from NetBox and apply what changed, in one transaction."""
+    changes: list[Change] = []
+    for target in found:
+        snapshot = _load_one(api, mapping, target)
+        desired = translate(snapshot, mapping)
+        names = {*desired.devices, *desired.vms, *desired.switches}
+        families = ("vm",) if target.family == VM else ("baremetal", "switch")
+        with sessions() as session:
+            current = [
+                item
+                for item in reconcile.holdings(session, names, {target.netbox_id})
+                if item.kind in families
+                and (item.key in names or item.document["source"].get("id") == target.netbox_id)
+            ]
+        changes.extend(diff(desired, current))
+    with sessions() as session, session.begin():
+        reconcile.apply(session, changes)
+    return changes
+
+
+def _load_one(api: pynetbox.api, mapping: Mapping, target: Target) -> Snapshot:
+    """What the translation needs for one device or VM; empty if it is gone (or no longer
+    has a role the mapping syncs), so that the diff retires or flags it."""
+    try:
+        sites = [dict(s) for s in api.dcim.sites.all()]
+        if target.family == VM:
+            vm = api.virtualization.virtual_machines.get(target.netbox_id)
+            return Snapshot(sites=sites, virtual_machines=[dict(vm)] if vm else [])
+        record = api.dcim.devices.get(target.netbox_id)
+        device = dict(record) if record else None
+        roles = (*mapping.device_roles, *mapping.switch_roles)
+        if device is None or (device.get("role") or {}).get("slug") not in roles:
+            return Snapshot(sites=sites)
+        modules = [dict(m) for m in api.dcim.modules.filter(device_id=target.netbox_id)]
+        type_ids = sorted({m["module_type"]["id"] for m in modules if m.get("module_type")})
+        module_types = (
+            [dict(t) for t in api.dcim.module_types.filter(id=type_ids)] if type_ids else []
+        )
+        interfaces = [
+            dict(i)
+            for i in api.dcim.interfaces.filter(
+                device_id=target.netbox_id, type=list(INFINIBAND_TYPES)
+            )
+        ]
+        peer_ids = sorted(
+            {
+                p["device"]["id"]
+                for i in interfaces
+                for p in i.get("link_peers") or []
+                if "device" in p
+            }
+        )
+        peers = [dict(d) for d in api.dcim.devices.filter(id=peer_ids)] if peer_ids else []
+        items = []
+        if api.dcim.inventory_item_roles.filter(slug="gpu"):
+            items = [
+                dict(i)
+                for i in api.dcim.inventory_items.filter(device_id=target.netbox_id, role="gpu")
+            ]
+    except pynetbox.RequestError as exc:
+        raise NetBoxUnavailable(f"NetBox refused a read: {exc.error}") from exc
+    except OSError as exc:  # requests' connection errors are OSErrors
+        raise NetBoxUnavailable(f"NetBox did not answer: {exc}") from exc
+    # The cabled switches come along: their fabric tag is the ports' fabric (and they are
+    # re-synced with the device, which changes nothing when they are already in step).
+    switches = [p for p in peers if (p.get("role") or {}).get("slug") in mapping.switch_roles]
+    return Snapshot(
+        devices=[device, *(s for s in switches if s["id"] != device["id"])],
+        sites=sites,
+        module_types=module_types,
+        modules=modules,
+        inventory_items=items,
+        interfaces=interfaces,
+    )
+
+
+def endpoint(sessions: sessionmaker[Session], settings: Settings):
+    """The ``/hooks/netbox`` route handler for the service (api/app.py mounts it)."""
+    mapping = Mapping()
+    if settings.sync_mapping_file:
+        path = Path(settings.sync_mapping_file)
+        try:
+            mapping = parse_mapping(path.read_text(), str(path))
+        except (OSError, MappingError) as exc:
+            raise SystemExit(f"GPUINV_SYNC_MAPPING: {exc}") from None
+
+    async def netbox_hook(request: Request) -> JSONResponse:
+        secret = settings.netbox_webhook_secret
+        if not secret:
+            return _error(503, "NetBox webhooks are off: set GPUINV_NETBOX_WEBHOOK_SECRET")
+        body = await request.body()
+        if not signature_ok(secret, body, request.headers.get("X-Hook-Signature")):
+            return _error(401, "X-Hook-Signature is missing or does not match the body")
+        try:
+            found = targets(parse(body))
+        except BadEvent as exc:
+            return _error(400, str(exc))
+        if not (settings.netbox_url and settings.netbox_token):
+            return _error(503, "set NETBOX_URL and NETBOX_TOKEN so the service can read NetBox")
+        api = connect(settings.netbox_url, settings.netbox_token)
+        try:
+            changes = await asyncio.to_thread(sync_targets, sessions, api, mapping, found)
+        except NetBoxUnavailable as exc:
+            return _error(502, str(exc))
+        except reconcile.SyncError as exc:
+            return _error(409, str(exc))
+        log.info("netbox webhook: %d change(s) for %s", len(changes), found)
+        return JSONResponse({"changes": [c.as_json() for c in changes]})
+
+    return netbox_hook
+
+
+HOOK_NAME = "gpu-inventory"
+
+
+def setup_webhook(api: pynetbox.api, service_url: str, secret: str) -> tuple[int, int]:
+    """Create (or bring up to date) NetBox's webhook to ``<service_url>/hooks/netbox`` and
+    the event rule that fires it for devices, modules, interfaces, cables and VMs.
+    Idempotent: both are found by name. Returns their ids."""
+    payload_url = service_url.rstrip("/") + "/hooks/netbox"
+    hook_fields = {
+        "name": HOOK_NAME,
+        "payload_url": payload_url,
+        "http_method": "POST",
+        "http_content_type": "application/json",
+        "secret": secret,
+        "ssl_verification": payload_url.startswith("https"),
+    }
+    hook = api.extras.webhooks.get(name=HOOK_NAME)
+    if hook is None:
+        hook = api.extras.webhooks.create(**hook_fields)
+    else:
+        hook.update(hook_fields)
+    rule_fields = {
+        "name": HOOK_NAME,
+        "object_types": list(EVENT_OBJECT_TYPES),
+        "event_types": ["object_created", "object_updated", "object_deleted"],
+        "enabled": True,
+        "action_type": "webhook",
+        "action_object_type": "extras.webhook",
+        "action_object_id": hook.id,
+    }
+    rule = api.extras.event_rules.get(name=HOOK_NAME)
+    if rule is None:
+        rule = api.extras.event_rules.create(**rule_fields)
+    else:
+        rule.update(rule_fields)
+    return hook.id, rule.id
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def parse(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise BadEvent(f"the body is not JSON: {exc}") from exc
