@@ -123,7 +123,7 @@ def run_apply(
     with sessions() as session:
         reconcile.record_outcome(session, started, summary=summary)
     for note in notes:
-        err.print(f"note: {note.kind} {note.key}: {note.message}")
+        click.echo(f"note: {note.kind} {note.key}: {note.message}", err=True)
     return summary
 
 
@@ -217,7 +217,7 @@ def sync_command(
         for change in changes:
             click.echo(describe(change))
         for note in notes:
-            err.print(f"note: {note.kind} {note.key}: {note.message}")
+            click.echo(f"note: {note.kind} {note.key}: {note.message}", err=True)
         click.echo(f"{len(changes)} changes" if changes else "in step with NetBox")
         return
     worker = reconcile.worker_name()

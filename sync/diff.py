@@ -75,6 +75,8 @@ def diff(desired: Desired, current: list[Held]) -> list[Change]:
         if (kind, key) in wanted or not item.from_netbox:
             continue
         netbox_id = item.document["source"].get("id")
+        if ("vm" if kind == "vm" else "device", netbox_id) in desired.skipped:
+            continue  # still in NetBox, only unusable there: keep what we have
         status = item.document.get("status")
         if item.held:
             if NETBOX_DELETED not in item.attention:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.domain.document import DocumentError, parse_device, parse_switch
+from api.domain.vocabulary import Kind
 from sync.mapping import Mapping
 
 Record = dict[str, Any]
@@ -65,6 +68,9 @@ class Desired:
     vms: dict[str, Record] = field(default_factory=dict)
     switches: dict[str, Record] = field(default_factory=dict)  # name -> document
     notes: list[Note] = field(default_factory=list)
+    # NetBox objects that could not be mapped: ("device" | "vm", NetBox id). They still
+    # exist in NetBox, so the inventory's copies are left alone, not retired.
+    skipped: set[tuple[str, int]] = field(default_factory=set)
 
 
 def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
@@ -80,15 +86,52 @@ def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
     for device in snapshot.devices:
         role = _slug(device.get("role"))
         if role in mapping.switch_roles:
-            document = _switch(device, regions)
-            desired.switches[document["name"]] = document
+            _keep(desired, "device", device, desired.switches, lambda d: _switch(d, regions))
         elif role in mapping.device_roles:
-            document = _server(device, regions, gpus, parts, ports, mapping, desired.notes)
-            desired.devices[document["hostname"]] = document
+            _keep(
+                desired,
+                "device",
+                device,
+                desired.devices,
+                lambda d: _server(d, regions, gpus, parts, ports, mapping, desired.notes),
+            )
     for vm in snapshot.virtual_machines:
-        document = _vm(vm, regions)
-        desired.vms[document["hostname"]] = document
+        _keep(desired, "vm", vm, desired.vms, lambda v: _vm(v, regions))
+    desired.notes = list(dict.fromkeys(desired.notes))  # one per device, not per GPU
     return desired
+
+
+class _Unusable(ValueError):
+    """A NetBox object the mapping cannot turn into a valid item; the message says why."""
+
+
+def _keep(
+    desired: Desired,
+    family: str,
+    record: Record,
+    into: dict[str, Record],
+    build: Callable[[Record], Record],
+) -> None:
+    """Build one item's document and check it with the inventory's own validator; an
+    object that fails is reported and skipped (and, being in NetBox, never retired)."""
+    name = record.get("name")
+    try:
+        if not isinstance(name, str) or not name.strip():
+            raise _Unusable("has no name in NetBox")
+        if name in into:
+            other = into[name]["source"]["id"]
+            raise _Unusable(f"its name is also NetBox #{other}'s; names must be unique")
+        document = build(record)
+        if "name" in document:
+            parse_switch(document)
+        else:
+            parse_device(document, Kind.VM if family == "vm" else Kind.BAREMETAL)
+    except (_Unusable, DocumentError) as exc:
+        desired.skipped.add((family, record["id"]))
+        key = name if isinstance(name, str) and name.strip() else f"#{record['id']}"
+        desired.notes.append(Note("skipped", key, f"NetBox {family} #{record['id']}: {exc}"))
+        return
+    into[name] = document
 
 
 def vendor_code(manufacturer: str) -> tuple[str, bool]:
@@ -130,7 +173,15 @@ def _server(
     def amount(custom_field: str, part: str) -> int:
         """The custom field when set, else the sum over the device's modules."""
         value = fields.get(custom_field)
-        return _amount(value) if value not in (None, "") else summed.get(part, 0)
+        if value in (None, ""):
+            return summed.get(part, 0)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _Unusable(f"custom field {custom_field}: {value!r} is not a number") from None
+        if number < 0 or number != int(number):
+            raise _Unusable(f"custom field {custom_field}: {value!r} is not a whole number ≥ 0")
+        return int(number)
 
     document = _common(device, regions) | {
         "hostname": name,
@@ -237,9 +288,18 @@ def _gpus_by_device(
         device_id = item["device"]["id"]
         if device_id in found and not any(i.get("_from_item") for i in found[device_id]):
             continue  # the device lists GPU modules: they win over inventory items
-        code, known = vendor_code(_name(item.get("manufacturer")) or "")
+        manufacturer = _name(item.get("manufacturer")) or ""
+        code, known = vendor_code(manufacturer)
+        if not known:
+            name = (item.get("device") or {}).get("name") or f"#{device_id}"
+            notes.append(Note("device", name, f"unknown GPU vendor {manufacturer!r}"))
         found[device_id].append(
-            {"vendorCode": code, "modelNo": item.get("part_id") or item["name"], "_from_item": True}
+            {
+                "vendorCode": code,
+                "modelNo": item.get("part_id") or item["name"],
+                "memoryMB": None,  # an inventory item carries no memory size
+                "_from_item": True,
+            }
         )
     return {
         device_id: [{k: v for k, v in g.items() if k != "_from_item"} for g in gpus]

@@ -310,3 +310,60 @@ def test_an_unreachable_netbox_is_a_clear_error_and_is_recorded(
         state = session.get(SyncState, "netbox")
         assert state is not None and "127.0.0.1:9" in state.last_error
         assert session.scalar(select(Switch.id)) is None
+
+
+def test_messy_netbox_data_is_reported_and_skipped_and_the_rest_synced(
+    clean_netbox: NetBox, sync, api: Api
+) -> None:
+    nb = clean_netbox.api()
+    site = nb.dcim.sites.create(name="Pune", slug="pune")
+    acme = nb.tenancy.tenants.create(name="Acme AI", slug="acme")
+    maker = nb.dcim.manufacturers.create(name="Dell", slug="dell")
+    tenstorrent = nb.dcim.manufacturers.create(name="Tenstorrent", slug="tenstorrent")
+    model = nb.dcim.device_types.create(manufacturer=maker.id, model="XE9680", slug="xe9680")
+    role = nb.dcim.device_roles.create(name="GPU server", slug="gpu-server")
+    gpu_role = nb.dcim.inventory_item_roles.create(name="GPU", slug="gpu")
+    for name in ("cpu_cores", "memory_mb"):  # text fields: people type anything into them
+        nb.extras.custom_fields.create(name=name, type="text", object_types=["dcim.device"])
+
+    def server(name: str | None, cpu: str) -> Any:
+        return nb.dcim.devices.create(
+            name=name, device_type=model.id, role=role.id, site=site.id, tenant=acme.id,
+            custom_fields={"cpu_cores": cpu, "memory_mb": "1048576"},
+        )  # fmt: skip
+
+    good, unnamed = server("gpu-100", "96"), server(None, "96")
+    server("gpu-102", "lots")
+    for n in range(4):
+        nb.dcim.inventory_items.create(
+            device=good.id, name=f"accel{n}", role=gpu_role.id, manufacturer=tenstorrent.id,
+            part_id="Wormhole n300",
+        )  # fmt: skip
+
+    result = sync("--apply")
+    assert "create 1" in result.stdout
+    assert f"NetBox device #{unnamed.id}: has no name" in result.stderr
+    assert "gpu-102" in result.stderr and "cpu_cores: 'lots' is not a number" in result.stderr
+    assert "gpu-100: unknown GPU vendor 'Tenstorrent'" in result.stderr  # and synced as given
+    document = _graphql_device(api, "gpu-100", "document")["document"]
+    assert document["tenant"] == "acme"
+    assert document["totalcpu"] == 96 and document["totalmemoryMB"] == 1048576
+    assert [(g["vendorCode"], g["modelNo"]) for g in document["gpus"]] == [
+        ("TENSTORRENT", "Wormhole n300")
+    ] * 4
+    assert "skipped" not in sync().stdout and _diff(sync) == []
+
+
+def test_an_empty_answer_from_netbox_does_not_retire_the_fleet(
+    fleet: Fleet, sync, db: sessionmaker[Session]
+) -> None:
+    sync("--apply")
+    for device in fleet.nb.dcim.devices.all():
+        device.delete()
+    for vm in fleet.nb.virtualization.virtual_machines.all():
+        vm.delete()
+    refused = sync("--apply", ok=False)
+    assert "would retire 4 of 4 items" in refused.output
+    with db() as session:
+        statuses = set(session.scalars(select(Device.status)))
+    assert statuses == {"available"}

@@ -243,3 +243,24 @@ def test_cpu_memory_and_disk_fall_back_to_native_module_profiles() -> None:
     assert (document["totalcpu"], document["totalmemoryMB"]) == (128, 16 * 64 * 1024)
     assert document["totalstorageGB"] == 100  # the custom field, when set, wins
     assert not desired.notes
+
+
+def test_unusable_objects_are_reported_skipped_and_never_retired() -> None:
+    from sync.diff import Held, diff
+
+    good = _device(1, "gpu-010", "gpu-server", custom_fields={"cpu_cores": 8, "memory_mb": 8})
+    unnamed = _device(2, None, "gpu-server")
+    wordy = _device(3, "gpu-012", "gpu-server", custom_fields={"cpu_cores": "lots"})
+    twin = _device(4, "gpu-010", "gpu-server")
+    desired = translate(Snapshot(devices=[good, unnamed, wordy, twin]), Mapping())
+    assert list(desired.devices) == ["gpu-010"]
+    reasons = {note.key: note.message for note in desired.notes if note.kind == "skipped"}
+    assert "has no name" in reasons["#2"]
+    assert "cpu_cores: 'lots' is not a number" in reasons["gpu-012"]
+    assert "also NetBox #1's" in next(m for m in reasons.values() if "#4" in m)
+    assert desired.skipped == {("device", 2), ("device", 3), ("device", 4)}
+    # gpu-012 synced before, now unusable in NetBox: left as it is, not retired
+    synced = Held(
+        "baremetal", "gpu-012", {"status": "available", "source": {"system": "netbox", "id": 3}}
+    )
+    assert [c.action for c in diff(desired, [synced])] == ["create"]  # only gpu-010
