@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from datetime import timedelta
@@ -221,29 +222,59 @@ def sync_command(
         click.echo(f"{len(changes)} changes" if changes else "in step with NetBox")
         return
     worker = reconcile.worker_name()
-    lease = timedelta(seconds=max(60.0, 3 * interval))
-    while True:
+    # Renewed at every round; a crashed leader's lease lapses and another worker takes over.
+    lease = timedelta(seconds=max(10.0, 3 * interval))
+    if mode == "apply":
+        apply_once(sessions, mapping, allow_mass_retire, worker, lease)
+    else:
+        watch(sessions, mapping, allow_mass_retire, worker, lease, interval)
+
+
+def apply_once(
+    sessions: sessionmaker[Session],
+    mapping: Mapping,
+    allow_mass_retire: bool,
+    worker: str,
+    lease: timedelta,
+) -> None:
+    with sessions() as session:
+        if not reconcile.take_lead(session, worker, lease):
+            raise click.ClickException(
+                "another sync worker leads (see syncState); try again when it is done"
+            )
+    try:
+        summary = run_apply(sessions, mapping, allow_mass_retire, quiet=False)
+        click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
+    finally:
         with sessions() as session:
-            leading = reconcile.take_lead(session, worker, lease)
-        if not leading:
-            if mode == "apply":
-                raise click.ClickException(
-                    "another sync worker leads (see syncState); try again when it is done"
-                )
+            reconcile.give_up_lead(session, worker)
+
+
+def watch(
+    sessions: sessionmaker[Session],
+    mapping: Mapping,
+    allow_mass_retire: bool,
+    worker: str,
+    lease: timedelta,
+    interval: float,
+) -> None:
+    """Sync every ``interval`` seconds while leading; otherwise wait to take over. A failed
+    round (NetBox down, a refused apply) is recorded and retried; the service is not
+    affected either way."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+    err.print(f"sync worker {worker}: watching NetBox every {interval:g} s")
+    try:
+        while True:
+            with sessions() as session:
+                leading = reconcile.take_lead(session, worker, lease)
+            if leading:
+                try:
+                    summary = run_apply(sessions, mapping, allow_mass_retire, quiet=True)
+                    click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
+                except click.ClickException as exc:
+                    click.echo(f"sync failed, retrying in {interval:g} s: {exc.message}", err=True)
+                sys.stdout.flush()
             time.sleep(interval)
-            continue
-        try:
-            summary = run_apply(sessions, mapping, allow_mass_retire, quiet=mode == "watch")
-            click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
-        except click.ClickException as exc:
-            if mode == "apply":
-                raise
-            err.print(f"sync failed, retrying in {interval:.0f} s: {exc.message}")
-        finally:
-            if mode == "apply":
-                with sessions() as session:
-                    reconcile.give_up_lead(session, worker)
-        if mode == "apply":
-            return
-        sys.stdout.flush()
-        time.sleep(interval)
+    except KeyboardInterrupt:
+        with sessions() as session:
+            reconcile.give_up_lead(session, worker)
