@@ -41,15 +41,15 @@ def fresh_database(backend: str, postgres_url: str, workdir: Path, prefix: str) 
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def service_env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "GPUINV_DATABASE_URL": database_url}
+def service_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "GPUINV_DATABASE_URL": database_url, **(extra or {})}
 
 
-def cli(database_url: str, *args: str) -> str:
+def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str:
     """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout."""
     done = subprocess.run(
         [str(GPUINV), *args],
-        env=service_env(database_url),
+        env=service_env(database_url, env),
         capture_output=True,
         text=True,
         timeout=300,

@@ -114,7 +114,7 @@ def run_apply(
         ) as progress:
             task = progress.add_task("apply", total=len(changes))
             with sessions() as session, session.begin():
-                applied = reconcile.apply(session, changes, lambda: progress.advance(task))
+                applied = reconcile.apply(session, changes, lambda n: progress.advance(task, n))
     except (NetBoxUnavailable, reconcile.SyncError) as exc:
         with sessions() as session:
             reconcile.record_outcome(session, started, error=str(exc))

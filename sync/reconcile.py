@@ -22,10 +22,13 @@ from api.db import device as device_db
 from api.db import switch as switch_db
 from api.db import tenant as tenant_db
 from api.db.base import utcnow
+from api.db.inventory_import import import_batch
 from api.db.models import AllocationDevice, Device, Switch, SyncState
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
+from api.domain.document import parse_device, parse_switch
 from api.domain.errors import DomainError
+from api.domain.inventory_import import ImportBatch
 from api.domain.vocabulary import Kind, Status
 from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held
 
@@ -101,20 +104,38 @@ def check_mass_retire(changes: list[Change], current: list[Held], allowed: bool)
 
 
 def apply(
-    session: Session, changes: list[Change], tick: Callable[[], None] | None = None
+    session: Session, changes: list[Change], tick: Callable[[int], None] | None = None
 ) -> Applied:
     """Apply every change in the session's transaction; the caller commits."""
-    tick = tick or (lambda: None)
+    tick = tick or (lambda n: None)
     _create_missing_tenants(session, changes)
     applied = Applied()
     now = utcnow()
+    creates = [c for c in changes if c.action == CREATE]
+    if creates:
+        # New items take the import's bulk path (a first sync of a fleet is the big case):
+        # the same validation, audit and ports as one by one, in a few statements.
+        batch = ImportBatch()
+        for change in creates:
+            document = dict(change.patch or {})
+            if change.kind == "switch":
+                batch.switches.append(parse_switch(document))
+            elif change.kind == "vm":
+                batch.vms.append(parse_device(document, Kind.VM))
+            else:
+                batch.devices.append(parse_device(document, Kind.BAREMETAL))
+        try:
+            import_batch(session, SYNC_ACTOR, batch, tick)
+        except DomainError as exc:
+            raise SyncError(f"creating {len(creates)} new items: {exc}") from exc
+        applied.counts[CREATE] = len(creates)
     for change in changes:
+        if change.action == CREATE:
+            continue
         kind = _KINDS[change.kind]
         item = _find(session, change)
         try:
-            if change.action == CREATE:
-                inventory.create(session, SYNC_ACTOR, kind, dict(change.patch or {}))
-            elif change.action == UPDATE:
+            if change.action == UPDATE:
                 assert item is not None
                 patch = dict(change.patch or {})
                 inventory.update(session, SYNC_ACTOR, kind, item.id, patch, None)
@@ -136,7 +157,7 @@ def apply(
         except DomainError as exc:
             raise SyncError(f"{change.kind} {change.key!r} ({change.action}): {exc}") from exc
         applied.counts[change.action] = applied.counts.get(change.action, 0) + 1
-        tick()
+        tick(1)
     return applied
 
 

@@ -189,6 +189,32 @@ def test_a_first_sync_creates_the_fleet_and_a_second_finds_nothing_to_do(
     assert document["source"]["system"] == "netbox"
     assert document["source"]["id"] == fleet.ids["gpu-001"]
 
+    everything = api.ok(
+        "{ vms { edges { node { document } } }"
+        " switches { edges { node { name model role site fabric status tags } } }"
+        " infinibands { edges { node { name device port rateGbps fabric switch } } } }"
+    )
+    [vm] = [e["node"]["document"] for e in everything["vms"]["edges"]]
+    assert (vm["hostname"], vm["totalcpu"], vm["totalmemoryMB"], vm["totalstorageGB"]) == (
+        "vm-01",
+        16,
+        65536,
+        500,
+    )
+    assert (vm["cluster"], vm["site"], vm["status"]) == ("kvm-a", "mumbai-1", "available")
+    assert vm["tags"] == {"location": "india"}
+    [switch] = [e["node"] for e in everything["switches"]["edges"]]
+    assert switch == {
+        "name": "ib-leaf-1", "model": "QM9700", "role": "ib-switch", "site": "mumbai-1",
+        "fabric": "ib-a", "status": "AVAILABLE", "tags": {"location": "india"},
+    }  # fmt: skip
+    ports = sorted((e["node"] for e in everything["infinibands"]["edges"]), key=str)
+    assert ports == [
+        {"name": f"gpu-00{n}:ib0", "device": f"gpu-00{n}", "port": "ib0", "rateGbps": 400,
+         "fabric": "ib-a", "switch": "ib-leaf-1"}
+        for n in (1, 2)
+    ]  # fmt: skip
+
 
 def test_changes_in_netbox_update_and_a_vanished_device_is_retired(
     fleet: Fleet, sync, db: sessionmaker[Session]
