@@ -9,17 +9,17 @@ from typing import Any
 
 import pynetbox
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.cli import main
 from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
 from api.db.models import Device, Switch, SyncState
 from api.domain.access import cli_principal
 from tests.conftest import Api
 from tests.netbox.fixture import NetBox
+from tests.sync.support import run_sync
 
 pytestmark = pytest.mark.xdist_group("netbox")
 
@@ -113,17 +113,7 @@ def sync(clean_netbox: NetBox, database_url: str, db: sessionmaker[Session]):
     """Runs `gpuinv sync ARGS` against the test NetBox and the test database."""
 
     def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
-        result = CliRunner().invoke(
-            main,
-            ["sync", *args],
-            env={
-                "NETBOX_URL": clean_netbox.url,
-                "NETBOX_TOKEN": clean_netbox.token,
-                "GPUINV_DATABASE_URL": database_url,
-                **(env or {}),
-            },
-            catch_exceptions=False,
-        )
+        result = run_sync(clean_netbox, database_url, *args, env=env)
         if ok:
             assert result.exit_code == 0, result.output
         return result
@@ -139,6 +129,16 @@ def _graphql_device(api: Api, hostname: str, fields: str) -> dict[str, Any]:
     query = "query($h: String!) { devices(filter: {hostnamePrefix: $h}) { edges { node { %s } } } }"
     [edge] = api.ok(query % fields, h=hostname)["devices"]["edges"]
     return edge["node"]
+
+
+def _allocate(db: sessionmaker[Session], environment: str, hostname: str) -> None:
+    with db() as session:
+        allocation_db.match_device(
+            session,
+            cli_principal(),
+            LiveIndex(),
+            allocation_db.MatchInput(environment, {"host": hostname}, labels=ONE_GPU_SERVER),
+        )
 
 
 def _device(db: sessionmaker[Session], hostname: str) -> Device:
@@ -254,13 +254,7 @@ def test_an_allocated_device_is_flagged_not_retired_and_changed_after_release(
     fleet: Fleet, sync, db: sessionmaker[Session], api: Api
 ) -> None:
     sync("--apply")
-    with db() as session:
-        allocation_db.match_device(
-            session,
-            cli_principal(),
-            LiveIndex(),
-            allocation_db.MatchInput("env-1", {"host": "gpu-001"}, labels=ONE_GPU_SERVER),
-        )
+    _allocate(db, "env-1", "gpu-001")
     fleet.nb.dcim.devices.get(fleet.ids["gpu-001"]).delete()
 
     [flag] = [c for c in _diff(sync) if c["key"] == "gpu-001"]
@@ -285,13 +279,7 @@ def test_a_degraded_allocated_device_keeps_its_status_until_released(
     fleet: Fleet, sync, db: sessionmaker[Session]
 ) -> None:
     sync("--apply")
-    with db() as session:
-        allocation_db.match_device(
-            session,
-            cli_principal(),
-            LiveIndex(),
-            allocation_db.MatchInput("env-2", {"host": "gpu-002"}, labels=ONE_GPU_SERVER),
-        )
+    _allocate(db, "env-2", "gpu-002")
     server = fleet.nb.dcim.devices.get(fleet.ids["gpu-002"])
     server.status = "failed"
     server.save()

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Device, SyncState
 from tests.netbox.fixture import NetBox
+from tests.sync.support import eventually
 from tests.sync.test_sync_netbox import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
 GPUINV = Path(sys.executable).with_name("gpuinv")
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the watching workers did not bring about: {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -72,7 +64,7 @@ def test_one_worker_leads_and_the_other_takes_over_when_it_dies(
     clean_netbox: NetBox, workers: list[subprocess.Popen], db: sessionmaker[Session]
 ) -> None:
     fleet = Fleet.build(clean_netbox.api(), servers=1)
-    _eventually(lambda: _devices(db) == 2, "the server and the VM synced")
+    eventually(lambda: _devices(db) == 2, "the server and the VM synced")
     leader = _leader(db)
     pids = {f":{p.pid}": p for p in workers}
     [leading] = [p for suffix, p in pids.items() if leader and leader.endswith(suffix)]
@@ -80,11 +72,11 @@ def test_one_worker_leads_and_the_other_takes_over_when_it_dies(
     server = fleet.nb.dcim.devices.get(fleet.ids["gpu-001"])
     server.serial = "SN-WATCHED"
     server.save()
-    _eventually(lambda: _serial(db) == "SN-WATCHED", "the NetBox change synced by the watch")
+    eventually(lambda: _serial(db) == "SN-WATCHED", "the NetBox change synced by the watch")
 
     leading.kill()  # a crash: no chance to give up the lease
     leading.wait(timeout=30)
-    _eventually(lambda: _leader(db) not in (None, leader), "the other worker leading", timeout=60)
+    eventually(lambda: _leader(db) not in (None, leader), "the other worker leading", timeout=60)
     with db() as session:
         assert session.get(SyncState, "netbox").last_success_at is not None
 

@@ -7,20 +7,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.cli import main
 from api.db.models import Device
 from api.settings import Settings
 from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
+from tests.sync.support import eventually, run_sync
 from tests.sync.test_sync_netbox import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
@@ -41,28 +39,9 @@ def service(clean_netbox: NetBox, database_url: str, db) -> Iterator[ServerThrea
 
 
 def _cli(netbox: NetBox, database_url: str, *args: str) -> str:
-    result = CliRunner().invoke(
-        main,
-        ["sync", *args],
-        env={
-            "NETBOX_URL": netbox.url,
-            "NETBOX_TOKEN": netbox.token,
-            "GPUINV_DATABASE_URL": database_url,
-            "GPUINV_NETBOX_WEBHOOK_SECRET": SECRET,
-        },
-        catch_exceptions=False,
-    )
+    result = run_sync(netbox, database_url, *args, env={"GPUINV_NETBOX_WEBHOOK_SECRET": SECRET})
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """NetBox sends webhooks from its rqworker, a moment after the change."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"NetBox's webhook did not bring about: {what}")
-        time.sleep(0.3)
 
 
 def _device(db: sessionmaker[Session], hostname: str) -> Device | None:
@@ -83,15 +62,15 @@ def test_changes_in_netbox_arrive_through_the_webhook(
     server = fleet.nb.dcim.devices.get(fleet.ids["gpu-001"])
     server.serial = "SN-NEW"
     server.save()
-    _eventually(lambda: _device(db, "gpu-001").serial == "SN-NEW", "serial updated")
+    eventually(lambda: _device(db, "gpu-001").serial == "SN-NEW", "serial updated")
 
     # a change to a part (one GPU module removed) re-syncs its device
     [module] = list(fleet.nb.dcim.modules.filter(device_id=server.id))[:1]
     module.delete()
-    _eventually(lambda: _device(db, "gpu-001").total_gpus == 7, "7 GPUs after a module went")
+    eventually(lambda: _device(db, "gpu-001").total_gpus == 7, "7 GPUs after a module went")
 
     server.delete()
-    _eventually(lambda: _device(db, "gpu-001").status == "retired", "retired after delete")
+    eventually(lambda: _device(db, "gpu-001").status == "retired", "retired after delete")
 
 
 def test_an_unsigned_or_forged_event_changes_nothing(
