@@ -494,10 +494,12 @@ def profile_list() -> None:
 
 
 def _add_sync_command() -> None:
-    # The one place the service's code reaches into the sync worker: its CLI command.
+    # The one place the service's code reaches into the workers: their CLI commands.
+    from iac.install import terraform_command
     from sync.cli import sync_command
 
     main.add_command(sync_command)
+    main.add_command(terraform_command)
 
 
 _add_sync_command()

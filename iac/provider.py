@@ -1,0 +1,336 @@
+"""The Terraform provider `gpu-inventory/gpuinv`, written with the `tf` framework.
+
+A thin client of the GraphQL API (DESIGN.md "IaC bridge"): create is matchDevice, delete
+is releaseAllocation, read looks the allocation up by environment. Run by Terraform as
+`terraform-provider-gpuinv` (see iac/install.py), never by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from tf import runner, schema, types
+from tf.iface import (
+    Config,
+    CreateContext,
+    DeleteContext,
+    ImportContext,
+    ReadContext,
+    ReadDataContext,
+    State,
+    UpdateContext,
+)
+from tf.provider import DataSource, Diagnostics, Provider, Resource
+from tf.types import Unknown
+
+from iac.client import ApiError, Inventory, variables_from_terraform
+
+SOURCE = "registry.terraform.io/gpu-inventory/gpuinv"
+_DEVICE_FIELDS = ("id", "hostname", "status", "site", "totalgpus", "gpu_model")
+_REQUEST = ("profile", "inventory_type", "inventory_config", "variables", "tenant", "project")
+
+
+class GpuInventoryProvider(Provider):
+    def __init__(self) -> None:
+        self.inventory: Inventory | None = None
+
+    def full_name(self) -> str:
+        return SOURCE
+
+    def get_model_prefix(self) -> str:
+        return "gpuinv_"
+
+    def get_provider_schema(self, diags: Diagnostics) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                schema.Attribute(
+                    "endpoint",
+                    types.String(),
+                    optional=True,
+                    description="The service's base URL (may end in /graphql); or GPUINV_ENDPOINT.",
+                ),
+                schema.Attribute(
+                    "token",
+                    types.String(),
+                    optional=True,
+                    sensitive=True,
+                    description="A bearer token (gpuinv token create); or GPUINV_TOKEN.",
+                ),
+            ]
+        )
+
+    def validate_config(self, diags: Diagnostics, config: Config) -> None:
+        pass
+
+    def configure_provider(self, diags: Diagnostics, config: Config) -> None:
+        endpoint = config.get("endpoint") or os.environ.get("GPUINV_ENDPOINT")
+        token = config.get("token") or os.environ.get("GPUINV_TOKEN")
+        if not endpoint or not token:
+            diags.add_error(
+                "gpuinv: endpoint and token are required",
+                "Set them in the provider block, or GPUINV_ENDPOINT and GPUINV_TOKEN.",
+            )
+            return
+        self.inventory = Inventory(endpoint, token)
+
+    def get_data_sources(self) -> list[type[DataSource]]:
+        return [DevicesDataSource, MatchDataSource]
+
+    def get_resources(self) -> list[type[Resource]]:
+        return [AllocationResource]
+
+
+def _request_attributes(replace: bool) -> list[schema.Attribute]:
+    return [
+        schema.Attribute("profile", types.String(), optional=True, requires_replace=replace,
+                         description="A saved profile (or inventory_type + inventory_config)."),
+        schema.Attribute("inventory_type", types.String(), optional=True, requires_replace=replace,
+                         description="baremetal | vm | vcluster | mks (inline profile)."),
+        schema.Attribute("inventory_config", types.String(), optional=True,
+                         requires_replace=replace,
+                         description="The filter array as JSON (jsonencode([...]))."),
+        schema.Attribute("variables", types.Map(types.String()), optional=True,
+                         requires_replace=replace,
+                         description="Variable values; a JSON array means any of them."),
+        schema.Attribute("tenant", types.String(), optional=True, requires_replace=replace),
+        schema.Attribute("project", types.String(), optional=True, requires_replace=replace),
+    ]  # fmt: skip
+
+
+def _match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any]:
+    given: dict[str, Any] = {
+        "environment": environment,
+        "variables": variables_from_terraform(state.get("variables")),
+        "dryRun": dry_run,
+    }
+    if state.get("profile"):
+        given["profile"] = state["profile"]
+    else:
+        given["labels"] = {
+            "paas.envmgmt.io/inventory": state.get("inventory_type") or "",
+            "paas.envmgmt.io/inventory.config": state.get("inventory_config") or "[]",
+        }
+    for name in ("tenant", "project"):
+        if state.get(name):
+            given[name] = state[name]
+    return given
+
+
+def _devices(details: Any) -> list[dict[str, str]]:
+    documents = details if isinstance(details, list) else [details] if details else []
+    found = []
+    for document in documents:
+        gpus = document.get("gpus") or []
+        entry = {
+            "id": document.get("id"),
+            "hostname": document.get("hostname"),
+            "status": document.get("status"),
+            "site": document.get("site"),
+            "totalgpus": document.get("totalgpus"),
+            "gpu_model": gpus[0].get("modelNo") if gpus else None,
+        }
+        found.append({k: "" if v is None else str(v) for k, v in entry.items()})
+    return found
+
+
+def _error(diags: Diagnostics, what: str, exc: ApiError) -> None:
+    diags.add_error(f"gpuinv: {what}: {exc.code}", exc.detail())
+
+
+class AllocationResource(Resource):
+    """gpuinv_allocation: devices held for an environment while the resource exists."""
+
+    def __init__(self, provider: GpuInventoryProvider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "allocation"
+
+    @classmethod
+    def get_schema(cls) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                *_request_attributes(replace=True),
+                schema.Attribute("environment", types.String(), optional=True, computed=True,
+                                 requires_replace=True,
+                                 description="The idempotency key; default gpuinv-<uuid>."),
+                schema.Attribute("allocation_id", types.String(), computed=True),
+                schema.Attribute("device_details", types.String(), computed=True,
+                                 description="The API's deviceDetails, as a JSON string."),
+                schema.Attribute("devices", types.List(types.Map(types.String())),
+                                 computed=True, description="hostname, id, status, site, "
+                                 "totalgpus and gpu_model of each device."),
+            ]
+        )  # fmt: skip
+
+    def _inventory(self, diags: Diagnostics) -> Inventory | None:
+        if self.provider.inventory is None:
+            diags.add_error("gpuinv: the provider is not configured")
+        return self.provider.inventory
+
+    def create(self, ctx: CreateContext, planned: State) -> State | None:
+        inventory = self._inventory(ctx.diagnostics)
+        if inventory is None:
+            return None
+        environment = _known(planned.get("environment")) or f"gpuinv-{uuid.uuid4()}"
+        try:
+            answer = inventory.match(_match_input(planned, environment, dry_run=False))
+        except ApiError as exc:
+            _error(ctx.diagnostics, "matchDevice", exc)
+            return None
+        return _state(planned, answer["allocation"])
+
+    def read(self, ctx: ReadContext, current: State) -> State | None:
+        inventory = self._inventory(ctx.diagnostics)
+        if inventory is None:
+            return current
+        try:
+            found = inventory.active(current["environment"], current.get("tenant"))
+        except ApiError as exc:
+            _error(ctx.diagnostics, "reading the allocation", exc)
+            return current
+        return _state(current, found) if found else None  # released elsewhere: re-create
+
+    def update(self, ctx: UpdateContext, current: State, planned: State) -> State | None:
+        return planned  # every request argument forces replacement: nothing to update
+
+    def delete(self, ctx: DeleteContext, current: State) -> None:
+        inventory = self._inventory(ctx.diagnostics)
+        if inventory is None:
+            return
+        try:
+            inventory.release(current["environment"], current.get("tenant"))
+        except ApiError as exc:
+            _error(ctx.diagnostics, "releaseAllocation", exc)
+
+    def import_(self, ctx: ImportContext, id: str) -> State | None:
+        inventory = self._inventory(ctx.diagnostics)
+        if inventory is None:
+            return None
+        try:
+            found = inventory.active(id, None)
+        except ApiError as exc:
+            _error(ctx.diagnostics, "reading the allocation", exc)
+            return None
+        if found is None:
+            ctx.diagnostics.add_error(f"gpuinv: no active allocation for environment {id!r}")
+            return None
+        base = {name: None for name in _REQUEST}
+        base["profile"] = found.get("profile")
+        base["variables"] = {k: _as_text(v) for k, v in (found.get("variables") or {}).items()}
+        return _state(base, found)
+
+    def upgrade(self, ctx: Any, version: int, old: State) -> State | None:
+        return old  # schema version 0 only: nothing to upgrade
+
+
+def _known(value: Any) -> Any:
+    """A planned value, or None while Terraform does not know it yet."""
+    return None if value is Unknown else value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _state(request: State, allocation: dict[str, Any]) -> State:
+    state = dict(request)
+    state["environment"] = allocation["environment"]
+    state["allocation_id"] = allocation["id"]
+    state["device_details"] = json.dumps(allocation["deviceDetails"], sort_keys=True)
+    state["devices"] = _devices(allocation["deviceDetails"])
+    return state
+
+
+class MatchDataSource(DataSource):
+    """gpuinv_match: what an allocation would get now (a dry run), with the funnel."""
+
+    def __init__(self, provider: GpuInventoryProvider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "match"
+
+    @classmethod
+    def get_schema(cls) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                *_request_attributes(replace=False),
+                schema.Attribute("device_details", types.String(), computed=True),
+                schema.Attribute("explanation", types.String(), computed=True),
+            ]
+        )
+
+    def read(self, ctx: ReadDataContext, config: Config) -> State | None:
+        inventory = self.provider.inventory
+        if inventory is None:
+            ctx.diagnostics.add_error("gpuinv: the provider is not configured")
+            return None
+        try:
+            answer = inventory.match(_match_input(config, "gpuinv-dry-run", dry_run=True))
+        except ApiError as exc:
+            _error(ctx.diagnostics, "matchDevice (dry run)", exc)
+            return None
+        state = dict(config)
+        state["device_details"] = json.dumps(answer["deviceDetails"], sort_keys=True)
+        state["explanation"] = json.dumps(answer["explanation"], sort_keys=True)
+        return state
+
+
+class DevicesDataSource(DataSource):
+    """gpuinv_devices: the inventory's physical devices, filtered."""
+
+    def __init__(self, provider: GpuInventoryProvider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "devices"
+
+    @classmethod
+    def get_schema(cls) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                schema.Attribute("status", types.String(), optional=True,
+                                 description="available, allocated, maintenance, ..."),
+                schema.Attribute("gpu_vendor", types.String(), optional=True),
+                schema.Attribute("gpu_model", types.String(), optional=True),
+                schema.Attribute("site", types.String(), optional=True),
+                schema.Attribute("tags", types.Map(types.String()), optional=True,
+                                 description="Devices carrying all of these tags."),
+                schema.Attribute("devices", types.List(types.Map(types.String())),
+                                 computed=True, description="id, hostname, status, site, "
+                                 "totalgpus and gpu_model of each device."),
+            ]
+        )  # fmt: skip
+
+    def read(self, ctx: ReadDataContext, config: Config) -> State | None:
+        inventory = self.provider.inventory
+        if inventory is None:
+            ctx.diagnostics.add_error("gpuinv: the provider is not configured")
+            return None
+        filter: dict[str, Any] = {}
+        if config.get("status"):
+            filter["status"] = [str(config["status"]).upper()]
+        for name, key in (("gpu_vendor", "gpuVendor"), ("gpu_model", "gpuModel")):
+            if config.get(name):
+                filter[key] = config[name]
+        if config.get("site"):
+            filter["site"] = [config["site"]]
+        if config.get("tags"):
+            filter["tags"] = [{"key": k, "value": v} for k, v in config["tags"].items()]
+        try:
+            documents = inventory.devices(filter)
+        except ApiError as exc:
+            _error(ctx.diagnostics, "devices", exc)
+            return None
+        return dict(config, devices=_devices(documents))
+
+
+def main() -> None:
+    runner.run_provider(GpuInventoryProvider())

