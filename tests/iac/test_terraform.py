@@ -16,6 +16,12 @@ from tests.conftest import Api
 IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
 PROFILE = "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }"
 ACTIVE = "{ allocations(filter: {active: true}) { edges { node { environment deviceDetails } } } }"
+HEADER = """
+terraform {
+  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
+}
+provider "gpuinv" {}
+"""
 LABELS = {
     "paas.envmgmt.io/inventory": "baremetal",
     "paas.envmgmt.io/inventory.config": json.dumps(
@@ -59,11 +65,8 @@ def _fleet(api: Api, count: int = 2) -> None:
 def test_apply_allocates_plan_is_empty_and_destroy_releases(workdir: Path, api: Api) -> None:
     _fleet(api)
     (workdir / "main.tf").write_text(
-        """
-terraform {
-  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
-}
-provider "gpuinv" {}
+        HEADER
+        + """
 resource "gpuinv_allocation" "env" {
   profile   = "h100"
   variables = { gputype = "NVIDIA", gpu = "8" }
@@ -93,11 +96,8 @@ output "hostname" { value = gpuinv_allocation.env.devices[0].hostname }
 def test_no_match_shows_the_funnel_in_terraforms_error(workdir: Path, api: Api) -> None:
     _fleet(api, count=1)
     (workdir / "main.tf").write_text(
-        """
-terraform {
-  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
-}
-provider "gpuinv" {}
+        HEADER
+        + """
 resource "gpuinv_allocation" "env" {
   profile   = "h100"
   variables = { gputype = "AMD" }
@@ -111,12 +111,6 @@ resource "gpuinv_allocation" "env" {
     assert os.environ["GPUINV_ENDPOINT"]  # the provider read its endpoint from the env
 
 
-HEADER = """
-terraform {
-  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
-}
-provider "gpuinv" {}
-"""
 RELEASE = "mutation($e: String!) { releaseAllocation(environment: $e) { id } }"
 MATCH = """mutation($e: String!) { matchDevice(input: {environment: $e, profile: "h100",
   variables: {gputype: "NVIDIA", gpu: "8"}}) { allocation { id } } }"""
