@@ -4,8 +4,9 @@ The engine chooses from the process's index, which may be a moment stale. The da
 decides: every claim is a conditional UPDATE (``… WHERE status = 'available' AND free_gpus
 >= :gpus …``) that matches no row when someone else got there first, and CHECK constraints
 and partial unique indexes refuse what no UPDATE should ever do. A lost claim rolls the
-whole transaction back, re-reads the contested devices and chooses again from a clean
-transaction, so our own uncommitted claim is never counted twice (DESIGN.md "Invariants").
+whole transaction back and chooses again from a clean transaction (the index catches up
+with the winner's change through the feed), so our own uncommitted claim is never
+counted twice (DESIGN.md "Invariants").
 """
 
 from __future__ import annotations
@@ -221,8 +222,9 @@ def match_device(
             lost = [c.id for c in outcome.chosen]
         else:
             session.rollback()  # a claim matched no row: undo the ones that did
-        log.info("claim lost on %s (attempt %d); re-reading", lost, attempts)
-        live.refresh(session, lost)
+        # No re-read here: the winner's change is committed, so the feed shows it to the
+        # index at the top of the next attempt.
+        log.info("claim lost on %s (attempt %d)", lost, attempts)
         if attempts >= MAX_CLAIM_ATTEMPTS:
             raise DomainError(
                 CONCURRENT_UPDATE,

@@ -25,7 +25,6 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import device as device_db
-from api.db import infiniband as infiniband_db
 from api.db.base import utcnow
 from api.db.models import Device, DeviceChange
 from api.db.tenant import Directory
@@ -69,15 +68,8 @@ def facts_of(device: Device) -> Facts:
 def candidates(
     session: Session, devices: Sequence[Device], directory: Directory | None = None
 ) -> list[Candidate]:
-    directory = directory or Directory.load(session)
-    gpus = device_db.load_gpus(session, [d.id for d in devices])
-    ports = infiniband_db.ports_by_device(session, [d.id for d in devices])
     out = []
-    for d in devices:
-        own_ports = ports.get(d.id, [])
-        document = device_db.render(
-            d, gpus[d.id], [infiniband_db.port_entry(p) for p in own_ports], directory
-        )
+    for d, document in zip(devices, device_db.documents(session, devices, directory), strict=True):
         out.append(
             Candidate(
                 id=d.id,
@@ -88,7 +80,7 @@ def candidates(
                 total=Capacity(d.total_cpu, d.total_memory_mb, d.total_storage_gb, d.total_gpus),
                 free=Capacity(d.free_cpu, d.free_memory_mb, d.free_storage_gb, d.free_gpus),
                 site=d.site,
-                fabrics=frozenset(p.fabric for p in own_ports if p.fabric),
+                fabrics=frozenset(p["fabric"] for p in document["infiniband"] if p["fabric"]),
                 shareable=str((d.tags or {}).get("shareable", "")).strip().lower() != "false",
                 generation=d.generation,
             )
@@ -140,12 +132,6 @@ class LiveIndex:
         database in tests)."""
         with self._lock:
             self._index, self._high, self._holes, self._facts = None, 0, {}, {}
-
-    def refresh(self, session: Session, device_ids: Sequence[str]) -> None:
-        """Re-read some devices now (e.g. after losing a claim race on them)."""
-        with self._lock:
-            if self._index is not None:
-                self._reload(session, set(device_ids))
 
     def _load(self, session: Session) -> None:
         # Read the feed's head first: whatever changes while we load is replayed.
