@@ -20,11 +20,29 @@ except ImportError:  # pragma: no cover - the continuation of the archived proje
     import cdktn as cdktf  # type: ignore[no-redef]
 from constructs import Construct
 
-SOURCE = "gpu-inventory/gpuinv"
+from iac import SOURCE
+
+PROVIDER_SOURCE = SOURCE.partition("/")[2]  # "gpu-inventory/gpuinv", as HCL writes it
 
 
-def _present(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in arguments.items() if value is not None}
+@jsii.member(jsii_name="synthesizeAttributes")
+def _synthesize(self: Any) -> Mapping[str, Any]:
+    """The block's arguments, those given: each class below uses it as its override."""
+    return {name: value for name, value in self._arguments.items() if value is not None}
+
+
+def _request(
+    profile: str | None,
+    inventory_type: str | None,
+    inventory_config: str | None,
+    variables: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    return {
+        "profile": profile,
+        "inventory_type": inventory_type,
+        "inventory_config": inventory_config,
+        "variables": dict(variables) if variables is not None else None,
+    }
 
 
 class GpuinvProvider(cdktf.TerraformProvider):
@@ -34,13 +52,14 @@ class GpuinvProvider(cdktf.TerraformProvider):
         self, scope: Construct, id: str, *, endpoint: str | None = None, token: str | None = None
     ) -> None:
         super().__init__(
-            scope, id, terraform_resource_type="gpuinv", terraform_provider_source=SOURCE
+            scope,
+            id,
+            terraform_resource_type="gpuinv",
+            terraform_provider_source=PROVIDER_SOURCE,
         )
         self._arguments = {"endpoint": endpoint, "token": token}
 
-    @jsii.member(jsii_name="synthesizeAttributes")
-    def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return _present(self._arguments)
+    _synthesize_attributes = _synthesize
 
 
 class GpuinvAllocation(cdktf.TerraformResource):
@@ -61,19 +80,13 @@ class GpuinvAllocation(cdktf.TerraformResource):
         provider: cdktf.TerraformProvider | None = None,
     ) -> None:
         super().__init__(scope, id, terraform_resource_type="gpuinv_allocation", provider=provider)
-        self._arguments = {
-            "profile": profile,
-            "inventory_type": inventory_type,
-            "inventory_config": inventory_config,
-            "variables": dict(variables) if variables is not None else None,
+        self._arguments = _request(profile, inventory_type, inventory_config, variables) | {
             "environment": environment,
             "tenant": tenant,
             "project": project,
         }
 
-    @jsii.member(jsii_name="synthesizeAttributes")
-    def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return _present(self._arguments)
+    _synthesize_attributes = _synthesize
 
     @property
     def device_details(self) -> str:
@@ -104,16 +117,9 @@ class GpuinvMatch(cdktf.TerraformDataSource):
         provider: cdktf.TerraformProvider | None = None,
     ) -> None:
         super().__init__(scope, id, terraform_resource_type="gpuinv_match", provider=provider)
-        self._arguments = {
-            "profile": profile,
-            "inventory_type": inventory_type,
-            "inventory_config": inventory_config,
-            "variables": dict(variables) if variables is not None else None,
-        }
+        self._arguments = _request(profile, inventory_type, inventory_config, variables)
 
-    @jsii.member(jsii_name="synthesizeAttributes")
-    def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return _present(self._arguments)
+    _synthesize_attributes = _synthesize
 
     @property
     def device_details(self) -> str:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
-ALLOCATION_FIELDS = """
-  id environment profile variables deviceDetails releasedAt
-  devices { deviceId hostname exclusive cpu memoryMB storageGB gpus }
-"""
+ALLOCATION_FIELDS = "id environment profile variables deviceDetails"
 MATCH = f"""mutation($input: MatchDeviceInput!) {{ matchDevice(input: $input) {{
   allocation {{ {ALLOCATION_FIELDS} }}
   deviceDetails
@@ -90,18 +86,3 @@ class Inventory:
     def active(self, environment: str, tenant: str | None) -> dict[str, Any] | None:
         edges = self.run(ACTIVE, e=environment, t=tenant)["allocations"]["edges"]
         return edges[0]["node"] if edges else None
-
-
-def variables_from_terraform(given: dict[str, str] | None) -> dict[str, Any]:
-    """Terraform's map(string) as the API's variables: a JSON array means any of them."""
-    found: dict[str, Any] = {}
-    for name, value in (given or {}).items():
-        if isinstance(value, str) and value.strip().startswith("["):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = value
-            found[name] = parsed if isinstance(parsed, list) else value
-        else:
-            found[name] = value
-    return found

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from api import __version__
-from iac.provider import SOURCE
+from iac import SOURCE
 
 PLATFORM = "linux_amd64"
 EXECUTABLE = "terraform-provider-gpuinv"

@@ -26,11 +26,8 @@ from tf.iface import (
 from tf.provider import DataSource, Diagnostics, Provider, Resource
 from tf.types import Unknown
 
-from iac.client import ApiError, Inventory, variables_from_terraform
-
-SOURCE = "registry.terraform.io/gpu-inventory/gpuinv"
-_DEVICE_FIELDS = ("id", "hostname", "status", "site", "totalgpus", "gpu_model")
-_REQUEST = ("profile", "inventory_type", "inventory_config", "variables", "tenant", "project")
+from iac import SOURCE
+from iac.client import ApiError, Inventory
 
 
 class GpuInventoryProvider(Provider):
@@ -103,7 +100,8 @@ def _request_attributes(replace: bool) -> list[schema.Attribute]:
 def _match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any]:
     given: dict[str, Any] = {
         "environment": environment,
-        "variables": variables_from_terraform(state.get("variables")),
+        # As Terraform has them: the API reads a JSON-array string as any of its items.
+        "variables": dict(state.get("variables") or {}),
         "dryRun": dry_run,
     }
     if state.get("profile"):
@@ -117,6 +115,15 @@ def _match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any
         if state.get(name):
             given[name] = state[name]
     return given
+
+
+def _devices_attribute() -> schema.Attribute:
+    return schema.Attribute(
+        "devices",
+        types.List(types.Map(types.String())),
+        computed=True,
+        description="id, hostname, status, site, totalgpus and gpu_model of each device.",
+    )
 
 
 def _devices(details: Any) -> list[dict[str, str]]:
@@ -134,6 +141,12 @@ def _devices(details: Any) -> list[dict[str, str]]:
         }
         found.append({k: "" if v is None else str(v) for k, v in entry.items()})
     return found
+
+
+def _configured(provider: GpuInventoryProvider, diags: Diagnostics) -> Inventory | None:
+    if provider.inventory is None:
+        diags.add_error("gpuinv: the provider is not configured")
+    return provider.inventory
 
 
 def _error(diags: Diagnostics, what: str, exc: ApiError) -> None:
@@ -161,19 +174,12 @@ class AllocationResource(Resource):
                 schema.Attribute("allocation_id", types.String(), computed=True),
                 schema.Attribute("device_details", types.String(), computed=True,
                                  description="The API's deviceDetails, as a JSON string."),
-                schema.Attribute("devices", types.List(types.Map(types.String())),
-                                 computed=True, description="hostname, id, status, site, "
-                                 "totalgpus and gpu_model of each device."),
+                _devices_attribute(),
             ]
         )  # fmt: skip
 
-    def _inventory(self, diags: Diagnostics) -> Inventory | None:
-        if self.provider.inventory is None:
-            diags.add_error("gpuinv: the provider is not configured")
-        return self.provider.inventory
-
     def create(self, ctx: CreateContext, planned: State) -> State | None:
-        inventory = self._inventory(ctx.diagnostics)
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
             return None
         environment = _known(planned.get("environment")) or f"gpuinv-{uuid.uuid4()}"
@@ -185,7 +191,7 @@ class AllocationResource(Resource):
         return _state(planned, answer["allocation"])
 
     def read(self, ctx: ReadContext, current: State) -> State | None:
-        inventory = self._inventory(ctx.diagnostics)
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
             return current
         try:
@@ -199,7 +205,7 @@ class AllocationResource(Resource):
         return planned  # every request argument forces replacement: nothing to update
 
     def delete(self, ctx: DeleteContext, current: State) -> None:
-        inventory = self._inventory(ctx.diagnostics)
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
             return
         try:
@@ -208,7 +214,7 @@ class AllocationResource(Resource):
             _error(ctx.diagnostics, "releaseAllocation", exc)
 
     def import_(self, ctx: ImportContext, id: str) -> State | None:
-        inventory = self._inventory(ctx.diagnostics)
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
             return None
         try:
@@ -219,7 +225,7 @@ class AllocationResource(Resource):
         if found is None:
             ctx.diagnostics.add_error(f"gpuinv: no active allocation for environment {id!r}")
             return None
-        base = {name: None for name in _REQUEST}
+        base = {attribute.name: None for attribute in _request_attributes(replace=True)}
         base["profile"] = found.get("profile")
         base["variables"] = {k: _as_text(v) for k, v in (found.get("variables") or {}).items()}
         return _state(base, found)
@@ -267,9 +273,8 @@ class MatchDataSource(DataSource):
         )
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
-        inventory = self.provider.inventory
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
-            ctx.diagnostics.add_error("gpuinv: the provider is not configured")
             return None
         try:
             answer = inventory.match(_match_input(config, "gpuinv-dry-run", dry_run=True))
@@ -303,16 +308,13 @@ class DevicesDataSource(DataSource):
                 schema.Attribute("site", types.String(), optional=True),
                 schema.Attribute("tags", types.Map(types.String()), optional=True,
                                  description="Devices carrying all of these tags."),
-                schema.Attribute("devices", types.List(types.Map(types.String())),
-                                 computed=True, description="id, hostname, status, site, "
-                                 "totalgpus and gpu_model of each device."),
+                _devices_attribute(),
             ]
         )  # fmt: skip
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
-        inventory = self.provider.inventory
+        inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
-            ctx.diagnostics.add_error("gpuinv: the provider is not configured")
             return None
         filter: dict[str, Any] = {}
         if config.get("status"):

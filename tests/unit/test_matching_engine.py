@@ -378,3 +378,10 @@ def test_an_index_kept_up_to_date_answers_like_a_fresh_one() -> None:
         == [c.hostname for c in match(request, fresh).chosen]
         == ["server-46"]
     )
+
+
+@pytest.mark.parametrize("empty", [[], "[]", " [ ] ", ""])
+def test_an_empty_list_of_values_skips_the_filter_like_an_absent_variable(empty) -> None:
+    """Terraform sends jsonencode([]) as the string "[]": skipped, not a crash."""
+    request = resolve(parse_labels(labels("baremetal", SEED_CONFIG)), {"location": empty})
+    assert request.steps[1].note == "variable 'location' not given: filter skipped"

@@ -107,7 +107,10 @@ def normalise(value: Any) -> Any:
 
 
 def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+    """Missing, null, "" or an empty list, also as a JSON string ("[]" from Terraform)."""
+    if isinstance(value, str):
+        return not value.strip() or _any_of(value) == []
+    return value is None or value == []
 
 
 def _any_of(value: Any) -> list[Any]:
