@@ -8,8 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from iac.examples.cdktf.main import synth
 from tests.conftest import Api
 from tests.iac.test_terraform import ACTIVE, _fleet, _terraform, workdir  # noqa: F401
@@ -40,10 +38,8 @@ def test_the_hcl_example_applies_and_destroys(workdir: Path, api: Api) -> None: 
 def test_the_cdktf_app_synthesizes_what_the_hcl_says_and_applies(
     workdir: Path,  # noqa: F811
     api: Api,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _fleet(api)
-    monkeypatch.chdir(workdir)  # CDKTF puts the local state beside where it synthesizes
     stack = Path(synth(str(workdir / "cdktf.out")))
     synthesized = json.loads((stack / "cdk.tf.json").read_text())
     assert synthesized["terraform"]["required_providers"]["gpuinv"] == {

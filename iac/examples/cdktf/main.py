@@ -16,6 +16,9 @@ from iac.cdk import GpuEnvironment, GpuinvProvider, cdktf  # cdktf, or cdktn in 
 class GpuEnvironmentStack(cdktf.TerraformStack):
     def __init__(self, scope: Construct, id: str, profile: str = "h100") -> None:
         super().__init__(scope, id)
+        # State beside the synthesized stack (CDKTF's default is an absolute path in the
+        # directory its Node.js runtime started in).
+        cdktf.LocalBackend(self, path="terraform.tfstate")
         GpuinvProvider(self, "gpuinv")
         environment = GpuEnvironment(
             self, "env", profile=profile, variables={"gputype": "NVIDIA", "gpu": "8"}
