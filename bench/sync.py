@@ -36,7 +36,7 @@ import pynetbox
 from sqlalchemy import select
 
 from api.db.models import Device
-from api.db.session import make_engine, session_factory, upgrade_to_head
+from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
 from bench.service import (
     GPUINV,
     BenchError,
@@ -136,7 +136,7 @@ def full_sync(size: int) -> list[str]:
                 current = reconcile.holdings(session)
             changes = diff(desired, current)
             t2 = time.perf_counter()
-            with sessions() as session, session.begin():
+            with unit_of_work(sessions) as session:
                 reconcile.apply(session, changes)
             t3 = time.perf_counter()
             total = t3 - t0

@@ -23,8 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
-from api.db.session import make_engine, session_factory, upgrade_to_head
-from api.settings import Settings
+from api.db.inventory_import import refresh_statistics
+from api.db.session import unit_of_work
+from api.domain.errors import DomainError
 from sync import reconcile
 from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, diff
 from sync.mapping import Mapping, MappingError, parse_mapping
@@ -37,12 +38,9 @@ _MARK = {CREATE: "+", UPDATE: "~", RETIRE: "-", FLAG: "!"}
 
 
 def _sessions() -> sessionmaker[Session]:
-    try:
-        engine = make_engine(Settings.from_env().database_url)
-        upgrade_to_head(engine)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    return session_factory(engine)
+    from api.cli import _sessions  # at call time: api.cli mounts this module's command
+
+    return _sessions()
 
 
 def _netbox_env() -> tuple[str, str]:
@@ -113,9 +111,11 @@ def run_apply(
             disable=quiet or not changes,
         ) as progress:
             task = progress.add_task("apply", total=len(changes))
-            with sessions() as session, session.begin():
+            with unit_of_work(sessions) as session:
                 applied = reconcile.apply(session, changes, lambda n: progress.advance(task, n))
-    except (NetBoxUnavailable, reconcile.SyncError) as exc:
+            with sessions() as session:  # after the commit: plans for a fleet just loaded
+                refresh_statistics(session, applied.imported)
+    except (NetBoxUnavailable, reconcile.SyncError, DomainError) as exc:
         with sessions() as session:
             reconcile.record_outcome(session, started, error=str(exc))
         raise click.ClickException(str(exc)) from None

@@ -22,7 +22,7 @@ from api.db import device as device_db
 from api.db import switch as switch_db
 from api.db import tenant as tenant_db
 from api.db.base import utcnow
-from api.db.inventory_import import import_batch
+from api.db.inventory_import import ImportCounts, import_batch
 from api.db.models import AllocationDevice, Device, Switch, SyncState
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
@@ -45,6 +45,7 @@ class SyncError(Exception):
 @dataclass
 class Applied:
     counts: dict[str, int] = field(default_factory=dict)
+    imported: ImportCounts = field(default_factory=ImportCounts)  # the bulk-created part
 
 
 def holdings(
@@ -53,11 +54,6 @@ def holdings(
     """Every device, VM and switch as the diff sees it (rendered in bulk); or, for one
     webhook event, only those with one of ``names`` or NetBox ``netbox_ids``."""
     directory = Directory.load(session)
-    held_ids = set(
-        session.scalars(
-            select(AllocationDevice.device_id).where(AllocationDevice.active.is_(True)).distinct()
-        )
-    )
     device_query, switch_query = select(Device), select(Switch)
     if names is not None or netbox_ids is not None:
         names, netbox_ids = names or set(), netbox_ids or set()
@@ -69,26 +65,32 @@ def holdings(
             Switch.name.in_(names)
             | (Switch.source_system == SOURCE) & Switch.source_id.in_(netbox_ids)
         )
-    found: list[Held] = []
     devices = list(session.scalars(device_query.order_by(Device.hostname)))
-    for start in range(0, len(devices), 2000):
-        chunk = devices[start : start + 2000]
+    held = _held(session, [d.id for d in devices], everything=names is None and netbox_ids is None)
+    found = [
+        Held(
+            row.kind,
+            row.hostname,
+            document,
+            held=row.id in held or row.status == Status.ALLOCATED,
+            attention=_codes(row.attention),
+        )
         for row, document in zip(
-            chunk, device_db.documents(session, chunk, directory), strict=True
-        ):
-            found.append(
-                Held(
-                    row.kind,
-                    row.hostname,
-                    document,
-                    held=row.id in held_ids or row.status == Status.ALLOCATED,
-                    attention=_codes(row.attention),
-                )
-            )
+            devices, device_db.documents(session, devices, directory), strict=True
+        )
+    ]
     for row in session.scalars(switch_query.order_by(Switch.name)):
         document = switch_db.render(row, directory)
         found.append(Held("switch", row.name, document, attention=_codes(row.attention)))
     return found
+
+
+def _held(session: Session, device_ids: list[str], everything: bool) -> set[str]:
+    """Which of the devices an active allocation holds (whole or a slice)."""
+    query = select(AllocationDevice.device_id).where(AllocationDevice.active.is_(True))
+    if not everything:
+        query = query.where(AllocationDevice.device_id.in_(device_ids))
+    return set(session.scalars(query.distinct()))
 
 
 def check_mass_retire(changes: list[Change], current: list[Held], allowed: bool) -> None:
@@ -125,7 +127,7 @@ def apply(
             else:
                 batch.devices.append(parse_device(document, Kind.BAREMETAL))
         try:
-            import_batch(session, SYNC_ACTOR, batch, tick)
+            applied.imported = import_batch(session, SYNC_ACTOR, batch, tick)
         except DomainError as exc:
             raise SyncError(f"creating {len(creates)} new items: {exc}") from exc
         applied.counts[CREATE] = len(creates)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.domain.document import DocumentError, parse_device, parse_switch
-from api.domain.vocabulary import Kind
+from api.domain.vocabulary import Kind, normalise_gpu_vendor
 from sync.mapping import Mapping
 
 Record = dict[str, Any]
@@ -97,7 +97,6 @@ def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
             )
     for vm in snapshot.virtual_machines:
         _keep(desired, "vm", vm, desired.vms, lambda v: _vm(v, regions))
-    desired.notes = list(dict.fromkeys(desired.notes))  # one per device, not per GPU
     return desired
 
 
@@ -140,7 +139,7 @@ def vendor_code(manufacturer: str) -> tuple[str, bool]:
     for needle, code in _VENDORS:
         if needle in lowered:
             return code, True
-    return manufacturer.strip().upper(), False
+    return normalise_gpu_vendor(manufacturer), False
 
 
 def ib_rate_gbps(interface: Record) -> int | None:
@@ -265,46 +264,44 @@ def _gpus_by_device(
 ) -> dict[int, list[Record]]:
     """GPU modules (module types with NetBox's GPU profile); else inventory items."""
     found: dict[int, list[Record]] = defaultdict(list)
+    unknown: set[tuple[str, str]] = set()  # (device, manufacturer): noted once, not per GPU
+
+    def code_of(manufacturer: str, device: str) -> str:
+        code, known = vendor_code(manufacturer)
+        if not known and (device, manufacturer) not in unknown:
+            unknown.add((device, manufacturer))
+            notes.append(Note("device", device, f"unknown GPU vendor {manufacturer!r}"))
+        return code
+
     for module in sorted(snapshot.modules, key=_module_order):
         module_type = module_types.get((module.get("module_type") or {}).get("id"))
         if module_type is None or _name(module_type.get("profile")) != "GPU":
             continue
-        manufacturer = _name(module_type.get("manufacturer")) or ""
-        code, known = vendor_code(manufacturer)
         device = module["device"]
-        if not known:
-            notes.append(
-                Note("device", device.get("name", ""), f"unknown GPU vendor {manufacturer!r}")
-            )
         memory_gb = (module_type.get("attributes") or {}).get("memory")
         found[device["id"]].append(
             {
-                "vendorCode": code,
+                "vendorCode": code_of(
+                    _name(module_type.get("manufacturer")) or "", device.get("name", "")
+                ),
                 "modelNo": module_type.get("model"),
                 "memoryMB": int(memory_gb) * 1024 if memory_gb is not None else None,
             }
         )
+    with_modules = set(found)  # their GPU modules win over inventory items
     for item in sorted(snapshot.inventory_items, key=lambda i: (i["device"]["id"], i["id"])):
         device_id = item["device"]["id"]
-        if device_id in found and not any(i.get("_from_item") for i in found[device_id]):
-            continue  # the device lists GPU modules: they win over inventory items
-        manufacturer = _name(item.get("manufacturer")) or ""
-        code, known = vendor_code(manufacturer)
-        if not known:
-            name = (item.get("device") or {}).get("name") or f"#{device_id}"
-            notes.append(Note("device", name, f"unknown GPU vendor {manufacturer!r}"))
+        if device_id in with_modules:
+            continue
+        device = (item.get("device") or {}).get("name") or f"#{device_id}"
         found[device_id].append(
             {
-                "vendorCode": code,
+                "vendorCode": code_of(_name(item.get("manufacturer")) or "", device),
                 "modelNo": item.get("part_id") or item["name"],
                 "memoryMB": None,  # an inventory item carries no memory size
-                "_from_item": True,
             }
         )
-    return {
-        device_id: [{k: v for k, v in g.items() if k != "_from_item"} for g in gpus]
-        for device_id, gpus in found.items()
-    }
+    return found
 
 
 # NetBox 4.7's native module profiles, and what one module of each adds up to.

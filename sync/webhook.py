@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.db.session import unit_of_work
+from api.domain.errors import DomainError
 from api.settings import Settings
 from sync import reconcile
 from sync.diff import Change, diff
@@ -102,10 +104,12 @@ def sync_targets(
                 item
                 for item in reconcile.holdings(session, names, {target.netbox_id})
                 if item.kind in families
-                and (item.key in names or item.document["source"].get("id") == target.netbox_id)
             ]
         changes.extend(diff(desired, current))
-    with sessions() as session, session.begin():
+    # One cable event names both its ends, and a device's snapshot brings its cabled
+    # switches: the same change may come twice.
+    changes = list({(c.action, c.kind, c.key): c for c in changes}.values())
+    with unit_of_work(sessions) as session:
         reconcile.apply(session, changes)
     return changes
 
@@ -194,7 +198,7 @@ def endpoint(sessions: sessionmaker[Session], settings: Settings):
             changes = await asyncio.to_thread(sync_targets, sessions, api, mapping, found)
         except NetBoxUnavailable as exc:
             return _error(502, str(exc))
-        except reconcile.SyncError as exc:
+        except (reconcile.SyncError, DomainError) as exc:  # e.g. a race lost at commit
             return _error(409, str(exc))
         log.info("netbox webhook: %d change(s) for %s", len(changes), found)
         return JSONResponse({"changes": [c.as_json() for c in changes]})
