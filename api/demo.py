@@ -126,11 +126,9 @@ def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(seed)
     devices: list[dict[str, Any]] = []
     switches: list[dict[str, Any]] = []
-    leaves_by_site: dict[str, list[str]] = {}
     for site, _region, _halls in SITES:
         fabric = f"{site}-fabric-a"
         leaves = [f"{site}-ib-leaf-{n}" for n in range(1, 5)]
-        leaves_by_site[site] = leaves
         switches.extend(
             {
                 "name": leaf,

@@ -89,10 +89,6 @@ def documents(
     ]
 
 
-def document(session: Session, device: Device) -> dict[str, Any]:
-    return documents(session, [device])[0]
-
-
 @dataclass
 class DeviceFilter:
     kinds: list[str] = field(default_factory=lambda: [Kind.BAREMETAL.value])
