@@ -44,12 +44,9 @@ import platform
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,16 +57,11 @@ import psycopg
 from api import __version__
 from api.demo import SHAPES, SITES, TENANTS, server_document
 from bench.service import (
-    GPUINV,
     BenchError,
     cli,
     code_version,
-    free_port,
     fresh_database,
-    service_env,
-    stop,
-    tail,
-    wait_healthy,
+    running_service,
 )
 
 DEFAULT_POSTGRES = os.environ.get(
@@ -182,31 +174,6 @@ def prepare_fleet(size: int, batch_size: int) -> Fleet:
 
 
 # --- the database and the service ------------------------------------------------------
-
-
-@contextmanager
-def running_service(database_url: str, workdir: Path) -> Iterator[str]:
-    """``gpuinv serve`` in its own process group; yields its base URL, always stops it."""
-    port = free_port()
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(GPUINV), "serve", "--port", str(port), "--log-level", "warning"],
-            env=service_env(database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # Ctrl-C reaches us only; we stop the server ourselves
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_healthy(process, base_url)
-            yield base_url
-        except BaseException:
-            if log_path.stat().st_size:
-                print(f"--- the server log, last lines ---\n{tail(log_path)}", file=sys.stderr)
-            raise
-        finally:
-            stop(process)
 
 
 # --- the client ------------------------------------------------------------------------
@@ -343,12 +310,12 @@ def run_size(backend: str, fleet: Fleet, args: argparse.Namespace) -> SizeResult
         code = code_version()
         with (
             fresh_database(backend, args.postgres_url, workdir, "bench") as url,
-            running_service(url, workdir) as base_url,
+            running_service(url, workdir) as service,
         ):
             for slug, name in TENANTS:
                 cli(url, "tenant", "create", slug, "--name", name)
             token = cli(url, "token", "create", "--role", "platform-admin", "--name", "bench")
-            client = GraphQLClient(base_url, token)
+            client = GraphQLClient(service.base_url, token)
             try:
                 result = measure_size(client, url, backend, fleet, args)
                 result.code = code

@@ -58,14 +58,12 @@ import platform
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,16 +90,11 @@ from api.domain.matching.profile import (
 )
 from api.domain.matching.request import Request, normalise, resolve
 from bench.service import (
-    GPUINV,
     BenchError,
     cli,
     code_version,
-    free_port,
     fresh_database,
-    service_env,
-    stop,
-    tail,
-    wait_healthy,
+    running_service,
 )
 
 DEFAULT_POSTGRES = os.environ.get(
@@ -437,41 +430,6 @@ def engine_part(args: argparse.Namespace) -> list[str]:
 # --- the database and the service ------------------------------------------------------
 
 
-@dataclass
-class Service:
-    base_url: str
-    pgid: int  # the server's own process group: the server and its workers
-
-
-@contextmanager
-def running_service(database_url: str, workdir: Path, workers: int = 1) -> Iterator[Service]:
-    """``gpuinv serve`` in its own process group (its workers too); yields where it listens
-    and always stops the whole group it started."""
-    port = free_port()
-    log_path = workdir / f"server-{port}.log"
-    command = [str(GPUINV), "serve", "--port", str(port), "--log-level", "warning"]
-    command += ["--workers", str(workers)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=service_env(database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the server ourselves
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_healthy(process, base_url)
-            yield Service(base_url, process.pid)
-        except BaseException:
-            print(f"--- the server log, last lines ---\n{tail(log_path)}", file=sys.stderr)
-            raise
-        finally:
-            stop(process)
-            if b"Traceback" in log_path.read_bytes():
-                problem(f"the server logged a traceback; last lines:\n{tail(log_path, 15)}")
-
-
 # --- the client ------------------------------------------------------------------------
 
 
@@ -735,7 +693,7 @@ def run_http_size(backend: str, size: int, args: argparse.Namespace) -> HttpResu
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchm-") as tmp,
         fresh_database(backend, args.postgres_url, Path(tmp), "benchm") as url,
-        running_service(url, Path(tmp)) as service,
+        running_service(url, Path(tmp), on_traceback=problem) as service,
     ):
         token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchm")
         client = GraphQLClient(service.base_url, token)
@@ -981,7 +939,7 @@ def run_throughput_size(size: int, args: argparse.Namespace) -> ThroughputResult
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchm-") as tmp,
         fresh_database("postgresql", args.postgres_url, Path(tmp), "benchm") as url,
-        running_service(url, Path(tmp), workers=args.workers) as service,
+        running_service(url, Path(tmp), workers=args.workers, on_traceback=problem) as service,
     ):
         token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchm")
         client = GraphQLClient(service.base_url, token)

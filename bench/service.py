@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -125,3 +126,45 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "?"
     return head + ("+dirty" if dirty else "")
+
+
+@dataclass
+class Service:
+    base_url: str
+    pgid: int  # the server's own process group: the server and its workers
+
+
+@contextmanager
+def running_service(
+    database_url: str,
+    workdir: Path,
+    workers: int = 1,
+    on_traceback: Callable[[str], None] | None = None,
+) -> Iterator[Service]:
+    """``gpuinv serve`` in its own process group (its workers too); yields where it listens
+    and always stops the whole group it started. A traceback in the server's log, which
+    makes figures doubtful, goes to ``on_traceback`` (or stderr)."""
+    port = free_port()
+    log_path = workdir / f"server-{port}.log"
+    command = [str(GPUINV), "serve", "--port", str(port), "--log-level", "warning"]
+    command += ["--workers", str(workers)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env=service_env(database_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the server ourselves
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_healthy(process, base_url)
+            yield Service(base_url, process.pid)
+        except BaseException:
+            print(f"--- the server log, last lines ---\n{tail(log_path)}", file=sys.stderr)
+            raise
+        finally:
+            stop(process)
+            if b"Traceback" in log_path.read_bytes():
+                message = f"the server logged a traceback; last lines:\n{tail(log_path, 15)}"
+                (on_traceback or (lambda m: print(m, file=sys.stderr)))(message)

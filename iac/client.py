@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import httpx
+
+log = logging.getLogger("gpuinv.provider")
 
 ALLOCATION_FIELDS = "id environment profile variables deviceDetails"
 MATCH = f"""mutation($input: MatchDeviceInput!) {{ matchDevice(input: $input) {{
@@ -48,7 +52,8 @@ class Inventory:
         self.url = f"{base}/graphql"
         self.http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
 
-    def run(self, query: str, **variables: Any) -> dict[str, Any]:
+    def run(self, operation: str, query: str, **variables: Any) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             response = self.http.post(self.url, json={"query": query, "variables": variables})
         except httpx.HTTPError as exc:
@@ -60,6 +65,10 @@ class Inventory:
                 f"the inventory at {self.url} answered HTTP {response.status_code}",
                 {},
             )
+        # Terraform keeps a provider's stderr in its log (TF_LOG=debug): where an apply's
+        # time goes, request by request (bench/terraform.py reads these lines).
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("gpuinv api %s %.1f ms HTTP %d", operation, elapsed_ms, response.status_code)
         body = response.json()
         if body.get("errors"):
             error = body["errors"][0]
@@ -68,21 +77,21 @@ class Inventory:
         return body["data"]
 
     def match(self, given: dict[str, Any]) -> dict[str, Any]:
-        return self.run(MATCH, input=given)["matchDevice"]
+        return self.run("matchDevice", MATCH, input=given)["matchDevice"]
 
     def release(self, environment: str, tenant: str | None) -> None:
-        self.run(RELEASE, e=environment, t=tenant)
+        self.run("releaseAllocation", RELEASE, e=environment, t=tenant)
 
     def devices(self, filter: dict[str, Any]) -> list[dict[str, Any]]:
         """Every device document the filter selects, page by page."""
         found, after = [], None
         while True:
-            page = self.run(DEVICES, f=filter, after=after)["devices"]
+            page = self.run("devices", DEVICES, f=filter, after=after)["devices"]
             found += [edge["node"]["document"] for edge in page["edges"]]
             if not page["pageInfo"]["hasNextPage"]:
                 return found
             after = page["pageInfo"]["endCursor"]
 
     def active(self, environment: str, tenant: str | None) -> dict[str, Any] | None:
-        edges = self.run(ACTIVE, e=environment, t=tenant)["allocations"]["edges"]
+        edges = self.run("allocations", ACTIVE, e=environment, t=tenant)["allocations"]["edges"]
         return edges[0]["node"] if edges else None

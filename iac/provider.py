@@ -8,7 +8,9 @@ is releaseAllocation, read looks the allocation up by environment. Run by Terraf
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import uuid
 from typing import Any
 
@@ -117,29 +119,68 @@ def _match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any
     return given
 
 
+class Object(types.TfType):
+    """Terraform's object type, which the `tf` framework lacks: named attributes, each of
+    its own type, all present (null when unknown). `devices` is a list of these, so
+    `totalgpus` is a number in HCL, as DESIGN.md fixes it."""
+
+    def __init__(self, attributes: dict[str, types.TfType]):
+        self.attributes = attributes
+
+    def encode(self, value: Any) -> Any:
+        if value is None or value is Unknown:
+            return value
+        return {name: kind.encode(value.get(name)) for name, kind in self.attributes.items()}
+
+    def decode(self, value: Any) -> Any:
+        if value is None or value is Unknown:
+            return value
+        return {name: kind.decode(value.get(name)) for name, kind in self.attributes.items()}
+
+    def tf_type(self) -> bytes:
+        fields = ",".join(
+            f'"{name}":{kind.tf_type().decode()}' for name, kind in self.attributes.items()
+        )
+        return f'["object",{{{fields}}}]'.encode()
+
+
+DEVICE = Object(
+    {
+        "id": types.String(),
+        "hostname": types.String(),
+        "status": types.String(),
+        "site": types.String(),
+        "totalgpus": types.Number(),
+        "gpu_model": types.String(),
+    }
+)
+
+
 def _devices_attribute() -> schema.Attribute:
     return schema.Attribute(
         "devices",
-        types.List(types.Map(types.String())),
+        types.List(DEVICE),
         computed=True,
-        description="id, hostname, status, site, totalgpus and gpu_model of each device.",
+        description="Each device: id, hostname, status, site, totalgpus, gpu_model.",
     )
 
 
-def _devices(details: Any) -> list[dict[str, str]]:
+def _devices(details: Any) -> list[dict[str, Any]]:
+    """The summary of each device document (the full documents are device_details)."""
     documents = details if isinstance(details, list) else [details] if details else []
     found = []
     for document in documents:
         gpus = document.get("gpus") or []
-        entry = {
-            "id": document.get("id"),
-            "hostname": document.get("hostname"),
-            "status": document.get("status"),
-            "site": document.get("site"),
-            "totalgpus": document.get("totalgpus"),
-            "gpu_model": gpus[0].get("modelNo") if gpus else None,
-        }
-        found.append({k: "" if v is None else str(v) for k, v in entry.items()})
+        found.append(
+            {
+                "id": document.get("id"),
+                "hostname": document.get("hostname"),
+                "status": document.get("status"),
+                "site": document.get("site"),
+                "totalgpus": document.get("totalgpus"),
+                "gpu_model": gpus[0].get("modelNo") if gpus else None,
+            }
+        )
     return found
 
 
@@ -335,4 +376,9 @@ class DevicesDataSource(DataSource):
 
 
 def main() -> None:
+    # Terraform records a provider's stderr only in its own log, so debug lines cost
+    # nothing unless the user asked for them with TF_LOG.
+    level = logging.DEBUG if os.environ.get("TF_LOG") else logging.WARNING
+    logging.basicConfig(stream=sys.stderr, level=level, format="[%(levelname)s] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     runner.run_provider(GpuInventoryProvider())

@@ -158,6 +158,7 @@ data "gpuinv_match" "try" {
   variables = { gputype = "NVIDIA", gpu = "8" }
 }
 output "hostnames" { value = [for d in data.gpuinv_devices.nvidia.devices : d.hostname] }
+output "first" { value = data.gpuinv_devices.nvidia.devices[0] }
 output "would_get" { value = jsondecode(data.gpuinv_match.try.device_details).hostname }
 output "funnel" { value = jsondecode(data.gpuinv_match.try.explanation).steps[0].left }
 """
@@ -167,6 +168,13 @@ output "funnel" { value = jsondecode(data.gpuinv_match.try.explanation).steps[0]
     assert code == 0, out + err
     outputs = json.loads(_terraform(workdir, "output", "-json")[1])
     assert sorted(outputs["hostnames"]["value"]) == ["gpu-0", "gpu-1"]
+    first = outputs["first"]  # a typed object, as DESIGN.md fixes it
+    assert first["type"] == [
+        "object",
+        {"id": "string", "hostname": "string", "status": "string", "site": "string",
+         "totalgpus": "number", "gpu_model": "string"},
+    ]  # fmt: skip
+    assert first["value"]["totalgpus"] == 8 and first["value"]["gpu_model"] == "H100"
     assert outputs["would_get"]["value"] == "gpu-0"
     assert outputs["funnel"]["value"] == 2
     assert api.ok(ACTIVE)["allocations"]["edges"] == []  # a dry run allocates nothing
