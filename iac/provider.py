@@ -99,6 +99,35 @@ def _request_attributes(replace: bool) -> list[schema.Attribute]:
     ]  # fmt: skip
 
 
+def _check_request(diags: Diagnostics, config: Config) -> None:
+    """A saved profile or an inline one, not both and not neither: said at plan time, with
+    the attribute, before anything is asked of the inventory. (The values themselves are
+    the API's to judge; it names what is wrong with them.)"""
+    given = {
+        name: config.get(name)
+        for name in ("profile", "inventory_type", "inventory_config")
+        if config.get(name) is not None
+    }
+    if "profile" in given and len(given) > 1:
+        inline = " and ".join(name for name in given if name != "profile")
+        diags.add_error(
+            f"gpuinv: profile and {inline} are both set",
+            "Name a saved profile, or give inventory_type (and inventory_config): not both.",
+            path=["profile"],
+        )
+    elif not given:
+        diags.add_error(
+            "gpuinv: no profile",
+            "Set profile (a saved profile's name), or inventory_type and inventory_config.",
+        )
+    elif "profile" not in given and "inventory_type" not in given:
+        diags.add_error(
+            "gpuinv: inventory_config without inventory_type",
+            "An inline profile needs inventory_type: baremetal, vm, vcluster or mks.",
+            path=["inventory_type"],
+        )
+
+
 def _match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any]:
     given: dict[str, Any] = {
         "environment": environment,
@@ -219,6 +248,10 @@ class AllocationResource(Resource):
             ]
         )  # fmt: skip
 
+    def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
+        super().validate(diags, type_name, config)
+        _check_request(diags, config)
+
     def create(self, ctx: CreateContext, planned: State) -> State | None:
         inventory = _configured(self.provider, ctx.diagnostics)
         if inventory is None:
@@ -312,6 +345,10 @@ class MatchDataSource(DataSource):
                 schema.Attribute("explanation", types.String(), computed=True),
             ]
         )
+
+    def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
+        super().validate(diags, type_name, config)
+        _check_request(diags, config)
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
         inventory = _configured(self.provider, ctx.diagnostics)

@@ -221,3 +221,29 @@ resource "gpuinv_allocation" "env" {
     assert "NO_MATCH" in next(text for code, text in results if code == 1)
     held = [e["node"]["deviceDetails"]["hostname"] for e in api.ok(ACTIVE)["allocations"]["edges"]]
     assert sorted(held) == ["gpu-0", "gpu-1", "gpu-2"]
+
+
+@pytest.mark.parametrize(
+    ("request_arguments", "said"),
+    [
+        (
+            'profile = "h100"\n  inventory_type = "baremetal"',
+            "profile and inventory_type are both set",
+        ),
+        ('variables = { gpu = "8" }', "no profile"),
+        ('inventory_config = "[]"', "inventory_config without inventory_type"),
+        ('inventory_type = "gpu-farm"\n  inventory_config = "[]"', "gpu-farm"),  # the API's word
+        ('inventory_type = "baremetal"\n  inventory_config = "[{"', "inventory.config"),
+    ],
+)
+def test_a_bad_request_is_refused_by_name_and_allocates_nothing(
+    workdir: Path, api: Api, request_arguments: str, said: str
+) -> None:
+    _fleet(api)
+    (workdir / "main.tf").write_text(
+        HEADER + f'resource "gpuinv_allocation" "env" {{\n  {request_arguments}\n}}\n'
+    )
+    assert _terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert code == 1 and said in err, out + err
+    assert api.ok(ACTIVE)["allocations"]["edges"] == []
