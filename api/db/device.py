@@ -22,7 +22,18 @@ from api.domain.document import Gpu as GpuSpec
 from api.domain.vocabulary import Kind, Status
 
 # What a spec sets directly, column by column (capacity is handled apart: free follows total).
-_FACT_COLUMNS = ("manufacturer", "model", "serial", "site", "location", "rack", "cluster", "host")
+_FACT_COLUMNS = (
+    "manufacturer",
+    "model",
+    "serial",
+    "site",
+    "location",
+    "rack",
+    "cluster",
+    "host",
+    "gpu_vendor",
+    "gpu_model",
+)
 CAPACITY = (
     ("total_cpu", "free_cpu", "totalcpu"),
     ("total_memory_mb", "free_memory_mb", "totalmemoryMB"),

@@ -169,6 +169,8 @@ def _create_devices(
             "total_memory_mb": spec.total_memory_mb,
             "total_storage_gb": spec.total_storage_gb,
             "total_gpus": spec.total_gpus,
+            "gpu_vendor": spec.gpu_vendor,
+            "gpu_model": spec.gpu_model,
             "free_cpu": spec.total_cpu,
             "free_memory_mb": spec.total_memory_mb,
             "free_storage_gb": spec.total_storage_gb,

@@ -115,6 +115,10 @@ class Device(_ItemColumns, Base):
     free_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     free_storage_gb: Mapped[int] = mapped_column(BigInteger, default=0)
     free_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    # What all its GPUs are, when they are all alike (null: none, or a mix): capacity by
+    # GPU model groups devices on these instead of joining every GPU row.
+    gpu_vendor: Mapped[str | None] = mapped_column(NameColumn)
+    gpu_model: Mapped[str | None] = mapped_column(NameColumn)
     site: Mapped[str | None] = mapped_column(NameColumn)
     location: Mapped[str | None] = mapped_column(NameColumn)
     rack: Mapped[str | None] = mapped_column(NameColumn)

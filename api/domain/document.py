@@ -96,6 +96,21 @@ class DeviceSpec:
     project: str | None = None
     source: Source = Source()
 
+    # The vendor and model every GPU of the device shares (None with no GPUs, or a mix):
+    # kept on the device row so that capacity by GPU model is one grouped query over
+    # devices, not a join over every GPU.
+    @property
+    def gpu_vendor(self) -> str | None:
+        return self.gpus[0].vendor_code if self._one_gpu_kind else None
+
+    @property
+    def gpu_model(self) -> str | None:
+        return self.gpus[0].model_no if self._one_gpu_kind else None
+
+    @property
+    def _one_gpu_kind(self) -> bool:
+        return len({(g.vendor_code, g.model_no) for g in self.gpus}) == 1
+
 
 @dataclass(frozen=True)
 class SwitchSpec:

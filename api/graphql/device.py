@@ -16,6 +16,7 @@ from api.db.models import Device as DeviceRow
 from api.db.tenant import tenant_by_slug
 from api.domain.errors import bad_input
 from api.domain.vocabulary import Kind as DomainKind
+from api.graphql.capacity import ResourceCapacity, node_capacity
 from api.graphql.common import (
     AUTH,
     DOCUMENT_NAMES,
@@ -86,6 +87,17 @@ class Machine(Item):
             IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
             for p in ports
         ]
+
+    @strawberry.field(
+        description="This node's capacity, allocatable, allocated and available amounts."
+    )
+    def capacity(self) -> ResourceCapacity:
+        row = self._row
+        return node_capacity(
+            row.status,
+            [row.total_cpu, row.total_memory_mb, row.total_storage_gb, row.total_gpus],
+            [row.free_cpu, row.free_memory_mb, row.free_storage_gb, row.free_gpus],
+        )
 
     @strawberry.field(
         description="The device document (DESIGN.md): the import format and "

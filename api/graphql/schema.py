@@ -15,11 +15,13 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.domain.errors import DomainError
 from api.graphql.allocation import AllocationMutation, AllocationQuery
+from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
 from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
 from api.graphql.inventory_import import ImportMutation
@@ -43,6 +45,7 @@ Query = merge_types(
         ProfileQuery,
         AllocationQuery,
         SyncStateQuery,
+        CapacityQuery,
     ),
 )
 Mutation = merge_types(
@@ -96,6 +99,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         extensions=extensions,
         types=[Device, Vm, Switch, Infiniband],
+        config=StrawberryConfig(scalar_map={BigInt: BIG_INT}),
     )
 
 

@@ -38,3 +38,53 @@ def test_postgresql_upgrades_to_head_with_no_autogenerate_difference() -> None:
         assert _upgrade_and_diff(url) == []
     finally:
         drop()
+
+
+def test_0005_gives_existing_devices_the_gpu_kind_they_all_share(tmp_path) -> None:
+    """Devices written before 0005 get gpu_vendor/gpu_model from their GPU rows: the pair
+    when every GPU is alike, null for a mix or no GPUs."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from api.db.session import alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        command.upgrade(alembic_config(engine), "0004")
+        with engine.begin() as connection:
+            for name in ("alike", "mixed", "none"):
+                connection.execute(
+                    text(
+                        "INSERT INTO device (id, kind, hostname, status, tags, source_system, "
+                        "generation, total_cpu, total_memory_mb, total_storage_gb, total_gpus, "
+                        "free_cpu, free_memory_mb, free_storage_gb, free_gpus, created_at, "
+                        "updated_at) VALUES (:n, 'baremetal', :n, 'available', '{}', 'manual', "
+                        "1, 0, 0, 0, 2, 0, 0, 0, 2, '2026-01-01', '2026-01-01')"
+                    ),
+                    {"n": name},
+                )
+            gpus = [("alike", "NVIDIA", "H100"), ("alike", "NVIDIA", "H100")]
+            gpus += [("mixed", "NVIDIA", "H100"), ("mixed", "NVIDIA", "H200")]
+            for index, (device, vendor, model) in enumerate(gpus):
+                connection.execute(
+                    text(
+                        'INSERT INTO gpu (device_id, "index", vendor_code, model_no) '
+                        "VALUES (:d, :i, :v, :m)"
+                    ),
+                    {"d": device, "i": index, "v": vendor, "m": model},
+                )
+        upgrade_to_head(engine)
+        with engine.connect() as connection:
+            found = dict(
+                (row[0], (row[1], row[2]))
+                for row in connection.execute(
+                    text("SELECT hostname, gpu_vendor, gpu_model FROM device")
+                )
+            )
+        assert found == {
+            "alike": ("NVIDIA", "H100"),
+            "mixed": (None, None),
+            "none": (None, None),
+        }
+    finally:
+        engine.dispose()

@@ -1,0 +1,122 @@
+"""Capacity views from the database: one grouped query over devices.
+
+The device row carries its totals, its free amounts (what claims decrement) and, when its
+GPUs are all alike, their vendor and model. So every view is sums over devices grouped by
+(site, tenant, GPU kind): a few hundred rows however large the fleet, added up by
+api/domain/capacity.py. Only devices with a mix of GPUs need their GPU rows, and only
+when there are such devices in the view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from api.db.items import scoped
+from api.db.models import Device, Gpu
+from api.db.tenant import Directory, tenant_by_slug
+from api.domain.access import Principal
+from api.domain.capacity import (
+    ALLOCATABLE,
+    RESOURCES,
+    Amounts,
+    CapacityView,
+    GpuKind,
+    MixedGpus,
+    Resources,
+    Tally,
+    summarise,
+)
+from api.domain.vocabulary import Kind, Status
+
+_TOTAL = {r: getattr(Device, f"total_{r}") for r in RESOURCES}
+_FREE = {r: getattr(Device, f"free_{r}") for r in RESOURCES}
+
+
+def _sum_if(condition: ColumnElement[bool], value: Any) -> Any:
+    return func.sum(case((condition, value), else_=0))
+
+
+def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None) -> Any:
+    """Devices of the fleet (not VMs, not retired) that the caller may see, filtered."""
+    query = scoped(select(), Device, who).where(
+        Device.kind == Kind.BAREMETAL.value, Device.status != Status.RETIRED.value
+    )
+    if sites:
+        query = query.where(Device.site.in_(sites))
+    if tenant_id is not None:
+        query = query.where(Device.tenant_id == tenant_id)
+    return query
+
+
+def tallies(
+    session: Session, who: Principal, sites: Sequence[str] | None, tenant_id: str | None
+) -> list[Tally]:
+    allocatable = Device.status.in_(ALLOCATABLE)
+    whole = and_(
+        Device.status == Status.AVAILABLE.value, *(_FREE[r] == _TOTAL[r] for r in RESOURCES)
+    )
+    measures = [func.count(), _sum_if(allocatable, 1), _sum_if(whole, 1)]
+    for r in RESOURCES:
+        measures += [
+            func.sum(_TOTAL[r]),
+            _sum_if(allocatable, _TOTAL[r]),
+            func.sum(_TOTAL[r] - _FREE[r]),
+            _sum_if(allocatable, _FREE[r]),
+        ]
+    keys = (Device.site, Device.tenant_id, Device.gpu_vendor, Device.gpu_model)
+    query = _in_view(who, sites, tenant_id).add_columns(*keys, *measures).group_by(*keys)
+    found = []
+    for row in session.execute(query):
+        site, tenant, vendor, model, *sums = row
+        nodes, nodes_allocatable, whole_free, *amounts = (int(v or 0) for v in sums)
+        resources = Resources(*(Amounts(*amounts[i : i + 4]) for i in range(0, 16, 4)))
+        kind = GpuKind(vendor, model) if vendor is not None and model is not None else None
+        found.append(Tally(site, tenant, kind, nodes, nodes_allocatable, whole_free, resources))
+    return found
+
+
+def mixed_gpus(
+    session: Session, who: Principal, sites: Sequence[str] | None, tenant_id: str | None
+) -> list[MixedGpus]:
+    """GPUs by kind on devices whose GPUs differ. Which GPUs of such a device an allocation
+    holds is not recorded (it takes a count), so the held ones are counted as the lowest
+    indexes: the per-kind split is exact in total, nominal between kinds."""
+    allocatable = Device.status.in_(ALLOCATABLE)
+    held = Gpu.index < Device.total_gpus - Device.free_gpus
+    keys = (Device.site, Device.tenant_id, Gpu.vendor_code, Gpu.model_no)
+    query = (
+        _in_view(who, sites, tenant_id)
+        .join(Gpu, Gpu.device_id == Device.id)
+        .where(Device.gpu_model.is_(None), Device.total_gpus > 0)
+        .add_columns(
+            *keys,
+            func.count(func.distinct(Device.id)),
+            func.count(),
+            _sum_if(allocatable, 1),
+            _sum_if(held, 1),
+            _sum_if(and_(allocatable, ~held), 1),
+        )
+        .group_by(*keys)
+    )
+    return [
+        MixedGpus(site, tenant, GpuKind(vendor, model), int(nodes), Amounts(*map(int, amounts)))
+        for site, tenant, vendor, model, nodes, *amounts in session.execute(query)
+    ]
+
+
+def view(
+    session: Session, who: Principal, sites: Sequence[str] | None, tenant: str | None
+) -> CapacityView:
+    """The capacity view the caller may see, optionally of some sites or one tenant
+    (NOT_FOUND for a tenant that does not exist or is not the caller's)."""
+    tenant_id = tenant_by_slug(session, who, tenant).id if tenant else None
+    found = tallies(session, who, sites, tenant_id)
+    # Devices with mixed GPUs are the groups with GPUs but no single kind: rare, so
+    # their GPU rows are read only when the view has some.
+    has_mixed = any(t.gpu_kind is None and t.resources.gpus.capacity for t in found)
+    mixed = mixed_gpus(session, who, sites, tenant_id) if has_mixed else []
+    return summarise(found, mixed, Directory.load(session).tenant)
