@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
 from api.db.models import AuditEvent
+from api.db.paging import Page, keyset_page
 from api.db.session import insert_rows
 from api.domain.access import Principal
 
@@ -60,3 +63,42 @@ def record(
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form for imports: multi-row INSERTs instead of one per item."""
     insert_rows(session, AuditEvent.__table__, rows)
+
+
+@dataclass
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_kind: str | None = None
+    object_id: str | None = None
+    object_name: str | None = None
+    tenant_id: str | None = None
+    request_id: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+def list_events(
+    session: Session, who: Principal, spec: AuditFilter, first: int, after: str | None
+) -> Page:
+    """Newest first. A tenant's caller sees its tenant's events only."""
+    query = select(AuditEvent)
+    scope = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
+    if not who.is_platform_admin and scope is not None:
+        query = query.where(AuditEvent.tenant_id == scope)
+    for column, value in (
+        (AuditEvent.actor, spec.actor),
+        (AuditEvent.action, spec.action),
+        (AuditEvent.object_kind, spec.object_kind),
+        (AuditEvent.object_id, spec.object_id),
+        (AuditEvent.object_name, spec.object_name),
+        (AuditEvent.tenant_id, spec.tenant_id),
+        (AuditEvent.request_id, spec.request_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if spec.since is not None:
+        query = query.where(AuditEvent.at >= spec.since)
+    if spec.until is not None:
+        query = query.where(AuditEvent.at < spec.until)
+    return keyset_page(session, query, AuditEvent.id, AuditEvent.at, True, first, after)

@@ -50,7 +50,8 @@ def decode_cursor(cursor: str, order: str, value_type: type) -> tuple[Any, str]:
         issued_for, value, row_id = json.loads(base64.urlsafe_b64decode(padded))
         if isinstance(value, dict):
             value = datetime.fromisoformat(value["t"])
-        if not isinstance(row_id, str):
+        # ids are UUID strings, or integers (the audit log's sequence)
+        if not isinstance(row_id, str | int) or isinstance(row_id, bool):
             raise ValueError
     except Exception:
         raise bad_input(

@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 
 from api.domain.errors import DomainError
 from api.graphql.allocation import AllocationMutation, AllocationQuery
+from api.graphql.audit import AuditQuery
 from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
 from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
@@ -46,6 +47,7 @@ Query = merge_types(
         AllocationQuery,
         SyncStateQuery,
         CapacityQuery,
+        AuditQuery,
     ),
 )
 Mutation = merge_types(
