@@ -10,12 +10,13 @@ import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,6 +25,8 @@ from api.db.candidates import LiveIndex, prune_changes
 from api.db.session import is_at_head, make_engine, session_factory, unit_of_work
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView
+from api.logs import RequestContext, configure_logging
+from api.metrics import exposition
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.app")
@@ -59,17 +62,14 @@ def netbox_webhook(sessions, settings: Settings):
     return endpoint(sessions, settings)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
-    live_index = LiveIndex()
-    graphql = GraphQLView(build_schema(settings), sessions, settings, live_index)
+def ops_routes(engine: Engine, sessions: sessionmaker[Session], metrics: bool) -> list[Route]:
+    """/healthz, /readyz and (if ``metrics``) /metrics: no token, for load balancers,
+    orchestrators and Prometheus. Served by the API, or on their own address."""
 
     async def healthz(_: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
+        return PlainTextResponse("ok")  # the process is up and serving
 
-    async def readyz(_: Request) -> JSONResponse:
+    def check_ready() -> JSONResponse:
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
@@ -82,6 +82,43 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "migrations": "at head" if at_head else "behind",
         }
         return JSONResponse(body, 200 if at_head else 503)
+
+    async def readyz(_: Request) -> JSONResponse:
+        return await asyncio.to_thread(check_ready)  # a slow database must not stall the loop
+
+    async def metrics_text(_: Request) -> Response:
+        body, content_type = await asyncio.to_thread(exposition, sessions)
+        return Response(body, media_type=content_type)
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    if metrics:
+        routes.append(Route("/metrics", metrics_text))
+    return routes
+
+
+def create_ops_app(settings: Settings) -> Starlette:
+    """The operations endpoints alone, for GPUINV_OPS_ADDRESS (``serve --ops-address``):
+    then /metrics is not on the API's address at all."""
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette):
+        yield
+        engine.dispose()
+
+    return Starlette(
+        routes=ops_routes(engine, session_factory(engine), metrics=True),
+        middleware=[Middleware(RequestContext)],
+        lifespan=lifespan,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    live_index = LiveIndex()
+    graphql = GraphQLView(build_schema(settings), sessions, settings, live_index)
 
     async def home(_: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
@@ -128,7 +165,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await warming
         engine.dispose()
 
-    middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)]
+    middleware = [
+        Middleware(RequestContext),  # outermost: every response has an id and a log line
+        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -142,8 +182,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
+            *ops_routes(engine, sessions, metrics=not settings.ops_address),
             Route("/hooks/netbox", netbox_webhook(sessions, settings), methods=["POST"]),
             Route("/", home),
         ],
@@ -157,4 +196,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def create_app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` (several worker processes)."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

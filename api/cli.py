@@ -7,8 +7,10 @@ operator at the server's shell; they are audited as ``cli:<user>``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,13 +86,50 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "json", "text"]),
+    help="JSON lines (one per request, with its request id), text, or auto: text on a "
+    "terminal, JSON otherwise. Also GPUINV_LOG_FORMAT.",
+)
+@click.option(
+    "--ops-address",
+    metavar="HOST:PORT",
+    help="Serve /healthz, /readyz and /metrics (no token) on this address instead, e.g. "
+    "0.0.0.0:9100; /metrics then leaves the API's address. Also GPUINV_OPS_ADDRESS.",
+)
+def serve(
+    host: str,
+    port: int,
+    demo: bool,
+    workers: int,
+    log_level: str,
+    log_format: str,
+    ops_address: str | None,
+) -> None:
     """Run the GraphQL API at http://HOST:PORT/graphql (GraphiQL in a browser).
 
     Creates and migrates the database first, so a fresh machine needs nothing else.
+    /healthz (up), /readyz (database reachable, migrations at head) and /metrics
+    (Prometheus) need no token.
     """
     import uvicorn
 
+    from api.logs import configure_logging
+    from api.metrics import MULTIPROCESS_ENV
+
+    # The workers read their settings from the environment (uvicorn starts them afresh).
+    os.environ["GPUINV_LOG_LEVEL"] = log_level
+    os.environ["GPUINV_LOG_FORMAT"] = os.environ.get("GPUINV_LOG_FORMAT") or log_format
+    if ops_address:
+        os.environ["GPUINV_OPS_ADDRESS"] = ops_address
+    settings = Settings.from_env()  # refuses bad values before anything starts
+    configure_logging(settings.log_level, settings.log_format)
+    if workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
+        # Each worker counts its own requests; a scrape adds up their files here.
+        os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="gpuinv-metrics-")
     sessions = _sessions()
     if demo:
         token = _load_demo(sessions)
@@ -100,6 +139,8 @@ def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> Non
             err=True,
         )
         click.echo(token)
+    if settings.ops_address:
+        _serve_ops_in_background(settings)
     uvicorn.run(
         "api.app:create_app_from_env",
         factory=True,
@@ -107,7 +148,31 @@ def serve(host: str, port: int, demo: bool, workers: int, log_level: str) -> Non
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=None,  # ours (api/logs.py), set up in each worker by the factory
+        access_log=False,  # api/logs.RequestContext writes one line per request instead
     )
+
+
+def _serve_ops_in_background(settings: Settings) -> None:
+    """/healthz, /readyz and /metrics on their own address, from this (the supervising)
+    process: one listener whatever the number of workers."""
+    import threading
+
+    import uvicorn
+
+    from api.app import create_ops_app
+
+    host, _, port = settings.ops_address.rpartition(":")
+    config = uvicorn.Config(
+        create_ops_app(settings),
+        host=host.strip("[]"),
+        port=int(port),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="gpuinv-ops", daemon=True).start()
 
 
 def _load_demo(sessions: sessionmaker[Session]) -> str:

@@ -22,6 +22,11 @@ class Settings:
     netbox_token: str = ""
     netbox_webhook_secret: str = ""
     sync_mapping_file: str = ""
+    # Operations: /healthz, /readyz and /metrics on their own HOST:PORT (then /metrics is
+    # not served on the API's address); log lines as json, text, or auto (text on a tty).
+    ops_address: str = ""
+    log_format: str = "auto"
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -43,6 +48,11 @@ class Settings:
             netbox_token=env.get("NETBOX_TOKEN", ""),
             netbox_webhook_secret=env.get("GPUINV_NETBOX_WEBHOOK_SECRET", ""),
             sync_mapping_file=env.get("GPUINV_SYNC_MAPPING", ""),
+            ops_address=_address(env, "GPUINV_OPS_ADDRESS"),
+            log_format=_choice(env, "GPUINV_LOG_FORMAT", ("auto", "json", "text"), "auto"),
+            log_level=_choice(
+                env, "GPUINV_LOG_LEVEL", ("critical", "error", "warning", "info", "debug"), "info"
+            ),
         )
 
 
@@ -57,3 +67,21 @@ def _int(env, name: str, default: int) -> int:
     if value <= 0:
         raise SystemExit(f"{name}: must be positive, got {value}")
     return value
+
+
+def _choice(env, name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise SystemExit(f"{name}: must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+def _address(env, name: str) -> str:
+    """HOST:PORT, or empty."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"{name}: must be HOST:PORT (e.g. 0.0.0.0:9100), got {raw!r}")
+    return raw

@@ -15,10 +15,12 @@ from api.db.models import Allocation as AllocationRow
 from api.db.paging import keyset_page
 from api.db.session import lost_races_as_domain_errors
 from api.db.tenant import tenant_by_slug
+from api.domain.errors import DomainError
 from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH, Connection, connection, page_size
 from api.graphql.context import Context
 from api.graphql.profile import InventoryType
+from api.metrics import MATCH_OUTCOMES
 
 
 @strawberry.type(description="One step of the funnel: how many items entered, how many left.")
@@ -217,8 +219,18 @@ class AllocationMutation:
         # match_device runs its own transactions (read, then claim from a clean one), so
         # it is not wrapped in ctx.write(): that would take SQLite's write lock up front,
         # even for a dry run.
-        with lost_races_as_domain_errors():
-            result = allocation_db.match_device(ctx.session, ctx.who(), ctx.live_index, given)
+        try:
+            with lost_races_as_domain_errors():
+                result = allocation_db.match_device(ctx.session, ctx.who(), ctx.live_index, given)
+        except DomainError as exc:
+            MATCH_OUTCOMES.labels(exc.code).inc()
+            raise
+        except Exception:
+            MATCH_OUTCOMES.labels("INTERNAL_SERVER_ERROR").inc()
+            raise
+        MATCH_OUTCOMES.labels(
+            "DRY_RUN" if input.dry_run else "REPLAYED" if result.replayed else "ALLOCATED"
+        ).inc()
         if result.allocation is not None and result.devices is not None:
             ctx.loader("allocation_devices").prime(result.allocation.id, result.devices)
         return MatchResult(

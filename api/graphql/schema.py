@@ -6,11 +6,12 @@ import logging
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
+    SchemaExtension,
     ValidationCache,
     max_aliases,
     query_depth_limiter,
@@ -79,6 +80,34 @@ class InventorySchema(strawberry.Schema):
             log.error("unexpected error in %s", error.path, exc_info=original)
 
 
+class OperationName(SchemaExtension):
+    """Names the request after its first root field (``matchDevice``, ``devices``) for
+    the latency histogram and the access log (api/logs.py): a label with few values,
+    unlike client-chosen operation names. Unparseable requests are ``invalid``."""
+
+    def on_operation(self):  # type: ignore[override]
+        yield
+        context = self.execution_context.context
+        document = self.execution_context.graphql_document
+        name = "invalid"
+        if document is not None:
+            for definition in document.definitions:
+                if isinstance(definition, OperationDefinitionNode):
+                    fields = [
+                        s.name.value
+                        for s in definition.selection_set.selections
+                        if isinstance(s, FieldNode)
+                    ]
+                    if len(fields) == 1:
+                        name = fields[0]
+                    elif fields:  # several root fields: the first by name, marked
+                        name = min(fields) + "+"
+                    break
+        request = getattr(context, "request", None)
+        if request is not None:
+            request.scope.setdefault("state", {})["operation"] = name
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     # The limit rules are built once: ValidationCache keys on the rule classes, and
@@ -95,6 +124,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # validate each once. Small caches, because a document may inline a large string.
         lambda: ParserCache(maxsize=64),
         lambda: ValidationCache(maxsize=64),
+        OperationName,
     ]
     return InventorySchema(
         query=Query,

@@ -72,7 +72,8 @@ class GraphQLView(GraphQL):
         await response(scope, receive, send)
 
     def _context(self, request: Request) -> Context:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # api/logs.RequestContext names every request; a bare view (no middleware) makes one
+        request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         principal, problem = None, None
         header = request.headers.get("authorization", "")
         if header:
