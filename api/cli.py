@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,60 @@ def db_upgrade() -> None:
     """Create the database or migrate it to the newest schema (safe to repeat)."""
     _sessions(migrate=True)
     click.echo("database is at the newest schema", err=True)
+
+
+@main.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(file: Path) -> None:
+    """Write the whole database to FILE (gzip'd JSON lines): the inventory, profiles,
+    allocations, tenants, tokens, the audit log and the sync state, from one snapshot.
+    The service may keep running. Restore with `gpuinv restore FILE`."""
+    from api.db import backup
+
+    engine = make_engine(Settings.from_env().database_url)
+    started = time.perf_counter()
+    try:
+        with err.status("backing up") as status:
+            written = backup.backup(
+                engine, file, lambda table, n: status.update(f"backing up {table}: {n:,} rows")
+            )
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    seconds = time.perf_counter() - started
+    click.echo(
+        f"wrote {written.total:,} rows of {len(written.rows)} tables to {file} in "
+        f"{seconds:.1f} s ({written.total / max(seconds, 1e-9):,.0f} rows/s)",
+        err=True,
+    )
+
+
+@main.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore_command(file: Path) -> None:
+    """Restore FILE (from `gpuinv backup`) into an empty database, then migrate it to the
+    newest schema. The file is checked whole first: one cut short, damaged or from a newer
+    gpuinv is refused and nothing is written. The database must be empty (a new one)."""
+    from api.db import backup
+
+    engine = make_engine(Settings.from_env().database_url)
+    started = time.perf_counter()
+    try:
+        with err.status("checking the file") as status:
+            done = [0]
+
+            def advance(table: str, n: int) -> None:
+                done[0] += n
+                status.update(f"restoring {table}: {done[0]:,} rows")
+
+            plan = backup.restore(engine, file, advance)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    seconds = time.perf_counter() - started
+    click.echo(
+        f"restored {plan.total:,} rows of {len(plan.rows)} tables from {file} in "
+        f"{seconds:.1f} s ({plan.total / max(seconds, 1e-9):,.0f} rows/s)",
+        err=True,
+    )
 
 
 @main.command("import")

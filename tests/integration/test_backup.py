@@ -1,0 +1,234 @@
+"""`gpuinv backup` / `gpuinv restore` as an operator runs them (the real CLI), on both
+backends: a restore into an empty database holds every row the original held, and the
+service works on it; a bad file is refused before anything is written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.backup import tables
+from api.db.session import make_engine
+from tests.api.test_allocation import fleet, labels, server
+from tests.conftest import Api, fresh_postgres_database, make_tenant, make_token
+
+GPUINV = str(Path(sys.executable).with_name("gpuinv"))
+MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
+  allocation { id } } }"""
+
+
+def gpuinv(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [GPUINV, *args],
+        env={**os.environ, "GPUINV_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture
+def empty_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A new database of the same backend as the session's, nothing in it."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'restored.db'}"
+        return
+    url, drop = fresh_postgres_database("gpuinv_restore")
+    yield url
+    drop()
+
+
+def _populate(api: Api, db: sessionmaker[Session]) -> None:
+    """A bit of everything: tenants and projects, tokens, devices (mixed GPUs, ports),
+    switches, VMs, profiles, allocations held and released, audit events."""
+    make_tenant(db, "acme", "training")
+    make_token(db, "viewer", "acme")
+    fleet(
+        api,
+        server("gpu-1", tenant="acme", project="training", site="mumbai"),
+        server("gpu-2", site="pune", infiniband=[{"name": "ib0", "rateGbps": 400}]),
+        {
+            "hostname": "gpu-3",
+            "gpus": [
+                {"vendorCode": "NVIDIA", "modelNo": "H100"},
+                {"vendorCode": "AMD", "modelNo": "MI300X"},
+            ],
+        },
+    )
+    api.ok(
+        "mutation($d: String!) { importInventory(data: $d) { created } }",
+        d=json.dumps(
+            {
+                "switches": [{"name": "leaf-1", "role": "leaf", "tags": {"fabric": "a"}}],
+                "vms": [{"hostname": "vm-1", "totalcpu": 8, "cluster": "c1"}],
+            }
+        ),
+    )
+    api.ok(
+        "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }",
+        n="h100",
+        l=labels(),
+    )
+    request = {"profile": "h100", "variables": {"gputype": "NVIDIA", "gpu": "8"}}
+    api.ok(MATCH, input={"environment": "held", **request})
+    api.ok(MATCH, input={"environment": "gone", **request})
+    api.ok('mutation { releaseAllocation(environment: "gone") { id } }')
+
+
+def _rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    found = {}
+    with engine.connect() as connection:
+        for table in tables():
+            ordered = select(*table.columns).order_by(*table.primary_key.columns)
+            found[table.name] = [tuple(row) for row in connection.execute(ordered)]
+    return found
+
+
+def test_restore_into_an_empty_database_holds_every_row_and_serves(
+    api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    _populate(api, db)
+    file = tmp_path / "inventory.backup"
+    said = gpuinv(database_url, "backup", str(file)).stderr
+    assert "rows of" in said and "rows/s" in said
+    assert gpuinv(empty_database, "restore", str(file)).returncode == 0
+
+    original, restored = make_engine(database_url), make_engine(empty_database)
+    try:
+        before, after = _rows(original), _rows(restored)
+        assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
+        assert all(before[t] for t in ("device", "gpu", "allocation", "audit_event", "api_token"))
+        for name in before:
+            assert after[name] == before[name], name  # every row, every column
+    finally:
+        original.dispose()
+        restored.dispose()
+
+    # the restored database is a working inventory: migrated, matchable, writable
+    assert "at the newest schema" in gpuinv(empty_database, "db", "upgrade").stderr
+    token = gpuinv(empty_database, "token", "create", "--role", "platform-admin").stdout.strip()
+    assert token.startswith("gpuinv_")  # a new audit event: the id sequence continued
+    devices = json.loads(gpuinv(empty_database, "devices", "--json").stdout)
+    assert {d["hostname"] for d in devices} == {"gpu-1", "gpu-2", "gpu-3"}
+    assert "allocated" in {d["status"] for d in devices}
+    gpuinv(empty_database, "release", "held")  # the restored allocation is released
+    devices = json.loads(gpuinv(empty_database, "devices", "--json").stdout)
+    assert {d["status"] for d in devices} == {"available"}
+
+
+def _pack(lines: list[str]) -> bytes:
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def _cut(source: Path, target: Path, keep: float) -> None:
+    data = gzip.decompress(source.read_bytes())
+    target.write_bytes(gzip.compress(data[: int(len(data) * keep)]))
+
+
+def _tables_with_rows(url: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            return [
+                t.name
+                for t in tables()
+                if t.name in names
+                and connection.execute(select(t.columns[0]).limit(1)).first() is not None
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_a_bad_file_or_a_used_database_is_refused_and_nothing_is_written(
+    api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    _populate(api, db)
+    good = tmp_path / "good.backup"
+    gpuinv(database_url, "backup", str(good))
+    lines = gzip.decompress(good.read_bytes()).decode().splitlines()
+
+    cut = tmp_path / "cut.backup"
+    _cut(good, cut, 0.6)  # a complete gzip stream of the first 60%: no end line
+    newer = tmp_path / "newer.backup"
+    header = json.loads(lines[0]) | {"schema": "9999"}
+    newer.write_bytes(_pack([json.dumps(header), *lines[1:]]))
+    damaged = tmp_path / "damaged.backup"
+    damaged.write_bytes(_pack([*lines[:5], "{oops", *lines[5:]]))
+    miscounted = tmp_path / "miscounted.backup"
+    miscounted.write_bytes(_pack(lines[:3] + lines[4:]))
+    torn = tmp_path / "torn.backup"
+    torn.write_bytes(good.read_bytes()[:-40])  # a gzip stream cut mid-way
+    not_ours = tmp_path / "not-ours.backup"
+    not_ours.write_text("hostname,totalcpu\ngpu-1,8\n")
+
+    for file, reason in (
+        (cut, "cut short"),
+        (newer, "newer gpuinv"),
+        (damaged, "not JSON"),
+        (miscounted, "the end line counts"),
+        (torn, "not a complete gpuinv backup"),
+        (not_ours, "not a complete gpuinv backup"),
+    ):
+        done = gpuinv(empty_database, "restore", str(file), check=False)
+        assert done.returncode == 1 and reason in done.stderr, (file.name, done.stderr)
+        assert _tables_with_rows(empty_database) == [], file.name  # nothing was written
+
+    # a database with rows in it is not restored into
+    done = gpuinv(database_url, "restore", str(good), check=False)
+    assert done.returncode == 1 and "not empty" in done.stderr
+
+
+def test_a_backup_of_an_older_schema_is_restored_and_migrated(
+    api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    """A 0004 backup (before devices carried their GPU kind): restored at 0004, then 0005
+    fills the GPU kind in from the restored GPU rows."""
+    _populate(api, db)
+    good = tmp_path / "good.backup"
+    gpuinv(database_url, "backup", str(good))
+    old = []
+    dropped: list[int] = []
+    for line in gzip.decompress(good.read_bytes()).decode().splitlines():
+        value = json.loads(line)
+        if isinstance(value, dict) and value.get("format"):
+            value["schema"] = "0004"
+        elif isinstance(value, dict) and "table" in value:
+            columns = value["columns"]
+            dropped = (
+                [columns.index("gpu_vendor"), columns.index("gpu_model")]
+                if value["table"] == "device"
+                else []
+            )
+            value["columns"] = [c for i, c in enumerate(columns) if i not in dropped]
+        elif isinstance(value, list):
+            value = [v for i, v in enumerate(value) if i not in dropped]
+        old.append(json.dumps(value))
+    older = tmp_path / "older.backup"
+    older.write_bytes(_pack(old))
+    gpuinv(empty_database, "restore", str(older))
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            kinds = dict(
+                connection.exec_driver_sql(
+                    "SELECT hostname, gpu_model FROM device WHERE kind = 'baremetal'"
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert kinds == {"gpu-1": "H100", "gpu-2": "H100", "gpu-3": None}
