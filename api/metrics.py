@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import capacity as capacity_db
 from api.db.base import utcnow
-from api.db.models import Allocation, Device, SyncState
+from api.db.models import Allocation, AllocationDevice, Device, SyncState
 from api.domain.access import Principal, Role
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -45,6 +45,12 @@ MATCH_OUTCOMES = Counter(
     "gpuinv_match_outcomes_total",
     "matchDevice calls by outcome: ALLOCATED, DRY_RUN, REPLAYED, or the error code.",
     ["outcome"],
+)
+
+HEALTH_ALERTS = Counter(
+    "gpuinv_health_alerts_total",
+    "Health conditions reported on servers that hold allocations (kept, not freed), by code.",
+    ["code"],
 )
 
 # The scrape reads the database as the platform does, whoever asks (/metrics has no token).
@@ -77,6 +83,23 @@ class InventoryCollector(Collector):
             for kind, status, count in session.execute(counts):
                 nodes.add_metric([kind, status], count)
             yield nodes
+
+            unhealthy = GaugeMetricFamily(
+                "gpuinv_devices_unhealthy",
+                "Servers and VMs with a health condition; held=true: they hold allocations "
+                "(an operator must decide).",
+                labels=["held"],
+            )
+            held_devices = select(AllocationDevice.device_id).where(AllocationDevice.active)
+            sick = select(Device.id.in_(held_devices), func.count()).where(
+                Device.health.is_not(None)
+            )
+            counted = dict.fromkeys((False, True), 0)
+            for is_held, count in session.execute(sick.group_by(Device.id.in_(held_devices))):
+                counted[bool(is_held)] = count
+            for is_held, count in counted.items():
+                unhealthy.add_metric([str(is_held).lower()], count)
+            yield unhealthy
 
             view = capacity_db.view(session, _SCRAPER, None, None)
             families = {

@@ -253,6 +253,11 @@ def restore(engine: Engine, path: Path, progress: Callable[[str, int], None] | N
         else:
             command.upgrade(config, plan.schema)
     metadata = _metadata_at(engine)
+    for name, columns in plan.columns.items():  # every table and column, before writing
+        table = metadata.tables.get(name)
+        if table is None:
+            raise BackupError(f"{path}: table {name!r} does not exist at schema {plan.schema}")
+        _decoders(table, columns)
     with unit_of_work(session_factory(engine)) as session:
         table, names, decoders, batch = None, [], [], []
         for _, value in _lines(path):

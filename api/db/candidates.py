@@ -83,6 +83,7 @@ def candidates(
                 fabrics=frozenset(p["fabric"] for p in document["infiniband"] if p["fabric"]),
                 shareable=str((d.tags or {}).get("shareable", "")).strip().lower() != "false",
                 generation=d.generation,
+                healthy=not d.health,
             )
         )
     return out

@@ -52,12 +52,18 @@ def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None)
     return query
 
 
+def _allocatable() -> ColumnElement[bool]:
+    return and_(Device.status.in_(ALLOCATABLE), Device.health.is_(None))
+
+
 def tallies(
     session: Session, who: Principal, sites: Sequence[str] | None, tenant_id: str | None
 ) -> list[Tally]:
-    allocatable = Device.status.in_(ALLOCATABLE)
+    allocatable = _allocatable()
     whole = and_(
-        Device.status == Status.AVAILABLE.value, *(_FREE[r] == _TOTAL[r] for r in RESOURCES)
+        Device.status == Status.AVAILABLE.value,
+        Device.health.is_(None),
+        *(_FREE[r] == _TOTAL[r] for r in RESOURCES),
     )
     measures = [func.count(), _sum_if(allocatable, 1), _sum_if(whole, 1)]
     for r in RESOURCES:
@@ -85,7 +91,7 @@ def mixed_gpus(
     """GPUs by kind on devices whose GPUs differ. Which GPUs of such a device an allocation
     holds is not recorded (it takes a count), so the held ones are counted as the lowest
     indexes: the per-kind split is exact in total, nominal between kinds."""
-    allocatable = Device.status.in_(ALLOCATABLE)
+    allocatable = _allocatable()
     held = Gpu.index < Device.total_gpus - Device.free_gpus
     keys = (Device.site, Device.tenant_id, Gpu.vendor_code, Gpu.model_no)
     query = (

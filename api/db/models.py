@@ -124,6 +124,9 @@ class Device(_ItemColumns, Base):
     rack: Mapped[str | None] = mapped_column(NameColumn)
     cluster: Mapped[str | None] = mapped_column(NameColumn)
     host: Mapped[str | None] = mapped_column(NameColumn)
+    # Health conditions (api/domain/health.py) on the server, its GPUs and its ports; SQL
+    # NULL when healthy, so "healthy" is an indexable IS NULL in capacity queries.
+    health: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Gpu(Base):

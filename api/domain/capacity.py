@@ -4,8 +4,8 @@ For each resource (CPU, memory, storage, GPUs) four numbers, as seed 004 names t
 
 - ``capacity``: what the hardware has, over every device in the view that is not retired;
 - ``allocatable``: the capacity of the devices that can take allocations now (status
-  available or allocated); a device in maintenance, offline or reserved counts in
-  capacity but not here;
+  available or allocated, and healthy); a device in maintenance, offline or reserved, or
+  with a health condition, counts in capacity but not here;
 - ``allocated``: what active allocations hold (total minus free), wherever it sits, so
   it always equals the sum of the allocations' amounts;
 - ``available``: what is free on the allocatable devices; what a match could take.
@@ -55,13 +55,13 @@ class Resources:
 
 
 def node_resources(
-    status: str, total: Sequence[int], free: Sequence[int]
+    status: str, healthy: bool, total: Sequence[int], free: Sequence[int]
 ) -> tuple[Resources, bool]:
     """One device's resources (totals and frees in RESOURCES order), and whether it is
     allocatable. A retired device has none: it has left the fleet."""
     if status == Status.RETIRED.value:
         return Resources(), False
-    allocatable = status in ALLOCATABLE
+    allocatable = status in ALLOCATABLE and healthy
     amounts = [
         Amounts(t, t if allocatable else 0, t - f, f if allocatable else 0)
         for t, f in zip(total, free, strict=True)

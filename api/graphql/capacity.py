@@ -27,8 +27,8 @@ BIG_INT = strawberry.scalar(
 
 @strawberry.type(
     description="capacity: the hardware, over devices not retired. allocatable: the capacity "
-    "of devices that can take allocations (AVAILABLE or ALLOCATED). allocated: what active "
-    "allocations hold. available: what is free on allocatable devices."
+    "of devices that can take allocations (AVAILABLE or ALLOCATED, and healthy). allocated: "
+    "what active allocations hold. available: what is free on allocatable devices."
 )
 class CapacityAmounts:
     capacity: BigInt
@@ -140,7 +140,9 @@ class CapacityQuery:
         )
 
 
-def node_capacity(status: str, total: list[int], free: list[int]) -> ResourceCapacity:
+def node_capacity(
+    status: str, healthy: bool, total: list[int], free: list[int]
+) -> ResourceCapacity:
     """One node's capacity (Device.capacity and Vm.capacity)."""
-    resources, _ = capacity.node_resources(status, total, free)
+    resources, _ = capacity.node_resources(status, healthy, total, free)
     return ResourceCapacity.of(resources)

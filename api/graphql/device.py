@@ -34,6 +34,7 @@ from api.graphql.common import (
     tags_filter,
 )
 from api.graphql.context import Context
+from api.graphql.health import HealthCondition
 
 
 @strawberry.type(description="One physical GPU.")
@@ -88,6 +89,14 @@ class Machine(Item):
             for p in ports
         ]
 
+    @strawberry.field(description="No health condition on it, its GPUs or its ports.")
+    def healthy(self) -> bool:
+        return not self._row.health
+
+    @strawberry.field(description="Health conditions (reportHealth), oldest first.")
+    def health(self) -> list[HealthCondition]:
+        return [HealthCondition.of(entry) for entry in self._row.health or []]
+
     @strawberry.field(
         description="This node's capacity, allocatable, allocated and available amounts."
     )
@@ -95,6 +104,7 @@ class Machine(Item):
         row = self._row
         return node_capacity(
             row.status,
+            not row.health,
             [row.total_cpu, row.total_memory_mb, row.total_storage_gb, row.total_gpus],
             [row.free_cpu, row.free_memory_mb, row.free_storage_gb, row.free_gpus],
         )

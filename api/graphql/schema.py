@@ -25,6 +25,7 @@ from api.graphql.allocation import AllocationMutation, AllocationQuery
 from api.graphql.audit import AuditQuery
 from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
+from api.graphql.health import HealthMutation
 from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
 from api.graphql.inventory_import import ImportMutation
 from api.graphql.node import NodeMutation, NodeQuery
@@ -62,6 +63,7 @@ Mutation = merge_types(
         ImportMutation,
         ProfileMutation,
         AllocationMutation,
+        HealthMutation,
     ),
 )
 

@@ -209,11 +209,8 @@ def test_a_backup_of_an_older_schema_is_restored_and_migrated(
             value["schema"] = "0004"
         elif isinstance(value, dict) and "table" in value:
             columns = value["columns"]
-            dropped = (
-                [columns.index("gpu_vendor"), columns.index("gpu_model")]
-                if value["table"] == "device"
-                else []
-            )
+            later = ("gpu_vendor", "gpu_model", "health")  # added by 0005 and 0006
+            dropped = [columns.index(c) for c in later] if value["table"] == "device" else []
             value["columns"] = [c for i, c in enumerate(columns) if i not in dropped]
         elif isinstance(value, list):
             value = [v for i, v in enumerate(value) if i not in dropped]

@@ -49,6 +49,7 @@ class Candidate:
     fabrics: frozenset[str] = frozenset()
     shareable: bool = True
     generation: int = 1
+    healthy: bool = True  # no health condition on it, its GPUs or its ports
 
     @property
     def whole(self) -> bool:
@@ -66,8 +67,9 @@ DIMENSIONS = ("cpu", "memory_mb", "storage_gb", "gpus")
 
 
 def eligible_for(candidate: Candidate, inventory_type: InventoryType) -> bool:
-    """The first step of every funnel: the right kind, available, and whole or shareable."""
-    if candidate.status != "available":
+    """The first step of every funnel: the right kind, available and healthy, and whole or
+    shareable."""
+    if candidate.status != "available" or not candidate.healthy:
         return False
     if inventory_type == InventoryType.VM:
         return candidate.kind == "vm" and candidate.whole

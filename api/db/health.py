@@ -1,0 +1,121 @@
+"""Reporting and clearing health conditions (api/domain/health.py) on servers and their
+InfiniBand ports. Each write is audited; a condition on a server that holds an allocation
+also writes a ``health-alert`` event naming the allocations, and frees nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db import audit
+from api.db.base import utcnow
+from api.db.items import find_item, guarded_flush, kind_of, name_of
+from api.db.models import Allocation, AllocationDevice, Device, Infiniband
+from api.domain.access import Principal
+from api.domain.errors import bad_input
+from api.domain.health import HealthCode, cleared, condition, reported
+
+
+@dataclass
+class HealthWrite:
+    device: Device
+    item_kind: str  # what was named: the server's kind, or "infiniband"
+    environments: list[str] = field(default_factory=list)  # allocations held on the server
+
+    @property
+    def alert(self) -> bool:
+        return bool(self.environments)
+
+
+def _server_and_port(session: Session, who: Principal, item_id: str) -> tuple[Device, str | None]:
+    item = find_item(session, who, item_id)
+    if isinstance(item, Device):
+        return item, None
+    if isinstance(item, Infiniband) and item.device_id is not None:
+        device = session.get(Device, item.device_id)
+        assert device is not None  # the foreign key holds
+        return device, item.port
+    raise bad_input(
+        f"id: {kind_of(item)} {name_of(item)!r} cannot carry health conditions (a server, a "
+        "VM or a server's InfiniBand port can)",
+        field="id",
+    )
+
+
+def _held_by(session: Session, device: Device) -> list[str]:
+    held = (
+        select(Allocation.environment)
+        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
+        .where(AllocationDevice.device_id == device.id, AllocationDevice.active)
+        .order_by(Allocation.environment)
+    )
+    return list(session.scalars(held))
+
+
+def report(
+    session: Session,
+    who: Principal,
+    item_id: str,
+    code: HealthCode,
+    message: str | None,
+    gpu_index: int | None,
+) -> HealthWrite:
+    who.require_inventory_write()
+    device, port = _server_and_port(session, who, item_id)
+    if port is not None and gpu_index is not None:
+        raise bad_input("gpuIndex: a port's condition concerns no GPU; omit it", field="gpuIndex")
+    new = condition(code, message, gpu_index, port, device.total_gpus, utcnow(), who.actor)
+    before = list(device.health or [])
+    with guarded_flush(session, device):
+        device.health = reported(before, new)
+    written = HealthWrite(device, "infiniband" if port else device.kind, _held_by(session, device))
+    audit.record(
+        session,
+        who,
+        "report-health",
+        device.kind,
+        device.id,
+        device.hostname,
+        device.tenant_id,
+        {"health": before or None},
+        {"health": device.health},
+    )
+    if written.alert:
+        audit.record(
+            session,
+            who,
+            "health-alert",
+            device.kind,
+            device.id,
+            device.hostname,
+            device.tenant_id,
+            None,
+            {"condition": new.stored(), "allocations": written.environments},
+        )
+    return written
+
+
+def clear(session: Session, who: Principal, item_id: str, code: HealthCode | None) -> HealthWrite:
+    """Clear the server's conditions (of ``code`` only, if given); naming a port clears
+    that port's only. Clearing what is not there changes nothing."""
+    who.require_inventory_write()
+    device, port = _server_and_port(session, who, item_id)
+    before = device.health
+    after = cleared(before, code, port)
+    if after != before:
+        with guarded_flush(session, device):
+            device.health = after
+        audit.record(
+            session,
+            who,
+            "clear-health",
+            device.kind,
+            device.id,
+            device.hostname,
+            device.tenant_id,
+            {"health": before},
+            {"health": after},
+        )
+    return HealthWrite(device, "infiniband" if port else device.kind)
