@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Another inventory service: its name in views, its base URL, a token it accepts."""
+
+    name: str
+    url: str
+    token: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,9 @@ class Settings:
     ops_address: str = ""
     log_format: str = "auto"
     log_level: str = "info"
+    # Other gpu-inventory services whose capacity fleetCapacity adds up (GPUINV_PROVIDERS:
+    # a JSON array of {"name", "url", "token"}, or @/path/to/such.json).
+    providers: tuple[Provider, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -50,6 +65,7 @@ class Settings:
             sync_mapping_file=env.get("GPUINV_SYNC_MAPPING", ""),
             ops_address=_address(env, "GPUINV_OPS_ADDRESS"),
             log_format=_choice(env, "GPUINV_LOG_FORMAT", ("auto", "json", "text"), "auto"),
+            providers=_providers(env.get("GPUINV_PROVIDERS", "")),
             log_level=_choice(
                 env, "GPUINV_LOG_LEVEL", ("critical", "error", "warning", "info", "debug"), "info"
             ),
@@ -85,3 +101,44 @@ def _address(env, name: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SystemExit(f"{name}: must be HOST:PORT (e.g. 0.0.0.0:9100), got {raw!r}")
     return raw
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _providers(raw: str) -> tuple[Provider, ...]:
+    """GPUINV_PROVIDERS: a JSON array, or @FILE holding one. Refused at start, by entry."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    where = "GPUINV_PROVIDERS"
+    if raw.startswith("@"):
+        where = raw[1:]
+        try:
+            raw = Path(where).read_text()
+        except OSError as exc:
+            raise SystemExit(f"GPUINV_PROVIDERS: cannot read {where}: {exc.strerror}") from None
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{where}: not JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(entries, list):
+        raise SystemExit(f"{where}: expected a JSON array of {{name, url, token}}")
+    found: list[Provider] = []
+    for number, entry in enumerate(entries):
+        label = f"{where}[{number}]"
+        if not isinstance(entry, dict):
+            raise SystemExit(f"{label}: expected an object with name, url and token")
+        name, url, token = (entry.get(k) for k in ("name", "url", "token"))
+        if not isinstance(name, str) or not _PROVIDER_NAME.match(name) or name == "local":
+            raise SystemExit(
+                f"{label}.name: lower-case letters, digits and dashes, not 'local'; got {name!r}"
+            )
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise SystemExit(f"{label}.url: an http(s) base URL, got {url!r}")
+        if not isinstance(token, str) or not token:
+            raise SystemExit(f"{label}.token: a bearer token the provider accepts")
+        if any(p.name == name for p in found):
+            raise SystemExit(f"{label}.name: {name!r} is given twice")
+        found.append(Provider(name, url.rstrip("/").removesuffix("/graphql"), token))
+    return tuple(found)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from api.domain.vocabulary import Status
 
@@ -178,3 +179,68 @@ def summarise(
 
 def _ordered(groups: dict[str | None, CapacityGroup]) -> list[CapacityGroup]:
     return sorted(groups.values(), key=lambda g: (g.key is None, g.key or ""))
+
+
+def merged(groups: Iterable[CapacityGroup], key: str | None = None) -> CapacityGroup:
+    """Several groups as one: sums of nodes and amounts, GPU models merged by kind."""
+    total = CapacityGroup(key)
+    for group in groups:
+        total.nodes += group.nodes
+        total.nodes_allocatable += group.nodes_allocatable
+        total.whole_nodes_free += group.whole_nodes_free
+        total.resources = total.resources + group.resources
+        for model in group.gpu_models.values():
+            total._add_gpus(model.kind, model.nodes, model.gpus)
+    return total
+
+
+# -- another inventory's answer, as JSON (the fleet view reads other gpuinv services) ----
+
+_AMOUNT_KEYS = ("capacity", "allocatable", "allocated", "available")
+_RESOURCE_KEYS = {"cpu": "cpu", "memoryMB": "memory_mb", "storageGB": "storage_gb", "gpus": "gpus"}
+
+
+def group_from_json(data: Any) -> CapacityGroup:
+    """A CapacityGroup from another inventory's GraphQL answer (``capacity.total``).
+    Raises ValueError saying what is wrong: a source's answer is not trusted blindly."""
+    group = CapacityGroup(_text(data, "key", optional=True))
+    group.nodes = _count(data, "nodes")
+    group.nodes_allocatable = _count(data, "nodesAllocatable")
+    group.whole_nodes_free = _count(data, "wholeNodesFree")
+    resources = _field(data, "resources", dict)
+    group.resources = Resources(
+        **{name: _amounts(_field(resources, key, dict)) for key, name in _RESOURCE_KEYS.items()}
+    )
+    for model in _field(data, "gpuModels", list):
+        kind = GpuKind(_text(model, "vendor"), _text(model, "model"))
+        group._add_gpus(kind, _count(model, "nodes"), _amounts(_field(model, "gpus", dict)))
+    return group
+
+
+def _field(data: Any, key: str, kind: type) -> Any:
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        raise ValueError(f"{key}: expected {kind.__name__}, got {_shown(data, key)}")
+    return data[key]
+
+
+def _count(data: Any, key: str) -> int:
+    value = _field(data, key, int)
+    if isinstance(value, bool) or value < 0:
+        raise ValueError(f"{key}: expected a count, got {value!r}")
+    return value
+
+
+def _text(data: Any, key: str, optional: bool = False) -> Any:
+    if optional and isinstance(data, dict) and data.get(key) is None:
+        return None
+    return _field(data, key, str)
+
+
+def _amounts(data: Any) -> Amounts:
+    return Amounts(*(_count(data, key) for key in _AMOUNT_KEYS))
+
+
+def _shown(data: Any, key: str) -> str:
+    if not isinstance(data, dict):
+        return type(data).__name__
+    return repr(data.get(key))[:60] if key in data else "nothing"

@@ -11,6 +11,8 @@ from strawberry.types import Info
 
 from api.db import capacity as capacity_db
 from api.domain import capacity
+from api.domain.errors import FORBIDDEN, DomainError, bad_input
+from api.fleet import LOCAL, fleet_view
 from api.graphql.common import AUTH
 from api.graphql.context import Context
 
@@ -146,3 +148,93 @@ def node_capacity(
     """One node's capacity (Device.capacity and Vm.capacity)."""
     resources, _ = capacity.node_resources(status, healthy, total, free)
     return ResourceCapacity.of(resources)
+
+
+@strawberry.type(description="How the fleet view went: who answered, how big it is.")
+class FleetSummary:
+    providers_queried: int = strawberry.field(description="Sources asked, this one included.")
+    providers_answered: int
+    providers_failed: int
+    nodes: int
+    utilization_percent: float = strawberry.field(
+        description="GPUs allocated over GPUs allocatable, over the sources that answered."
+    )
+
+
+@strawberry.type(description="One source of the fleet view: its total, or why there is none.")
+class FleetSource:
+    name: str = strawberry.field(description="'local' for this inventory, else the provider's.")
+    url: str | None
+    ok: bool
+    error: str | None
+    latency_ms: float
+    total: CapacityGroup | None
+
+
+@strawberry.type(description="Capacity across this inventory and its providers.")
+class FleetCapacity:
+    summary: FleetSummary
+    total: CapacityGroup
+    sources: list[FleetSource]
+
+
+@strawberry.type
+class FleetQuery:
+    @strawberry.field(
+        permission_classes=AUTH,
+        description="This inventory's capacity and that of the providers configured in "
+        "GPUINV_PROVIDERS, asked at once and added up. A provider that fails or times out "
+        "is reported in sources and the summary; the rest are still added up. `providers` "
+        "picks sources by name ('local' is this inventory); an unknown name is BAD_INPUT. "
+        "Needs a token not bound to a tenant.",
+    )
+    async def fleet_capacity(
+        self,
+        info: Info[Context, None],
+        providers: list[str] | None = None,
+        timeout_seconds: float = 5.0,
+    ) -> FleetCapacity:
+        ctx = info.context
+        who = ctx.who()
+        if who.scope_tenant_id is not None:
+            raise DomainError(FORBIDDEN, "fleetCapacity is the platform's view: use a token "
+                              "not bound to a tenant")  # fmt: skip
+        if not 0 < timeout_seconds <= 60:
+            raise bad_input(
+                f"timeoutSeconds: between 0 and 60, got {timeout_seconds:g}",
+                field="timeoutSeconds",
+            )
+        configured = {p.name: p for p in ctx.settings.providers}
+        wanted = providers if providers is not None else [LOCAL, *configured]
+        unknown = [n for n in wanted if n != LOCAL and n not in configured]
+        if unknown:
+            known = ", ".join([LOCAL, *configured])
+            raise bad_input(
+                f"providers: unknown {unknown[0]!r} (known: {known})", field="providers"
+            )
+        local = None
+        if LOCAL in wanted:
+            local = capacity_db.view(ctx.session, who, None, None).total
+        remote = [configured[n] for n in dict.fromkeys(wanted) if n != LOCAL]
+        view = await fleet_view(local, remote, timeout_seconds)
+        return FleetCapacity(
+            summary=FleetSummary(
+                providers_queried=len(view.sources),
+                providers_answered=view.answered,
+                providers_failed=view.failed,
+                nodes=view.total.nodes,
+                utilization_percent=view.total.utilization_percent,
+            ),
+            total=CapacityGroup.of(view.total),
+            sources=[
+                FleetSource(
+                    name=s.name,
+                    url=s.url,
+                    ok=s.error is None,
+                    error=s.error,
+                    latency_ms=round(s.seconds * 1000, 1),
+                    total=CapacityGroup.of(s.group) if s.group is not None else None,
+                )
+                for s in view.sources
+            ],
+        )

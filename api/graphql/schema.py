@@ -23,7 +23,7 @@ from strawberry.types import ExecutionContext
 from api.domain.errors import DomainError
 from api.graphql.allocation import AllocationMutation, AllocationQuery
 from api.graphql.audit import AuditQuery
-from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery
+from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery, FleetQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
 from api.graphql.health import HealthMutation
 from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQuery
@@ -49,6 +49,7 @@ Query = merge_types(
         AllocationQuery,
         SyncStateQuery,
         CapacityQuery,
+        FleetQuery,
         AuditQuery,
     ),
 )
