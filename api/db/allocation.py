@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -538,3 +538,31 @@ def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[Al
     for row in session.scalars(query.order_by(AllocationDevice.position)):
         found.setdefault(row.allocation_id, []).append(row)
     return found
+
+
+@dataclass
+class TenantTotals:
+    tenant_id: str | None
+    allocations: int
+    devices: int
+    gpus: int
+
+
+def totals_by_tenant(session: Session, who: Principal) -> list[TenantTotals]:
+    """Active allocations per tenant, with the devices and GPUs they hold: one grouped
+    query. A tenant's caller gets its own line only."""
+    query = (
+        select(
+            Allocation.tenant_id,
+            func.count(func.distinct(Allocation.id)),
+            func.count(AllocationDevice.id),
+            func.coalesce(func.sum(AllocationDevice.gpus), 0),
+        )
+        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
+        .where(Allocation.released_at.is_(None), AllocationDevice.active)
+        .group_by(Allocation.tenant_id)
+    )
+    scope = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
+    if not who.is_platform_admin and scope is not None:
+        query = query.where(Allocation.tenant_id == scope)
+    return [TenantTotals(t, int(a), int(d), int(g)) for t, a, d, g in session.execute(query)]

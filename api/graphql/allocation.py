@@ -193,6 +193,36 @@ class AllocationQuery:
         return connection(page, Allocation.from_row)
 
 
+@strawberry.type(description="What one tenant's active allocations hold.")
+class TenantAllocations:
+    tenant: str | None = strawberry.field(description="Tenant slug; null: platform-wide.")
+    allocations: int
+    devices: int = strawberry.field(description="Devices held, whole or in part.")
+    gpus: int
+
+
+@strawberry.type
+class AllocationTotalsQuery:
+    @strawberry.field(
+        permission_classes=AUTH,
+        description="Active allocations per tenant (most GPUs first). A tenant's token sees "
+        "its own line.",
+    )
+    def allocation_totals(self, info: Info[Context, None]) -> list[TenantAllocations]:
+        ctx = info.context
+        rows = allocation_db.totals_by_tenant(ctx.session, ctx.who())
+        found = [
+            TenantAllocations(
+                tenant=ctx.directory.tenant(r.tenant_id),
+                allocations=r.allocations,
+                devices=r.devices,
+                gpus=r.gpus,
+            )
+            for r in rows
+        ]
+        return sorted(found, key=lambda t: (-t.gpus, t.tenant or ""))
+
+
 @strawberry.type
 class AllocationMutation:
     @strawberry.mutation(

@@ -21,7 +21,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.domain.errors import DomainError
-from api.graphql.allocation import AllocationMutation, AllocationQuery
+from api.graphql.allocation import AllocationMutation, AllocationQuery, AllocationTotalsQuery
 from api.graphql.audit import AuditQuery
 from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery, FleetQuery
 from api.graphql.device import Device, DeviceMutation, DeviceQuery, Vm
@@ -47,6 +47,7 @@ Query = merge_types(
         TenantQuery,
         ProfileQuery,
         AllocationQuery,
+        AllocationTotalsQuery,
         SyncStateQuery,
         CapacityQuery,
         FleetQuery,

@@ -192,3 +192,25 @@ def test_capacity_of_an_empty_inventory_is_zeros(api: Api) -> None:
     assert view["sites"] == [] and view["tenants"] == []
     assert view["total"]["utilizationPercent"] == 0
     assert json.dumps(view)  # plain JSON numbers throughout
+
+
+TOTALS = "{ allocationTotals { tenant allocations devices gpus } }"
+
+
+def test_allocation_totals_per_tenant(api: Api, db: sessionmaker[Session]) -> None:
+    make_tenant(db, "acme")
+    fleet(api, *(server(f"n-{i}", tenant="acme") for i in range(3)), server("shared"))
+    variables = {"gputype": "NVIDIA", "gpu": "8"}
+    for environment in ("a", "b"):
+        request = {"environment": environment, "labels": labels(), "variables": variables}
+        api.ok(MATCH, input=request | {"tenant": "acme"})
+    _match(api, "slice", "vcluster", {"gputype": "NVIDIA", "gpu": "2", "cpu": "8"})
+    assert api.ok(TOTALS)["allocationTotals"] == [
+        {"tenant": "acme", "allocations": 2, "devices": 2, "gpus": 16},
+        {"tenant": None, "allocations": 1, "devices": 1, "gpus": 2},
+    ]
+    api.ok('mutation { releaseAllocation(environment: "a", tenant: "acme") { id } }')
+    acme = api.as_(make_token(db, "viewer", "acme"))
+    assert acme.ok(TOTALS)["allocationTotals"] == [
+        {"tenant": "acme", "allocations": 1, "devices": 1, "gpus": 8}
+    ]
