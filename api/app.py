@@ -8,6 +8,7 @@ import gc
 import logging
 import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -16,8 +17,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.db.allocation import expire_leases
@@ -30,6 +32,7 @@ from api.metrics import exposition
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.app")
+DASHBOARD = Path(__file__).with_name("dashboard")
 
 
 class BodySizeLimit:
@@ -120,8 +123,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     live_index = LiveIndex()
     graphql = GraphQLView(build_schema(settings), sessions, settings, live_index)
 
-    async def home(_: Request) -> RedirectResponse:
-        return RedirectResponse("/graphql")
+    async def home(_: Request) -> FileResponse:
+        # The fleet dashboard: a static page that asks for a token and reads /graphql.
+        return FileResponse(DASHBOARD / "index.html")
 
     index_ready = threading.Event()
 
@@ -185,6 +189,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *ops_routes(engine, sessions, metrics=not settings.ops_address),
             Route("/hooks/netbox", netbox_webhook(sessions, settings), methods=["POST"]),
             Route("/", home),
+            Mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard"),
         ],
         middleware=middleware,
         lifespan=lifespan,
