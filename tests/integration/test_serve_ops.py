@@ -4,67 +4,14 @@ endpoints on their own address, and /metrics adding up several workers."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port, fresh_postgres_database
-
-GPUINV = str(Path(sys.executable).with_name("gpuinv"))
-
-
-@contextmanager
-def serving(database_url: str, tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
-    """``gpuinv serve ARGS``; yields its base URL and the file its stderr goes to."""
-    port = free_port()
-    log = tmp_path / f"serve-{port}.log"
-    env = {**os.environ, "GPUINV_DATABASE_URL": database_url}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [GPUINV, "serve", "--port", str(port), *args],
-            env=env,
-            stdout=sink,
-            stderr=sink,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server did not come up:\n" + log.read_text()
-            time.sleep(0.2)
-        yield base, log
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def _token(database_url: str, tmp_path: Path) -> str:
-    done = subprocess.run(
-        [GPUINV, "token", "create", "--role", "platform-admin", "--name", "ops-test"],
-        env={**os.environ, "GPUINV_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    return done.stdout.strip()
+from tests.integration.serving import serving, token
 
 
 def _wait_for(check, what: str, timeout: float = 20.0):
@@ -89,11 +36,11 @@ def test_json_logs_carry_the_request_id_and_ops_listen_on_their_own_address(
         base,
         log,
     ):
-        token = _token(url, tmp_path)
+        secret = token(url, tmp_path)
         response = httpx.post(
             f"{base}/graphql",
             json={"query": "{ me { name } }"},
-            headers={"Authorization": f"Bearer {token}", "X-Request-Id": "trace-42"},
+            headers={"Authorization": f"Bearer {secret}", "X-Request-Id": "trace-42"},
         )
         assert response.status_code == 200 and response.headers["x-request-id"] == "trace-42"
 
@@ -124,13 +71,13 @@ def test_metrics_add_up_every_worker(tmp_path: Path) -> None:
     try:
         args = ("--workers", "2", "--ops-address", f"127.0.0.1:{ops_port}")
         with serving(url, tmp_path, *args) as (base, _):
-            token = _token(url, tmp_path)
+            secret = token(url, tmp_path)
             # new connections each time, so both workers answer some
             for _ in range(30):
                 httpx.post(
                     f"{base}/graphql",
                     json={"query": "{ me { name } }"},
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers={"Authorization": f"Bearer {secret}"},
                 )
             text = httpx.get(f"http://127.0.0.1:{ops_port}/metrics").text
             counts = [

@@ -1,0 +1,64 @@
+"""`gpuinv serve` in a process of its own, as operators run it, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+GPUINV = str(Path(sys.executable).with_name("gpuinv"))
+
+
+@contextmanager
+def serving(database_url: str, tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
+    """``gpuinv serve ARGS``; yields its base URL and the file its stderr goes to."""
+    port = free_port()
+    log = tmp_path / f"serve-{port}.log"
+    env = {**os.environ, "GPUINV_DATABASE_URL": database_url}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [GPUINV, "serve", "--port", str(port), *args],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not come up:\n" + log.read_text()
+            time.sleep(0.2)
+        yield base, log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def token(database_url: str, tmp_path: Path) -> str:
+    done = subprocess.run(
+        [GPUINV, "token", "create", "--role", "platform-admin", "--name", "ops-test"],
+        env={**os.environ, "GPUINV_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    return done.stdout.strip()
