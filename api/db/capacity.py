@@ -26,8 +26,8 @@ from api.domain.capacity import (
     CapacityView,
     GpuKind,
     MixedGpus,
-    Resources,
     Tally,
+    node_resources,
     summarise,
 )
 from api.domain.vocabulary import Kind, Status
@@ -52,36 +52,42 @@ def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None)
     return query
 
 
-def _allocatable() -> ColumnElement[bool]:
-    return and_(Device.status.in_(ALLOCATABLE), Device.health.is_(None))
-
-
 def tallies(
     session: Session, who: Principal, sites: Sequence[str] | None, tenant_id: str | None
 ) -> list[Tally]:
-    allocatable = _allocatable()
-    whole = and_(
-        Device.status == Status.AVAILABLE.value,
-        Device.health.is_(None),
-        *(_FREE[r] == _TOTAL[r] for r in RESOURCES),
-    )
-    measures = [func.count(), _sum_if(allocatable, 1), _sum_if(whole, 1)]
+    """Sums per (site, tenant, GPU kind, status, healthy): plain sums the covering index
+    ix_device_capacity answers in order; which groups are allocatable is decided here,
+    by the same rule as for one node (api/domain/capacity.node_resources)."""
+    whole = and_(*(_FREE[r] == _TOTAL[r] for r in RESOURCES))
+    measures = [func.count(), func.sum(case((whole, 1), else_=0))]
     for r in RESOURCES:
-        measures += [
-            func.sum(_TOTAL[r]),
-            _sum_if(allocatable, _TOTAL[r]),
-            func.sum(_TOTAL[r] - _FREE[r]),
-            _sum_if(allocatable, _FREE[r]),
-        ]
-    keys = (Device.site, Device.tenant_id, Device.gpu_vendor, Device.gpu_model)
+        measures += [func.sum(_TOTAL[r]), func.sum(_FREE[r])]
+    keys = (
+        Device.site,
+        Device.tenant_id,
+        Device.gpu_vendor,
+        Device.gpu_model,
+        Device.status,
+        Device.healthy,
+    )
     query = _in_view(who, sites, tenant_id).add_columns(*keys, *measures).group_by(*keys)
     found = []
     for row in session.execute(query):
-        site, tenant, vendor, model, *sums = row
-        nodes, nodes_allocatable, whole_free, *amounts = (int(v or 0) for v in sums)
-        resources = Resources(*(Amounts(*amounts[i : i + 4]) for i in range(0, 16, 4)))
+        site, tenant, vendor, model, status, healthy, *sums = row
+        nodes, whole_count, *amounts = (int(v or 0) for v in sums)
+        resources, allocatable = node_resources(status, healthy, amounts[0::2], amounts[1::2])
         kind = GpuKind(vendor, model) if vendor is not None and model is not None else None
-        found.append(Tally(site, tenant, kind, nodes, nodes_allocatable, whole_free, resources))
+        found.append(
+            Tally(
+                site,
+                tenant,
+                kind,
+                nodes,
+                nodes if allocatable else 0,
+                whole_count if allocatable and status == Status.AVAILABLE.value else 0,
+                resources,
+            )
+        )
     return found
 
 
@@ -91,7 +97,7 @@ def mixed_gpus(
     """GPUs by kind on devices whose GPUs differ. Which GPUs of such a device an allocation
     holds is not recorded (it takes a count), so the held ones are counted as the lowest
     indexes: the per-kind split is exact in total, nominal between kinds."""
-    allocatable = _allocatable()
+    allocatable = and_(Device.status.in_(ALLOCATABLE), Device.healthy)
     held = Gpu.index < Device.total_gpus - Device.free_gpus
     keys = (Device.site, Device.tenant_id, Gpu.vendor_code, Gpu.model_no)
     query = (

@@ -70,6 +70,7 @@ def report(
     before = list(device.health or [])
     with guarded_flush(session, device):
         device.health = reported(before, new)
+        device.healthy = False
     written = HealthWrite(device, "infiniband" if port else device.kind, _held_by(session, device))
     audit.record(
         session,
@@ -107,6 +108,7 @@ def clear(session: Session, who: Principal, item_id: str, code: HealthCode | Non
     if after != before:
         with guarded_flush(session, device):
             device.health = after
+            device.healthy = after is None
         audit.record(
             session,
             who,

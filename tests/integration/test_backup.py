@@ -209,7 +209,7 @@ def test_a_backup_of_an_older_schema_is_restored_and_migrated(
             value["schema"] = "0004"
         elif isinstance(value, dict) and "table" in value:
             columns = value["columns"]
-            later = ("gpu_vendor", "gpu_model", "health")  # added by 0005 and 0006
+            later = ("gpu_vendor", "gpu_model", "health", "healthy")  # added by 0005, 0006
             dropped = [columns.index(c) for c in later] if value["table"] == "device" else []
             value["columns"] = [c for i, c in enumerate(columns) if i not in dropped]
         elif isinstance(value, list):

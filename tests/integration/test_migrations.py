@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
@@ -88,3 +89,48 @@ def test_0005_gives_existing_devices_the_gpu_kind_they_all_share(tmp_path) -> No
         }
     finally:
         engine.dispose()
+
+
+def _device_triggers(engine: Engine) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            query = (
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'device'"
+            )
+        else:
+            query = (
+                "SELECT count(*) FROM information_schema.triggers "
+                "WHERE event_object_table = 'device'"
+            )
+        return connection.execute(text(query)).scalar() or 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_change_feed_triggers_survive_every_migration_both_ways(backend: str, tmp_path) -> None:
+    """A migration that copies the device table (alembic's batch mode on SQLite) would drop
+    its triggers, and every replica's match index would stop following changes."""
+    from alembic import command
+
+    from api.db.session import alembic_config
+    from tests.conftest import fresh_postgres_database
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'triggers.db'}"
+    else:
+        url, drop = fresh_postgres_database("gpuinv_triggers")
+    engine = make_engine(url)
+    try:
+        upgrade_to_head(engine)
+        at_head = _device_triggers(engine)
+        assert at_head == 3
+        command.downgrade(alembic_config(engine), "0004")
+        assert _device_triggers(engine) == at_head
+        upgrade_to_head(engine)
+        assert _device_triggers(engine) == at_head
+    finally:
+        engine.dispose()
+        if drop:
+            drop()

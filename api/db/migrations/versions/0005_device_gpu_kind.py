@@ -26,13 +26,15 @@ WHERE (SELECT count(DISTINCT vendor_code || '/' || model_no) FROM gpu
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("device") as batch_op:
-        batch_op.add_column(sa.Column("gpu_vendor", sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column("gpu_model", sa.String(length=255), nullable=True))
+    # Plain ALTER TABLE (no batch copy of the table, which would lose its triggers).
+    op.add_column("device", sa.Column("gpu_vendor", sa.String(length=255), nullable=True))
+    op.add_column("device", sa.Column("gpu_model", sa.String(length=255), nullable=True))
     op.execute(_BACKFILL)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("device") as batch_op:
-        batch_op.drop_column("gpu_model")
-        batch_op.drop_column("gpu_vendor")
+    for column in ("gpu_model", "gpu_vendor"):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE device DROP COLUMN {column}")  # in place, triggers kept
+        else:
+            op.drop_column("device", column)
