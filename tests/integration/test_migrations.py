@@ -91,20 +91,15 @@ def test_0005_gives_existing_devices_the_gpu_kind_they_all_share(tmp_path) -> No
         engine.dispose()
 
 
-def _device_triggers(engine: Engine) -> int:
+def _feed_triggers(engine: Engine) -> int:
+    """The change-feed triggers on device, gpu and infiniband (3 events each)."""
     from sqlalchemy import text
 
+    sqlite = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE :like"
+    postgresql = "SELECT count(*) FROM information_schema.triggers WHERE trigger_name LIKE :like"
+    query = sqlite if engine.dialect.name == "sqlite" else postgresql
     with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            query = (
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'device'"
-            )
-        else:
-            query = (
-                "SELECT count(*) FROM information_schema.triggers "
-                "WHERE event_object_table = 'device'"
-            )
-        return connection.execute(text(query)).scalar() or 0
+        return connection.execute(text(query), {"like": "trg_%_log_change"}).scalar() or 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -124,12 +119,12 @@ def test_the_change_feed_triggers_survive_every_migration_both_ways(backend: str
     engine = make_engine(url)
     try:
         upgrade_to_head(engine)
-        at_head = _device_triggers(engine)
-        assert at_head == 3
-        command.downgrade(alembic_config(engine), "0004")
-        assert _device_triggers(engine) == at_head
+        at_head = _feed_triggers(engine)
+        assert at_head == 9
+        command.downgrade(alembic_config(engine), "0003")
+        assert _feed_triggers(engine) == at_head
         upgrade_to_head(engine)
-        assert _device_triggers(engine) == at_head
+        assert _feed_triggers(engine) == at_head
     finally:
         engine.dispose()
         if drop:

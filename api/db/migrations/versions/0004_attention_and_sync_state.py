@@ -41,5 +41,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("sync_state")
     for table in _ITEMS:
-        with op.batch_alter_table(table) as batch_op:
-            batch_op.drop_column("attention")
+        if op.get_bind().dialect.name == "sqlite":
+            # in place (SQLite 3.35+): a batch copy of the table would lose its triggers
+            op.execute(f"ALTER TABLE {table} DROP COLUMN attention")
+        else:
+            op.drop_column(table, "attention")
