@@ -20,6 +20,7 @@ import click
 import pynetbox
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
@@ -265,8 +266,17 @@ def watch(
     err.print(f"sync worker {worker}: watching NetBox every {interval:g} s")
     try:
         while True:
-            with sessions() as session:
-                leading = reconcile.take_lead(session, worker, lease)
+            try:
+                with sessions() as session:
+                    leading = reconcile.take_lead(session, worker, lease)
+            except SQLAlchemyError as exc:
+                # The database busy or away for a moment (SQLite's lock held by a worker
+                # that just died, a PostgreSQL restart): not a reason to stop watching.
+                problem = str(getattr(exc, "orig", exc)).splitlines()[0]
+                click.echo(
+                    f"could not check the lead, retrying in {interval:g} s: {problem}", err=True
+                )
+                leading = False
             if leading:
                 try:
                     summary = run_apply(sessions, mapping, allow_mass_retire, quiet=True)
