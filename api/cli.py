@@ -222,12 +222,7 @@ def backup_command(file: Path) -> None:
             )
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    seconds = time.perf_counter() - started
-    click.echo(
-        f"wrote {written.total:,} rows of {len(written.rows)} tables to {file} in "
-        f"{seconds:.1f} s ({written.total / max(seconds, 1e-9):,.0f} rows/s)",
-        err=True,
-    )
+    _said_rows("wrote", written.total, len(written.rows), f"to {file}", started)
 
 
 @main.command("restore")
@@ -251,10 +246,15 @@ def restore_command(file: Path) -> None:
             plan = backup.restore(engine, file, advance)
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
+    _said_rows("restored", plan.total, len(plan.rows), f"from {file}", started)
+
+
+def _said_rows(verb: str, rows: int, tables: int, where: str, started: float) -> None:
+    """The closing line of backup and restore: how much, how fast (bench/ops.py reads it)."""
     seconds = time.perf_counter() - started
     click.echo(
-        f"restored {plan.total:,} rows of {len(plan.rows)} tables from {file} in "
-        f"{seconds:.1f} s ({plan.total / max(seconds, 1e-9):,.0f} rows/s)",
+        f"{verb} {rows:,} rows of {tables} tables {where} in {seconds:.1f} s "
+        f"({rows / max(seconds, 1e-9):,.0f} rows/s)",
         err=True,
     )
 
