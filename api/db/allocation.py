@@ -127,7 +127,7 @@ def _resolve(session: Session, who: Principal, given: MatchInput) -> _Resolved:
         if project_id is None:
             raise not_found("project", given.project)
     if given.profile is not None:
-        labels = get_profile(session, who, given.profile).labels
+        labels = get_profile(session, tenant_id, given.profile).labels
     else:
         labels = given.labels
     profile = parse_labels(labels)

@@ -10,8 +10,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db.items import assign, assign_common, scoped, source_document
-from api.db.models import Device, Infiniband
+from api.db.items import assign, assign_common, in_namespace, scoped, source_document
+from api.db.models import Device, Infiniband, Switch
 from api.db.paging import Page, keyset_page
 from api.db.tenant import Directory
 from api.domain.access import Principal
@@ -86,9 +86,15 @@ def replace_device_ports(
         p.port: p
         for p in session.scalars(select(Infiniband).where(Infiniband.device_id == device.id))
     }
-    new_names = [infiniband_name(hostname, p.name) for p in ports if p.name not in existing]
-    if new_names:
-        taken = session.scalar(select(Infiniband.name).where(Infiniband.name.in_(new_names)))
+    names = [infiniband_name(hostname, p.name) for p in ports]
+    if names:  # held by a port of something else in the namespace, e.g. a same-name switch
+        taken = session.scalar(
+            select(Infiniband.name).where(
+                Infiniband.name.in_(names),
+                in_namespace(Infiniband, tenant_id),
+                Infiniband.device_id.is_distinct_from(device.id),
+            )
+        )
         if taken is not None:
             raise ValueError("infiniband", f"port {taken!r} is taken")
     changed = False
@@ -132,10 +138,26 @@ def replace_device_ports(
     return changed
 
 
-def _machine_named(session: Session, who: Principal, name: str) -> Device | None:
-    """The device (else VM) a port names, among those the caller may see."""
-    query = scoped(select(Device).where(Device.hostname == name), Device, who)
-    return session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
+class HostNotFound(ValueError):
+    """A port names a machine or switch that is not in its namespace. The import reports
+    it on the row (a ValueError); a single create answers NOT_FOUND."""
+
+    def __init__(self, name: str):
+        super().__init__("device", f"device {name!r} not found")
+
+
+def host_of(session: Session, tenant_id: str | None, name: str) -> Device | Switch:
+    """The machine (a device, else a VM) or switch a port sits on, in the port's own
+    namespace: a port can only be put on what its writer owns."""
+    query = select(Device).where(Device.hostname == name, in_namespace(Device, tenant_id))
+    machine = session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
+    if machine is not None:
+        return machine
+    query = select(Switch).where(Switch.name == name, in_namespace(Switch, tenant_id))
+    switch = session.scalar(query)
+    if switch is None:
+        raise HostNotFound(name)
+    return switch
 
 
 def write_spec(
@@ -145,20 +167,19 @@ def write_spec(
     spec: InfinibandSpec,
     existing: Infiniband | None,
 ) -> tuple[Infiniband, bool]:
-    machine = _machine_named(session, who, spec.device) if existing is None else None
-    if existing is not None:
-        current = (existing.tenant_id, existing.project_id)
-    elif machine is not None:  # a new port on a known machine belongs to its tenant
-        current = (machine.tenant_id, machine.project_id)
-    else:
-        current = (None, None)
+    port = existing
+    if port is None:  # a new port belongs to its host's tenant and project
+        host = host_of(session, directory.namespace(who, spec.tenant), spec.device)
+        port = Infiniband(
+            name=spec.name,
+            device=spec.device,
+            port=spec.port,
+            device_id=host.id if isinstance(host, Device) else None,
+            tenant_id=host.tenant_id,
+            project_id=host.project_id,
+        )
+    current = (port.tenant_id, port.project_id)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
-    port = existing or Infiniband(
-        name=spec.name,
-        device=spec.device,
-        port=spec.port,
-        device_id=machine.id if machine is not None else None,
-    )
     changes = [
         assign(port, "rate_gbps", spec.rate_gbps),
         assign(port, "fabric", spec.fabric),

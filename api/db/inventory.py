@@ -20,6 +20,7 @@ from api.db.items import (
     find_item,
     get_item,
     guarded_flush,
+    in_namespace,
     kind_of,
     name_of,
 )
@@ -32,7 +33,7 @@ from api.domain.document import (
     parse_infiniband,
     parse_switch,
 )
-from api.domain.errors import DEVICE_ALLOCATED, DomainError, bad_input
+from api.domain.errors import DEVICE_ALLOCATED, DomainError, bad_input, not_found
 from api.domain.vocabulary import Kind, Status
 
 MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch, Kind.INFINIBAND: Infiniband}
@@ -78,15 +79,35 @@ def _parse(kind: Kind, raw: dict[str, Any]) -> Any:
         ) from None
 
 
-def _key(kind: Kind, spec: Any) -> tuple[Any, str, str]:
-    if kind in (Kind.BAREMETAL, Kind.VM):
-        return (
-            (Device.hostname == spec.hostname) & (Device.kind == kind.value),
-            "hostname",
-            spec.hostname,
-        )
+def _named(kind: Kind, name: str, tenant_id: str | None) -> Any:
+    """The condition for the item of this kind and name in one namespace."""
     model = MODELS[kind]
-    return model.name == spec.name, "name", spec.name
+    if kind in (Kind.BAREMETAL, Kind.VM):
+        condition = (Device.hostname == name) & (Device.kind == kind.value)
+    else:
+        condition = model.name == name
+    return condition & in_namespace(model, tenant_id)
+
+
+def _name_field(kind: Kind) -> str:
+    return "hostname" if kind in (Kind.BAREMETAL, Kind.VM) else "name"
+
+
+def _refuse_taken(session: Session, kind: Kind, name: str, tenant_id: str | None) -> None:
+    """A name is unique in its namespace only; the caller may see that whole namespace
+    (its own tenant, or, for a platform admin, any), so saying it is taken reveals
+    nothing of another tenant."""
+    if session.scalar(select(MODELS[kind].id).where(_named(kind, name, tenant_id))) is not None:
+        field = _name_field(kind)
+        raise bad_input(f"{field}: {kind.value} {name!r} already exists", field=field)
+
+
+def _namespace(session: Session, who: Principal, tenant: str | None) -> str | None:
+    try:
+        return Directory.load(session).namespace(who, tenant)
+    except ValueError as exc:
+        field, message = exc.args
+        raise bad_input(f"{field}: {message}", field=field) from None
 
 
 def _write(
@@ -106,6 +127,8 @@ def _write(
             module = switch if kind == Kind.SWITCH else infiniband
             item, changed = module.write_spec(session, who, directory, spec, existing)
             after = module.render(item, directory) if changed else before
+    except infiniband.HostNotFound:
+        raise not_found("device", spec.device) from None
     except ValueError as exc:
         field, message = exc.args
         raise bad_input(f"{field}: {message}", field=field) from None
@@ -117,9 +140,8 @@ def _write(
 def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) -> Item:
     who.require_inventory_write()
     spec = _parse(kind, raw)
-    condition, field, value = _key(kind, spec)
-    if session.scalar(select(MODELS[kind].id).where(condition)) is not None:
-        raise bad_input(f"{field}: {kind.value} {value!r} already exists", field=field)
+    tenant_id = _namespace(session, who, spec.tenant)
+    _refuse_taken(session, kind, name_of_spec(spec), tenant_id)
     return _write(session, who, kind, spec, None, None)
 
 
@@ -138,18 +160,39 @@ def update(
     before = render_item(session, item)
     merged = {k: v for k, v in before.items() if k not in _OUTPUT_ONLY} | patch
     spec = _parse(kind, merged)
-    condition, field, value = _key(kind, spec)
-    if value != name_of(item):
-        if isinstance(item, Device | Infiniband):
-            raise bad_input(
-                f"{field}: renaming is not supported ({name_of(item)!r} → "
-                f"{value!r}); delete and re-create, or rename in NetBox"
-            )
-        if session.scalar(select(Switch.id).where(condition)) is not None:
-            raise bad_input(f"{field}: {kind.value} {value!r} already exists", field=field)
-        item.name = value
+    name = name_of_spec(spec)
+    tenant_id = _namespace_after(session, who, item, spec)
+    if name != name_of(item) and isinstance(item, Device | Infiniband):
+        field = _name_field(kind)
+        raise bad_input(
+            f"{field}: renaming is not supported ({name_of(item)!r} → "
+            f"{name!r}); delete and re-create, or rename in NetBox"
+        )
+    if name != name_of(item) or tenant_id != item.tenant_id:
+        _refuse_taken(session, kind, name, tenant_id)
+    if name != name_of(item):
+        item.name = name
     with guarded_flush(session, item):
         return _write(session, who, kind, spec, item, before)
+
+
+def name_of_spec(spec: Any) -> str:
+    return spec.hostname if hasattr(spec, "hostname") else spec.name
+
+
+def _namespace_after(session: Session, who: Principal, item: Item, spec: Any) -> str | None:
+    """The namespace the item is in after the update. An item an allocation holds keeps
+    its namespace until it is released (its holder named it in that namespace)."""
+    if spec.tenant is None:
+        return item.tenant_id
+    tenant_id = _namespace(session, who, spec.tenant)
+    if tenant_id != item.tenant_id and (item.status == Status.ALLOCATED or _held(session, item)):
+        raise DomainError(
+            DEVICE_ALLOCATED,
+            f"{kind_of(item)} {name_of(item)!r} is allocated; release its allocation "
+            "before moving it to another tenant",
+        )
+    return tenant_id
 
 
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
 from api.db.base import new_id, utcnow
-from api.db.items import visible
 from api.db.models import Device, Gpu, Infiniband, Switch
 from api.db.session import insert_rows
 from api.db.tenant import Directory
@@ -87,33 +86,33 @@ def _import_devices(
     for start in range(0, len(specs), CHUNK):
         chunk = specs[start : start + CHUNK]
         kind = chunk[0].kind.value
-        names = [s.hostname for s in chunk]
-        existing = {
-            d.hostname: d
-            for d in session.scalars(
-                select(Device).where(Device.kind == kind, Device.hostname.in_(names))
-            )
-        }
+        namespaces = _namespaces(who, directory, chunk, errors, rows_of)
+        query = select(Device).where(
+            Device.kind == kind, Device.hostname.in_([s.hostname for s in chunk])
+        )
+        # Same-name devices of other namespaces come back too and are simply never
+        # matched: names are unique per namespace (a tenant, or the platform).
+        existing = {(d.tenant_id, d.hostname): d for d in session.scalars(query)}
+        wanted = {(namespaces[id(s)], s.hostname) for s in chunk if id(s) in namespaces}
+        existing = {key: row for key, row in existing.items() if key in wanted}
         before = dict(
             zip(
-                [d.hostname for d in existing.values()],
+                existing,
                 device.documents(session, list(existing.values()), directory),
                 strict=True,
             )
         )
         new_specs = []
         for spec in chunk:
-            current = existing.get(spec.hostname)
+            if id(spec) not in namespaces:
+                continue  # its tenant is refused; reported by _namespaces
+            key = (namespaces[id(spec)], spec.hostname)
+            current = existing.get(key)
             if current is None:
                 new_specs.append(spec)
                 continue
-            if not visible(current, who):
-                _error(errors, rows_of, spec, "hostname", f"{spec.hostname!r} is taken")
-                continue
             try:
-                written = device.write_spec(
-                    session, who, directory, spec, current, before[spec.hostname]
-                )
+                written = device.write_spec(session, who, directory, spec, current, before[key])
             except ValueError as exc:
                 _error(errors, rows_of, spec, *exc.args)
                 continue
@@ -124,6 +123,24 @@ def _import_devices(
                 device.record_write(session, who, written)
         _create_devices(session, who, directory, new_specs, counts, errors, rows_of)
         tick(len(chunk))
+
+
+def _namespaces(
+    who: Principal,
+    directory: Directory,
+    specs: Sequence[Any],
+    errors: list[FieldError],
+    rows_of: dict[int, tuple[str, int]],
+) -> dict[int, str | None]:
+    """Each spec's namespace (by ``id(spec)``): its document's tenant, else the caller's;
+    None is the platform. A tenant the caller may not write to is a row error."""
+    found: dict[int, str | None] = {}
+    for spec in specs:
+        try:
+            found[id(spec)] = directory.namespace(who, spec.tenant)
+        except ValueError as exc:
+            _error(errors, rows_of, spec, *exc.args)
+    return found
 
 
 def _create_devices(
@@ -142,7 +159,7 @@ def _create_devices(
     audit_rows: list[dict[str, Any]] = []
     taken = _taken_port_names(
         session, [infiniband_name(s.hostname, p.name) for s in specs for p in s.infiniband or ()]
-    )
+    )  # (namespace, name) pairs
     for spec in specs:
         try:
             tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project)
@@ -152,7 +169,7 @@ def _create_devices(
         clash = [
             n
             for n in (infiniband_name(spec.hostname, p.name) for p in spec.infiniband or ())
-            if n in taken
+            if (tenant_id, n) in taken
         ]
         if clash:  # held by another port, e.g. of a switch or VM of the same name
             _error(errors, rows_of, spec, "infiniband", f"port {clash[0]!r} is taken")
@@ -240,11 +257,14 @@ def _create_devices(
     counts.created += len(device_rows)
 
 
-def _taken_port_names(session: Session, names: Sequence[str]) -> set[str]:
-    taken: set[str] = set()
+def _taken_port_names(session: Session, names: Sequence[str]) -> set[tuple[str | None, str]]:
+    """Which of these port names are held, as (namespace, name): a port name is unique
+    within its namespace only."""
+    taken: set[tuple[str | None, str]] = set()
     for start in range(0, len(names), 900):
         chunk = names[start : start + 900]
-        taken.update(session.scalars(select(Infiniband.name).where(Infiniband.name.in_(chunk))))
+        query = select(Infiniband.tenant_id, Infiniband.name).where(Infiniband.name.in_(chunk))
+        taken.update((tenant_id, name) for tenant_id, name in session.execute(query))
     return taken
 
 
@@ -292,17 +312,13 @@ def _import_flat(
     kind = model.__tablename__
     for start in range(0, len(specs), CHUNK):
         chunk = specs[start : start + CHUNK]
-        existing = {
-            item.name: item
-            for item in session.scalars(
-                select(model).where(model.name.in_([s.name for s in chunk]))
-            )
-        }
+        namespaces = _namespaces(who, directory, chunk, errors, rows_of)
+        query = select(model).where(model.name.in_([s.name for s in chunk]))
+        existing = {(item.tenant_id, item.name): item for item in session.scalars(query)}
         for spec in chunk:
-            current = existing.get(spec.name)
-            if current is not None and not visible(current, who):
-                _error(errors, rows_of, spec, "name", f"{spec.name!r} is taken")
-                continue
+            if id(spec) not in namespaces:
+                continue  # its tenant is refused; reported by _namespaces
+            current = existing.get((namespaces[id(spec)], spec.name))
             before = module.render(current, directory) if current is not None else None
             try:
                 item, changed = module.write_spec(session, who, directory, spec, current)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,6 +32,12 @@ def kind_of(item: Item) -> str:
 
 def name_of(item: Item) -> str:
     return item.hostname if isinstance(item, Device) else item.name
+
+
+def in_namespace(model: Any, tenant_id: str | None) -> ColumnElement[bool]:
+    """The rows of one namespace: a tenant's, or the platform's (no tenant). Names are
+    unique within a namespace only, so every lookup by name goes through here."""
+    return model.tenant_id.is_(None) if tenant_id is None else model.tenant_id == tenant_id
 
 
 def scoped(query: Select[Any], model: ItemModel, who: Principal) -> Select[Any]:

@@ -32,6 +32,33 @@ from api.db.base import Base, IdColumn, NameColumn, UTCDateTime, new_id, utcnow
 STATUSES = "('available','allocated','reserved','maintenance','offline','retired')"
 
 
+def namespace_unique(table: str, *columns: str) -> tuple[Index, Index]:
+    """Names are unique within a namespace: a tenant, or the platform (no tenant).
+
+    Two partial unique indexes, because a plain UNIQUE (tenant_id, name) would let any
+    number of platform items share a name (NULLs are distinct in SQL) and SQLite has no
+    NULLS NOT DISTINCT. Every lookup by name goes through (tenant_id, name) too, so the
+    indexes also serve the upserts of imports and the sync (DESIGN.md "Namespaces").
+    """
+    return (
+        Index(
+            f"uq_{table}_tenant_name",
+            "tenant_id",
+            *columns,
+            unique=True,
+            sqlite_where=text("tenant_id IS NOT NULL"),
+            postgresql_where=text("tenant_id IS NOT NULL"),
+        ),
+        Index(
+            f"uq_{table}_platform_name",
+            *columns,
+            unique=True,
+            sqlite_where=text("tenant_id IS NULL"),
+            postgresql_where=text("tenant_id IS NULL"),
+        ),
+    )
+
+
 class Tenant(Base):
     __tablename__ = "tenant"
 
@@ -82,7 +109,7 @@ class Device(_ItemColumns, Base):
 
     __tablename__ = "device"
     __table_args__ = (
-        UniqueConstraint("kind", "hostname"),
+        *namespace_unique("device", "kind", "hostname"),
         CheckConstraint("kind in ('baremetal','vm')", name="kind"),
         CheckConstraint(f"status in {STATUSES}", name="status"),
         CheckConstraint(
@@ -171,9 +198,12 @@ class Gpu(Base):
 
 class Switch(_ItemColumns, Base):
     __tablename__ = "switch"
-    __table_args__ = (CheckConstraint(f"status in {STATUSES}", name="status"),)
+    __table_args__ = (
+        *namespace_unique("switch", "name"),
+        CheckConstraint(f"status in {STATUSES}", name="status"),
+    )
 
-    name: Mapped[str] = mapped_column(NameColumn, unique=True)
+    name: Mapped[str] = mapped_column(NameColumn)
     manufacturer: Mapped[str | None] = mapped_column(NameColumn)
     model: Mapped[str | None] = mapped_column(NameColumn)
     role: Mapped[str | None] = mapped_column(NameColumn)
@@ -185,19 +215,21 @@ class Switch(_ItemColumns, Base):
 class Infiniband(_ItemColumns, Base):
     """An InfiniBand port: on a server (an HCA port) or on a switch. Named ``device:port``.
 
-    ``device`` is the name of the machine or switch it sits on; ``device_id`` links the
-    ports of a device or VM to it, so that they are that machine's and no other's (names
-    are unique per kind only) and go with it when it is deleted.
+    ``device`` is the name of the machine or switch it sits on, in the port's namespace;
+    ``device_id`` links the ports of a device or VM to it, so that they are that machine's
+    and no other's (a VM and a device, or a switch, may share a name) and go with it when
+    it is deleted.
     """
 
     __tablename__ = "infiniband"
     __table_args__ = (
+        *namespace_unique("infiniband", "name"),
         CheckConstraint(f"status in {STATUSES}", name="status"),
         CheckConstraint("rate_gbps IS NULL OR rate_gbps >= 0", name="rate_not_negative"),
         Index("ix_infiniband_device_port", "device", "port"),
     )
 
-    name: Mapped[str] = mapped_column(String(511), unique=True)
+    name: Mapped[str] = mapped_column(String(511))
     device_id: Mapped[str | None] = mapped_column(
         ForeignKey("device.id", ondelete="CASCADE"), index=True
     )
@@ -257,9 +289,10 @@ class Profile(Base):
     """A saved compute profile: its two labels (seed 001), by name."""
 
     __tablename__ = "profile"
+    __table_args__ = namespace_unique("profile", "name")
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(NameColumn, unique=True)
+    name: Mapped[str] = mapped_column(NameColumn)
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     labels: Mapped[dict[str, Any]] = mapped_column(JSON)
     inventory_type: Mapped[str] = mapped_column(String(16))

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
+from api.db.items import in_namespace
 from api.db.models import Profile
 from api.domain.access import Principal
 from api.domain.errors import bad_input, not_found
@@ -15,18 +16,22 @@ from api.domain.matching.profile import parse_labels
 
 
 def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Profile:
-    """Create or replace a profile. A partner admin's profiles are its tenant's own."""
+    """Create or replace a profile in the caller's namespace: a platform admin's are the
+    platform's (every tenant reads them), a partner admin's its tenant's own. A tenant's
+    profile may take a platform profile's name: it then shadows that profile for this
+    tenant only (see ``get_profile``), and the platform's is never written by a tenant."""
     who.require_inventory_write()
     name = name.strip()
     if not name or len(name) > 255:
         raise bad_input("name: must be 1 to 255 characters", field="name")
     parsed = parse_labels(labels)
-    profile = session.scalar(select(Profile).where(Profile.name == name))
-    if profile is not None and not _visible(profile, who):
-        raise bad_input(f"name: profile {name!r} is taken", field="name")
+    tenant_id = None if who.is_platform_admin else who.tenant_id
+    profile = session.scalar(
+        select(Profile).where(Profile.name == name, in_namespace(Profile, tenant_id))
+    )
     before = None if profile is None else {"labels": profile.labels}
     if profile is None:
-        profile = Profile(name=name, tenant_id=None if who.is_platform_admin else who.tenant_id)
+        profile = Profile(name=name, tenant_id=tenant_id)
         session.add(profile)
     profile.labels = dict(labels)
     profile.inventory_type = parsed.inventory_type.value
@@ -45,19 +50,25 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     return profile
 
 
-def _visible(profile: Profile, who: Principal) -> bool:
-    return who.is_platform_admin or profile.tenant_id in (None, who.tenant_id)
-
-
-def get_profile(session: Session, who: Principal, name: str) -> Profile:
-    profile = session.scalar(select(Profile).where(Profile.name == name))
-    if profile is None or not _visible(profile, who):
+def get_profile(session: Session, tenant_id: str | None, name: str) -> Profile:
+    """The profile a name means for a tenant's match: the tenant's own first, then the
+    platform's. ``tenant_id`` is the tenant whose inventory is matched (None: a
+    platform-wide match, which sees platform profiles only)."""
+    namespaces = [Profile.tenant_id.is_(None)]
+    if tenant_id is not None:
+        namespaces.append(Profile.tenant_id == tenant_id)
+    query = select(Profile).where(Profile.name == name, or_(*namespaces))
+    # The tenant's own first: NULLs sort last in ascending order on SQLite and PostgreSQL
+    # alike only with an explicit "nulls last".
+    found = session.scalars(query.order_by(Profile.tenant_id.asc().nulls_last())).first()
+    if found is None:
         raise not_found("profile", name)
-    return profile
+    return found
 
 
 def list_profiles(session: Session, who: Principal) -> list[Profile]:
-    query = select(Profile).order_by(Profile.name)
+    """The platform's profiles and the caller's tenant's (a platform admin: every one)."""
+    query = select(Profile).order_by(Profile.name, Profile.tenant_id.asc().nulls_first())
     if not who.is_platform_admin:
         query = query.where(or_(Profile.tenant_id.is_(None), Profile.tenant_id == who.tenant_id))
     return list(session.scalars(query))

@@ -122,6 +122,12 @@ class Directory:
     def tenant(self, tenant_id: str | None) -> str | None:
         return self.tenant_slug.get(tenant_id) if tenant_id else None
 
+    def namespace(self, who: Principal, tenant: str | None) -> str | None:
+        """Where a document naming ``tenant`` lives: that tenant (if the caller may write
+        there), else the caller's own tenant; None is the platform. Raises ValueError as
+        ``resolve`` does."""
+        return self.resolve(who, tenant, None)[0]
+
     def resolve(
         self,
         who: Principal,

@@ -416,29 +416,35 @@ def test_import_never_touches_allocation_state(api: Api, db: sessionmaker[Sessio
     ]
 
 
-def test_a_device_moved_by_an_import_keeps_its_ports(api: Api, db: sessionmaker[Session]) -> None:
+def test_an_import_naming_another_tenant_upserts_in_that_namespace(
+    api: Api, db: sessionmaker[Session]
+) -> None:
+    """Import upserts by (namespace, name): the platform's gpu-01 and acme's gpu-01 are
+    two devices. Moving a device between tenants is updateDevice's job."""
     make_tenant(db, "acme")
     imported(api, FLEET)
-    moved = {key: value for key, value in FLEET["devices"][0].items() if key != "infiniband"}
-    assert imported(api, [{**moved, "tenant": "acme"}]) == {
-        "created": 0,
-        "updated": 1,
+    copy = {key: value for key, value in FLEET["devices"][0].items() if key != "infiniband"}
+    assert imported(api, [{**copy, "tenant": "acme"}]) == {
+        "created": 1,
+        "updated": 0,
         "unchanged": 0,
     }
-    document = devices_by_name(api)["gpu-01"]["document"]
-    assert document["tenant"] == "acme"
-    assert [p["name"] for p in document["infiniband"]] == ["ib0"]
-    port = api.ok('{ infinibands(filter: {device: "gpu-01"}) { edges { node { tenant } } } }')
-    assert port["infinibands"]["edges"] == [{"node": {"tenant": "acme"}}]
+    found = api.ok(
+        '{ devices(filter: {hostnamePrefix: "gpu-01"}) '
+        "{ edges { node { tenant infiniband { name } } } } }"
+    )["devices"]["edges"]
+    assert sorted(found, key=lambda e: e["node"]["tenant"] or "~") == [
+        {"node": {"tenant": "acme", "infiniband": []}},
+        {"node": {"tenant": None, "infiniband": [{"name": "ib0"}]}},
+    ]
 
 
-def test_a_new_device_whose_port_name_is_held_elsewhere_is_refused(
+def test_a_new_device_whose_port_name_is_held_in_its_namespace_is_refused(
     api: Api, db: sessionmaker[Session]
 ) -> None:
     make_tenant(db, "acme")
-    imported(
-        api, {"vms": [{"hostname": "gpu-01", "tenant": "acme", "infiniband": [{"name": "ib0"}]}]}
-    )
+    imported(api, {"switches": [{"name": "gpu-01", "role": "leaf"}]})
+    api.ok('mutation { createInfiniband(input: {device: "gpu-01", port: "ib0"}) { id } }')
     error = refused(api, [server("gpu-02"), server("gpu-01", infiniband=[{"name": "ib0"}])])
     assert error["extensions"]["errors"] == [
         {
@@ -448,7 +454,10 @@ def test_a_new_device_whose_port_name_is_held_elsewhere_is_refused(
             "section": "devices",
         }
     ]
-    assert counts(api) == (1, 0, 1)
+    assert counts(api) == (0, 1, 1)
+    # In another namespace the same port name is free: acme's own gpu-01:ib0.
+    owned = [server("gpu-01", tenant="acme", infiniband=[{"name": "ib0"}])]
+    assert imported(api, owned) == {"created": 1, "updated": 0, "unchanged": 0}
 
 
 # --- tenants ------------------------------------------------------------------------------
@@ -469,13 +478,16 @@ def test_partner_admin_imports_into_its_own_tenant(api: Api, partner: Api) -> No
     assert [n for n in devices_by_name(partner)] == ["g-01"]
 
 
-def test_partner_admin_import_cannot_touch_another_tenants_hostname(api: Api, partner: Api) -> None:
+def test_partner_admin_import_of_another_tenants_hostname_creates_its_own(
+    api: Api, partner: Api
+) -> None:
     before = devices_by_name(api)
-    error = refused(partner, [server("g-01"), server("gpu-01", rack="stolen")])
-    assert error["extensions"]["errors"] == [
-        {"row": 2, "field": "hostname", "message": "'gpu-01' is taken", "section": "devices"}
-    ]
-    assert devices_by_name(api) == before
+    result = imported(partner, [server("g-01"), server("gpu-01", rack="own")])
+    assert result == {"created": 2, "updated": 0, "unchanged": 0}
+    own = devices_by_name(partner)
+    assert sorted(own) == ["g-01", "gpu-01"] and own["gpu-01"]["tenant"] == "globex"
+    acme = [d for d in api.ok(ALL_DEVICES)["devices"]["edges"] if d["node"]["tenant"] == "acme"]
+    assert [d["node"] for d in acme] == [before["gpu-01"]]
 
 
 def test_partner_admin_import_naming_another_tenant_reads_like_an_unknown_one(partner: Api) -> None:
@@ -487,11 +499,14 @@ def test_partner_admin_import_naming_another_tenant_reads_like_an_unknown_one(pa
     assert unknown["extensions"]["errors"][0]["message"] == "tenant 'initech' not found"
 
 
-def test_partner_admin_cannot_import_switches_of_another_tenant(api: Api, partner: Api) -> None:
+def test_partner_admin_import_of_another_tenants_switch_name_creates_its_own(
+    api: Api, partner: Api
+) -> None:
     imported(api, {"switches": [{"name": "leaf-1", "tenant": "acme", "role": "leaf"}]})
-    error = refused(partner, {"switches": [{"name": "leaf-1", "role": "spine"}]})
-    assert error["extensions"]["errors"] == [
-        {"row": 1, "field": "name", "message": "'leaf-1' is taken", "section": "switches"}
+    result = imported(partner, {"switches": [{"name": "leaf-1", "role": "spine"}]})
+    assert result == {"created": 1, "updated": 0, "unchanged": 0}
+    roles = api.ok("{ switches { edges { node { tenant role } } } }")["switches"]["edges"]
+    assert sorted((e["node"]["tenant"], e["node"]["role"]) for e in roles) == [
+        ("acme", "leaf"),
+        ("globex", "spine"),
     ]
-    role = api.ok("{ switches { edges { node { role } } } }")["switches"]["edges"]
-    assert role == [{"node": {"role": "leaf"}}]

@@ -184,7 +184,8 @@ def test_own_items_can_be_changed(globex_admin: Api, fleet: Fleet, kind: str) ->
     assert globex_admin.error(READ_BACK, id=item_id)["extensions"]["code"] == "NOT_FOUND"
 
 
-# Ports name their device by name only, and names are unique per kind, not per tenant.
+# Names are unique per namespace (a tenant, or the platform): another tenant's names are
+# free to use, and using one neither shows nor touches that tenant's items.
 
 
 def test_a_vm_named_like_another_tenants_device_neither_shows_nor_deletes_its_ports(
@@ -215,24 +216,29 @@ def test_a_device_named_like_another_tenants_switch_shows_none_of_its_ports(
     assert device["document"]["infiniband"] == []
 
 
-def test_a_port_of_another_tenants_name_is_refused_cleanly(globex_admin: Api, fleet: Fleet) -> None:
-    before = fleet.snapshot(fleet.acme)
-    error = globex_admin.error(
-        'mutation { createVm(input: {name: "acme-gpu-01", infiniband: [{name: "ib0"}]}) { id } }'
-    )
-    assert error["extensions"] == {"code": "BAD_INPUT", "field": "infiniband"}
-    assert error["message"] == "infiniband: port 'acme-gpu-01:ib0' is taken"
-    assert globex_admin.ok(LISTS["vms"])["vms"]["totalCount"] == 1
-    assert fleet.snapshot(fleet.acme) == before
-
-
-def test_a_port_added_by_another_tenant_does_not_join_a_device(
+def test_a_port_named_like_another_tenants_port_is_the_callers_own(
     globex_admin: Api, fleet: Fleet
 ) -> None:
     before = fleet.snapshot(fleet.acme)
-    globex_admin.ok(
-        'mutation { createInfiniband(input: {device: "acme-gpu-01", port: "ib9"}) { tenant } }'
-    )
+    vm = globex_admin.ok(
+        'mutation { createVm(input: {name: "acme-gpu-01", infiniband: [{name: "ib0"}]}) '
+        "{ tenant infiniband { name } } }"
+    )["createVm"]
+    assert vm == {"tenant": "globex", "infiniband": [{"name": "ib0"}]}
+    assert globex_admin.ok(LISTS["vms"])["vms"]["totalCount"] == 2
+    assert fleet.snapshot(fleet.acme) == before
+
+
+def test_a_port_on_another_tenants_device_is_not_found_like_an_unknown_device(
+    globex_admin: Api, fleet: Fleet
+) -> None:
+    before = fleet.snapshot(fleet.acme)
+    create = 'mutation($d: String!) { createInfiniband(input: {device: $d, port: "ib9"}) { id } }'
+    theirs = globex_admin.error(create, d="acme-gpu-01")
+    unknown = globex_admin.error(create, d="no-such-gpu-01")
+    assert theirs["extensions"] == unknown["extensions"] == {"code": "NOT_FOUND"}
+    assert theirs["message"] == "device 'acme-gpu-01' not found"
+    assert unknown["message"] == "device 'no-such-gpu-01' not found"
     assert fleet.snapshot(fleet.acme) == before
 
 

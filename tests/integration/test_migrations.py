@@ -129,3 +129,95 @@ def test_the_change_feed_triggers_survive_every_migration_both_ways(backend: str
         engine.dispose()
         if drop:
             drop()
+
+
+_DEVICE = (
+    "INSERT INTO device (id, kind, hostname, status, tags, tenant_id, source_system, "
+    "generation, total_cpu, total_memory_mb, total_storage_gb, total_gpus, free_cpu, "
+    "free_memory_mb, free_storage_gb, free_gpus, created_at, updated_at) VALUES "
+    "(:id, 'baremetal', :name, 'available', '{}', :tenant, 'manual', 1, 0, 0, 0, 1, 0, 0, "
+    "0, 1, '2026-01-01', '2026-01-01')"
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0007_makes_names_unique_per_namespace_both_ways_and_keeps_every_row(
+    backend: str, tmp_path
+) -> None:
+    """0007 rebuilds the item tables on SQLite (a table constraint cannot be dropped in
+    place) with foreign keys off: a GPU row or port of a device must survive it, where a
+    DROP TABLE with foreign keys on would have cascaded into them."""
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from api.db.session import alembic_config
+    from tests.conftest import fresh_postgres_database
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'namespaces.db'}"
+    else:
+        url, drop = fresh_postgres_database("gpuinv_namespaces")
+    engine = make_engine(url)
+
+    def insert_device(id_: str, tenant: str | None) -> None:
+        with engine.begin() as connection:
+            connection.execute(text(_DEVICE), {"id": id_, "name": "gpu-01", "tenant": tenant})
+
+    def count(table: str) -> int:
+        with engine.connect() as connection:
+            return connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+    try:
+        command.upgrade(alembic_config(engine), "0006")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenant (id, slug, name, created_at) "
+                    "VALUES ('t1', 'acme', 'A', '2026-01-01')"
+                )
+            )
+        insert_device("d1", None)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    'INSERT INTO gpu (device_id, "index", vendor_code, model_no) '
+                    "VALUES ('d1', 0, 'NVIDIA', 'H100')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO infiniband (id, name, device_id, device, port, status, tags, "
+                    "source_system, generation, created_at, updated_at) VALUES ('p1', "
+                    "'gpu-01:ib0', 'd1', 'gpu-01', 'ib0', 'available', '{}', 'manual', 1, "
+                    "'2026-01-01', '2026-01-01')"
+                )
+            )
+        with pytest.raises(IntegrityError):  # before 0007: one name fleet-wide
+            insert_device("d2", "t1")
+
+        upgrade_to_head(engine)
+        assert (count("device"), count("gpu"), count("infiniband")) == (1, 1, 1)
+        assert _feed_triggers(engine) == 9
+        insert_device("d2", "t1")  # the same name in another namespace
+        for tenant in (None, "t1"):  # but never twice in one
+            with pytest.raises(IntegrityError):
+                insert_device("d3", tenant)
+
+        with pytest.raises(RuntimeError, match="names used in more than one namespace"):
+            command.downgrade(alembic_config(engine), "0006")
+        assert is_at_head(engine) and count("device") == 2
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM device WHERE id = 'd2'"))
+        command.downgrade(alembic_config(engine), "0006")
+        assert (count("device"), count("gpu"), count("infiniband")) == (1, 1, 1)
+        assert _feed_triggers(engine) == 9
+        with pytest.raises(IntegrityError):
+            insert_device("d2", "t1")
+        upgrade_to_head(engine)
+        assert is_at_head(engine)
+    finally:
+        engine.dispose()
+        if drop:
+            drop()
