@@ -26,7 +26,11 @@ class Settings:
     max_query_tokens: int = 4000
     max_query_aliases: int = 30
     max_page_size: int = 500
+    # Request bodies are counted as they arrive and refused (413) past these limits. With a
+    # valid token: room for a 100,000-device importInventory in one request (145 MiB of
+    # demo-shaped JSON). Without one only introspection answers, which needs a few KiB.
     max_body_bytes: int = 256 * 1024 * 1024
+    max_anonymous_body_bytes: int = 64 * 1024
     graphiql: bool = True
     lease_sweep_seconds: float = 15.0
     # NetBox sync (DESIGN.md "NetBox sync"): where NetBox is, and the webhook secret.
@@ -57,6 +61,9 @@ class Settings:
             max_query_aliases=_int(env, "GPUINV_MAX_QUERY_ALIASES", cls.max_query_aliases),
             max_page_size=_int(env, "GPUINV_MAX_PAGE_SIZE", cls.max_page_size),
             max_body_bytes=_int(env, "GPUINV_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_anonymous_body_bytes=_int(
+                env, "GPUINV_MAX_ANONYMOUS_BODY_BYTES", cls.max_anonymous_body_bytes
+            ),
             graphiql=env.get("GPUINV_GRAPHIQL", "1").lower() not in ("0", "false", "no"),
             lease_sweep_seconds=_int(env, "GPUINV_LEASE_SWEEP_SECONDS", 15),
             netbox_url=env.get("NETBOX_URL", ""),

@@ -93,10 +93,12 @@ def authenticate(session: Session, secret: str) -> tuple[Principal | None, str |
     if row is None:
         return None, "unknown bearer token"
     token, tenant_slug = row
+    # A category only: the token's name, id and dates are for its owner (`gpuinv token
+    # list`), not for whoever presents the secret.
     if token.revoked_at is not None:
-        return None, f"token {token.name!r} was revoked"
+        return None, "bearer token revoked"
     if token.expires_at is not None and token.expires_at <= utcnow():
-        return None, f"token {token.name!r} expired at {_iso(token.expires_at)}"
+        return None, "bearer token expired"
     return Principal(
         name=f"token:{token.name}",
         role=Role(token.role),

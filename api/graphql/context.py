@@ -6,6 +6,7 @@ request can see another's cached rows or another tenant's data).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ from api.db.candidates import LiveIndex
 from api.db.models import Infiniband
 from api.db.session import begin_writing, lost_races_as_domain_errors
 from api.db.tenant import Directory
+from api.db.unavailable import database_unavailable, first_line
 from api.domain.access import Principal, require_principal
 from api.domain.document import Gpu
 from api.settings import Settings
+
+log = logging.getLogger("gpuinv.graphql")
 
 
 @dataclass
@@ -73,9 +77,19 @@ class Context:
             self._loaders.clear()
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Give the session's connection back. Never raises: by now the answer is decided
+        (a mutation has committed or rolled back) and the client must get it; a connection
+        that died meanwhile is the pool's to replace."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            session.close()
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("closing the request's session: %s", first_line(exc))
+            else:
+                log.exception("closing the request's session failed")
 
     def loader(self, name: str) -> DataLoader[Any, Any]:
         if name not in self._loaders:

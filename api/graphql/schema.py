@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
@@ -20,7 +21,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from api.domain.errors import DomainError
+from api.db.unavailable import UNAVAILABLE, first_line
 from api.graphql.allocation import AllocationMutation, AllocationQuery, AllocationTotalsQuery
 from api.graphql.audit import AuditQuery
 from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery, FleetQuery
@@ -33,6 +34,7 @@ from api.graphql.profile import ProfileMutation, ProfileQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.sync_state import SyncStateQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
+from api.graphql.view import VALIDATION_FAILED, code_of
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
@@ -74,14 +76,46 @@ class InventorySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log only what is a bug; refusals with a code are the API working as designed."""
+        """Log a bug at ERROR with its traceback, once; refusals with a code are the API
+        working as designed (DEBUG), a lost database connection an outage (WARNING)."""
         for error in errors:
-            original = error.original_error
-            if original is None or isinstance(original, DomainError):
-                continue
-            if (error.extensions or {}).get("code"):
-                continue
-            log.error("unexpected error in %s", error.path, exc_info=original)
+            code = code_of(error)
+            if code is None:
+                log.error("unexpected error in %s: %s", error.path, error.message,
+                          exc_info=error.original_error)  # fmt: skip
+            elif code == UNAVAILABLE:
+                log.warning("database unavailable in %s: %s", error.path,
+                            first_line(error.original_error or error))  # fmt: skip
+            else:
+                log.debug("refused with %s: %s", code, error.message)
+
+
+class OperationChoice(SchemaExtension):
+    """The spec's GetOperation: a document of several operations runs none of them unless
+    ``operationName`` picks one. (strawberry runs the first: it fills in the missing name.)
+    An operationName that names no operation is refused by the view."""
+
+    def on_execute(self):  # type: ignore[override]
+        context = self.execution_context
+        document = context.graphql_document
+        # The name as the client sent it (the public ``operation_name`` is filled in with
+        # the first operation's); tests/api/test_hostile_http.py pins both cases.
+        given = getattr(context, "_provided_operation_name", None)
+        if given is None and document is not None:
+            names = [
+                repr(d.name.value) if d.name else "(anonymous)"
+                for d in document.definitions
+                if isinstance(d, OperationDefinitionNode)
+            ]
+            if len(names) > 1:
+                message = (
+                    f"the document has {len(names)} operations ({', '.join(names)}): "
+                    "say which to run with operationName"
+                )
+                error = GraphQLError(message, extensions={"code": VALIDATION_FAILED})
+                # strawberry's documented short-cut: a result set here is not executed
+                context.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
 
 
 class OperationName(SchemaExtension):
@@ -129,6 +163,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=64),
         lambda: ValidationCache(maxsize=64),
         OperationName,
+        OperationChoice,
     ]
     return InventorySchema(
         query=Query,

@@ -1,4 +1,12 @@
-"""The HTTP face of the schema: authentication, error codes, no tracebacks to clients."""
+"""The HTTP face of the schema: authentication, error codes, no tracebacks to clients.
+
+Answers: a GraphQL result or GraphQL errors with HTTP 200 (every error with a stable
+``extensions.code``); a request that is not a GraphQL request at all (not JSON, not an
+object, not Unicode…) with HTTP 400 and ``{"data": null, "errors": [...]}``, the
+GraphQL-over-HTTP convention; a body over its limit with 413 (api/body_limit.py). A
+database that cannot be reached is a GraphQL error with code UNAVAILABLE (HTTP 200, like
+every GraphQL error here: clients read the code, and a retry is safe).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +15,41 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from cross_web import HTTPException
-from graphql import GraphQLError, GraphQLSyntaxError
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, parse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import StrawberryGraphQLError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api.body_limit import BodyTooLarge, lower_body_limit
+from api.db import unavailable
 from api.db.candidates import LiveIndex
 from api.db.token import authenticate
+from api.domain.access import Principal
 from api.domain.errors import DomainError
 from api.graphql.context import Context
+from api.graphql.request import (
+    PARSE_FAILED,
+    RequestRefused,
+    decode_json,
+    graphql_request,
+)
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
 
-PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 INTERNAL = "INTERNAL_SERVER_ERROR"
+UNAVAILABLE = unavailable.UNAVAILABLE
+
+ANONYMOUS_LIMIT = "GPUINV_MAX_ANONYMOUS_BODY_BYTES, for requests without a valid token"
 
 # How strawberry's limiters word their refusals (tests pin these, so a change shows up).
 # graphql-core has two limits of its own: a depth limit on introspection (which the
@@ -61,74 +81,178 @@ class GraphQLView(GraphQL):
         if scope["type"] != "http":
             return
         request = Request(scope, receive=receive)
-        context = self._context(request)
+        # api/logs.RequestContext names every request; a bare view (no middleware) makes one
+        request_id = scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         try:
-            response = await self.run(request, context=context)
-        except HTTPException as exc:
-            response = _error_response(exc.reason, PARSE_FAILED, exc.status_code)
-        finally:
-            context.close()
-        response.headers["X-Request-Id"] = context.request_id
+            response = await self._respond(request, request_id)
+        except BodyTooLarge:
+            raise  # api/body_limit answers it, with a 413
+        except Exception:
+            # A bug: the client gets JSON, a code and the request id, never a traceback.
+            log.exception("unexpected error answering a GraphQL request")
+            response = _error_response(
+                "internal error; the server log has the details", INTERNAL, 500
+            )
+        response.headers["X-Request-Id"] = request_id
         await response(scope, receive, send)
 
-    def _context(self, request: Request) -> Context:
-        # api/logs.RequestContext names every request; a bare view (no middleware) makes one
-        request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
-        principal, problem = None, None
-        header = request.headers.get("authorization", "")
-        if header:
-            scheme, _, secret = header.partition(" ")
-            if scheme.lower() != "bearer" or not secret.strip():
-                problem = "Authorization header must be 'Bearer <token>'"
-            else:
-                with self.sessions() as session:
-                    principal, problem = authenticate(session, secret.strip())
-        if principal is not None:
-            principal = replace(principal, request_id=request_id)
-        return Context(
+    async def _respond(self, request: Request, request_id: str) -> Response:
+        try:
+            principal, problem = self._authenticate(request)
+        except SQLAlchemyError as exc:
+            if not unavailable.database_unavailable(exc):
+                raise
+            log.warning("token lookup failed twice: %s", unavailable.first_line(exc))
+            return _error_response(unavailable.MESSAGE, UNAVAILABLE, 200)
+        if principal is None:
+            # Without a valid token only introspection answers: a few KiB at most.
+            max_bytes = self.settings.max_anonymous_body_bytes
+            lower_body_limit(request.scope, max_bytes, ANONYMOUS_LIMIT)
+        context = Context(
             request=request,
             settings=self.settings,
             sessions=self.sessions,
-            principal=principal,
+            principal=replace(principal, request_id=request_id) if principal else None,
             auth_problem=problem,
             request_id=request_id,
             live_index=self.live_index,
         )
+        try:
+            return await self.run(request, context=context)
+        except RequestRefused as refused:
+            return _error_response(refused.reason, refused.code, refused.status_code)
+        except HTTPException as exc:  # strawberry's own refusals (a mutation over GET…)
+            return _error_response(exc.reason, PARSE_FAILED, exc.status_code)
+        finally:
+            context.close()  # never raises: the answer above stands
+
+    def _authenticate(self, request: Request) -> tuple[Principal | None, str | None]:
+        header = request.headers.get("authorization", "")
+        if not header:
+            return None, None
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return None, "Authorization header must be 'Bearer <token>'"
+        try:
+            return self._look_up(secret.strip())
+        except SQLAlchemyError as exc:
+            if not unavailable.database_unavailable(exc):
+                raise
+            # A read, so safe to repeat: the failed statement invalidated the pool's
+            # connections, and the second try gets a fresh one.
+            log.info("token lookup lost its connection (%s); retrying", unavailable.first_line(exc))
+            return self._look_up(secret.strip())
+
+    def _look_up(self, secret: str) -> tuple[Principal | None, str | None]:
+        with self.sessions() as session:
+            return authenticate(session, secret)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        """The request's operation, from the query string (GET) or a JSON body (POST);
+        api/graphql/request.py decodes and checks it. No batches, no file uploads."""
+        if request.method == "GET":
+            params = dict(request.query_params)
+            for name in ("variables", "extensions"):
+                if params.get(name):
+                    params[name] = decode_json(params[name], f"the query string's {name}")
+            return graphql_request(params, "the query string")
+        content_type = (request.content_type or "").partition(";")[0].strip().lower()
+        if "application/json" not in content_type:
+            raise RequestRefused(
+                PARSE_FAILED,
+                f"Unsupported content type {content_type or '(none)'!r}: send a JSON body as "
+                "application/json, or the query in a GET's query string",
+            )
+        return graphql_request(
+            decode_json(await request.get_body(), "request body"), "request body"
+        )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        try:
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as exc:
+            if not isinstance(exc.__cause__, CannotGetOperationTypeError):
+                raise
+            # An operationName that names no operation of the document: a validation
+            # error (the spec's GetOperation), answered like one.
+            message = _no_such_operation(request_data, self.settings.max_query_tokens)
+            error = GraphQLError(message, extensions={"code": VALIDATION_FAILED})
+            return ExecutionResult(data=None, errors=[error])
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            data["errors"] = [_format_error(e, result.data is None) for e in result.errors]
+            data["errors"] = [_format_error(e) for e in result.errors]
         if result.extensions:
             data["extensions"] = result.extensions
         return data
 
 
-def _format_error(error: GraphQLError, pre_execution: bool) -> dict[str, Any]:
-    formatted = error.formatted
+def code_of(error: GraphQLError) -> str | None:
+    """The stable code of an error the API means to give; None for a bug."""
     original = error.original_error
     if isinstance(original, DomainError):
-        formatted["extensions"] = {"code": original.code, **original.extensions}
-    elif isinstance(error, GraphQLSyntaxError):
-        code = TOO_COMPLEX if "tokens" in error.message else PARSE_FAILED
-        formatted["extensions"] = {"code": code}
-    elif isinstance(error, StrawberryGraphQLError) or (error.extensions or {}).get("code"):
-        pass  # permission errors carry their own code
-    elif not error.path and isinstance(original, GraphQLError):
+        return original.code
+    if isinstance(error, GraphQLSyntaxError):
+        return TOO_COMPLEX if "tokens" in error.message else PARSE_FAILED
+    if own := (error.extensions or {}).get("code"):
+        return own  # permission errors, and refusals made here, carry their own
+    if unavailable.database_unavailable(original):
+        return UNAVAILABLE
+    if not error.path and isinstance(original, GraphQLError):
         # A variable whose value does not coerce to its declared type: graphql-core wraps
         # the coercion error, so original_error is set, but no resolver ran. Bad request.
-        formatted["extensions"] = {"code": VALIDATION_FAILED}
-    elif original is None and (pre_execution or not error.path):
-        code = TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else VALIDATION_FAILED
-        formatted["extensions"] = {"code": code}
-    else:
-        # A bug. The client gets a code and the request id, never a traceback.
-        log.error("internal error: %s", error.message, exc_info=original)
+        return VALIDATION_FAILED
+    if original is None and not error.path:
+        return TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else VALIDATION_FAILED
+    return None  # a resolver raised something unforeseen, or graphql-core found a bug
+
+
+def _format_error(error: GraphQLError) -> dict[str, Any]:
+    formatted = error.formatted
+    code = code_of(error)
+    original = error.original_error
+    if isinstance(original, DomainError):
+        formatted["extensions"] = {"code": code, **original.extensions}
+    elif code is None:
+        # A bug, logged with its traceback by InventorySchema.process_errors. The client
+        # gets a code and the request id, never a traceback.
         formatted["message"] = "internal error; the server log has the details"
         formatted["extensions"] = {"code": INTERNAL}
+    elif code == UNAVAILABLE:
+        formatted["message"] = unavailable.MESSAGE  # not the driver's words
+        formatted["extensions"] = {"code": UNAVAILABLE}
+    else:
+        formatted["extensions"] = {**(error.extensions or {}), "code": code}
     return formatted
+
+
+def _no_such_operation(request_data: GraphQLRequestData, max_tokens: int) -> str:
+    # Parsed a second time only on this error path; the first parse passed the same limit.
+    document = parse(request_data.query or "", no_location=True, max_tokens=max_tokens)
+    names = [
+        repr(d.name.value) if d.name else "(anonymous)"
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    ]
+    if not names:
+        return "the document has no operation to run (only fragments)"
+    return (
+        f"operationName {request_data.operation_name!r} names no operation of the "
+        f"document; it has {', '.join(names)}"
+    )
 
 
 def _error_response(message: str, code: str, status: int) -> Response:
