@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from api.domain.document import (
     parse_switch,
 )
 from api.domain.errors import DomainError, FieldError, bad_input, bulk_input_error
+from api.domain.limits import JsonInputError, parse_json
 from api.domain.vocabulary import Kind
 
 SECTIONS: dict[str, Kind] = {
@@ -64,12 +66,14 @@ def parse_import(fmt: str, data: str) -> ImportBatch:
 
 def parse_json_import(data: str) -> ImportBatch:
     try:
-        payload = json.loads(data)
+        payload = parse_json(data)
     except json.JSONDecodeError as exc:
         raise _upload_error(
             f"data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
             field="data",
         ) from None
+    except JsonInputError as exc:
+        raise _upload_error(f"data: {exc}", field="data") from None
     if isinstance(payload, list):  # a bare list is a list of device documents
         payload = {"devices": payload}
     if not isinstance(payload, dict):
@@ -141,8 +145,14 @@ def parse_csv_import(data: str) -> ImportBatch:
     ``gpuMemoryMB``), tags as ``tags.<key>`` columns. Rows are numbered as a spreadsheet
     shows them: the header is row 1.
     """
-    reader = csv.DictReader(io.StringIO(data))
-    header = reader.fieldnames or []
+    lines = _Lines(data)
+    # Errors read reader.reader.line_num: DictReader's own line_num moves only after a
+    # record was read cleanly.
+    reader = csv.DictReader(lines)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise bulk_input_error([_csv_error(exc, reader.reader.line_num, lines.last, [])]) from None
     if not header:
         raise _upload_error("data: the CSV has no header row", field="data")
     errors = [
@@ -153,7 +163,7 @@ def parse_csv_import(data: str) -> ImportBatch:
     if errors:
         raise bulk_input_error(errors)
     rows: list[tuple[str, int, Any]] = []
-    for record in reader:
+    for record in _records(reader, lines, header, errors):
         line = reader.line_num
         document, row_errors = _csv_document(record, line)
         errors.extend(row_errors)
@@ -163,6 +173,51 @@ def parse_csv_import(data: str) -> ImportBatch:
     # The rows that read cleanly are validated even when others did not, so that one round
     # trip reports every bad field of the file.
     return _build_batch(rows, csv_rows=True, errors=errors)
+
+
+class _Lines:
+    """The upload's lines as the csv reader takes them, remembering the last one handed
+    out, so that a reader error can say where it happened."""
+
+    def __init__(self, data: str):
+        self._lines = iter(io.StringIO(data))
+        self.last = ""
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._lines)
+        return self.last
+
+
+def _records(
+    reader: csv.DictReader[str], lines: _Lines, header: list[str], errors: list[FieldError]
+) -> Iterator[dict[str, Any]]:
+    """The reader's records. A record it cannot read is added to ``errors`` and ends the
+    reading: the csv reader cannot go on past it."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            errors.append(_csv_error(exc, reader.reader.line_num, lines.last, header))
+            return
+        yield record
+
+
+def _csv_error(exc: csv.Error, row: int, line: str, header: list[str]) -> FieldError:
+    """Name the row and, for an over-long cell, the column (the csv module's own message
+    names neither). The reader refuses cells over ``csv.field_size_limit()`` characters
+    (131,072 by default); the limit is process-wide, so it is reported, not raised."""
+    limit = csv.field_size_limit()
+    if "field larger than field limit" in str(exc):
+        cells = line.split(",")
+        column = next((i for i, cell in enumerate(cells) if len(cell) > limit), None)
+        field = header[column] if column is not None and column < len(header) else "(row)"
+        return FieldError(row, field, f"a cell is longer than {limit} characters")
+    return FieldError(row, "(row)", f"cannot be read as CSV: {exc}")
 
 
 def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[FieldError]]:

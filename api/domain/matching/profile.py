@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from api.domain.document import MAX_AMOUNT, MAX_COUNT
 from api.domain.errors import BAD_PROFILE, DomainError
+from api.domain.limits import JsonInputError, json_problem, parse_json
 
 INVENTORY_LABEL = "paas.envmgmt.io/inventory"
 CONFIG_LABEL = "paas.envmgmt.io/inventory.config"
@@ -112,6 +114,11 @@ def parse_labels(labels: Any) -> Profile:
         raise profile_error(
             f"labels must be an object, got {type(labels).__name__}", field="labels"
         )
+    # Labels are stored and echoed back as given, unknown ones too: hold all of them to
+    # what a JSON column and a JSON response can carry.
+    problem = json_problem(labels)
+    if problem is not None:
+        raise profile_error(problem, field="labels")
     raw_type = labels.get(INVENTORY_LABEL)
     try:
         inventory_type = InventoryType(str(raw_type).strip().lower())
@@ -126,12 +133,14 @@ def parse_labels(labels: Any) -> Profile:
         return Profile(inventory_type, ())
     if isinstance(config, str):
         try:
-            config = json.loads(config)
+            config = parse_json(config)
         except json.JSONDecodeError as exc:
             raise profile_error(
                 f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                 field=CONFIG_LABEL,
             ) from None
+        except JsonInputError as exc:
+            raise profile_error(str(exc), field=CONFIG_LABEL) from None
     if not isinstance(config, list):
         raise profile_error("must be a JSON array of filters", field=CONFIG_LABEL)
     return Profile(inventory_type, tuple(_parse_filter(i, f) for i, f in enumerate(config)))
@@ -199,14 +208,17 @@ def _presets(index: int, raw: Any) -> dict[str, dict[str, int]]:
                     index,
                     f"{field}.{key}",
                 )
+            maximum = MAX_COUNT if canonical == "nodes" else MAX_AMOUNT
             if (
                 isinstance(amount, bool)
                 or not isinstance(amount, int | float)
-                or amount < 0
+                or not 0 <= amount <= maximum
                 or (isinstance(amount, float) and not amount.is_integer())
             ):
                 raise profile_error(
-                    f"must be a whole number ≥ 0, got {amount!r}", index, f"{field}.{key}"
+                    f"must be a whole number from 0 to {maximum}, got {amount!r}",
+                    index,
+                    f"{field}.{key}",
                 )
             parsed[canonical] = int(amount)
         if parsed.get("nodes", 1) < 1:

@@ -7,13 +7,14 @@ names the variable (DESIGN.md "absent variables").
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.domain.errors import BAD_VARIABLE, DomainError
+from api.domain.document import MAX_AMOUNT, MAX_COUNT
+from api.domain.errors import BAD_INPUT, BAD_VARIABLE, DomainError
+from api.domain.limits import json_problem, parse_json
 from api.domain.matching.profile import (
     CAPACITY_LABELS,
     CapacityFilter,
@@ -97,7 +98,7 @@ def normalise(value: Any) -> Any:
     if isinstance(value, bool):
         return ("s", str(value).lower())
     if isinstance(value, int | float):
-        return ("n", float(value))
+        return ("n", _as_float(value))
     text = str(value).strip()
     try:
         number = float(text)
@@ -118,36 +119,75 @@ def _any_of(value: Any) -> list[Any]:
     ``variables`` is a map of strings, so ``jsonencode(["india", "us"])`` arrives so)."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
-            decoded = json.loads(value)
-        except json.JSONDecodeError:
+            decoded = parse_json(value)
+        except ValueError:  # not JSON, or too deep to be a list of values: a plain string
             return [value]
         if isinstance(decoded, list):
             return decoded
     return value if isinstance(value, list) else [value]
 
 
-def _amount(name: str, value: Any, index: int) -> int:
-    number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
-        raise variable_error(name, f"must be a number, got {value!r}", index)
+def _as_float(value: int | float) -> float:
+    """A number as a float; an int beyond the float range becomes infinity (``float()``
+    raises OverflowError for it), which no finite device value equals."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _number(value: Any) -> int | float | None:
+    """A variable's value as a number: ints exactly (10**30 stays 10**30), else a float;
+    None when it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        for parse in (int, float):
+            try:
+                return parse(text)
+            except ValueError:  # also int()'s refusal of more than 4,300 digits
+                continue
+    return None
+
+
+def _max(requirement: str) -> int:
+    """The largest amount a request may ask for: what one item can hold (the device
+    document's limits), so that larger numbers are refused, not silently unmatched."""
+    return MAX_COUNT if requirement == "nodes" else MAX_AMOUNT
+
+
+def _amount(name: str, value: Any, index: int, maximum: int) -> int:
+    number = _number(value)
+    if number is None or (isinstance(number, float) and math.isnan(number)):
+        raise variable_error(name, f"must be a number, got {_shown(value)}", index)
     if number < 0:
-        raise variable_error(name, f"must not be negative, got {value!r}", index)
-    if not number.is_integer():
-        raise variable_error(name, f"must be a whole number, got {value!r}", index)
+        raise variable_error(name, f"must not be negative, got {_shown(value)}", index)
+    if number > maximum:  # before the whole-number test: "1e400" is infinity, not a fraction
+        raise variable_error(name, f"must be at most {maximum}, got {_shown(value)}", index)
+    if isinstance(number, float) and not number.is_integer():
+        raise variable_error(name, f"must be a whole number, got {_shown(value)}", index)
     return int(number)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: at most 60 characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
 
 def resolve(profile: Profile, variables: Any) -> Request:
     """Apply the variables to the profile's filters, by filter index."""
     if not isinstance(variables, Mapping):
-        raise DomainError("BAD_INPUT", "variables: must be an object of name: value")
+        raise DomainError(BAD_INPUT, "variables: must be an object of name: value")
+    for name, value in variables.items():
+        # Stored with the allocation and echoed back, unread ones too: each must be what a
+        # JSON column and a JSON response can carry.
+        problem = json_problem(value)
+        if problem is not None:
+            raise variable_error(str(name), problem)
     request = Request(profile)
     best = Requirements().as_dict() | {"nodes": 1}
     read: set[str] = set()
@@ -173,6 +213,10 @@ def resolve(profile: Profile, variables: Any) -> Request:
                         f"must be a string or number (or a list of them), got {item!r}",
                         f.index,
                     )
+                if isinstance(item, int | float) and not math.isfinite(_as_float(item)):
+                    raise variable_error(
+                        f.variable, f"must be a finite number, got {_shown(item)}", f.index
+                    )
             request.conditions.append(
                 Condition(f.index, f.path, tuple(normalise(v) for v in values), label)
             )
@@ -196,7 +240,7 @@ def resolve(profile: Profile, variables: Any) -> Request:
             label = f"{label} ({', '.join(parts)})"
         request.thresholds.append(Threshold(f.index, amounts, nodes, label))
         request.canonical_variables[f.variable] = (
-            value if f.presets is not None else _amount(f.variable, value, f.index)
+            value if f.presets is not None else _amount(f.variable, value, f.index, _max(f.key))
         )
     request.requirements = Requirements(**best)
     request.unused_variables = sorted(str(k) for k in variables if k not in read)
@@ -205,7 +249,7 @@ def resolve(profile: Profile, variables: Any) -> Request:
 
 def _capacity_amounts(f: CapacityFilter, value: Any) -> dict[str, int]:
     if f.presets is None:
-        return {f.key: _amount(f.variable, value, f.index)}
+        return {f.key: _amount(f.variable, value, f.index, _max(f.key))}
     name = str(value).strip()
     presets = {p.casefold(): amounts for p, amounts in f.presets.items()}
     if name.casefold() not in presets:
