@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import strawberry
 from strawberry.scalars import JSON
@@ -46,6 +46,24 @@ class AuditEventFilter:
     until: datetime | None = strawberry.field(default=None, description="Before.")
 
 
+def _check_time(field: str, value: datetime) -> None:
+    """A time the log can be searched by: with a UTC offset, and still a date once moved
+    to UTC (0001-01-01T00:00:00+14:00 would fall before year 1, 9999-12-31T23:00:00-14:00
+    after 9999: Python cannot hold either)."""
+    if value.tzinfo is None:
+        raise bad_input(
+            f"{field}: {value.isoformat()!r} has no UTC offset (write e.g. 2026-11-23T10:00:00Z)",
+            field=field,
+        )
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise bad_input(
+            f"{field}: {value.isoformat()!r} is out of range in UTC (years 1 to 9999)",
+            field=field,
+        ) from None
+
+
 @strawberry.type
 class AuditQuery:
     @strawberry.field(
@@ -62,12 +80,8 @@ class AuditQuery:
         ctx, who = info.context, info.context.who()
         flt = filter or AuditEventFilter()
         for name, value in (("since", flt.since), ("until", flt.until)):
-            if value is not None and value.tzinfo is None:
-                raise bad_input(
-                    f"filter.{name}: {value.isoformat()!r} has no UTC offset "
-                    "(write e.g. 2026-11-23T10:00:00Z)",
-                    field=f"filter.{name}",
-                )
+            if value is not None:
+                _check_time(f"filter.{name}", value)
         spec = audit_db.AuditFilter(
             actor=flt.actor,
             action=flt.action,

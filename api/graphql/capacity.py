@@ -13,7 +13,7 @@ from api.db import capacity as capacity_db
 from api.domain import capacity
 from api.domain.errors import FORBIDDEN, DomainError, bad_input
 from api.fleet import LOCAL, fleet_view
-from api.graphql.common import AUTH
+from api.graphql.common import AUTH, values_filter
 from api.graphql.context import Context
 
 # GraphQL's Int is 32-bit; the memory of a fleet in MB is not. Registered in the
@@ -134,7 +134,7 @@ class CapacityQuery:
         tenant: str | None = None,
     ) -> Capacity:
         ctx = info.context
-        found = capacity_db.view(ctx.session, ctx.who(), site, tenant)
+        found = capacity_db.view(ctx.session, ctx.who(), values_filter("site", site), tenant)
         return Capacity(
             total=CapacityGroup.of(found.total),
             sites=[CapacityGroup.of(g) for g in found.sites],

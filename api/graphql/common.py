@@ -14,6 +14,7 @@ from strawberry.types import Info
 from api.db.paging import Page
 from api.domain import vocabulary
 from api.domain.errors import UNAUTHENTICATED, bad_input
+from api.domain.limits import MAX_FILTER_TEXT, MAX_FILTER_VALUES, MAX_TAG_FILTERS
 from api.graphql.context import Context
 
 Status = strawberry.enum(
@@ -179,12 +180,49 @@ class TagInput:
     value: str
 
 
-def tags_filter(tags: list[TagInput] | None) -> dict[str, str] | None:
-    return {t.key: t.value for t in tags} if tags else None
+def tags_filter(tags: list[TagInput] | None, field: str = "filter.tags") -> dict[str, str] | None:
+    """Tag conditions, at most MAX_TAG_FILTERS of them: each is one more AND term of the
+    query (SQLite refuses an expression tree more than 1,000 deep)."""
+    if not tags:
+        return None
+    if len(tags) > MAX_TAG_FILTERS:
+        raise bad_input(
+            f"{field}: at most {MAX_TAG_FILTERS} tag conditions, got {len(tags)}", field=field
+        )
+    for tag in tags:
+        text_filter(f"{field}.key", tag.key)
+        text_filter(f"{field}.value", tag.value)
+    return {t.key: t.value for t in tags}
 
 
-def statuses(values: list[Any] | None) -> list[str] | None:
+def statuses(values: list[Any] | None, field: str = "filter.status") -> list[str] | None:
+    values_filter(field, values)
     return [v.value for v in values] if values else None
+
+
+def values_filter(field: str, values: list[Any] | None) -> list[Any] | None:
+    """A list a filter matches any of: at most MAX_FILTER_VALUES values, texts no longer
+    than a name."""
+    if values is None:
+        return None
+    if len(values) > MAX_FILTER_VALUES:
+        raise bad_input(
+            f"{field}: at most {MAX_FILTER_VALUES} values, got {len(values)}", field=field
+        )
+    for value in values:
+        if isinstance(value, str):
+            text_filter(field, value)
+    return values
+
+
+def text_filter(field: str, value: str | None) -> str | None:
+    """Text a filter compares with names: at most MAX_FILTER_TEXT characters (a LIKE
+    pattern of megabytes is refused by SQLite as too complex)."""
+    if value is not None and len(value) > MAX_FILTER_TEXT:
+        raise bad_input(
+            f"{field}: at most {MAX_FILTER_TEXT} characters, got {len(value)}", field=field
+        )
+    return value
 
 
 def input_document(value: Any, names: dict[str, str]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from api.graphql.common import (
     page_size,
     statuses,
     tags_filter,
+    text_filter,
+    values_filter,
 )
 from api.graphql.context import Context
 from api.graphql.health import HealthCondition
@@ -236,10 +238,10 @@ def _list(
         statuses=statuses(flt.status),
         tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
         tags=tags_filter(flt.tags),
-        gpu_vendor=flt.gpu_vendor,
-        gpu_model=flt.gpu_model,
-        sites=flt.site,
-        hostname_prefix=flt.hostname_prefix,
+        gpu_vendor=text_filter("filter.gpuVendor", flt.gpu_vendor),
+        gpu_model=text_filter("filter.gpuModel", flt.gpu_model),
+        sites=values_filter("filter.site", flt.site),
+        hostname_prefix=text_filter("filter.hostnamePrefix", flt.hostname_prefix),
         min_free_gpus=flt.min_free_gpus,
         min_free_cpu=flt.min_free_cpu,
         min_free_memory_mb=flt.min_free_memory_mb,
@@ -345,9 +347,8 @@ class DeviceQuery:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[Device]:
-        kinds = [
-            k.value for k in (filter.kind if filter and filter.kind else [DeviceKind.BAREMETAL])
-        ]
+        chosen = values_filter("filter.kind", filter.kind if filter else None)
+        kinds = [k.value for k in (chosen or [DeviceKind.BAREMETAL])]
         return _list(info, filter, kinds, order_by, first, after, Device.from_row)
 
     @strawberry.field(permission_classes=AUTH)
