@@ -56,12 +56,12 @@ class RequestContext:
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status, answered = 500, False  # 500: uvicorn's answer if the app raises
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -69,6 +69,8 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+            if status == 500 and not answered:
+                status = 499  # nginx's "client closed request": nobody left to answer
         finally:
             seconds = time.perf_counter() - started
             operation = operation_of(scope)

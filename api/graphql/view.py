@@ -19,7 +19,7 @@ from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, parse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -87,6 +87,9 @@ class GraphQLView(GraphQL):
             response = await self._respond(request, request_id)
         except BodyTooLarge:
             raise  # api/body_limit answers it, with a 413
+        except ClientDisconnect:
+            log.info("the client went away before its request was read")
+            return  # nobody to answer
         except Exception:
             # A bug: the client gets JSON, a code and the request id, never a traceback.
             log.exception("unexpected error answering a GraphQL request")

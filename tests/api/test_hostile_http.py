@@ -10,6 +10,8 @@ port): a 500 from uvicorn closes the connection, which is how the reset was firs
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -298,6 +300,28 @@ def test_a_variable_that_does_not_coerce_is_not_logged_as_an_error(
     assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
     api.error(CREATE, i={"hostname": "x", "totalCpu": "many"})
     assert _errors_logged(caplog) == []
+
+
+def test_a_client_that_leaves_mid_body_is_not_an_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"query": '
+        )
+    deadline = time.monotonic() + 10
+    while "went away" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "went away" in caplog.text
+    assert _errors_logged(caplog) == []
+    deadline = time.monotonic() + 10
+    while " 499 " not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "POST /graphql 499 " in caplog.text  # the access line: no answer, not a 500
+    assert api.ok("{ __typename }") == {"__typename": "Query"}
 
 
 def test_process_errors_logs_a_bug_with_its_traceback_and_a_refusal_quietly(
