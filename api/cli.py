@@ -223,29 +223,43 @@ def backup_command(file: Path) -> None:
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     _said_rows("wrote", written.total, len(written.rows), f"to {file}", started)
+    if written.longest > backup.MAX_LINE:  # say so now, not when the restore is needed
+        click.echo(
+            f"warning: its longest line is {written.longest / 2**20:.1f} MiB; restore it "
+            f"with --max-line-mib {-(-written.longest // 2**20)} or more",
+            err=True,
+        )
 
 
 @main.command("restore")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def restore_command(file: Path) -> None:
-    """Restore FILE (from `gpuinv backup`) into an empty database, then migrate it to the
-    newest schema. The file is checked whole first: one cut short, damaged or from a newer
-    gpuinv is refused and nothing is written. The database must be empty (a new one)."""
+@click.option(
+    "--max-line-mib",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The longest line to read, in MiB (default 4); memory use is bounded by it.",
+)
+def restore_command(file: Path, max_line_mib: int | None) -> None:
+    """Restore FILE (from `gpuinv backup`) into an empty database at the newest schema.
+    The file is checked whole first, every value against its column's type and the
+    schema's constraints, in a scratch database under TMPDIR: a file cut short, damaged,
+    edited or from a newer gpuinv is refused with its first fault and nothing is written.
+    The database must be empty (a new one)."""
     from api.db import backup
 
-    engine = make_engine(Settings.from_env().database_url)
+    limit = max_line_mib * 2**20 if max_line_mib else backup.MAX_LINE
+    try:
+        engine = make_engine(Settings.from_env().database_url)
+    except ValueError as exc:  # an unsupported GPUINV_DATABASE_URL
+        raise click.ClickException(str(exc)) from None
     started = time.perf_counter()
     try:
         with err.status("checking the file") as status:
-            done = [0]
-
-            def advance(table: str, n: int) -> None:
-                done[0] += n
-                status.update(f"restoring {table}: {done[0]:,} rows")
-
-            plan = backup.restore(engine, file, advance)
+            plan = backup.restore(engine, file, status.update, max_line=limit)
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
     _said_rows("restored", plan.total, len(plan.rows), f"from {file}", started)
 
 

@@ -9,10 +9,22 @@ The file is gzip'd JSON lines, so it streams both ways and any tool can read it:
     ...
     {"end": true, "rows": {"tenant": 3, "device": 100000, ...}}
 
-A restore reads the file through once before it writes anything: a file cut short (no
-end line, or fewer rows than the end line counts), damaged, or written by a newer schema is
-refused with the reason, and the database is left as it was. It then writes every table in
-one transaction. An older schema's backup is restored at that schema and migrated to head.
+A restore never trusts the file. It goes in two passes:
+
+1. Check: read the file once, line by line (no line longer than ``max_line`` bytes is ever
+   held, so a gzip bomb costs that much memory and no more), and load it into a scratch
+   SQLite database in a temporary directory, built by our own migrations at the schema the
+   file names. Python checks what SQLite's loose typing would let through (types, lengths,
+   integer ranges of the target database, JSON, datetimes, UUIDs, NOT NULL); the scratch
+   database checks the rest with the schema's own constraints (CHECK, unique keys and
+   partial unique indexes, foreign keys), so a new constraint is checked without a change
+   here. The scratch database is then migrated to head, which tries an older schema's data
+   migrations too.
+2. Write: only then is the target touched: its schema created (or an empty one migrated)
+   and every row copied from the scratch database in one transaction.
+
+A bad file is refused with one line naming the line, table, column and value, and the
+target is left as it was: no rows and, if it had none, no schema.
 
 The change feed (device_change) is not kept: it is derived, and the database's triggers
 write it afresh as the devices are restored.
@@ -20,28 +32,79 @@ write it afresh as the devices are restored.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import math
+import re
+import tempfile
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from alembic import command
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, func, select, text
+from alembic.util import CommandError
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    TypeDecorator,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy import table as table_named
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.db.base import Base, UTCDateTime, utcnow
-from api.db.session import alembic_config, insert_rows, session_factory, unit_of_work
+from api.db.base import Base, UTCDateTime, new_id, utcnow
+from api.db.session import (
+    alembic_config,
+    insert_rows,
+    make_engine,
+    session_factory,
+    upgrade_to_head,
+)
 
 FORMAT = "gpuinv-backup"
 VERSION = 1
 SKIPPED = {"device_change"}  # derived: the triggers rebuild it
+NOT_DATA = SKIPPED | {"alembic_version"}
 _BATCH = 5000
+
+# The longest line a restore reads, in bytes. Memory is bounded by it: a longer line (a
+# gzip bomb is one) is refused once this much of it has been read, and a line under it
+# costs at most about 30 bytes of memory per byte once parsed (a line of tiny JSON objects;
+# ours cost far less). Our longest lines, allocations and their audit events, hold a
+# device document of some 1.5 KB per device allocated.
+MAX_LINE = 4 * 2**20
+# JSON deeper than this is refused: ours nests a handful of levels, and Python's json
+# module fails on about a thousand (RecursionError), at a depth that depends on the caller.
+MAX_DEPTH = 100
+# Rows are written in batches of at most this much source text (and _BATCH rows), so a
+# batch of big rows costs no more memory than a batch of small ones.
+_BATCH_BYTES = 2**20
 
 
 class BackupError(Exception):
@@ -64,6 +127,12 @@ def head_revision(engine: Engine) -> str:
     return head
 
 
+def known_revisions(engine: Engine) -> list[str]:
+    """Every schema this gpuinv knows, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    return [s.revision for s in reversed(list(scripts.walk_revisions()))]
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -74,6 +143,7 @@ def _encode(value: Any) -> Any:
 class Written:
     path: Path
     rows: dict[str, int] = field(default_factory=dict)
+    longest: int = 0  # bytes of the longest line: a restore refuses lines over its limit
 
     @property
     def total(self) -> int:
@@ -104,7 +174,9 @@ def backup(
             count = 0
             ordered = select(*table.columns).order_by(*table.primary_key.columns)
             for row in session.execute(ordered.execution_options(yield_per=_BATCH)):
-                out.write(json.dumps([_encode(v) for v in row], separators=(",", ":")) + "\n")
+                line = json.dumps([_encode(v) for v in row], separators=(",", ":"))
+                out.write(line + "\n")
+                written.longest = max(written.longest, len(line.encode()))
                 count += 1
                 if progress and count % _BATCH == 0:
                     progress(table.name, count)
@@ -137,180 +209,108 @@ def _line(out: IO[str], value: Any) -> None:
 
 @dataclass
 class Plan:
-    """What a checked file holds: its schema and, per table, columns and row count."""
+    """What a checked file holds: its schema and, per table, columns, row count and the
+    length of its longest line (bytes)."""
 
     schema: str
     columns: dict[str, list[str]]
     rows: dict[str, int]
+    longest: dict[str, int]
 
     @property
     def total(self) -> int:
         return sum(self.rows.values())
 
 
-def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+def restore(
+    engine: Engine,
+    path: Path,
+    progress: Callable[[str], None] | None = None,
+    *,
+    max_line: int = MAX_LINE,
+) -> Plan:
+    """Restore ``path`` into an empty database (created if need be) at the newest schema.
+
+    Nothing is written to ``engine`` until the whole file has been checked."""
+    say = progress or (lambda _: None)
+    _refuse_a_used_database(engine)
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as source:
-            for number, line in enumerate(source, start=1):
-                if not line.endswith("\n"):  # every line is written whole, newline included
-                    raise BackupError(
-                        f"{path}: cut short (line {number} is incomplete): nothing was restored"
-                    )
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BackupError(f"{path}: line {number} is not JSON ({exc.msg})") from None
-    except (EOFError, OSError, zlib.error, UnicodeDecodeError) as exc:
-        # gzip says "Compressed file ended before the end-of-stream marker" for a cut file
-        raise BackupError(f"{path}: not a complete gpuinv backup ({exc})") from None
+        workdir = tempfile.TemporaryDirectory(prefix="gpuinv-restore-")
+    except OSError as exc:
+        raise BackupError(f"cannot make a scratch directory to check the file in: {exc}") from None
+    with workdir:
+        scratch = make_engine(f"sqlite:///{Path(workdir.name) / 'check.db'}", pool_size=1)
+        try:
+            plan = _check(path, engine.dialect, scratch, max_line, say)
+            _write(engine, scratch, plan, say)
+        finally:
+            scratch.dispose()
+    return plan
 
 
-def check(path: Path, engine: Engine) -> Plan:
-    """Read the whole file and say what is wrong with it, before anything is written."""
-    lines = _lines(path)
-    first = next(lines, None)
-    if first is None or not isinstance(first[1], dict) or first[1].get("format") != FORMAT:
-        raise BackupError(f"{path}: not a gpuinv backup (no gpuinv-backup header)")
-    header = first[1]
-    if header.get("version") != VERSION:
-        raise BackupError(
-            f"{path}: backup format version {header.get('version')!r}; this gpuinv reads "
-            f"version {VERSION}"
-        )
-    schema = header.get("schema")
-    known = {
-        s.revision for s in ScriptDirectory.from_config(alembic_config(engine)).walk_revisions()
-    }
-    if schema not in known:
-        raise BackupError(
-            f"{path}: written by a newer gpuinv (schema {schema!r}; this one knows up to "
-            f"{head_revision(engine)}): restore it with that version or a later one"
-        )
-    columns: dict[str, list[str]] = {}
-    counted: dict[str, int] = {}
-    table: str | None = None
-    width = 0
-    end: dict[str, Any] | None = None
-    for number, value in lines:
-        if end is not None:
-            raise BackupError(f"{path}: line {number} follows the end line")
-        if isinstance(value, list):
-            if table is None or len(value) != width:
-                raise BackupError(f"{path}: line {number} is not a row of the table before it")
-            counted[table] += 1
-        elif isinstance(value, dict) and "table" in value:
-            table, width = value["table"], len(value.get("columns", []))
-            columns[table], counted[table] = list(value["columns"]), 0
-        elif isinstance(value, dict) and value.get("end") is True:
-            end = value
-        else:
-            raise BackupError(f"{path}: line {number} is not part of a gpuinv backup")
-    if end is None:
-        raise BackupError(f"{path}: cut short (no end line): nothing was restored")
-    if end.get("rows") != counted:
-        raise BackupError(
-            f"{path}: the end line counts {end.get('rows')} rows, the file holds {counted}"
-        )
-    return Plan(schema, columns, counted)
+# -- the target -------------------------------------------------------------------------
 
 
-def _decoders(table: Table, names: list[str]) -> list[Callable[[Any], Any]]:
-    decoders = []
-    for name in names:
-        column = table.c.get(name)
-        if column is None:
-            raise BackupError(f"table {table.name} has no column {name!r} at this schema")
-        if isinstance(column.type, UTCDateTime):
-            decoders.append(lambda v: None if v is None else datetime.fromisoformat(v))
-        else:
-            decoders.append(lambda v: v)
-    return decoders
-
-
-def _is_empty(session: Session) -> list[str]:
-    """The tables that hold rows (the change feed aside)."""
-    return [t.name for t in tables() if session.scalar(select(func.count()).select_from(t)) != 0]
-
-
-def restore(engine: Engine, path: Path, progress: Callable[[str, int], None] | None = None) -> Plan:
-    """Restore ``path`` into an empty database (created if need be) and migrate to head."""
-    plan = check(path, engine)
-    config = alembic_config(engine)
-    revision = current_revision(engine)
-    if revision is None:
-        command.upgrade(config, plan.schema)
-    with session_factory(engine)() as session:
-        occupied = _is_empty(session)
+def _refuse_a_used_database(engine: Engine) -> None:
+    """A restore goes into a new database, or an empty one at a schema we know."""
+    try:
+        names = set(inspect(engine).get_table_names())
+        revision = current_revision(engine)
+        with engine.connect() as connection:
+            occupied = [
+                name
+                for name in sorted(names - NOT_DATA)
+                if connection.execute(
+                    select(literal_column("1")).select_from(table_named(name)).limit(1)
+                ).first()
+            ]
+    except SQLAlchemyError as exc:
+        raise BackupError(f"cannot read the database: {_first_line(exc)}") from None
     if occupied:
         raise BackupError(
             "the database is not empty (rows in " + ", ".join(occupied) + "): restore "
             "into a new database (set GPUINV_DATABASE_URL to one)"
         )
-    if revision is not None and revision != plan.schema:
-        # empty, at another schema: move it to the backup's, then on to head after
-        if _is_newer(engine, revision, plan.schema):
-            command.downgrade(config, plan.schema)
-        else:
-            command.upgrade(config, plan.schema)
-    metadata = _metadata_at(engine)
-    for name, columns in plan.columns.items():  # every table and column, before writing
-        table = metadata.tables.get(name)
-        if table is None:
-            raise BackupError(f"{path}: table {name!r} does not exist at schema {plan.schema}")
-        _decoders(table, columns)
-    with unit_of_work(session_factory(engine)) as session:
-        table, names, decoders, batch = None, [], [], []
-        for _, value in _lines(path):
-            if isinstance(value, list):
-                batch.append({n: d(v) for n, d, v in zip(names, decoders, value, strict=True)})
-                if len(batch) >= _BATCH:
-                    insert_rows(session, table, batch)
-                    batch = []
-                    if progress:
-                        progress(table.name, _BATCH)
-            elif isinstance(value, dict) and "table" in value:
-                if batch:
-                    insert_rows(session, table, batch)
-                    if progress:
-                        progress(table.name, len(batch))
-                    batch = []
-                table = metadata.tables.get(value["table"])
-                if table is None:
-                    raise BackupError(f"this gpuinv has no table {value['table']!r}")
-                names = value["columns"]
-                decoders = _decoders(table, names)
-        if batch:
-            insert_rows(session, table, batch)
-            if progress:
-                progress(table.name, len(batch))
-        _reset_sequences(session)
-    command.upgrade(config, "head")
-    return plan
+    if revision is None and names:
+        raise BackupError(
+            f"the database holds tables ({', '.join(sorted(names))}) but no gpuinv schema: "
+            "restore into a new database"
+        )
+    if revision is not None and revision not in known_revisions(engine):
+        raise BackupError(
+            f"the database is at schema {revision}, which this gpuinv does not know: restore "
+            "into a new database"
+        )
 
 
-def _is_newer(engine: Engine, revision: str, than: str) -> bool:
-    scripts = ScriptDirectory.from_config(alembic_config(engine))
-    order = [s.revision for s in reversed(list(scripts.walk_revisions()))]
-    return order.index(revision) > order.index(than)
+def _write(target: Engine, scratch: Engine, plan: Plan, say: Callable[[str], None]) -> None:
+    """Pass 2: create the target's schema, copy every checked row into it in one
+    transaction, and let PostgreSQL's sequences continue after the restored keys."""
+    try:
+        upgrade_to_head(target)
+        with session_factory(target)() as session, session.begin():
+            with scratch.connect() as source:
+                for table in tables():
+                    _copy(source, session, table, plan, say)
+            _reset_sequences(session)
+    except (SQLAlchemyError, CommandError) as exc:
+        raise BackupError(
+            f"writing to the database failed ({_first_line(exc)}): no row was restored; the "
+            "database has the empty schema, which a new `gpuinv restore` accepts"
+        ) from None
 
 
-def _metadata_at(engine: Engine):
-    """The tables as the database has them now (the backup's schema), not as the models
-    say (head): an older backup has older columns."""
-    from sqlalchemy import MetaData
-
-    metadata = MetaData()
-    metadata.reflect(engine)
-    # Keep our types where the models define the column (UTC datetimes, JSON), so rows
-    # are bound exactly as the application binds them.
-    for table in metadata.tables.values():
-        model = Base.metadata.tables.get(table.name)
-        if model is None:
-            continue
-        for column in table.columns:
-            if column.name in model.c:
-                column.type = model.c[column.name].type
-    return metadata
+def _copy(
+    source: Connection, session: Session, table: Table, plan: Plan, say: Callable[[str], None]
+) -> None:
+    longest = plan.longest.get(table.name) or max(plan.longest.values(), default=1)
+    per_batch = max(1, min(_BATCH, _BATCH_BYTES // max(longest, 1)))
+    done = 0
+    result = source.execution_options(yield_per=per_batch).execute(select(*table.columns))
+    for rows in result.mappings().partitions():
+        insert_rows(session, table, [dict(row) for row in rows])
+        done += len(rows)
+        say(f"restoring {table.name}: {done:,} rows")
 
 
 def _reset_sequences(session: Session) -> None:
@@ -329,3 +329,540 @@ def _reset_sequences(session: Session) -> None:
                         f"COALESCE((SELECT max({column.name}) FROM {table.name}), 0) + 1, false)"
                     )
                 )
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error's own message, without SQLAlchemy's statement and links."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+# -- pass 1: the file, checked into a scratch database --------------------------------
+
+
+def _check(
+    path: Path, dialect: Dialect, scratch: Engine, max_line: int, say: Callable[[str], None]
+) -> Plan:
+    """Read the whole file once into ``scratch``; raise BackupError at the first fault
+    found (a value's type at its line; a constraint when its batch reaches the scratch
+    database, which may be a few lines later)."""
+    with contextlib.closing(_lines(path, max_line)) as lines:
+        schema = _read_header(path, next(lines, None), scratch)
+        try:
+            command.upgrade(alembic_config(scratch), schema)
+            with scratch.begin() as connection:
+                loader = _Loader(path, schema, _schema_at(scratch), dialect, connection, say)
+                for number, size, value in lines:
+                    loader.take(number, size, value)
+                plan = loader.finish()
+        except SQLAlchemyError as exc:
+            raise BackupError(
+                f"{path}: checking it in a scratch database failed ({_first_line(exc)})"
+            ) from None
+    if schema != head_revision(scratch):
+        _migrate_scratch(path, scratch, schema)
+    return plan
+
+
+def _migrate_scratch(path: Path, scratch: Engine, schema: str) -> None:
+    """An older schema's rows go through our data migrations here first, so that a
+    migration that fails on them fails before the target is touched."""
+    try:
+        upgrade_to_head(scratch)
+    except Exception as exc:  # a migration may raise anything; say which and stop
+        raise BackupError(
+            f"{path}: its rows (schema {schema}) cannot be migrated to the newest schema "
+            f"({_first_line(exc)})"
+        ) from None
+
+
+def _read_header(path: Path, first: tuple[int, int, Any] | None, scratch: Engine) -> str:
+    """The file's first line; returns the schema it names, one this gpuinv knows."""
+    header = first[2] if first else None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise BackupError(f"{path}: not a gpuinv backup (line 1 is no gpuinv-backup header)")
+    if header.get("version") != VERSION:
+        raise BackupError(
+            f"{path}: backup format version {_show(header.get('version'))}; this gpuinv reads "
+            f"version {VERSION}"
+        )
+    schema = header.get("schema")
+    if not isinstance(schema, str):
+        raise BackupError(f"{path}: the header names no schema ({_show(schema)})")
+    if schema not in known_revisions(scratch):
+        raise BackupError(
+            f"{path}: written by a newer gpuinv (schema {_show(schema)}; this one knows up to "
+            f"{head_revision(scratch)}): restore it with that version or a later one"
+        )
+    return schema
+
+
+def _schema_at(scratch: Engine) -> MetaData:
+    """The tables as the migrations made them at the file's schema (an older backup has
+    older columns), with our column types where the models still have the column (UTC
+    datetimes, JSON, BigInteger on PostgreSQL)."""
+    metadata = MetaData()
+    metadata.reflect(scratch)
+    for table in metadata.tables.values():
+        model = Base.metadata.tables.get(table.name)
+        for column in table.columns:
+            mine = model.c.get(column.name) if model is not None else None
+            if mine is not None:
+                column.type = mine.type
+            elif isinstance(column.type, DateTime):
+                column.type = UTCDateTime()  # every datetime of ours is UTC
+    return metadata
+
+
+# -- reading lines ------------------------------------------------------------------------
+
+
+def _lines(path: Path, max_line: int) -> Iterator[tuple[int, int, Any]]:
+    """(line number, bytes, JSON value) for every line of the gzip'd file."""
+    for number, raw in _raw_lines(path, max_line):
+        yield number, len(raw), _parse(path, number, raw)
+
+
+def _raw_lines(path: Path, max_line: int) -> Iterator[tuple[int, bytes]]:
+    """Every line whole, newline included, but never more than ``max_line`` bytes of one
+    in memory: a longer line is refused when that much of it has been decompressed."""
+    try:
+        with gzip.open(path, "rb") as source:
+            number = 0
+            while line := source.readline(max_line + 1):
+                number += 1
+                if not line.endswith(b"\n"):  # every line is written whole, newline included
+                    if len(line) > max_line:
+                        raise BackupError(
+                            f"{path}: line {number} is longer than {_size(max_line)}, the "
+                            "longest line a restore reads (--max-line-mib sets it)"
+                        )
+                    raise BackupError(
+                        f"{path}: cut short (line {number} is incomplete): nothing was restored"
+                    )
+                yield number, line
+    except (EOFError, OSError, zlib.error) as exc:
+        # gzip says "Compressed file ended before the end-of-stream marker" for a cut file,
+        # "CRC check failed" or "invalid ..." for a damaged one
+        raise BackupError(f"{path}: not a complete gpuinv backup ({exc})") from None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _parse(path: Path, number: int, raw: bytes) -> Any:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BackupError(
+            f"{path}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+            f"{exc.start + 1})"
+        ) from None
+    try:
+        value = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise BackupError(
+            f"{path}: line {number} nests JSON deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # an integer of over 4,300 digits, NaN, Infinity, 1e999
+        reason = str(exc).split(";")[0]
+        raise BackupError(f"{path}: line {number} holds a number JSON cannot ({reason})") from None
+    # Only a line with that many brackets can nest that deep, and only one with a \uD8xx
+    # escape can hold half a surrogate pair: the (slower) walk is for those alone.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or _SURROGATE_ESCAPE.search(raw):
+        problem = _nesting_or_text_problem(value)
+        if problem:
+            raise BackupError(f"{path}: line {number} {problem}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError(f"{literal[:30]} is too large for a float")
+    return number
+
+
+def _nesting_or_text_problem(value: Any) -> str | None:
+    """What makes a parsed line unstorable: JSON deeper than MAX_DEPTH, or a string with a
+    lone surrogate (valid JSON, not valid Unicode: neither database can store it).
+
+    A stack of iterators, one per open container: memory grows with the depth only."""
+    stack = [iter([value])]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str) and not _is_unicode(item):
+                return f"holds a string that is not valid Unicode (a lone surrogate): {_show(item)}"
+            if isinstance(item, list | dict):
+                if len(stack) > MAX_DEPTH:
+                    return f"nests JSON deeper than {MAX_DEPTH} levels"
+                stack.append(iter(item) if isinstance(item, list) else _keys_and_values(item))
+                break
+        else:
+            stack.pop()
+    return None
+
+
+def _keys_and_values(item: dict[str, Any]) -> Iterator[Any]:
+    yield from item
+    yield from item.values()
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# -- the file's structure, its values, and the scratch database ---------------------------
+
+
+class _Bad(Exception):
+    """A value that does not fit its column; the loader adds where it was."""
+
+
+class _Loader:
+    """Pass 1's state: which table the file is in, the checks of its columns, and the
+    rows on their way into the scratch database."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        metadata: MetaData,
+        dialect: Dialect,
+        connection: Connection,
+        say: Callable[[str], None],
+    ) -> None:
+        self.path, self.schema, self.dialect = path, schema, dialect
+        self.connection, self.say = connection, say
+        self.expected = {n: t for n, t in metadata.tables.items() if n not in NOT_DATA}
+        self.columns: dict[str, list[str]] = {}
+        self.counted: dict[str, int] = {}
+        self.longest: dict[str, int] = {}
+        self.started: dict[str, int] = {}  # table -> the line of its table line
+        self.table: Table | None = None
+        self.checks: list[Callable[[Any], Any]] = []
+        self.batch: list[tuple[int, dict[str, Any]]] = []
+        self.batch_bytes = 0
+        self.end: dict[str, Any] | None = None
+
+    def refuse(self, number: int, problem: str) -> BackupError:
+        return BackupError(f"{self.path}: line {number}: {problem}")
+
+    def take(self, number: int, size: int, value: Any) -> None:
+        if self.end is not None:
+            raise self.refuse(number, "a line after the end line")
+        if isinstance(value, list):
+            self._row(number, size, value)
+        elif isinstance(value, dict) and "table" in value:
+            self._table_line(number, value)
+        elif isinstance(value, dict) and "end" in value:
+            self._end_line(number, value)
+        else:
+            raise self.refuse(
+                number, f"{_kind(value)} where a row (a JSON array) or a table line belongs"
+            )
+
+    def _table_line(self, number: int, value: dict[str, Any]) -> None:
+        if set(value) != {"table", "columns"}:
+            raise self.refuse(
+                number, f"a table line has keys table and columns, not {_show(sorted(value))}"
+            )
+        name, columns = value["table"], value["columns"]
+        table = self._known_table(number, name)
+        self._check_columns(number, table, columns)
+        self._flush()
+        self.table, self.columns[name], self.counted[name] = table, columns, 0
+        self.started[name], self.longest[name] = number, 0
+        self.checks = [_checker(table.c[c], self.dialect) for c in columns]
+
+    def _known_table(self, number: int, name: Any) -> Table:
+        if not isinstance(name, str) or (name not in self.expected and name not in NOT_DATA):
+            raise self.refuse(number, f"unknown table {_show(name)} (not at schema {self.schema})")
+        if name == "alembic_version":
+            raise self.refuse(number, "table alembic_version is the schema's bookkeeping, not data")
+        if name in SKIPPED:
+            raise self.refuse(number, f"table {name} is derived and never backed up")
+        if name in self.started:
+            raise self.refuse(number, f"table {name} again (first at line {self.started[name]})")
+        return self.expected[name]
+
+    def _check_columns(self, number: int, table: Table, columns: Any) -> None:
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise self.refuse(number, f"table {table.name}: columns must be a list of names")
+        for name in columns:
+            if name not in table.c:
+                raise self.refuse(
+                    number,
+                    f"table {table.name} has no column {_show(name)} at schema {self.schema}",
+                )
+            if columns.count(name) > 1:
+                raise self.refuse(number, f"table {table.name}: column {name} twice")
+        missing = [c.name for c in table.columns if c.name not in columns]
+        if missing:
+            raise self.refuse(number, f"table {table.name}: column {', '.join(missing)} missing")
+
+    def _row(self, number: int, size: int, values: list[Any]) -> None:
+        if self.table is None:
+            raise self.refuse(number, "a row before any table line")
+        names = self.columns[self.table.name]
+        if len(values) != len(names):
+            raise self.refuse(
+                number, f"table {self.table.name}: {len(values)} values for {len(names)} columns"
+            )
+        row = {}
+        for name, check, value in zip(names, self.checks, values, strict=True):
+            try:
+                row[name] = check(value)
+            except _Bad as bad:
+                raise self.refuse(
+                    number, f"table {self.table.name}, column {name}: {bad}"
+                ) from None
+        self.batch.append((number, row))
+        self.batch_bytes += size
+        self.counted[self.table.name] += 1
+        self.longest[self.table.name] = max(self.longest[self.table.name], size)
+        if len(self.batch) >= _BATCH or self.batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _end_line(self, number: int, value: dict[str, Any]) -> None:
+        if set(value) != {"end", "rows"} or value["end"] is not True:
+            raise self.refuse(
+                number, f'an end line is {{"end": true, "rows": {{...}}}}, not {_show(value)}'
+            )
+        if not isinstance(value["rows"], dict):
+            raise self.refuse(number, "the end line's rows are not a JSON object")
+        self._flush()
+        self.end = value
+
+    def _flush(self) -> None:
+        """Put the waiting rows into the scratch database: its constraints check them."""
+        if not self.batch:
+            return
+        assert self.table is not None
+        try:
+            with self.connection.begin_nested():
+                self.connection.execute(insert(self.table), [row for _, row in self.batch])
+        except IntegrityError:
+            self._refuse_the_failing_row()
+        self.say(f"checking {self.table.name}: {self.counted[self.table.name]:,} rows")
+        self.batch, self.batch_bytes = [], 0
+
+    def _refuse_the_failing_row(self) -> None:
+        """The batch failed as a whole; insert its rows one by one to name the line."""
+        assert self.table is not None
+        for number, row in self.batch:
+            try:
+                with self.connection.begin_nested():
+                    self.connection.execute(insert(self.table), row)
+            except IntegrityError as exc:
+                reason = _explain(self.connection, self.table, row, _first_line(exc))
+                raise self.refuse(number, f"table {self.table.name}: {reason}") from None
+        raise self.refuse(self.batch[0][0], f"table {self.table.name}: rows refused together")
+
+    def finish(self) -> Plan:
+        if self.end is None:
+            raise BackupError(f"{self.path}: cut short (no end line): nothing was restored")
+        said = self.end["rows"]
+        unknown = sorted(set(said) - set(self.counted))
+        if unknown:
+            raise BackupError(
+                f"{self.path}: the end line counts rows of table {_show(unknown[0])}, which the "
+                "file does not hold"
+            )
+        for name, counted in self.counted.items():
+            if said.get(name) != counted:
+                raise BackupError(
+                    f"{self.path}: the end line counts {_show(said.get(name))} rows of table "
+                    f"{name}; the file holds {counted}"
+                )
+        missing = sorted(set(self.expected) - set(self.counted))
+        if missing:
+            raise BackupError(
+                f"{self.path}: no table {', '.join(missing)} (a backup holds every table)"
+            )
+        return Plan(self.schema, self.columns, self.counted, self.longest)
+
+
+def _explain(connection: Connection, table: Table, row: dict[str, Any], error: str) -> str:
+    """SQLite's reason for refusing ``row``, with the values it is about."""
+    if error.startswith("CHECK constraint failed: "):
+        name = error.removeprefix("CHECK constraint failed: ")
+        for check in table.constraints:
+            if isinstance(check, CheckConstraint) and check.name == name:
+                condition = str(check.sqltext)
+                named = [c for c in row if re.search(rf"\b{re.escape(c)}\b", condition)]
+                values = ", ".join(f"{c}={_show(row[c])}" for c in named)
+                return f"{values} breaks CHECK ({condition}) [{name}]"
+    if error.startswith("UNIQUE constraint failed: ") and "index '" not in error:
+        named = [
+            c.split(".")[-1] for c in error.removeprefix("UNIQUE constraint failed: ").split(", ")
+        ]
+        values = ", ".join(f"{c}={_show(row.get(c))}" for c in named)
+        return f"{values} again: an earlier row has the same, and it must be unique"
+    if error == "FOREIGN KEY constraint failed":
+        for key in table.foreign_keys:
+            value = row.get(key.parent.name)
+            parent = key.column
+            found = (
+                value is None
+                or connection.execute(select(parent).where(parent == value).limit(1)).first()
+            )
+            if not found:
+                return (
+                    f"{key.parent.name}={_show(value)} refers to no {parent.table.name} row "
+                    "on an earlier line"
+                )
+    return error
+
+
+# -- one check per column, from its type and constraints --------------------------------
+
+
+def _checker(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
+    """A function that returns ``value`` as the column binds it, or raises _Bad."""
+    check = _type_checker(column, dialect)
+    if _is_generated_uuid(column):
+        check = _also_uuid(check)
+    nullable = column.nullable
+
+    def checked(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise _Bad("null, but the column must hold a value (NOT NULL)")
+        return check(value)
+
+    return checked
+
+
+def _type_checker(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
+    kind = column.type
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
+    if isinstance(kind, Boolean):
+        return _boolean
+    if isinstance(kind, Integer):
+        return _integer(_integer_bits(kind.dialect_impl(dialect), dialect))
+    if isinstance(kind, DateTime):
+        return _datetime
+    if isinstance(kind, JSON):
+        return _json
+    if isinstance(kind, String):  # VARCHAR(n) and TEXT
+        return _string(kind.length)
+    if isinstance(kind, Float | Numeric):
+        return _number
+    raise BackupError(f"this gpuinv cannot check column {column.table.name}.{column.name} ({kind})")
+
+
+def _integer_bits(kind: Any, dialect: Dialect) -> int:
+    """How wide the target database stores this integer column."""
+    if dialect.name == "sqlite" or isinstance(kind, BigInteger):
+        return 64  # SQLite's INTEGER is 64-bit whatever it is declared as
+    return 16 if isinstance(kind, SmallInteger) else 32
+
+
+def _is_generated_uuid(column: Column) -> bool:
+    """Keys the models make with new_id (a uuid4 string) must look like one."""
+    model = Base.metadata.tables.get(column.table.name)
+    mine = model.c.get(column.name) if model is not None else None
+    default = getattr(getattr(mine, "default", None), "arg", None)
+    return getattr(default, "__wrapped__", None) is new_id
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _Bad(f"{_show(value)} is not true or false")
+    return value
+
+
+def _integer(bits: int) -> Callable[[Any], int]:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def check(value: Any) -> int:
+        if type(value) is not int:  # not a bool, not 8.0, not "8"
+            raise _Bad(f"{_show(value)} is not an integer")
+        if not low <= value <= high:
+            raise _Bad(f"{_show(value)} does not fit a {bits}-bit integer")
+        return value
+
+    return check
+
+
+def _number(value: Any) -> float | int:
+    if type(value) not in (int, float):
+        raise _Bad(f"{_show(value)} is not a number")
+    return value
+
+
+def _string(length: int | None) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if type(value) is not str:
+            raise _Bad(f"{_show(value)} is not a string")
+        if length is not None and len(value) > length:
+            raise _Bad(f"{_show(value)} is {len(value):,} characters, over the {length} allowed")
+        if "\x00" in value:  # PostgreSQL's text cannot hold it
+            raise _Bad(f"{_show(value)} holds a NUL character")
+        return value
+
+    return check
+
+
+def _datetime(value: Any) -> datetime:
+    if type(value) is not str:
+        raise _Bad(f"{_show(value)} is not a datetime (an ISO 8601 string)")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Bad(f"{_show(value)} is not an ISO 8601 datetime") from None
+    if parsed.tzinfo is None:
+        raise _Bad(f"{_show(value)} has no time zone")
+    try:
+        return parsed.astimezone(UTC)  # as it is stored: UTC
+    except OverflowError:
+        raise _Bad(f"{_show(value)} is out of range in UTC") from None
+
+
+def _json(value: Any) -> Any:
+    return value  # parsed from JSON, finite, not too deep, valid Unicode: storable
+
+
+def _also_uuid(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def checked(value: Any) -> Any:
+        value = check(value)
+        try:
+            canonical = str(uuid.UUID(value))
+        except ValueError:
+            canonical = None
+        if canonical != value:
+            raise _Bad(f"{_show(value)} is not a UUID (like {new_id()})")
+        return value
+
+    return checked
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a JSON object", str: "a JSON string", bool: "true or false"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a JSON number")
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value in a one-line message: its repr, shortened."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:,} bytes"

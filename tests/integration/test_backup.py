@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.backup import tables
+from api.db.base import utcnow
+from api.db.models import AuditEvent
 from api.db.session import make_engine
 from tests.api.test_allocation import fleet, labels, server
 from tests.conftest import Api, fresh_postgres_database, make_tenant, make_token
@@ -139,21 +141,6 @@ def _cut(source: Path, target: Path, keep: float) -> None:
     target.write_bytes(gzip.compress(data[: int(len(data) * keep)]))
 
 
-def _tables_with_rows(url: str) -> list[str]:
-    engine = make_engine(url)
-    try:
-        names = set(inspect(engine).get_table_names())
-        with engine.connect() as connection:
-            return [
-                t.name
-                for t in tables()
-                if t.name in names
-                and connection.execute(select(t.columns[0]).limit(1)).first() is not None
-            ]
-    finally:
-        engine.dispose()
-
-
 def test_a_bad_file_or_a_used_database_is_refused_and_nothing_is_written(
     api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
 ) -> None:
@@ -186,7 +173,7 @@ def test_a_bad_file_or_a_used_database_is_refused_and_nothing_is_written(
     ):
         done = gpuinv(empty_database, "restore", str(file), check=False)
         assert done.returncode == 1 and reason in done.stderr, (file.name, done.stderr)
-        assert _tables_with_rows(empty_database) == [], file.name  # nothing was written
+        assert _table_names(empty_database) == [], file.name  # no rows, and no schema
 
     # a database with rows in it is not restored into
     done = gpuinv(database_url, "restore", str(good), check=False)
@@ -229,3 +216,64 @@ def test_a_backup_of_an_older_schema_is_restored_and_migrated(
     finally:
         engine.dispose()
     assert kinds == {"gpu-1": "H100", "gpu-2": "H100", "gpu-3": None}
+
+
+def test_a_line_over_the_restore_limit_is_warned_of_refused_and_restorable_when_raised(
+    api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    """Memory in a restore is bounded by its longest line (4 MiB unless --max-line-mib
+    says otherwise): a backup with a longer one says so when written, and its restore
+    is refused with the limit named until the limit is raised."""
+    _populate(api, db)
+    big = {"notes": "x" * (5 * 2**20)}  # 5 MiB of audit detail, written past the API
+    with db.begin() as session:
+        session.execute(
+            insert(AuditEvent),
+            {
+                "actor": "test",
+                "action": "note",
+                "object_kind": "test",
+                "after": big,
+                "at": utcnow(),
+            },
+        )
+    file = tmp_path / "wide.backup"
+    assert "restore it with --max-line-mib 6" in gpuinv(database_url, "backup", str(file)).stderr
+
+    done = gpuinv(empty_database, "restore", str(file), check=False)
+    assert done.returncode == 1 and "longer than 4 MiB" in done.stderr, done.stderr
+    assert _table_names(empty_database) == []
+
+    gpuinv(empty_database, "restore", "--max-line-mib", "6", str(file))
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            after = connection.scalar(select(AuditEvent.after).where(AuditEvent.action == "note"))
+    finally:
+        engine.dispose()
+    assert after == big
+
+
+def test_a_database_with_tables_of_its_own_is_not_restored_into(
+    api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    _populate(api, db)
+    file = tmp_path / "inventory.backup"
+    gpuinv(database_url, "backup", str(file))
+    engine = make_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE theirs (x integer)")
+    finally:
+        engine.dispose()
+    done = gpuinv(empty_database, "restore", str(file), check=False)
+    assert done.returncode == 1 and "holds tables (theirs) but no gpuinv schema" in done.stderr
+    assert _table_names(empty_database) == ["theirs"]
+
+
+def _table_names(url: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        return sorted(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
