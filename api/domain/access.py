@@ -43,6 +43,12 @@ class Principal:
         return None if self.role == Role.PLATFORM_ADMIN else self.tenant_id
 
     @property
+    def sees_platform_operations(self) -> bool:
+        """Platform staff (any token not bound to a tenant) may read how the platform's
+        own machinery runs: the sync's errors and summaries name any tenant's items."""
+        return self.tenant_id is None
+
+    @property
     def is_platform_admin(self) -> bool:
         return self.role == Role.PLATFORM_ADMIN
 

@@ -14,8 +14,17 @@ from api.db.models import SyncState as SyncStateRow
 from api.graphql.common import AUTH
 from api.graphql.context import Context
 
+# What a tenant's token reads instead of the sync's own error text, which names whichever
+# item failed, of any tenant.
+TENANT_ERROR = "the last sync failed; platform staff can see why"
 
-@strawberry.type(description="The NetBox sync's state: last success and error, lag, leader.")
+
+@strawberry.type(
+    description=(
+        "The NetBox sync's state: last success and error, lag, leader. A tenant's token "
+        "sees when it last succeeded or failed, not the worker, error text or summary."
+    )
+)
 class SyncState:
     source: str
     leader: str | None = strawberry.field(description="The worker holding the lease, if any.")
@@ -47,14 +56,16 @@ class SyncStateQuery:
         if row is None:
             return None
         lag = (utcnow() - row.last_success_at).total_seconds() if row.last_success_at else None
+        staff = info.context.who().sees_platform_operations
+        error = row.last_error if staff or row.last_error is None else TENANT_ERROR
         return SyncState(
             source=row.source,
-            leader=row.leader,
+            leader=row.leader if staff else None,
             lease_until=row.lease_until,
             last_attempt_at=row.last_attempt_at,
             last_success_at=row.last_success_at,
-            last_error=row.last_error,
+            last_error=error,
             last_error_at=row.last_error_at,
             lag_seconds=lag,
-            last_summary=row.last_summary,
+            last_summary=row.last_summary if staff else None,
         )

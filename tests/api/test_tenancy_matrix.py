@@ -92,6 +92,7 @@ class Case:
     needs: str = "read"
     expect: str | None = "ok"
     b_sees: str | None = None  # what B's own partner-admin sees with the same request
+    seer: str = "beta:partner-admin"  # who sees ``b_sees`` (the platform, for its own state)
     between: Callable[[World, Values], None] | None = None  # undo the first call's write
     then: Callable[[World], list[str]] | None = None  # follow-up checks after both calls
     check: Callable[[dict[str, Any]], list[str]] | None = None  # on A's answer (leak cases)
@@ -305,7 +306,8 @@ case(
     "list",
     "{ syncState { source leader lastError lastSummary lagSeconds } }",
     expect=None,  # the platform's sync: refused to tenants, or shown without B's names
-    b_sees="beta-gpu-02",
+    b_sees="beta-gpu-02",  # in the sync's error text, which platform staff read
+    seer="platform",
 )
 
 CAPACITY = f"""query($site: [String!], $tenant: String) {{ capacity(site: $site, tenant: $tenant)
@@ -1157,9 +1159,9 @@ def test_cross_tenant(world: World, sessions: sessionmaker[Session], role: str, 
 
 
 def _b_sees(world: World, case: Case, variables: dict[str, Any]) -> list[str]:
-    """The harness aims where it means to: B's own partner-admin, making the same call, sees
-    the marker (unless the field may refuse everyone, ``expect=None``)."""
-    as_b = world.caller("beta:partner-admin").post(case.query, variables)
+    """The harness aims where it means to: B's own partner-admin (or ``case.seer``), making
+    the same call, sees the marker (unless the field may refuse everyone, ``expect=None``)."""
+    as_b = world.caller(case.seer).post(case.query, variables)
     if case.b_sees in as_b.text or (case.expect is None and as_b.json().get("errors")):
         return []
     return [f"harness: B's own answer lacks {case.b_sees!r}: {as_b.text[:500]}"]

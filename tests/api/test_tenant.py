@@ -311,3 +311,31 @@ def test_items_may_be_assigned_to_a_project_of_their_own_tenant_only(globex_admi
     error = globex_admin.error(create, i={"hostname": "g-03", "project": "ml"})
     assert error["extensions"]["code"] == "BAD_INPUT"
     assert error["message"] == "project: project 'ml' not found in tenant 'globex'"
+
+
+def test_a_tenant_reads_the_syncs_health_but_not_its_error_text(
+    api: Api, db: sessionmaker[Session]
+) -> None:
+    """The sync's error and summary name whichever item failed, of any tenant."""
+    from api.db.base import utcnow
+    from api.db.models import SyncState
+    from api.db.session import unit_of_work
+
+    make_tenant(db, "acme")
+    with unit_of_work(db) as session:
+        session.add(
+            SyncState(
+                source="netbox",
+                leader="worker-1:42",
+                last_error="baremetal 'beta-gpu-02' (update): NetBox answered 502",
+                last_error_at=utcnow(),
+                last_summary={"update": 1, "notes": ["beta-gpu-03: no GPUs"]},
+            )
+        )
+    query = "{ syncState { leader lastError lastErrorAt lastSummary } }"
+    staff = api.ok(query)["syncState"]
+    assert staff["leader"] == "worker-1:42" and "beta-gpu-02" in staff["lastError"]
+    tenant = api.as_(make_token(db, "viewer", "acme")).ok(query)["syncState"]
+    assert tenant["lastError"] == "the last sync failed; platform staff can see why"
+    assert tenant["leader"] is None and tenant["lastSummary"] is None
+    assert tenant["lastErrorAt"] == staff["lastErrorAt"]
