@@ -74,7 +74,8 @@ def plan(
         desired = translate(snapshot, mapping)
         with sessions() as session:
             current = reconcile.holdings(session)
-    return diff(desired, current), desired.notes, current
+    notes = [*desired.notes]
+    return diff(desired, current, notes), notes, current
 
 
 def describe(change: Change) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from api.db import audit, inventory
@@ -30,7 +30,7 @@ from api.domain.document import parse_device, parse_switch
 from api.domain.errors import DomainError
 from api.domain.inventory_import import ImportBatch
 from api.domain.vocabulary import Kind, Status
-from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held
+from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held, Slot
 
 SYNC_ACTOR = Principal(name="system:netbox-sync", role=Role.PLATFORM_ADMIN)
 SOURCE = "netbox"
@@ -49,24 +49,39 @@ class Applied:
 
 
 def holdings(
-    session: Session, names: set[str] | None = None, netbox_ids: set[int] | None = None
+    session: Session, slots: set[Slot] | None = None, netbox_ids: set[int] | None = None
 ) -> list[Held]:
     """Every device, VM and switch as the diff sees it (rendered in bulk); or, for one
-    webhook event, only those with one of ``names`` or NetBox ``netbox_ids``."""
+    webhook event, only those synced from one of the NetBox ``netbox_ids`` or holding one of
+    the ``slots``, (kind, tenant, name): a name alone would find other tenants' items."""
     directory = Directory.load(session)
     device_query, switch_query = select(Device), select(Switch)
-    if names is not None or netbox_ids is not None:
-        names, netbox_ids = names or set(), netbox_ids or set()
+    if slots is not None or netbox_ids is not None:
+        slots, netbox_ids = slots or set(), netbox_ids or set()
         device_query = device_query.where(
-            Device.hostname.in_(names)
-            | (Device.source_system == SOURCE) & Device.source_id.in_(netbox_ids)
+            or_(
+                (Device.source_system == SOURCE) & Device.source_id.in_(netbox_ids),
+                *(
+                    (Device.kind == kind)
+                    & (Device.hostname == name)
+                    & _in(Device, tenant, directory)
+                    for kind, tenant, name in slots
+                    if kind != "switch" and _known(directory, tenant)
+                ),
+            )
         )
         switch_query = switch_query.where(
-            Switch.name.in_(names)
-            | (Switch.source_system == SOURCE) & Switch.source_id.in_(netbox_ids)
+            or_(
+                (Switch.source_system == SOURCE) & Switch.source_id.in_(netbox_ids),
+                *(
+                    (Switch.name == name) & _in(Switch, tenant, directory)
+                    for kind, tenant, name in slots
+                    if kind == "switch" and _known(directory, tenant)
+                ),
+            )
         )
     devices = list(session.scalars(device_query.order_by(Device.hostname)))
-    held = _held(session, [d.id for d in devices], everything=names is None and netbox_ids is None)
+    held = _held(session, [d.id for d in devices], everything=slots is None and netbox_ids is None)
     found = [
         Held(
             row.kind,
@@ -83,6 +98,18 @@ def holdings(
         document = switch_db.render(row, directory)
         found.append(Held("switch", row.name, document, attention=_codes(row.attention)))
     return found
+
+
+def _known(directory: Directory, tenant: str | None) -> bool:
+    """A tenant the inventory does not have yet has no items to find."""
+    return tenant is None or tenant in directory.tenant_id
+
+
+def _in(model: type[Device] | type[Switch], tenant: str | None, directory: Directory) -> Any:
+    """The namespace condition: the tenant's items, or the platform's (no tenant)."""
+    if tenant is None:
+        return model.tenant_id.is_(None)
+    return model.tenant_id == directory.tenant_id[tenant]
 
 
 def _held(session: Session, device_ids: list[str], everything: bool) -> set[str]:
@@ -138,23 +165,22 @@ def apply(
         item = _find(session, change)
         try:
             if change.action == UPDATE:
-                assert item is not None
                 patch = dict(change.patch or {})
                 inventory.update(session, SYNC_ACTOR, kind, item.id, patch, None)
                 if "attention" in change.fields:
-                    _set_attention(session, item, None, change)
+                    _set_attention(session, item, _keeping(item, change), change)
             elif change.action == RETIRE:
-                assert item is not None
                 inventory.set_status(
                     session, SYNC_ACTOR, item.id, Status.RETIRED, False, "gone from NetBox"
                 )
                 if "attention" in change.fields:
-                    _set_attention(session, item, None, change)
+                    _set_attention(session, item, _keeping(item, change), change)
             elif change.action == FLAG:
-                assert item is not None
                 entry: dict[str, Any] = {"code": change.code, "since": now.isoformat()}
                 if "status" in change.fields:
                     entry["netboxStatus"] = change.fields["status"][1]
+                if "tenant" in change.fields:
+                    entry["netboxTenant"] = change.fields["tenant"][1]
                 _set_attention(session, item, [*(item.attention or []), entry], change)
         except DomainError as exc:
             raise SyncError(f"{change.kind} {change.key!r} ({change.action}): {exc}") from exc
@@ -163,12 +189,23 @@ def apply(
     return applied
 
 
-def _find(session: Session, change: Change) -> Device | Switch | None:
-    if change.kind == "switch":
-        return session.scalar(select(Switch).where(Switch.name == change.key))
-    return session.scalar(
-        select(Device).where(Device.kind == change.kind, Device.hostname == change.key)
-    )
+def _find(session: Session, change: Change) -> Device | Switch:
+    """The item the diff matched (by NetBox id, or by kind, tenant and name), by its id."""
+    model = Switch if change.kind == "switch" else Device
+    item = session.get(model, change.item_id) if change.item_id else None
+    if item is None:  # deleted since the diff was made
+        raise SyncError(
+            f"{change.kind} {change.key!r} ({change.action}): the inventory's item "
+            f"{change.item_id} is gone; run the sync again"
+        )
+    return item
+
+
+def _keeping(item: Device | Switch, change: Change) -> list[dict[str, Any]] | None:
+    """The item's attention entries whose codes the change keeps (the rest are resolved)."""
+    codes = change.fields["attention"][1] or []
+    kept = [entry for entry in item.attention or [] if entry.get("code") in codes]
+    return kept or None
 
 
 def _set_attention(
@@ -180,7 +217,7 @@ def _set_attention(
     audit.record(
         session,
         SYNC_ACTOR,
-        "flag" if value else "unflag",
+        "flag" if change.action == FLAG else "unflag",
         change.kind,
         item.id,
         change.key,

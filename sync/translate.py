@@ -2,15 +2,16 @@
 
 Pure: no NetBox client and no database here. ``Snapshot`` holds plain JSON dicts (what
 pynetbox's records hold), ``translate`` returns the documents the inventory should hold,
-keyed the way the inventory keys them (hostnames, switch names), plus notes for what could
-not be mapped cleanly (DESIGN.md "NetBox sync", the default mapping).
+keyed the way the inventory keys them (a name within its namespace: the tenant, or the
+platform for items without one), plus notes for what could not be mapped cleanly
+(DESIGN.md "NetBox sync", the default mapping, and "Namespaces").
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,15 +63,33 @@ class Note:
     message: str
 
 
+# Where an item's name is unique in the inventory: (tenant slug, or None for the platform;
+# name). NetBox is looser (device names are unique per site and tenant).
+Key = tuple[str | None, str]
+
+
 @dataclass
 class Desired:
-    devices: dict[str, Record] = field(default_factory=dict)  # hostname -> document
-    vms: dict[str, Record] = field(default_factory=dict)
-    switches: dict[str, Record] = field(default_factory=dict)  # name -> document
+    devices: dict[Key, Record] = field(default_factory=dict)  # (tenant, hostname) -> document
+    vms: dict[Key, Record] = field(default_factory=dict)
+    switches: dict[Key, Record] = field(default_factory=dict)  # (tenant, name) -> document
     notes: list[Note] = field(default_factory=list)
     # NetBox objects that could not be mapped: ("device" | "vm", NetBox id). They still
     # exist in NetBox, so the inventory's copies are left alone, not retired.
     skipped: set[tuple[str, int]] = field(default_factory=set)
+    # (kind, tenant, name) that several NetBox objects share (one tenant's gpu-01 in two
+    # sites): all of them are skipped, and the inventory's item of that name is kept.
+    clashes: set[tuple[str, str | None, str]] = field(default_factory=set)
+
+    def items(self) -> Iterator[tuple[str, str | None, str, Record]]:
+        """Every document as (kind, tenant, name, document)."""
+        for kind, documents in (
+            ("baremetal", self.devices),
+            ("vm", self.vms),
+            ("switch", self.switches),
+        ):
+            for (tenant, name), document in documents.items():
+                yield kind, tenant, name, document
 
 
 def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
@@ -83,20 +102,27 @@ def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
         d["id"]: d for d in snapshot.devices if _slug(d.get("role")) in mapping.switch_roles
     }
     ports = _ports_by_device(snapshot.interfaces, switches)
+    # (kind, NetBox object, where its document goes, how to build it)
+    wanted: list[tuple[str, Record, dict[Key, Record], Callable[[Record], Record]]] = []
     for device in snapshot.devices:
         role = _slug(device.get("role"))
         if role in mapping.switch_roles:
-            _keep(desired, "device", device, desired.switches, lambda d: _switch(d, regions))
+            wanted.append(("switch", device, desired.switches, lambda d: _switch(d, regions)))
         elif role in mapping.device_roles:
-            _keep(
-                desired,
-                "device",
-                device,
-                desired.devices,
-                lambda d: _server(d, regions, gpus, parts, ports, mapping, desired.notes),
+            wanted.append(
+                (
+                    "baremetal",
+                    device,
+                    desired.devices,
+                    lambda d: _server(d, regions, gpus, parts, ports, mapping, desired.notes),
+                )
             )
     for vm in snapshot.virtual_machines:
-        _keep(desired, "vm", vm, desired.vms, lambda v: _vm(v, regions))
+        wanted.append(("vm", vm, desired.vms, lambda v: _vm(v, regions)))
+    namesakes = _namesakes(wanted)
+    desired.clashes = set(namesakes)
+    for kind, record, into, build in wanted:
+        _keep(desired, kind, record, into, build, namesakes)
     return desired
 
 
@@ -104,33 +130,86 @@ class _Unusable(ValueError):
     """A NetBox object the mapping cannot turn into a valid item; the message says why."""
 
 
+def _namesakes(
+    wanted: list[tuple[str, Record, dict[Key, Record], Callable[[Record], Record]]],
+) -> dict[tuple[str, str | None, str], list[Record]]:
+    """The NetBox objects that would share one inventory name: NetBox keeps device names
+    unique per site and tenant, the inventory per tenant only. Counted over every named
+    object, usable or not, so that none of them is mistaken for the only one."""
+    # Counted first, then listed for the few shared names: a list per object would make
+    # the garbage collector walk a large fleet's records over and over.
+    counts: dict[tuple[str, str | None, str], int] = {}
+    for kind, record, _, _ in wanted:
+        key = _key(record)
+        if key is not None:
+            counts[(kind, *key)] = counts.get((kind, *key), 0) + 1
+    found: dict[tuple[str, str | None, str], list[Record]] = {
+        key: [] for key, count in counts.items() if count > 1
+    }
+    for kind, record, _, _ in wanted if found else ():
+        key = _key(record)
+        if key is not None and (kind, *key) in found:
+            found[(kind, *key)].append(record)
+    return found
+
+
+def _key(record: Record) -> Key | None:
+    """Where the object's item lives in the inventory; None when it has no name. Names are
+    stripped as the inventory's validator strips them."""
+    name = record.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    return _slug(record.get("tenant")), name.strip()
+
+
 def _keep(
     desired: Desired,
-    family: str,
+    kind: str,
     record: Record,
-    into: dict[str, Record],
+    into: dict[Key, Record],
     build: Callable[[Record], Record],
+    namesakes: dict[tuple[str, str | None, str], list[Record]],
 ) -> None:
     """Build one item's document and check it with the inventory's own validator; an
     object that fails is reported and skipped (and, being in NetBox, never retired)."""
-    name = record.get("name")
+    family = "vm" if kind == "vm" else "device"
+    key = _key(record)
     try:
-        if not isinstance(name, str) or not name.strip():
+        if key is None:
             raise _Unusable("has no name in NetBox")
-        if name in into:
-            other = into[name]["source"]["id"]
-            raise _Unusable(f"its name is also NetBox #{other}'s; names must be unique")
+        others = [r for r in namesakes.get((kind, *key), []) if r["id"] != record["id"]]
+        if others:
+            raise _Unusable(_clash(key, record, others))
         document = build(record)
         if "name" in document:
             parse_switch(document)
         else:
-            parse_device(document, Kind.VM if family == "vm" else Kind.BAREMETAL)
+            parse_device(document, Kind.VM if kind == "vm" else Kind.BAREMETAL)
     except (_Unusable, DocumentError) as exc:
         desired.skipped.add((family, record["id"]))
-        key = name if isinstance(name, str) and name.strip() else f"#{record['id']}"
-        desired.notes.append(Note("skipped", key, f"NetBox {family} #{record['id']}: {exc}"))
+        shown = key[1] if key is not None else f"#{record['id']}"
+        desired.notes.append(Note("skipped", shown, f"NetBox {family} #{record['id']}: {exc}"))
         return
-    into[name] = document
+    into[key] = document
+
+
+def namespace(tenant: str | None) -> str:
+    """A namespace as an operator reads it."""
+    return f"tenant {tenant!r}" if tenant else "the platform (no tenant)"
+
+
+def _clash(key: Key, record: Record, others: list[Record]) -> str:
+    tenant, name = key
+
+    def site(r: Record) -> str:
+        return f"site {_slug(r.get('site')) or '-'}"
+
+    listed = ", ".join(f"#{r['id']} ({site(r)})" for r in others)
+    return (
+        f"{name!r} ({site(record)}) is also the name of NetBox {listed} in "
+        f"{namespace(tenant)}; the inventory keeps names unique per tenant, so none of them "
+        "is synced until they differ"
+    )
 
 
 def vendor_code(manufacturer: str) -> tuple[str, bool]:

@@ -31,7 +31,7 @@ from sync import reconcile
 from sync.diff import Change, diff
 from sync.mapping import Mapping, MappingError, parse_mapping
 from sync.netbox import INFINIBAND_TYPES, NetBoxUnavailable, connect
-from sync.translate import Snapshot, translate
+from sync.translate import Note, Snapshot, translate
 
 log = logging.getLogger("gpuinv.sync")
 DEVICE, VM = "device", "vm"
@@ -97,62 +97,74 @@ def sync_targets(
     for target in found:
         snapshot = _load_one(api, mapping, target)
         desired = translate(snapshot, mapping)
-        names = {*desired.devices, *desired.vms, *desired.switches}
+        # The items these NetBox objects are (by NetBox id), and those that hold their
+        # names where NetBox puts them (by kind, tenant and name).
+        slots = {(kind, tenant, name) for kind, tenant, name, _ in desired.items()}
+        netbox_ids = {target.netbox_id, *(d["source"]["id"] for *_, d in desired.items())}
         families = ("vm",) if target.family == VM else ("baremetal", "switch")
         with sessions() as session:
             current = [
                 item
-                for item in reconcile.holdings(session, names, {target.netbox_id})
+                for item in reconcile.holdings(session, slots, netbox_ids)
                 if item.kind in families
             ]
-        changes.extend(diff(desired, current))
+        notes: list[Note] = [*desired.notes]
+        changes.extend(diff(desired, current, notes))
+        for note in notes:
+            log.info("netbox webhook: note: %s %s: %s", note.kind, note.key, note.message)
     # One cable event names both its ends, and a device's snapshot brings its cabled
     # switches: the same change may come twice.
-    changes = list({(c.action, c.kind, c.key): c for c in changes}.values())
+    changes = list({(c.action, c.kind, c.key, c.netbox_id, c.item_id): c for c in changes}.values())
     with unit_of_work(sessions) as session:
         reconcile.apply(session, changes)
     return changes
 
 
 def _load_one(api: pynetbox.api, mapping: Mapping, target: Target) -> Snapshot:
-    """What the translation needs for one device or VM; empty if it is gone (or no longer
-    has a role the mapping syncs), so that the diff retires or flags it."""
+    """What the translation needs for one device or VM, and for the objects of the same
+    name (another site's device of that name and tenant makes both unsyncable, and only a
+    full view shows it); empty if it is gone (or no longer has a role the mapping syncs),
+    so that the diff retires or flags it."""
     try:
         sites = [dict(s) for s in api.dcim.sites.all()]
         if target.family == VM:
-            vm = api.virtualization.virtual_machines.get(target.netbox_id)
-            return Snapshot(sites=sites, virtual_machines=[dict(vm)] if vm else [])
+            record = api.virtualization.virtual_machines.get(target.netbox_id)
+            if record is None:
+                return Snapshot(sites=sites)
+            vms = api.virtualization.virtual_machines.filter(name=record.name)
+            return Snapshot(sites=sites, virtual_machines=[dict(v) for v in vms])
         record = api.dcim.devices.get(target.netbox_id)
         device = dict(record) if record else None
         roles = (*mapping.device_roles, *mapping.switch_roles)
         if device is None or (device.get("role") or {}).get("slug") not in roles:
             return Snapshot(sites=sites)
-        modules = [dict(m) for m in api.dcim.modules.filter(device_id=target.netbox_id)]
+        devices = {
+            d["id"]: d
+            for d in [device, *(dict(d) for d in api.dcim.devices.filter(name=device["name"]))]
+            if (d.get("role") or {}).get("slug") in roles
+        }
+        ids = sorted(devices)
+        modules = [dict(m) for m in api.dcim.modules.filter(device_id=ids)]
         type_ids = sorted({m["module_type"]["id"] for m in modules if m.get("module_type")})
         module_types = (
             [dict(t) for t in api.dcim.module_types.filter(id=type_ids)] if type_ids else []
         )
         interfaces = [
-            dict(i)
-            for i in api.dcim.interfaces.filter(
-                device_id=target.netbox_id, type=list(INFINIBAND_TYPES)
-            )
+            dict(i) for i in api.dcim.interfaces.filter(device_id=ids, type=list(INFINIBAND_TYPES))
         ]
-        peer_ids = sorted(
+        peer_names = sorted(
             {
-                p["device"]["id"]
+                p["device"]["name"]
                 for i in interfaces
                 for p in i.get("link_peers") or []
                 if "device" in p
             }
         )
-        peers = [dict(d) for d in api.dcim.devices.filter(id=peer_ids)] if peer_ids else []
+        # By name, so that a cabled switch's namesakes come too (see above).
+        peers = [dict(d) for d in api.dcim.devices.filter(name=peer_names)] if peer_names else []
         items = []
         if api.dcim.inventory_item_roles.filter(slug="gpu"):
-            items = [
-                dict(i)
-                for i in api.dcim.inventory_items.filter(device_id=target.netbox_id, role="gpu")
-            ]
+            items = [dict(i) for i in api.dcim.inventory_items.filter(device_id=ids, role="gpu")]
     except pynetbox.RequestError as exc:
         raise NetBoxUnavailable(f"NetBox refused a read: {exc.error}") from exc
     except OSError as exc:  # requests' connection errors are OSErrors
@@ -161,7 +173,7 @@ def _load_one(api: pynetbox.api, mapping: Mapping, target: Target) -> Snapshot:
     # re-synced with the device, which changes nothing when they are already in step).
     switches = [p for p in peers if (p.get("role") or {}).get("slug") in mapping.switch_roles]
     return Snapshot(
-        devices=[device, *(s for s in switches if s["id"] != device["id"])],
+        devices=[*devices.values(), *(s for s in switches if s["id"] not in devices)],
         sites=sites,
         module_types=module_types,
         modules=modules,
