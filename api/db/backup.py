@@ -68,6 +68,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    event,
     insert,
     inspect,
     literal_column,
@@ -239,7 +240,7 @@ def restore(
     except OSError as exc:
         raise BackupError(f"cannot make a scratch directory to check the file in: {exc}") from None
     with workdir:
-        scratch = make_engine(f"sqlite:///{Path(workdir.name) / 'check.db'}", pool_size=1)
+        scratch = _scratch_engine(Path(workdir.name) / "check.db")
         try:
             plan = _check(path, engine.dialect, scratch, max_line, say)
             _write(engine, scratch, plan, say)
@@ -288,6 +289,9 @@ def _write(target: Engine, scratch: Engine, plan: Plan, say: Callable[[str], Non
     transaction, and let PostgreSQL's sequences continue after the restored keys."""
     try:
         upgrade_to_head(target)
+        if target.dialect.name == "sqlite":
+            _copy_attached(target, scratch, say)
+            return
         with session_factory(target)() as session, session.begin():
             with scratch.connect() as source:
                 for table in tables():
@@ -298,6 +302,28 @@ def _write(target: Engine, scratch: Engine, plan: Plan, say: Callable[[str], Non
             f"writing to the database failed ({_first_line(exc)}): no row was restored; the "
             "database has the empty schema, which a new `gpuinv restore` accepts"
         ) from None
+
+
+def _copy_attached(target: Engine, scratch: Engine, say: Callable[[str], None]) -> None:
+    """SQLite to SQLite: both databases store values alike (SQLAlchemy wrote both), so
+    INSERT ... SELECT from the attached scratch database copies the rows without a round
+    trip through Python: several times faster."""
+    path = scratch.url.database
+    with target.connect() as connection:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("ATTACH DATABASE ? AS scratch", (path,))  # not within a transaction
+        try:
+            with connection.begin():
+                for table in tables():
+                    columns = ", ".join(f'"{c.name}"' for c in table.columns)
+                    connection.exec_driver_sql(
+                        f'INSERT INTO main."{table.name}" ({columns}) '
+                        f'SELECT {columns} FROM scratch."{table.name}"'
+                    )
+                    say(f"restoring {table.name}")
+        finally:
+            driver.execute("DETACH DATABASE scratch")
 
 
 def _copy(
@@ -351,6 +377,8 @@ def _check(
         schema = _read_header(path, next(lines, None), scratch)
         try:
             command.upgrade(alembic_config(scratch), schema)
+            if schema == head_revision(scratch):  # a later migration may expect the triggers
+                _drop_change_feed(scratch)
             with scratch.begin() as connection:
                 loader = _Loader(path, schema, _schema_at(scratch), dialect, connection, say)
                 for number, size, value in lines:
@@ -363,6 +391,29 @@ def _check(
     if schema != head_revision(scratch):
         _migrate_scratch(path, scratch, schema)
     return plan
+
+
+def _scratch_engine(path: Path) -> Engine:
+    """The scratch database is thrown away after the restore: it need not survive a
+    crash, so it is written without fsync."""
+    engine = make_engine(f"sqlite:///{path}", pool_size=1)
+    event.listen(engine, "connect", _without_fsync)
+    return engine
+
+
+def _without_fsync(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+
+def _drop_change_feed(scratch: Engine) -> None:
+    """The change-feed triggers only log changed devices into device_change, which a
+    restore skips: without them the scratch database is written a third faster."""
+    with scratch.begin() as connection:
+        triggers = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%device_change%'"
+        ).scalars()
+        for name in list(triggers):
+            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
 
 
 def _migrate_scratch(path: Path, scratch: Engine, schema: str) -> None:
