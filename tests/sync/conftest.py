@@ -5,3 +5,25 @@ the top-level ``tests/conftest.py`` (pytest accepts ``pytest_plugins`` only ther
 tests ``pytestmark = pytest.mark.xdist_group("netbox")``: there is one NetBox per machine, and
 ``--dist loadgroup`` keeps them in one xdist worker (the plugin also serialises them).
 """
+
+from __future__ import annotations
+
+import pytest
+from click.testing import Result
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.netbox.fixture import NetBox
+from tests.sync.support import run_sync
+
+
+@pytest.fixture
+def sync(clean_netbox: NetBox, database_url: str, db: sessionmaker[Session]):
+    """Runs `gpuinv sync ARGS` against the test NetBox and the test database."""
+
+    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
+        result = run_sync(clean_netbox, database_url, *args, env=env)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run

@@ -9,7 +9,6 @@ from typing import Any
 
 import pynetbox
 import pytest
-from click.testing import Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +18,6 @@ from api.db.models import Device, Switch, SyncState
 from api.domain.access import cli_principal
 from tests.conftest import Api
 from tests.netbox.fixture import NetBox
-from tests.sync.support import run_sync
 
 pytestmark = pytest.mark.xdist_group("netbox")
 
@@ -106,19 +104,6 @@ class Fleet:
 @pytest.fixture
 def fleet(clean_netbox: NetBox) -> Fleet:
     return Fleet.build(clean_netbox.api())
-
-
-@pytest.fixture
-def sync(clean_netbox: NetBox, database_url: str, db: sessionmaker[Session]):
-    """Runs `gpuinv sync ARGS` against the test NetBox and the test database."""
-
-    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
-        result = run_sync(clean_netbox, database_url, *args, env=env)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
 
 
 def _diff(sync) -> list[dict[str, Any]]:
