@@ -21,10 +21,14 @@ A restore never trusts the file. It goes in two passes:
    here. The scratch database is then migrated to head, which tries an older schema's data
    migrations too.
 2. Write: only then is the target touched: its schema created (or an empty one migrated)
-   and every row copied from the scratch database in one transaction.
+   and every row copied from the scratch database in one transaction (into SQLite by
+   INSERT ... SELECT from it attached).
 
 A bad file is refused with one line naming the line, table, column and value, and the
-target is left as it was: no rows and, if it had none, no schema.
+target is left as it was: no rows and, if it had none, no schema. The scratch database
+takes about as much disk as the restored one (in TMPDIR). Should the write itself fail
+(the database gone, its disk full), its rows are rolled back and the empty schema stays,
+which a new restore accepts.
 
 The change feed (device_change) is not kept: it is derived, and the database's triggers
 write it afresh as the devices are restored.
