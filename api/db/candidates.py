@@ -120,11 +120,17 @@ class LiveIndex:
     def current(self, session: Session) -> CandidateIndex:
         with self._lock:
             idle = time.monotonic() - self._polled_at > RELOAD_AFTER_IDLE
-            if self._index is None or idle:
-                # Read the feed's head first: whatever changes while we load is replayed.
-                self._load(session)
-            else:
-                self._catch_up(session)
+            try:
+                if self._index is None or idle:
+                    # Read the feed's head first: whatever changes while we load is replayed.
+                    self._load(session)
+                else:
+                    self._catch_up(session)
+            except BaseException:
+                # A catch-up cut short (a lost connection, a cancelled request) has moved
+                # past changes it never applied: start from a full load next time.
+                self._index = None
+                raise
             self._polled_at = time.monotonic()
             return self._index
 

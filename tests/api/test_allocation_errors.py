@@ -165,3 +165,19 @@ def test_a_bad_profile_is_refused_when_saved(api: Api) -> None:
     assert error["extensions"]["filterIndex"] == 0
     assert error["extensions"]["field"] == "keyInDevice"
     assert api.ok("{ profiles { name } }")["profiles"] == []
+
+
+def test_a_match_on_an_empty_inventory_is_no_match(api: Api) -> None:
+    """An index that never held a device has no eligibility masks yet (a KeyError once)."""
+    error = api.error(
+        """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) { deviceDetails } }""",
+        input={
+            "environment": "empty",
+            "labels": {
+                "paas.envmgmt.io/inventory": "baremetal",
+                "paas.envmgmt.io/inventory.config": "[]",
+            },
+            "variables": {},
+        },
+    )
+    assert error["extensions"]["code"] == "NO_MATCH"

@@ -134,7 +134,7 @@ class CandidateIndex:
         self._size = 0
         self._free = np.zeros((len(DIMENSIONS), 0), dtype=np.int64)
         self._kind: dict[str, Mask] = {}
-        self._eligible: dict[InventoryType, Mask] = {}
+        self._eligible: dict[InventoryType, Mask] = {t: np.zeros(0, bool) for t in InventoryType}
         self._sites: dict[str | None, Mask] = {}
         self._fabrics: dict[tuple[str | None, str], Mask] = {}
         self._paths: dict[str, dict[Any, _Members]] = {}
