@@ -298,9 +298,11 @@ def _build_batch(
     """Parse every row; ``errors`` are those already found (CSV cells), reported first."""
     batch = ImportBatch()
     errors = list(errors or [])
-    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    seen: dict[tuple[str, str | None, str], tuple[str, int]] = {}
 
-    def claim(key: tuple[str, str], section: str, row: int, field: str) -> None:
+    # Names are unique per namespace: one batch (a platform admin's) may hold gpu-01 for
+    # two tenants. A row without a tenant is in the caller's namespace.
+    def claim(key: tuple[str, str | None, str], section: str, row: int, field: str) -> None:
         where = seen.get(key)
         if where is not None:
             other = f"row {where[1]}" if csv_rows else f"{where[0]} row {where[1]}"
@@ -308,7 +310,7 @@ def _build_batch(
                 FieldError(
                     row,
                     field,
-                    f"{key[1]!r} is listed twice (also {other})",
+                    f"{key[-1]!r} is listed twice (also {other})",
                     None if csv_rows else section,
                 )
             )
@@ -320,10 +322,10 @@ def _build_batch(
         try:
             if section in ("devices", "vms"):
                 spec = parse_device(item, SECTIONS[section], row=row, section=label)
-                claim((section, spec.hostname), section, row, "hostname")
+                claim((section, spec.tenant, spec.hostname), section, row, "hostname")
                 for port in spec.infiniband or ():
                     claim(
-                        ("infinibands", infiniband_name(spec.hostname, port.name)),
+                        ("infinibands", spec.tenant, infiniband_name(spec.hostname, port.name)),
                         section,
                         row,
                         "infiniband",
@@ -331,11 +333,11 @@ def _build_batch(
                 (batch.devices if section == "devices" else batch.vms).append(spec)
             elif section == "switches":
                 switch = parse_switch(item, row=row, section=label)
-                claim((section, switch.name), section, row, "name")
+                claim((section, switch.tenant, switch.name), section, row, "name")
                 batch.switches.append(switch)
             else:
                 ib = parse_infiniband(item, row=row, section=label)
-                claim((section, ib.name), section, row, "name")
+                claim((section, ib.tenant, ib.name), section, row, "name")
                 batch.infinibands.append(ib)
         except DocumentError as exc:
             errors.extend(exc.errors)

@@ -510,3 +510,15 @@ def test_partner_admin_import_of_another_tenants_switch_name_creates_its_own(
         ("acme", "leaf"),
         ("globex", "spine"),
     ]
+
+
+def test_one_import_may_hold_a_name_for_two_namespaces(api: Api, db: sessionmaker[Session]) -> None:
+    make_tenant(db, "acme")
+    make_tenant(db, "globex")
+    rows = [server("gpu-01", tenant="acme"), server("gpu-01", tenant="globex"), server("gpu-01")]
+    assert imported(api, rows) == {"created": 3, "updated": 0, "unchanged": 0}
+    error = refused(api, [server("gpu-02", tenant="acme"), server("gpu-02", tenant="acme")])
+    assert (
+        error["extensions"]["errors"][0]["message"]
+        == "'gpu-02' is listed twice (also devices row 1)"
+    )
