@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,9 @@ MAX_JSON_DEPTH = 32
 MAX_FILTER_VALUES = 5_000
 # Tag conditions in one filter: each is an AND term of the query.
 MAX_TAG_FILTERS = 50
+# Digits in a JSON number: past Python's limit (4,300 unless configured; 0 is "none")
+# json.loads fails with a ValueError that is not a JSONDecodeError.
+MAX_DIGITS = sys.get_int_max_str_digits() or 4300
 # Text compared against names (hostnamePrefix, tag keys and values): a name is at most
 # 255 characters (api/domain/document.MAX_NAME), so a longer one can only be a mistake.
 MAX_FILTER_TEXT = 255
@@ -33,13 +37,15 @@ class JsonInputError(ValueError):
 def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` within limits: at most ``max_depth`` levels of nesting, and only
     finite numbers (Python's parser accepts NaN, Infinity and 1e400, which are not JSON
-    and which no database column or JSON response can hold).
+    and which no database column or JSON response can hold) of at most MAX_DIGITS digits.
 
     Raises ``json.JSONDecodeError`` for text that is not JSON and ``JsonInputError`` for
     JSON beyond the limits.
     """
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int
+        )
     except RecursionError:
         # The parser recursed once per level and ran out of stack: far deeper than allowed.
         raise JsonInputError(_too_deep(max_depth)) from None
@@ -74,6 +80,12 @@ def _too_deep(max_depth: int) -> str:
 
 def _refuse_constant(name: str) -> Any:
     raise JsonInputError(f"numbers must be finite, got {name}")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise JsonInputError(f"numbers must have at most {MAX_DIGITS} digits, got {len(text)}")
+    return int(text)
 
 
 def _finite_float(text: str) -> float:

@@ -82,6 +82,18 @@ def test_an_import_of_json_nested_thousands_deep_is_bad_input_naming_data(
     ]
 
 
+def test_an_import_of_a_5000_digit_number_is_bad_input_naming_data(fleet: Api) -> None:
+    # Python's json refuses to convert it with a ValueError that is not a JSONDecodeError.
+    error = refused(
+        fleet,
+        IMPORT,
+        f="JSON",
+        d='{"devices": [{"hostname": "h", "totalcpu": ' + "9" * 5000 + "}]}",
+    )
+    assert error["extensions"]["code"] == "BAD_INPUT"
+    assert error["message"].startswith("data: numbers must have at most")
+
+
 def test_a_profile_config_of_3000_brackets_is_bad_profile_naming_the_label(fleet: Api) -> None:
     labels = {INVENTORY: "baremetal", CONFIG: "[" * 3000}
     saved = refused(fleet, SAVE, n="deep", l=labels)

@@ -14,7 +14,13 @@ import pytest
 from api.domain.document import MAX_AMOUNT, MAX_COUNT
 from api.domain.errors import BAD_INPUT, BAD_PROFILE, BAD_VARIABLE, DomainError
 from api.domain.inventory_import import parse_csv_import, parse_json_import
-from api.domain.limits import MAX_JSON_DEPTH, JsonInputError, json_problem, parse_json
+from api.domain.limits import (
+    MAX_DIGITS,
+    MAX_JSON_DEPTH,
+    JsonInputError,
+    json_problem,
+    parse_json,
+)
 from api.domain.matching.profile import CONFIG_LABEL, INVENTORY_LABEL, parse_labels
 from api.domain.matching.request import resolve
 
@@ -42,6 +48,13 @@ def test_parse_json_refuses_json_deeper_than_the_interpreter_can_parse(text: str
 def test_parse_json_refuses_numbers_that_are_not_finite(text: str) -> None:
     with pytest.raises(JsonInputError, match="numbers must be finite"):
         parse_json(text)
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, '{"a": [-' + "1" * 4301 + "]}"])
+def test_parse_json_refuses_numbers_of_more_digits_than_python_converts(text: str) -> None:
+    with pytest.raises(JsonInputError, match=f"numbers must have at most {MAX_DIGITS} digits"):
+        parse_json(text)
+    assert parse_json("9" * MAX_DIGITS) == int("9" * MAX_DIGITS)
 
 
 def test_json_problem_measures_values_deeper_than_the_recursion_limit() -> None:
@@ -196,7 +209,9 @@ def import_error(parse: Any, data: str) -> DomainError:
     return caught.value
 
 
-@pytest.mark.parametrize("data", [nested(5000), '{"devices": ' + "[" * 100_000, "[NaN]"])
+@pytest.mark.parametrize(
+    "data", [nested(5000), '{"devices": ' + "[" * 100_000, "[NaN]", "9" * 5000]
+)
 def test_a_json_import_beyond_the_limits_is_bad_input_naming_data(data: str) -> None:
     error = import_error(parse_json_import, data)
     assert error.message.startswith("data: ")
