@@ -1,4 +1,5 @@
-"""Hostile values for the generated request suite (tests/api/test_hostile_generated.py).
+"""Hostile values for the generated request suites (test_hostile_generated.py, and
+test_hostile_positions.py for a few).
 
 hypothesis-graphql builds the documents from the live schema; these strategies fill in
 their argument values. They are schema-valid where the schema can check (a String is a
@@ -31,7 +32,7 @@ WITHOUT_NUL = True
 INVENTORY = "paas.envmgmt.io/inventory"
 CONFIG = "paas.envmgmt.io/inventory.config"
 
-# Names the fleet holds (see test_hostile_generated.fleet), so lookups find something.
+# Names the fleet holds (hostile_fleet.FLEET), so that lookups find something.
 FLEET_NAMES = [
     "srv-1", "srv-2", "srv-a1", "srv-b1", "vm-1", "vm-a1", "leaf-1", "leaf-a1",
     "srv-1:ib0", "srv-a1:ib0", "tenant-a", "tenant-b", "proj-a", "h100", "h100-a",
