@@ -35,18 +35,11 @@ def coded_refusal(api: Api, query: str, variables: dict[str, Any] | None = None)
 # that looks a string up. Like a lone surrogate, it is best refused once where the request
 # is read (api/graphql/request.py check_values for variables; a validation rule for string
 # literals, which the lexer takes as "\u0000").
-NUL_LOOKUPS = [
+NUL_LOOKUPS = [  # a few of the ~20 resolvers that fail alike
     "query($s: String!) { devices(filter: {site: [$s]}) { totalCount } }",
-    "query($s: String!) { devices(filter: {hostnamePrefix: $s}) { totalCount } }",
-    "query($s: String!) { switches(filter: {role: $s}) { totalCount } }",
-    "query($s: String!) { infinibands(filter: {device: $s}) { totalCount } }",
     "query($s: String!) { auditEvents(filter: {actor: $s}) { edges { node { id } } } }",
-    "query($s: String!) { allocations(filter: {environment: $s}) { totalCount } }",
     "query($s: String!) { projects(tenant: $s) { slug } }",
-    "query($s: String!) { syncState(source: $s) { source } }",
-    "query($s: String!) { capacity(site: [$s]) { total { nodes } } }",
     "query($s: ID!) { node(id: $s) { id } }",
-    "mutation($s: ID!) { deleteDevice(id: $s) { id } }",
     "mutation($s: String!) { releaseAllocation(environment: $s) { id } }",
 ]
 
@@ -56,7 +49,7 @@ def test_a_nul_in_a_string_variable_is_refused_with_a_code(api: Api, query: str)
     coded_refusal(api, query, {"s": NUL})
 
 
-@pytest.mark.parametrize("query", NUL_LOOKUPS[:3])
+@pytest.mark.parametrize("query", NUL_LOOKUPS[:1])
 def test_a_nul_in_a_string_literal_is_refused_with_a_code(api: Api, query: str) -> None:
     literal = query.split(")", 1)[1].replace("$s", json.dumps(NUL))  # "\u0000" in GraphQL
     coded_refusal(api, literal.strip())
