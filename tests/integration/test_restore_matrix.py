@@ -16,7 +16,7 @@ import gzip
 import json
 import os
 import subprocess
-import tempfile
+import sys
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -923,22 +923,29 @@ def test_gpuinv_restore_refuses_in_one_line_with_bounded_memory(
     assert _table_names(target) == []
 
 
-def _gpuinv_restore(database_url: str, path: Path) -> tuple[int, str, int]:
-    """Run `gpuinv restore` and return its exit code, stderr and peak RSS in bytes.
+# Runs the command given in its arguments and prints the child's peak RSS (KiB). A launcher
+# of its own, because a child spawned straight from this test process starts (vfork, then
+# exec) with this process' own high-water mark, which in a pytest worker that has run many
+# tests is already some hundreds of MiB: the child's ru_maxrss would report that instead.
+_MEASURED = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
-    wait4 reports the rusage of that one child (RUSAGE_CHILDREN would add up every
-    child this process ever waited for); Linux gives ru_maxrss in KiB."""
-    with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [GPUINV, "restore", str(path)],
-            env={**os.environ, "GPUINV_DATABASE_URL": database_url},
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return child.returncode, err.read().decode(), usage.ru_maxrss * 1024
+
+def _gpuinv_restore(database_url: str, path: Path) -> tuple[int, str, int]:
+    """Run `gpuinv restore` and return its exit code, stderr and peak RSS in bytes
+    (wait4's rusage of that one process; Linux gives ru_maxrss in KiB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, GPUINV, "restore", str(path)],
+        env={**os.environ, "GPUINV_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode, done.stderr, int(done.stdout) * 1024
 
 
 def test_integer_width_is_the_target_databases(
