@@ -38,7 +38,9 @@ def encode_cursor(order: str, value: Any, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, order: str, value_type: type) -> tuple[Any, str]:
+def decode_cursor(
+    cursor: str, order: str, value_type: type, id_type: type = str
+) -> tuple[Any, str]:
     """The (sort value, id) of a cursor issued for this very ordering, else BAD_INPUT.
 
     The cursor names the ordering it was issued for and its value is type-checked: a
@@ -50,8 +52,8 @@ def decode_cursor(cursor: str, order: str, value_type: type) -> tuple[Any, str]:
         issued_for, value, row_id = json.loads(base64.urlsafe_b64decode(padded))
         if isinstance(value, dict):
             value = datetime.fromisoformat(value["t"])
-        # ids are UUID strings, or integers (the audit log's sequence)
-        if not isinstance(row_id, str | int) or isinstance(row_id, bool):
+        # ids are UUID strings, or integers (the audit log's sequence): the column's type
+        if not _plausible(row_id, id_type):
             raise ValueError
     except Exception:
         raise bad_input(
@@ -69,11 +71,24 @@ def decode_cursor(cursor: str, order: str, value_type: type) -> tuple[Any, str]:
 
 
 def _plausible(value: Any, value_type: type) -> bool:
+    if value_type is str:  # base64 hid it from the request's own checks of text
+        return isinstance(value, str) and _bindable(value)
     if value_type is int:  # bool is an int to Python; 64 bits is all SQLite can bind
         return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
     if value_type is datetime:  # naive datetimes are refused by UTCDateTime
         return isinstance(value, datetime) and value.tzinfo is not None
     return isinstance(value, value_type)
+
+
+def _bindable(text: str) -> bool:
+    """No NUL (PostgreSQL's text holds none) and no lone surrogate (no driver encodes one)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def keyset_page(
@@ -88,7 +103,9 @@ def keyset_page(
     count_query = query
     order = f"{sort_column.class_.__tablename__}.{sort_column.key}"
     if after:
-        value, row_id = decode_cursor(after, order, sort_column.type.python_type)
+        value, row_id = decode_cursor(
+            after, order, sort_column.type.python_type, id_column.type.python_type
+        )
         key, bound = tuple_(sort_column, id_column), tuple_(value, row_id)
         query = query.where(key < bound if descending else key > bound)
     if descending:

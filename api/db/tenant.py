@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.db import audit
 from api.db.models import Project, Tenant
 from api.domain.access import Principal
+from api.domain.document import MAX_NAME
 from api.domain.errors import bad_input, not_found
 
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -27,12 +28,21 @@ def check_slug(field: str, slug: str) -> str:
     return slug
 
 
+def check_name(field: str, name: str | None, default: str) -> str:
+    """A display name: 1 to 255 characters (the column's width), the slug when absent."""
+    name = (name or default).strip() or default
+    if len(name) > MAX_NAME:
+        raise bad_input(f"{field}: at most {MAX_NAME} characters, got {len(name)}", field=field)
+    return name
+
+
 def create_tenant(session: Session, who: Principal, slug: str, name: str | None) -> Tenant:
     who.require_platform_admin("create tenants")
     slug = check_slug("slug", slug)
+    name = check_name("name", name, slug)
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise bad_input(f"slug: tenant {slug!r} already exists", field="slug")
-    tenant = Tenant(slug=slug, name=(name or slug).strip())
+    tenant = Tenant(slug=slug, name=name)
     session.add(tenant)
     session.flush()
     audit.record(
@@ -71,12 +81,13 @@ def create_project(
     who.require_inventory_write()
     tenant = tenant_by_slug(session, who, tenant_slug)
     slug = check_slug("slug", slug)
+    name = check_name("name", name, slug)
     exists = select(Project.id).where(Project.tenant_id == tenant.id, Project.slug == slug)
     if session.scalar(exists) is not None:
         raise bad_input(
             f"slug: project {slug!r} already exists in tenant {tenant.slug!r}", field="slug"
         )
-    project = Project(tenant_id=tenant.id, slug=slug, name=(name or slug).strip())
+    project = Project(tenant_id=tenant.id, slug=slug, name=name)
     session.add(project)
     session.flush()
     audit.record(

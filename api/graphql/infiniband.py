@@ -22,6 +22,7 @@ from api.graphql.common import (
     item_fields,
     page_size,
     statuses,
+    text_filter,
 )
 from api.graphql.context import Context
 from api.graphql.device import Deleted
@@ -98,9 +99,9 @@ class InfinibandQuery:
             who,
             statuses=statuses(flt.status),
             tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
-            fabric=flt.fabric,
-            device=flt.device,
-            switch=flt.switch,
+            fabric=text_filter("filter.fabric", flt.fabric),
+            device=text_filter("filter.device", flt.device),
+            switch=text_filter("filter.switch", flt.switch),
             first=page_size(info, first),
             after=after,
             **order_args(order_by),

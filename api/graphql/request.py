@@ -129,6 +129,13 @@ _Path = tuple[Any, str | int]
 
 
 def _check_unicode(text: str, path: _Path, what: str = "") -> None:
+    if "\x00" in text:  # JSON's \u0000: PostgreSQL's text cannot hold it, so neither do we
+        where = f"{what} has " if what else ""
+        raise RequestRefused(
+            BAD_INPUT,
+            f"{_show(path)}: {where}a NUL character (U+0000) at character "
+            f"{text.index(chr(0))}, which no text column can hold",
+        )
     if text.isascii():  # O(1) in CPython: most strings end here
         return
     try:

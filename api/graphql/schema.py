@@ -7,7 +7,14 @@ from typing import Any
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
+    ValidationContext,
+    ValidationRule,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -146,14 +153,47 @@ class OperationName(SchemaExtension):
             request.scope.setdefault("state", {})["operation"] = name
 
 
+def _depth_limit(max_depth: int) -> type[ValidationRule]:
+    """strawberry's depth limit, less its one crash: it looks up every fragment a spread
+    names, so a spread of an undefined fragment raised KeyError (an internal error) before
+    graphql-core's own rule could answer "Unknown fragment"."""
+    limit = query_depth_limiter.create_validator(max_depth, None, None)
+
+    class DepthLimit(limit):  # type: ignore[misc, valid-type]
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except KeyError:  # KnownFragmentNames reports it; the document will not run
+                ValidationRule.__init__(self, context)
+
+    return DepthLimit
+
+
+class StorableStrings(ValidationRule):
+    """String literals that text columns can hold. A document may write NUL as "\\u0000",
+    which PostgreSQL refuses (a lone surrogate, graphql-core's lexer refuses itself);
+    variables are checked where the request is read (api/graphql/request.py)."""
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(
+                GraphQLError(
+                    "a string literal holds a NUL character (U+0000), which no text "
+                    "column can hold",
+                    node,
+                )
+            )
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     # The limit rules are built once: ValidationCache keys on the rule classes, and
     # QueryDepthLimiter/MaxAliasesLimiter would make new classes per request, so no
     # validation would ever be found in the cache (it cost a fifth of matchDevice's CPU).
     limits = [
-        query_depth_limiter.create_validator(settings.max_query_depth, None, None),
+        _depth_limit(settings.max_query_depth),
         max_aliases.create_validator(settings.max_query_aliases),
+        StorableStrings,
     ]
     extensions: list[Any] = [  # factories: a fresh extension per request
         lambda: AddValidationRules(limits),

@@ -26,6 +26,8 @@ from api.graphql.common import (
     item_fields,
     page_size,
     statuses,
+    text_filter,
+    values_filter,
 )
 from api.graphql.context import Context
 from api.graphql.device import Deleted
@@ -124,9 +126,9 @@ class SwitchQuery:
             who,
             statuses=statuses(flt.status),
             tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
-            sites=flt.site,
-            role=flt.role,
-            fabric=flt.fabric,
+            sites=values_filter("filter.site", flt.site),
+            role=text_filter("filter.role", flt.role),
+            fabric=text_filter("filter.fabric", flt.fabric),
             first=page_size(info, first),
             after=after,
             **order_args(order_by),

@@ -218,6 +218,14 @@ def code_of(error: GraphQLError) -> str | None:
         # A variable whose value does not coerce to its declared type: graphql-core wraps
         # the coercion error, so original_error is set, but no resolver ran. Bad request.
         return VALIDATION_FAILED
+    if (
+        not error.path
+        and isinstance(original, ValueError)
+        and error.message.startswith("Expected value of type")
+    ):
+        # A literal that does not coerce and whose parser raised (an Int of 5,000 digits:
+        # int() refuses it): graphql-core keeps the ValueError as the cause.
+        return VALIDATION_FAILED
     if original is None and not error.path:
         return TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else VALIDATION_FAILED
     return None  # a resolver raised something unforeseen, or graphql-core found a bug

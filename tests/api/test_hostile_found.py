@@ -1,8 +1,6 @@
-"""Hostile requests that the generated suite (test_hostile_generated.py) found answered
-with INTERNAL_SERVER_ERROR, in code outside the value checks of issue 12. Each test fails
-until its fix lands (described in the issue's notes); the generated suite leaves these
-inputs out meanwhile (hostile.WITHOUT_NUL), so that it stays green and keeps guarding the
-rest.
+"""Hostile requests that the generated suites (test_hostile_generated.py and
+test_hostile_positions.py) found answered with INTERNAL_SERVER_ERROR, pinned one by one:
+each failed before its fix, and a random draw might not meet it again.
 """
 
 from __future__ import annotations
@@ -104,10 +102,9 @@ def test_an_unknown_fragment_is_validation_failed(api: Api, query: str) -> None:
     assert coded_refusal(api, query) == "GRAPHQL_VALIDATION_FAILED"
 
 
-# A tenant's or project's name longer than its column (255): api/db/tenant.py checks the
-# slug but not the name, and PostgreSQL refuses the INSERT (StringDataRightTruncation);
-# SQLite stores it. Found by test_hostile_positions.py (the suites leave these two
-# positions out meanwhile: hostile_fleet.REPORTED).
+# A tenant's or project's name longer than its column (255): api/db/tenant.py checked the
+# slug but not the name, and PostgreSQL refused the INSERT (StringDataRightTruncation);
+# SQLite stored it. Found by test_hostile_positions.py.
 
 
 @pytest.mark.parametrize(
