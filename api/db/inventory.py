@@ -141,7 +141,7 @@ def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) ->
     who.require_inventory_write()
     spec = _parse(kind, raw)
     tenant_id = _namespace(session, who, spec.tenant)
-    _refuse_taken(session, kind, name_of_spec(spec), tenant_id)
+    _refuse_taken(session, kind, _name_of_spec(spec), tenant_id)
     return _write(session, who, kind, spec, None, None)
 
 
@@ -160,7 +160,7 @@ def update(
     before = render_item(session, item)
     merged = {k: v for k, v in before.items() if k not in _OUTPUT_ONLY} | patch
     spec = _parse(kind, merged)
-    name = name_of_spec(spec)
+    name = _name_of_spec(spec)
     tenant_id = _namespace_after(session, who, item, spec)
     if name != name_of(item) and isinstance(item, Device | Infiniband):
         field = _name_field(kind)
@@ -176,7 +176,7 @@ def update(
         return _write(session, who, kind, spec, item, before)
 
 
-def name_of_spec(spec: Any) -> str:
+def _name_of_spec(spec: Any) -> str:
     return spec.hostname if hasattr(spec, "hostname") else spec.name
 
 

@@ -255,6 +255,23 @@ def test_moving_a_device_to_another_tenant_moves_its_ports(api: Api, fleet: Flee
     assert port == [{"node": {"tenant": "globex"}}]
 
 
+def test_an_allocated_device_keeps_its_tenant_until_released(
+    api: Api, db: sessionmaker[Session], fleet: Fleet
+) -> None:
+    labels = {"paas.envmgmt.io/inventory": "baremetal", "paas.envmgmt.io/inventory.config": "[]"}
+    api.ok(
+        "mutation($i: MatchDeviceInput!) { matchDevice(input: $i) { allocation { id } } }",
+        i={"environment": "held", "labels": labels, "variables": {}, "tenant": "acme"},
+    )
+    move = 'mutation($id: ID!) { updateDevice(id: $id, patch: {tenant: "globex"}) { tenant } }'
+    error = api.error(move, id=fleet.acme["device"])
+    assert error["extensions"]["code"] == "DEVICE_ALLOCATED"
+    assert "release its allocation before moving it" in error["message"]
+    acme = api.as_(make_token(db, "provisioner", "acme"))  # environments are per tenant
+    acme.ok('mutation { releaseAllocation(environment: "held") { id } }')
+    assert api.ok(move, id=fleet.acme["device"])["updateDevice"] == {"tenant": "globex"}
+
+
 def test_tenants_lists_only_the_callers_tenant(api: Api, globex: Api, fleet: Fleet) -> None:
     assert [t["slug"] for t in api.ok("{ tenants { slug } }")["tenants"]] == ["acme", "globex"]
     assert globex.ok("{ tenants { slug name } }")["tenants"] == [
