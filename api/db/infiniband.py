@@ -86,8 +86,11 @@ def replace_device_ports(
         p.port: p
         for p in session.scalars(select(Infiniband).where(Infiniband.device_id == device.id))
     }
-    names = [infiniband_name(hostname, p.name) for p in ports]
-    if names:  # held by a port of something else in the namespace, e.g. a same-name switch
+    # A name held by a port of something else in the namespace (e.g. a same-name switch's):
+    # checked for new ports, and for all of them when the machine moves to another tenant.
+    moving = any(p.tenant_id != tenant_id for p in existing.values())
+    names = [infiniband_name(hostname, p.name) for p in ports if moving or p.name not in existing]
+    if names:
         taken = session.scalar(
             select(Infiniband.name).where(
                 Infiniband.name.in_(names),

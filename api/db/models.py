@@ -32,7 +32,7 @@ from api.db.base import Base, IdColumn, NameColumn, UTCDateTime, new_id, utcnow
 STATUSES = "('available','allocated','reserved','maintenance','offline','retired')"
 
 
-def namespace_unique(table: str, *columns: str) -> tuple[Index, Index]:
+def namespace_unique(table: str, *columns: str) -> tuple[Index, Index, Index]:
     """Names are unique within a namespace: a tenant, or the platform (no tenant).
 
     Two partial unique indexes, because a plain UNIQUE (tenant_id, name) would let any
@@ -41,6 +41,9 @@ def namespace_unique(table: str, *columns: str) -> tuple[Index, Index]:
     indexes also serve the upserts of imports and the sync (DESIGN.md "Namespaces").
     """
     return (
+        # Lists ordered by name, and lookups by name across namespaces (an import's batch,
+        # the sync), read this one: the partial indexes serve one namespace at a time.
+        Index(f"ix_{table}_name", *columns),
         Index(
             f"uq_{table}_tenant_name",
             "tenant_id",

@@ -50,6 +50,9 @@ def upgrade() -> None:
         for table in _NAMES:
             op.drop_constraint(_constraint(table), table, type_="unique")
     for table, columns in _NAMES.items():
+        # What the fleet-wide unique constraint's index did for lists ordered by name and
+        # for lookups by name across namespaces (the partial indexes serve one namespace).
+        op.create_index(f"ix_{table}_name", table, list(columns))
         where = "tenant_id IS NOT NULL"
         op.create_index(
             f"uq_{table}_tenant_name",
@@ -73,6 +76,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     _refuse_names_shared_across_namespaces()
     for table in _NAMES:
+        op.drop_index(f"ix_{table}_name", table_name=table)
         op.drop_index(f"uq_{table}_platform_name", table_name=table)
         op.drop_index(f"uq_{table}_tenant_name", table_name=table)
     if _sqlite():
@@ -137,11 +141,15 @@ def _rebuild(table: str, change) -> None:
     create = bind.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).scalar_one()
-    keep = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
-        "AND sql IS NOT NULL ORDER BY type",  # indexes before triggers
-        (table,),
-    ).scalars().all()
+    keep = (
+        bind.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+            "AND sql IS NOT NULL ORDER BY type",  # indexes before triggers
+            (table,),
+        )
+        .scalars()
+        .all()
+    )
     new_create = change(create)
     head = re.match(rf"CREATE TABLE \"?{table}\"? \(", new_create)
     if head is None:
