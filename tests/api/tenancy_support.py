@@ -355,18 +355,7 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
         )
     tenant_ids = {"alpha": ids["alpha.tenant"], "beta": ids["beta.tenant"]}
     world = World(server.url, client, callers, ids, tenant_ids)
-    funnel = callers["beta:provisioner"].ok(
-        MATCH,
-        {
-            "i": {
-                "environment": "beta-probe",
-                "profile": "shared-prof",
-                "variables": {"gpu": "1"},
-                "dryRun": True,
-            }
-        },
-    )["matchDevice"]["explanation"]["steps"]
-    world.beta_shared_funnel = [step["filter"] for step in funnel]
+    world.beta_shared_funnel = shared_profile_funnel(callers["beta:provisioner"])
     world.baseline = snapshot(sessions, tenant_ids)
     with sessions() as session:
         world.audit_high_water = session.scalar(select(func.max(AuditEvent.id))) or 0
@@ -573,3 +562,21 @@ def undo_additions(sessions: sessionmaker[Session], world: World, now: dict[str,
                 session.execute(delete(model).where(model.id.in_(added[table])))
         session.execute(delete(AuditEvent).where(AuditEvent.id > world.audit_high_water))
     return snapshot(sessions, world.tenant_ids) == world.baseline
+
+
+def shared_profile_funnel(caller: Any) -> list[str]:
+    """The filters B's dry run with the platform profile "shared-prof" goes through: they
+    change if anyone but a platform admin could rewrite that profile."""
+    steps = caller.ok(
+        """mutation($i: MatchDeviceInput!) { matchDevice(input: $i) {
+              explanation { steps { filter } } } }""",
+        {
+            "i": {
+                "environment": "beta-probe",
+                "profile": "shared-prof",
+                "variables": {"gpu": "1"},
+                "dryRun": True,
+            }
+        },
+    )["matchDevice"]["explanation"]["steps"]
+    return [step["filter"] for step in steps]

@@ -47,6 +47,7 @@ from tests.api.tenancy_support import (
     leaked,
     normalise,
     protected,
+    shared_profile_funnel,
     snapshot,
     undo_additions,
     unknown_value,
@@ -381,19 +382,7 @@ def _beta_imports_port(device: str, serial: str, port: str) -> Callable[[World],
 
 
 def _beta_still_resolves_the_platform_profile(world: World) -> list[str]:
-    steps = world.caller("beta:provisioner").ok(
-        """mutation($i: MatchDeviceInput!) { matchDevice(input: $i) {
-              explanation { steps { filter } } } }""",
-        {
-            "i": {
-                "environment": "beta-probe",
-                "profile": "shared-prof",
-                "variables": {"gpu": "1"},
-                "dryRun": True,
-            }
-        },
-    )["matchDevice"]["explanation"]["steps"]
-    filters = [s["filter"] for s in steps]
+    filters = shared_profile_funnel(world.caller("beta:provisioner"))
     if filters != world.beta_shared_funnel:
         return [
             f"B matching with 'shared-prof' now runs {filters}, "
