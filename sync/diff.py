@@ -130,12 +130,7 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
         item_id = item.document.get("id")
         status = item.document.get("status")
         if item.held:
-            if NETBOX_DELETED not in item.attention:
-                changes.append(
-                    Change(
-                        FLAG, item.kind, item.key, netbox_id, code=NETBOX_DELETED, item_id=item_id
-                    )
-                )
+            changes.extend(_flag(item, netbox_id, NETBOX_DELETED))
         elif status != "retired":
             fields: dict[str, tuple[Any, Any]] = {"status": (status, "retired")}
             if item.attention:
@@ -209,6 +204,16 @@ def _blocked(item: Held, target: Slot, occupant: Held, netbox_id: int) -> Note:
     )
 
 
+def _flag(
+    item: Held, netbox_id: int | None, code: str, fields: dict[str, tuple[Any, Any]] | None = None
+) -> list[Change]:
+    """A condition for an operator, flagged once: nothing while the item carries it."""
+    if code in item.attention:
+        return []
+    item_id = item.document.get("id")
+    return [Change(FLAG, item.kind, item.key, netbox_id, fields or {}, code=code, item_id=item_id)]
+
+
 def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> list[Change]:
     item_id = item.document.get("id")
     fields = {
@@ -227,18 +232,7 @@ def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> lis
         # Held back like a status: inventory.update refuses to move an allocated item.
         old_and_new = fields.pop("tenant")
         del patch["tenant"]
-        if NETBOX_TENANT_CHANGED not in item.attention:
-            changes.append(
-                Change(
-                    FLAG,
-                    item.kind,
-                    item.key,
-                    netbox_id,
-                    {"tenant": old_and_new},
-                    code=NETBOX_TENANT_CHANGED,
-                    item_id=item_id,
-                )
-            )
+        changes.extend(_flag(item, netbox_id, NETBOX_TENANT_CHANGED, {"tenant": old_and_new}))
     elif moving and item.document.get("project") is not None:
         # A project is its tenant's: the item leaves it behind (else the write is refused).
         fields["project"] = (item.document["project"], None)
@@ -248,18 +242,8 @@ def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> lis
         resolved = {NETBOX_DELETED}  # NetBox has it (again)
         if want == "available":
             resolved.add(NETBOX_DEGRADED)  # healthy again in NetBox
-        elif NETBOX_DEGRADED not in item.attention:
-            changes.append(
-                Change(
-                    FLAG,
-                    item.kind,
-                    item.key,
-                    netbox_id,
-                    {"status": (have, want)},
-                    code=NETBOX_DEGRADED,
-                    item_id=item_id,
-                )
-            )
+        else:
+            changes.extend(_flag(item, netbox_id, NETBOX_DEGRADED, {"status": (have, want)}))
         if not moving:
             resolved.add(NETBOX_TENANT_CHANGED)  # NetBox's tenant is the inventory's again
     else:
