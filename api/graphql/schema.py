@@ -41,7 +41,7 @@ from api.graphql.profile import ProfileMutation, ProfileQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.sync_state import SyncStateQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
-from api.graphql.view import VALIDATION_FAILED, code_of
+from api.graphql.view import VALIDATION_FAILED, code_of, operation_names
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
@@ -109,11 +109,7 @@ class OperationChoice(SchemaExtension):
         # the first operation's); tests/api/test_hostile_http.py pins both cases.
         given = getattr(context, "_provided_operation_name", None)
         if given is None and document is not None:
-            names = [
-                repr(d.name.value) if d.name else "(anonymous)"
-                for d in document.definitions
-                if isinstance(d, OperationDefinitionNode)
-            ]
+            names = operation_names(document)
             if len(names) > 1:
                 message = (
                     f"the document has {len(names)} operations ({', '.join(names)}): "

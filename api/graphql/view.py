@@ -16,7 +16,13 @@ from dataclasses import replace
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, parse
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+    parse,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import ClientDisconnect, Request
@@ -214,17 +220,13 @@ def code_of(error: GraphQLError) -> str | None:
         return own  # permission errors, and refusals made here, carry their own
     if unavailable.database_unavailable(original):
         return UNAVAILABLE
-    if not error.path and isinstance(original, GraphQLError):
-        # A variable whose value does not coerce to its declared type: graphql-core wraps
-        # the coercion error, so original_error is set, but no resolver ran. Bad request.
-        return VALIDATION_FAILED
-    if (
-        not error.path
-        and isinstance(original, ValueError)
-        and error.message.startswith("Expected value of type")
+    if not error.path and (
+        isinstance(original, GraphQLError)
+        or (isinstance(original, ValueError) and error.message.startswith("Expected value of"))
     ):
-        # A literal that does not coerce and whose parser raised (an Int of 5,000 digits:
-        # int() refuses it): graphql-core keeps the ValueError as the cause.
+        # A variable or literal that does not coerce to its type; no resolver ran, but
+        # graphql-core keeps the cause: the coercion error, or the ValueError of a scalar's
+        # parser (int() refuses an Int of 5,000 digits). Bad request.
         return VALIDATION_FAILED
     if original is None and not error.path:
         return TOO_COMPLEX if any(m in error.message for m in _LIMIT_MARKERS) else VALIDATION_FAILED
@@ -250,14 +252,19 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
-def _no_such_operation(request_data: GraphQLRequestData, max_tokens: int) -> str:
-    # Parsed a second time only on this error path; the first parse passed the same limit.
-    document = parse(request_data.query or "", no_location=True, max_tokens=max_tokens)
-    names = [
+def operation_names(document: DocumentNode) -> list[str]:
+    """The document's operations as refusals name them: 'Name', or (anonymous)."""
+    return [
         repr(d.name.value) if d.name else "(anonymous)"
         for d in document.definitions
         if isinstance(d, OperationDefinitionNode)
     ]
+
+
+def _no_such_operation(request_data: GraphQLRequestData, max_tokens: int) -> str:
+    # Parsed a second time only on this error path; the first parse passed the same limit.
+    document = parse(request_data.query or "", no_location=True, max_tokens=max_tokens)
+    names = operation_names(document)
     if not names:
         return "the document has no operation to run (only fragments)"
     return (
