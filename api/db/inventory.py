@@ -102,9 +102,9 @@ def _refuse_taken(session: Session, kind: Kind, name: str, tenant_id: str | None
         raise bad_input(f"{field}: {kind.value} {name!r} already exists", field=field)
 
 
-def _namespace(session: Session, who: Principal, tenant: str | None) -> str | None:
+def _namespace(directory: Directory, who: Principal, tenant: str | None) -> str | None:
     try:
-        return Directory.load(session).namespace(who, tenant)
+        return directory.namespace(who, tenant)
     except ValueError as exc:
         field, message = exc.args
         raise bad_input(f"{field}: {message}", field=field) from None
@@ -117,8 +117,8 @@ def _write(
     spec: Any,
     existing: Item | None,
     before: dict[str, Any] | None,
+    directory: Directory,
 ) -> Item:
-    directory = Directory.load(session)
     try:
         if kind in (Kind.BAREMETAL, Kind.VM):
             written = device.write_spec(session, who, directory, spec, existing, before)
@@ -140,9 +140,10 @@ def _write(
 def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) -> Item:
     who.require_inventory_write()
     spec = _parse(kind, raw)
-    tenant_id = _namespace(session, who, spec.tenant)
+    directory = Directory.load(session)
+    tenant_id = _namespace(directory, who, spec.tenant)
     _refuse_taken(session, kind, _name_of_spec(spec), tenant_id)
-    return _write(session, who, kind, spec, None, None)
+    return _write(session, who, kind, spec, None, None, directory)
 
 
 def update(
@@ -157,11 +158,12 @@ def update(
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
     check_generation(item, expected_generation)
-    before = render_item(session, item)
+    directory = Directory.load(session)
+    before = render_item(session, item, directory)
     merged = {k: v for k, v in before.items() if k not in _OUTPUT_ONLY} | patch
     spec = _parse(kind, merged)
     name = _name_of_spec(spec)
-    tenant_id = _namespace_after(session, who, item, spec)
+    tenant_id = _namespace_after(session, directory, who, item, spec)
     if name != name_of(item) and isinstance(item, Device | Infiniband):
         field = _name_field(kind)
         raise bad_input(
@@ -173,19 +175,21 @@ def update(
     if name != name_of(item):
         item.name = name
     with guarded_flush(session, item):
-        return _write(session, who, kind, spec, item, before)
+        return _write(session, who, kind, spec, item, before, directory)
 
 
 def _name_of_spec(spec: Any) -> str:
     return spec.hostname if hasattr(spec, "hostname") else spec.name
 
 
-def _namespace_after(session: Session, who: Principal, item: Item, spec: Any) -> str | None:
+def _namespace_after(
+    session: Session, directory: Directory, who: Principal, item: Item, spec: Any
+) -> str | None:
     """The namespace the item is in after the update. An item an allocation holds keeps
     its namespace until it is released (its holder named it in that namespace)."""
     if spec.tenant is None:
         return item.tenant_id
-    tenant_id = _namespace(session, who, spec.tenant)
+    tenant_id = _namespace(directory, who, spec.tenant)
     if tenant_id != item.tenant_id and (item.status == Status.ALLOCATED or _held(session, item)):
         raise DomainError(
             DEVICE_ALLOCATED,
