@@ -8,12 +8,16 @@ tests ``pytestmark = pytest.mark.xdist_group("netbox")``: there is one NetBox pe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from click.testing import Result
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.settings import Settings
+from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
-from tests.sync.support import run_sync
+from tests.sync.support import WEBHOOK_SECRET, run_sync
 
 
 @pytest.fixture
@@ -27,3 +31,17 @@ def sync(clean_netbox: NetBox, database_url: str, db: sessionmaker[Session]):
         return result
 
     return run
+
+
+@pytest.fixture
+def service(clean_netbox: NetBox, database_url: str, db) -> Iterator[ServerThread]:
+    """The API on a loopback port, taking NetBox's webhooks signed with WEBHOOK_SECRET."""
+    settings = Settings(
+        database_url=database_url,
+        lease_sweep_seconds=3600,
+        netbox_url=clean_netbox.url,
+        netbox_token=clean_netbox.token,
+        netbox_webhook_secret=WEBHOOK_SECRET,
+    )
+    with ServerThread(settings) as running:
+        yield running

@@ -35,3 +35,7 @@ def run_sync(
         },
         catch_exceptions=False,
     )
+
+
+# The secret the tests' services check NetBox's webhook signatures with (conftest.service).
+WEBHOOK_SECRET = "webhook-secret-for-tests"

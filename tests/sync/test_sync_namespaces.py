@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +20,12 @@ from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
 from api.db.models import Device, Infiniband, Tenant
 from api.domain.access import cli_principal
-from api.settings import Settings
 from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
+from tests.sync.support import WEBHOOK_SECRET as SECRET
 from tests.sync.test_sync_netbox import ONE_GPU_SERVER
 
 pytestmark = pytest.mark.xdist_group("netbox")
-SECRET = "webhook-secret-for-namespace-tests"
 
 
 @dataclass
@@ -230,19 +228,6 @@ def test_an_allocated_devices_tenant_change_waits_for_its_release(
     assert list(moved) == ["beta"]
     assert (moved["beta"].id, moved["beta"].attention) == (item_id, None)
     assert _diff(sync) == []
-
-
-@pytest.fixture
-def service(clean_netbox: NetBox, database_url: str, db) -> Iterator[ServerThread]:
-    settings = Settings(
-        database_url=database_url,
-        lease_sweep_seconds=3600,
-        netbox_url=clean_netbox.url,
-        netbox_token=clean_netbox.token,
-        netbox_webhook_secret=SECRET,
-    )
-    with ServerThread(settings) as running:
-        yield running
 
 
 def _post_event(service: ServerThread, object_id: int) -> list[dict[str, Any]]:

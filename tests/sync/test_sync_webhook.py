@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,27 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Device
-from api.settings import Settings
 from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
+from tests.sync.support import WEBHOOK_SECRET as SECRET
 from tests.sync.support import eventually, run_sync
 from tests.sync.test_sync_netbox import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
-SECRET = "webhook-secret-for-tests"
-
-
-@pytest.fixture
-def service(clean_netbox: NetBox, database_url: str, db) -> Iterator[ServerThread]:
-    settings = Settings(
-        database_url=database_url,
-        lease_sweep_seconds=3600,
-        netbox_url=clean_netbox.url,
-        netbox_token=clean_netbox.token,
-        netbox_webhook_secret=SECRET,
-    )
-    with ServerThread(settings) as running:
-        yield running
 
 
 def _cli(netbox: NetBox, database_url: str, *args: str) -> str:
