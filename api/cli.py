@@ -177,7 +177,8 @@ def _serve_ops_in_background(settings: Settings) -> None:
 
 
 def _load_demo(sessions: sessionmaker[Session]) -> str:
-    from api.demo import PROJECTS, TENANTS, demo_fleet
+    from api.db.profile import save_profile
+    from api.demo import PROFILES, PROJECTS, TENANTS, demo_fleet
     from api.domain.inventory_import import parse_json_import
 
     who = cli_principal()
@@ -189,6 +190,8 @@ def _load_demo(sessions: sessionmaker[Session]) -> str:
                 for project in PROJECTS.get(slug, []):
                     tenant_db.create_project(session, who, slug, project, None)
         import_batch(session, who, parse_json_import(json.dumps(demo_fleet())))
+        for name, labels in PROFILES.items():
+            save_profile(session, who, name, labels)
         _, secret = token_db.create_token(session, who, "platform-admin", None, "demo", None)
     return secret
 

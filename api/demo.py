@@ -5,6 +5,7 @@ Deterministic (seeded): the same fleet every time, so screenshots and docs stay 
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -119,6 +120,39 @@ SHAPES = [
     ),
 ]
 STATUS_WEIGHTS = [("available", 88), ("maintenance", 5), ("reserved", 4), ("offline", 3)]
+
+
+def _labels(inventory_type: str, *filters: dict[str, Any]) -> dict[str, str]:
+    return {
+        "paas.envmgmt.io/inventory": inventory_type,
+        "paas.envmgmt.io/inventory.config": json.dumps(list(filters), separators=(",", ":")),
+    }
+
+
+# The filters the demo's profiles are made of. A profile's filters read the request's
+# variables (seed 001); `"required": true` makes a profile refuse a request that leaves
+# its defining variable out, so `h100` never hands out "any GPU server".
+_BY_GPU_TYPE = {
+    "type": "match",
+    "keyInVariable": "gputype",
+    "keyInDevice": "tags.gputype",
+    "required": True,
+}
+_BY_ZONE = {"type": "match", "keyInVariable": "zone", "keyInDevice": "tags.location"}
+_GPUS = {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}
+_NODES = {"type": "capacity", "keyInVariable": "noofNodes", "keyInCapacity": "requiredNoofNodes"}
+
+# The saved profiles that the README, iac/docs and iac/examples use, so that every
+# documented example runs against `gpuinv serve --demo` as written. Each is what its name
+# says once given the documented variables (`gputype = "H100"`, `zone = "india"`).
+PROFILES = {
+    # whole servers of one GPU type (the `gputype` tag: H100, H200, B200, MI300X, ...)
+    "h100": _labels("baremetal", _BY_GPU_TYPE, _GPUS),
+    # the same in one geography (the `location` tag: india, germany, us)
+    "h100-india": _labels("baremetal", _BY_GPU_TYPE, {**_BY_ZONE, "required": True}, _GPUS),
+    # several servers on one site and InfiniBand fabric
+    "h100-cluster": _labels("mks", _BY_GPU_TYPE, _BY_ZONE, _NODES, _GPUS),
+}
 
 
 def demo_fleet(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
