@@ -85,9 +85,8 @@ function render(data) {
   $("kpi-allocations").textContent = number.format(held);
   $("kpi-allocations-sub").textContent = `${data.allocationTotals.length} tenant(s)`;
   renderSync(data.syncState);
-  bars($("chart-sites"), data.capacity.sites.map((s) => [s.key ?? "(no site)", s.resources.gpus]));
-  bars(
-    $("chart-models"),
+  charts(
+    data.capacity.sites.map((s) => [s.key ?? "(no site)", s.resources.gpus]),
     total.gpuModels.map((m) => [`${m.vendor} ${m.model}`, m.gpus]),
   );
   rows($("table-sites"), data.capacity.sites.map((s) => {
@@ -145,27 +144,130 @@ function svg(name, attributes, text) {
   return node;
 }
 
-// One horizontal bar per row: allocated, available, and the rest of the capacity.
-function bars(target, entries) {
-  const height = 28, label = 170, width = 740, scale = Math.max(1, ...entries.map(([, g]) => g.capacity));
-  target.setAttribute("viewBox", `0 0 ${width + label + 70} ${Math.max(1, entries.length) * height}`);
-  target.replaceChildren(...entries.flatMap(([name, g], i) => {
-    const y = i * height;
-    const parts = [["allocated", g.allocated], ["available", g.available],
-      ["unavailable", Math.max(0, g.capacity - g.allocated - g.available)]];
-    let x = label;
-    const drawn = [svg("text", { x: 0, y: y + 18 }, name)];
-    for (const [kind, amount] of parts) {
-      const w = (amount / scale) * width;
-      const rect = svg("rect", { x, y: y + 4, width: w, height: height - 8, class: kind });
-      rect.append(svg("title", {}, `${name}: ${number.format(amount)} ${kind}`));
+// The bar series, in drawing order, with their legend text. The legend lists only the
+// series that some bar draws (a fleet with nothing in maintenance has no "not allocatable").
+const SERIES = [
+  ["allocated", "allocated"],
+  ["available", "available"],
+  ["unavailable", "not allocatable (maintenance, offline, reserved, unhealthy)"],
+];
+const CHARTS = ["chart-sites", "chart-models"];
+
+function segments(g) {
+  const amounts = {
+    allocated: g.allocated,
+    available: g.available,
+    unavailable: Math.max(0, g.capacity - g.allocated - g.available),
+  };
+  return SERIES.map(([kind]) => [kind, amounts[kind]]).filter(([, amount]) => amount > 0);
+}
+
+function charts(sites, models) {
+  const drawn = new Set();
+  for (const [id, entries] of [["chart-sites", sites], ["chart-models", models]]) {
+    const target = $(id);
+    target.entries = entries;
+    bars(target);
+    const kinds = new Set(entries.flatMap(([, g]) => segments(g).map(([kind]) => kind)));
+    kinds.forEach((kind) => drawn.add(kind));
+    const names = SERIES.filter(([kind]) => kinds.has(kind)).map(([, text]) => text.split(" (")[0]);
+    target.setAttribute("aria-label", `${target.dataset.title}: ${names.join(", ") || "no GPUs"}`);
+  }
+  $("legend").replaceChildren(...SERIES.filter(([kind]) => drawn.has(kind)).map(([kind, text]) => {
+    const item = document.createElement("li");
+    item.dataset.series = kind;
+    const swatch = document.createElement("span");
+    swatch.className = `swatch ${kind}`;
+    item.append(swatch, text);
+    return item;
+  }));
+}
+
+// Chart geometry is in CSS pixels: the SVG has no viewBox, so its text is never scaled
+// with the page; the layout is redone for the width the chart has (see the ResizeObserver).
+const ROW = 32, BAR = 20, GAP = 10, LINE = 18, MIN_BAR = 160;
+
+// One horizontal bar per row: allocated, available, and the rest of the capacity. Labels
+// are measured: they get a column as wide as the longest one, or, where the chart is too
+// narrow for that, a line of their own above their bar (wrapped at spaces and hyphens).
+function bars(target) {
+  const entries = target.entries || [];
+  const width = Math.floor(target.getBoundingClientRect().width);
+  if (!width) return;  // not displayed: drawn when it is (the observer sees it grow)
+  target.dataset.drawnWidth = width;
+  target.replaceChildren();
+  const probe = svg("text", { x: 0, y: 0 });
+  target.append(probe);
+  const measure = (text) => {
+    probe.textContent = text;
+    return probe.getComputedTextLength() || text.length * 8;
+  };
+  const names = entries.map(([name]) => name);
+  const values = entries.map(([, g]) => number.format(g.capacity));
+  const nameWidth = Math.ceil(Math.max(0, ...names.map(measure)));
+  const valueWidth = Math.ceil(Math.max(0, ...values.map(measure)));
+  const inline = nameWidth + GAP + MIN_BAR + GAP + valueWidth <= width;
+  const lines = names.map((name) => (inline ? [name] : wrap(name, width, measure)));
+  probe.remove();
+
+  const left = inline ? nameWidth + GAP : 0;
+  const span = Math.max(1, width - left - GAP - valueWidth);
+  const scale = Math.max(1, ...entries.map(([, g]) => g.capacity));
+  const drawn = [];
+  let y = 0;
+  entries.forEach(([name, g], i) => {
+    const label = svg("text", { class: "label" });
+    if (inline) {
+      label.setAttribute("x", 0);
+      label.setAttribute("y", y + ROW / 2);
+      label.textContent = name;
+    } else {
+      lines[i].forEach((line, n) => label.append(svg("tspan", { x: 0, y: y + LINE / 2 + n * LINE }, line)));
+      y += lines[i].length * LINE;
+    }
+    drawn.push(label);
+    const top = inline ? y + (ROW - BAR) / 2 : y + 2;
+    let x = left;
+    for (const [kind, amount] of segments(g)) {
+      const w = (amount / scale) * span;
+      const rect = svg("rect", { x, y: top, width: w, height: BAR, class: kind });
+      const what = kind === "unavailable" ? "not allocatable" : kind;
+      rect.append(svg("title", {}, `${name}: ${number.format(amount)} ${what}`));
       drawn.push(rect);
       x += w;
     }
-    drawn.push(svg("text", { x: x + 6, y: y + 18 }, number.format(g.capacity)));
-    return drawn;
-  }));
+    drawn.push(svg("text", { class: "value", x: x + GAP / 2, y: top + BAR / 2 }, values[i]));
+    y += inline ? ROW : BAR + 2 + GAP;
+  });
+  target.setAttribute("height", Math.max(1, Math.ceil(y)));
+  target.replaceChildren(...drawn);
 }
+
+// Lines no wider than the chart, broken after a space or a hyphen; a part wider than the
+// chart on its own keeps its line (the chart is narrower than one word).
+function wrap(text, width, measure) {
+  const parts = text.match(/[^\s-]+-?\s*|\s+/g) || [text];
+  const lines = [];
+  let line = "";
+  for (const part of parts) {
+    if (line && measure((line + part).trimEnd()) > width) {
+      lines.push(line.trimEnd());
+      line = part.trimStart();
+    } else {
+      line += part;
+    }
+  }
+  if (line.trim()) lines.push(line.trimEnd());
+  return lines.length ? lines : [text];
+}
+
+const resized = new ResizeObserver((changes) => {
+  for (const { target } of changes) {
+    if (Math.floor(target.getBoundingClientRect().width) !== Number(target.dataset.drawnWidth)) {
+      bars(target);
+    }
+  }
+});
 
 // -- wiring ----------------------------------------------------------------------------
 
@@ -178,5 +280,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("signout").addEventListener("click", () => showSignIn("Signed out."));
   $("refresh").addEventListener("click", load);
+  for (const id of CHARTS) resized.observe($(id));
   load();
 });
