@@ -146,9 +146,10 @@ _NODES = {"type": "capacity", "keyInVariable": "noofNodes", "keyInCapacity": "re
 # documented example runs against `gpuinv serve --demo` as written. Each is what its name
 # says once given the documented variables (`gputype = "H100"`, `zone = "india"`).
 PROFILES = {
-    # whole servers of one GPU type (the `gputype` tag: H100, H200, B200, MI300X, ...)
-    "h100": _labels("baremetal", _BY_GPU_TYPE, _GPUS),
-    # the same in one geography (the `location` tag: india, germany, us)
+    # whole servers of one GPU type (the `gputype` tag: H100, H200, B200, MI300X, ...),
+    # optionally in some geographies (`zone`: the `location` tag, india, germany or us)
+    "h100": _labels("baremetal", _BY_GPU_TYPE, _BY_ZONE, _GPUS),
+    # the same, where the zone must be given
     "h100-india": _labels("baremetal", _BY_GPU_TYPE, {**_BY_ZONE, "required": True}, _GPUS),
     # several servers on one site and InfiniBand fabric
     "h100-cluster": _labels("mks", _BY_GPU_TYPE, _BY_ZONE, _NODES, _GPUS),

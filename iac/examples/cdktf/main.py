@@ -21,7 +21,7 @@ class GpuEnvironmentStack(cdktf.TerraformStack):
         cdktf.LocalBackend(self, path="terraform.tfstate")
         GpuinvProvider(self, "gpuinv")
         environment = GpuEnvironment(
-            self, "env", profile=profile, variables={"gputype": "NVIDIA", "gpu": "8"}
+            self, "env", profile=profile, variables={"gputype": "H100", "gpu": "8"}
         )
         cdktf.TerraformOutput(self, "device_details", value=environment.device_details)
         cdktf.TerraformOutput(

@@ -15,7 +15,7 @@ variable "gpu_profile" {
 
 resource "gpuinv_allocation" "env" {
   profile   = var.gpu_profile
-  variables = { gputype = "NVIDIA", gpu = "8" }
+  variables = { gputype = "H100", gpu = "8" }
 }
 
 output "device_details" { value = gpuinv_allocation.env.device_details }
