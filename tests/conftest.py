@@ -31,7 +31,7 @@ from api.db.session import make_engine, session_factory, unit_of_work, upgrade_t
 from api.domain.access import cli_principal
 from api.settings import Settings
 
-pytest_plugins = ["tests.netbox.plugin"]
+pytest_plugins = ["tests.netbox.plugin", "tests.docs.demo"]  # NetBox; `demo` (serve --demo)
 
 POSTGRES_URL = os.environ.get(
     "GPUINV_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

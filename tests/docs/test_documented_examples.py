@@ -16,103 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from graphql import parse
 
-from tests.conftest import IN_CI
+from tests.docs.demo import BIN, Demo, terraform_command
 from tests.docs.examples import DOCUMENTS, REPOSITORY, Example, all_examples, examples
 
 pytestmark = pytest.mark.xdist_group("documented-examples")
 
-BIN = Path(sys.executable).parent
 DEMO_ADDRESS = "http://127.0.0.1:8000"
 PROVIDER_HEADER = """terraform {
   required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
 }
 provider "gpuinv" {}
 """
-ACTIVE = "{ allocations(first: 500, filter: {active: true}) { totalCount } }"
-
-
-@dataclass
-class Demo:
-    url: str
-    token: str
-    database_url: str
-    home: Path
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        response = httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=60,
-        )
-        return response.json()
-
-    def active_allocations(self) -> int:
-        return self.graphql(ACTIVE)["data"]["allocations"]["totalCount"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def terraform_command() -> str:
-    """The `terraform` users run. Required under CI (every machine of this kind has it)."""
-    found = shutil.which("terraform")
-    if not found:
-        message = "the `terraform` command is required for the documented examples"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`gpuinv serve --demo` as the README starts it, on a port of its own."""
-    home = tmp_path_factory.mktemp("newcomer")
-    database_url = f"sqlite:///{home / 'gpuinv.db'}"
-    port = _free_port()
-    env = {**os.environ, "GPUINV_DATABASE_URL": database_url, "HOME": str(home)}
-    log = (home / "serve.log").open("w")
-    server = subprocess.Popen(
-        [BIN / "gpuinv", "serve", "--demo", "--port", str(port)],
-        cwd=home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        token = server.stdout.readline().strip()  # the demo prints its token alone on stdout
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (home / "serve.log").read_text()[-3000:]
-            time.sleep(0.1)
-        yield Demo(url, token, database_url, home)
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -243,10 +164,7 @@ class Reader:
             self.apply_and_destroy(stack, block)
 
 
-RUN_HERE = [d for d in DOCUMENTS]
-
-
-@pytest.mark.parametrize("document", RUN_HERE)
+@pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_example_of_the_document_runs_as_written(
     document: str, demo: Demo, environment: dict[str, str], tmp_path: Path
 ) -> None:
