@@ -21,6 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from api import graphiql
 from api.body_limit import BodySizeLimit, lower_body_limit
 from api.db.allocation import expire_leases
 from api.db.candidates import LiveIndex, prune_changes
@@ -115,6 +116,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The fleet dashboard: a static page that asks for a token and reads /graphql.
         return FileResponse(DASHBOARD / "index.html")
 
+    async def favicon(_: Request) -> FileResponse:
+        # The service's icon, for the dashboard and GraphiQL alike: an SVG, which browsers
+        # take at /favicon.ico when it says it is one.
+        return FileResponse(graphiql.FAVICON, media_type="image/svg+xml")
+
     index_ready = threading.Event()
 
     def warm_index() -> None:
@@ -178,6 +184,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/hooks/netbox", netbox_webhook(sessions, settings), methods=["POST"]),
             Route("/", home),
             Mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard"),
+            Route("/favicon.ico", favicon),
+            # GraphiQL's scripts and styles, vendored (api/graphiql): with GraphiQL off
+            # (GPUINV_GRAPHIQL=0) nothing would use them, so they are not served either.
+            *(
+                [Mount("/graphiql", StaticFiles(directory=graphiql.STATIC), name="graphiql")]
+                if settings.graphiql
+                else []
+            ),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -26,13 +26,14 @@ from graphql import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api import graphiql
 from api.body_limit import BodyTooLarge, lower_body_limit
 from api.db import unavailable
 from api.db.candidates import LiveIndex
@@ -134,6 +135,14 @@ class GraphQLView(GraphQL):
             return _error_response(exc.reason, PARSE_FAILED, exc.status_code)
         finally:
             context.close()  # never raises: the answer above stands
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL with its scripts from the service (api/graphiql), not strawberry's page,
+        which loads them from a public CDN: an air-gapped site would see "Loading..." only."""
+        return HTMLResponse(
+            graphiql.page_html(),
+            headers={"Content-Security-Policy": graphiql.CONTENT_SECURITY_POLICY},
+        )
 
     def _authenticate(self, request: Request) -> tuple[Principal | None, str | None]:
         header = request.headers.get("authorization", "")
