@@ -115,7 +115,7 @@ class Allocation:
 
 
 @strawberry.input(
-    description="DESIGN.md: environment is the idempotency key; give profile or labels, not both."
+    description="environment is the idempotency key; give profile or labels, not both."
 )
 class MatchDeviceInput:
     environment: str

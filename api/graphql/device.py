@@ -112,8 +112,7 @@ class Machine(Item):
         )
 
     @strawberry.field(
-        description="The device document (DESIGN.md): the import format and "
-        "the shape of device_details."
+        description="The device document: the import format and the shape of device_details."
     )
     async def document(self, info: Info[Context, None]) -> JSON:
         gpus = await info.context.loader("gpus").load(self._row.id)

@@ -17,7 +17,7 @@ from api.graphql.context import Context
 InventoryType = strawberry.enum(
     DomainInventoryType,
     name="InventoryType",
-    description="Which scheduler a profile runs (seed 001).",
+    description="Which scheduler a profile runs: the `paas.envmgmt.io/inventory` label.",
 )
 
 
