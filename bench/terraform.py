@@ -137,13 +137,18 @@ def terraform(stack: Path, env: dict[str, str], *args: str) -> Run:
     return parse_log(log.read_text(errors="replace"), wall)
 
 
-def provider_start_alone(launcher: Path, times: int) -> list[float]:
-    """The launcher run directly: seconds until it prints go-plugin's handshake line."""
+def provider_start_alone(launcher: Path, config: Path, times: int) -> list[float]:
+    """The launcher run directly: seconds until it prints go-plugin's handshake line. It
+    finds its Python beside the CLI config (TF_CLI_CONFIG_FILE), as under Terraform."""
     seconds = []
     for _ in range(times):
         started = time.perf_counter()
         process = subprocess.Popen(
-            [str(launcher)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            [str(launcher)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "TF_CLI_CONFIG_FILE": str(config)},
         )
         assert process.stdout is not None
         handshake = process.stdout.readline()
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-2] + "\n" + rows[-1], file=sys.stderr, flush=True)
         installed = Path(tmp) / f"stack-{counts[0]}" / ".terraform"
         launcher = next(installed.rglob(EXECUTABLE + "*"))
-        alone = sorted(provider_start_alone(launcher, 5))
+        alone = sorted(provider_start_alone(launcher, config, 5))
 
     print(
         f"gpu-inventory Terraform benchmark; code {code_version()}; {os.cpu_count()} CPUs; "
