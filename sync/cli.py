@@ -1,4 +1,4 @@
-"""``gpuinv sync``: reconcile the inventory with NetBox (DESIGN.md "NetBox sync").
+"""``gpuinv sync``: reconcile the inventory with NetBox (the mapping: sync/README.md).
 
 load (pynetbox) -> translate (pure) -> diff (pure) -> apply (one transaction). ``--diff``,
 the default, prints the diff and changes nothing; ``--apply`` applies it once; ``--watch``
@@ -151,7 +151,8 @@ def run_apply(
     "--mapping",
     "mapping_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file overriding the default mapping.",
+    help="YAML file overriding the default mapping (which NetBox roles and custom fields "
+    "are read): keys and defaults in sync/README.md, an example in sync/mapping.example.yaml.",
 )
 @click.option(
     "--allow-mass-retire",

@@ -1,5 +1,6 @@
-"""Which NetBox objects become which inventory items: the defaults of DESIGN.md "NetBox
-sync", overridable by a mapping file (YAML; JSON is valid YAML).
+"""Which NetBox objects become which inventory items: defaults overridable by a mapping file
+(YAML; JSON is valid YAML). Documented in sync/README.md, every key with its default in
+sync/mapping.example.yaml (a test checks that it loads to ``Mapping()``).
 
 The defaults follow how NetBox is usually kept, so a plain NetBox syncs with no file. A
 file changes only the keys it names; anything it misspells is refused by name, because a

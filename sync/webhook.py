@@ -257,6 +257,14 @@ def setup_webhook(api: pynetbox.api, service_url: str, secret: str) -> tuple[int
 
 
 def _error(status: int, message: str) -> JSONResponse:
+    """A refused event, answered to NetBox and logged here: NetBox shows the answer only in
+    its rqworker's log, which the service's operator may never read.
+
+    Logged at every refusal, not once per reason: each one is a NetBox change that did not
+    land (NetBox does not retry), the log then counts them and says when they stopped, and
+    the access log already writes a line per request, so this adds no flood of its own.
+    """
+    log.warning("netbox webhook refused (%d): %s", status, message)
     return JSONResponse({"error": message}, status_code=status)
 
 

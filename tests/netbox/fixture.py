@@ -7,17 +7,25 @@ happens once and is kept under ``~/.cache/gpuinv-netbox`` (``GPUINV_NETBOX_HOME`
 * the venv (``pip install netbox==4.7.3 gunicorn``; psycopg[c] is compiled): about a minute;
 * a *template* database restored from the migrated dump next to this file (~15 s instead of
   ~6 min of migrations), holding a superuser and a v2 API token;
-* the running gunicorn and rqworker, left up between runs.
+* the running gunicorn and rqworker, kept up while any pytest process uses them.
 
 A clean NetBox for one test is then ``CREATE DATABASE ... TEMPLATE`` plus a Redis flush
 (:func:`netbox_reset`, 0.5-2 s) while the processes keep running: ``CONN_HEALTH_CHECKS`` lets
 Django reconnect after the working database was dropped under it.
 
 Loopback only: PostgreSQL 127.0.0.1:5432 (user postgres, trust auth), Redis 127.0.0.1:6379
-(DBs 12 and 13), NetBox on 127.0.0.1:8011 (``GPUINV_NETBOX_PORT``). Names, port and Redis DBs
-differ from the shared ``netbox-up`` script's defaults, so both can run side by side.
+(DBs 12 and 13, ``GPUINV_NETBOX_REDIS_DBS``), NetBox on 127.0.0.1:8011 (``GPUINV_NETBOX_PORT``).
+Names, port and Redis DBs differ from the shared ``netbox-up`` script's defaults, so both can
+run side by side. Another port is another NetBox (its own run directory, configuration and
+working database; the venv and template are shared): give it other Redis DBs too.
+
+Who stops it: a NetBox started by hand (``up``, ``reset``) stays up until ``down``. One that
+a pytest session started is stopped when the last pytest process using it ends
+(:func:`netbox_session`; each registers in ``run/users/``), so a run leaves nothing behind.
 
     python -m tests.netbox.fixture up|reset|down|status   # prints export NETBOX_URL/TOKEN lines
+    python -m tests.netbox.fixture up --sample             # emptied, then a small GPU fleet
+    python -m tests.netbox.fixture down --purge            # also drop its database and run dir
 """
 
 from __future__ import annotations
@@ -55,18 +63,25 @@ VERSION = "4.7.3"
 FIXTURE_SCHEMA = 1  # bump when provisioning changes: every template is then rebuilt
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 HOME = Path(os.environ.get("GPUINV_NETBOX_HOME") or _CACHE / "gpuinv-netbox")
-PORT = int(os.environ.get("GPUINV_NETBOX_PORT") or 8011)
+DEFAULT_PORT = 8011
+PORT = int(os.environ.get("GPUINV_NETBOX_PORT") or DEFAULT_PORT)
 HOST = "127.0.0.1"  # NetBox, PostgreSQL and Redis: loopback only
 URL = f"http://{HOST}:{PORT}"
 PG = {"host": HOST, "port": 5432, "user": "postgres"}
-DB, TEMPLATE = "gpuinv_netbox", "gpuinv_netbox_template"
-REDIS_PORT, TASKS_DB, CACHE_DB = 6379, 12, 13
+_INSTANCE = "" if PORT == DEFAULT_PORT else f"-{PORT}"  # another port: another NetBox
+DB, TEMPLATE = "gpuinv_netbox" + _INSTANCE.replace("-", "_"), "gpuinv_netbox_template"
+REDIS_PORT = 6379
+_REDIS_DBS = os.environ.get("GPUINV_NETBOX_REDIS_DBS") or "12,13"  # tasks, cache
+TASKS_DB, CACHE_DB = (int(n) for n in _REDIS_DBS.split(","))
 ADMIN_USER, ADMIN_PASSWORD = "admin", "gpuinv-netbox-admin-1"
 
 VENV = HOME / f"venv-{VERSION}"
-ROOT = HOME / "root"  # NETBOX_ROOT: the wheel reads ROOT/conf/configuration.py
+ROOT = HOME / f"root{_INSTANCE}"  # NETBOX_ROOT: the wheel reads ROOT/conf/configuration.py
 STATE = HOME / "state"  # secrets, generated once and kept (mode 700)
-RUN = HOME / "run"  # pid files and logs
+RUN = HOME / f"run{_INSTANCE}"  # pid files, logs, who started the processes, who uses them
+OWNER = RUN / "owner"  # "hand" or "tests": who started the running processes
+USERS = RUN / "users"  # one file per pytest process using this NetBox: "<pid> <start time>"
+IN_USE_LOCK = RUN / "in-use.lock" if _INSTANCE else HOME / "in-use.lock"
 SEED = Path(__file__).with_name(f"seed-netbox-{VERSION}.sql.gz")
 PROCESSES = ("gunicorn", "rqworker")
 LOCK_TIMEOUT, READY_TIMEOUT, STOP_TIMEOUT = 1200, 180, 15  # seconds
@@ -101,25 +116,36 @@ class NetBox:
         return {"NETBOX_URL": self.url, "NETBOX_TOKEN": self.token}
 
 
-def netbox_up() -> NetBox:
+def netbox_up(by_hand: bool = False) -> NetBox:
     """Install, build, create and start whatever is missing, then wait until NetBox answers.
 
     Idempotent, and cheap when all is up already: a few checks and one HTTP request.
+    ``by_hand``: the caller is a person (the command line), who keeps it up until ``down``;
+    a pytest session's NetBox stops when the session ends (:func:`netbox_session`).
     """
     with _locked():
-        return _up(reset=False)
+        return _up(reset=False, by_hand=by_hand)
 
 
-def netbox_reset() -> NetBox:
+def netbox_reset(by_hand: bool = False) -> NetBox:
     """An empty NetBox (IDs restart at 1): working DB recloned, Redis flushed, processes kept."""
     with _locked():
-        return _up(reset=True)
+        return _up(reset=True, by_hand=by_hand)
 
 
-def netbox_down() -> None:
-    """Stop the gunicorn and rqworker this fixture started; databases and venv are kept."""
+def netbox_down(purge: bool = False) -> None:
+    """Stop the gunicorn and rqworker this fixture started; databases and venv are kept.
+
+    ``purge``: also drop this NetBox's working database and its run and root directories
+    (the template and the venv, shared by every port, are kept).
+    """
     with _locked():
         _stop_all()
+        if purge:
+            with _pg() as conn:
+                _drop(conn, DB)
+            for path in (RUN, ROOT):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -129,7 +155,7 @@ def netbox_in_use() -> Iterator[None]:
     One NetBox serves every pytest process on the machine: xdist workers (when ``--dist
     loadgroup`` does not keep them together) and concurrent runs.
     """
-    with _locked("in-use.lock"):
+    with _locked(IN_USE_LOCK):
         yield
 
 
@@ -137,10 +163,81 @@ def netbox_running() -> bool:
     return all(_alive(name) for name in PROCESSES)
 
 
+def netbox_session_start() -> NetBox:
+    """This pytest process uses NetBox from now on: registered as a user, and NetBox up.
+
+    Every process that calls this must call :func:`netbox_session_end` when it is done
+    (a process that dies without doing so is found dead and dropped by the next one).
+    """
+    with _locked():
+        USERS.mkdir(parents=True, exist_ok=True)
+        (USERS / str(os.getpid())).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        try:
+            return _up(reset=False, by_hand=False)
+        except BaseException:
+            (USERS / str(os.getpid())).unlink(missing_ok=True)
+            if not _users() and _read(OWNER) == "tests":  # e.g. gunicorn died, rqworker not
+                with contextlib.suppress(NetBoxError):
+                    _stop_all()
+            raise
+
+
+def netbox_session_end() -> bool:
+    """This pytest process is done with NetBox. When no other live pytest process uses it,
+    stop the processes if a pytest session started them (not when they were started by hand
+    or ``GPUINV_NETBOX_KEEP=1``; ``GPUINV_NETBOX_STOP=1`` stops them either way). Returns
+    whether it stopped them.
+
+    Under pytest-xdist each worker is a process of its own, registered on first use of the
+    ``netbox`` fixture: the last worker to finish stops NetBox, whichever started it.
+    """
+    with _locked():
+        (USERS / str(os.getpid())).unlink(missing_ok=True)
+        if _users():  # without waiting for their running tests' in-use lock
+            return False
+    with netbox_in_use(), _locked():  # not under a running test of a process not registered
+        if _users():  # one registered meanwhile
+            return False
+        if os.environ.get("GPUINV_NETBOX_KEEP") == "1" and netbox_running():
+            OWNER.write_text("hand\n")  # kept as if started by hand: the next run leaves it too
+            return False
+        stop = os.environ.get("GPUINV_NETBOX_STOP") == "1" or _read(OWNER) == "tests"
+        if stop and any(_alive(n) for n in PROCESSES):
+            _log(f"the last pytest process using NetBox on {URL} is done: stopping it")
+            _stop_all()
+            return True
+        return False
+
+
+@contextlib.contextmanager
+def netbox_session() -> Iterator[NetBox]:
+    """:func:`netbox_session_start` ... :func:`netbox_session_end`."""
+    running = netbox_session_start()
+    try:
+        yield running
+    finally:
+        netbox_session_end()
+
+
+def _users() -> list[int]:
+    """The live pytest processes registered as users (the files of dead ones are removed)."""
+    live = []
+    for path in USERS.glob("*") if USERS.is_dir() else ():
+        try:
+            pid, started = path.read_text().split()
+            if _start_time(int(pid)) == started:
+                live.append(int(pid))
+                continue
+        except (OSError, ValueError):
+            pass
+        path.unlink(missing_ok=True)
+    return live
+
+
 # --------------------------------------------------------------------------- the steps
 
 
-def _up(reset: bool) -> NetBox:
+def _up(reset: bool, by_hand: bool) -> NetBox:
     started = time.monotonic()
     _install()
     token = _write_config()
@@ -156,8 +253,13 @@ def _up(reset: bool) -> NetBox:
         reset = True
     if reset or _db_comment(DB) != f"gpuinv-netbox working {fingerprint}":
         _clone_working_db(fingerprint)
-    _start_processes()
+    started_now = _start_processes()
     (RUN / "running").write_text(started_with)
+    if by_hand:
+        OWNER.write_text("hand\n")  # kept up until `down`, even if a pytest session started it
+    elif started_now == set(PROCESSES):
+        OWNER.write_text("tests\n")  # stopped by the last pytest process using it
+    # else: one process restarted beside a running one: whoever started that one owns both
     _wait_ready(token)
     _log(f"NetBox {VERSION} ready on {URL} ({time.monotonic() - started:.1f}s)")
     return NetBox(URL, token)
@@ -320,8 +422,10 @@ def _clone_working_db(fingerprint: str) -> None:
     _log(f"working database {DB} cloned from {TEMPLATE} in {time.monotonic() - started:.1f}s")
 
 
-def _start_processes() -> None:
-    """gunicorn and the rqworker (webhooks need it), each in its own session, pid files in RUN."""
+def _start_processes() -> set[str]:
+    """gunicorn and the rqworker (webhooks need it), each in its own session, pid files in RUN.
+    Returns the names of those it started."""
+    started = set()
     if not _alive("gunicorn"):
         with contextlib.suppress(OSError), socket.create_connection((HOST, PORT), timeout=1):
             raise NetBoxError(f"something else listens on {HOST}:{PORT} (see GPUINV_NETBOX_PORT)")
@@ -331,8 +435,11 @@ def _start_processes() -> None:
             "--preload", "--no-control-socket",  # the default ~/.gunicorn socket is shared
             "--access-logfile", str(RUN / "access.log"), "netbox.wsgi",
         ])  # fmt: skip
+        started.add("gunicorn")
     if not _alive("rqworker"):
         _spawn("rqworker", _netbox("rqworker", "high", "default", "low"))
+        started.add("rqworker")
+    return started
 
 
 def _wait_ready(token: str) -> None:
@@ -406,6 +513,7 @@ def _stop_all() -> None:
                 raise NetBoxError(f"{name} (pid {pid}) would not die")
     for name in PROCESSES:
         (RUN / f"{name}.pid").unlink(missing_ok=True)
+    OWNER.unlink(missing_ok=True)
 
 
 def _gone(name: str, pid: int, timeout: float) -> bool:
@@ -461,10 +569,13 @@ def _run(
 
 
 @contextlib.contextmanager
-def _locked(name: str = "up.lock") -> Iterator[None]:
-    """An exclusive flock, so parallel pytest workers or runs queue instead of colliding."""
-    HOME.mkdir(parents=True, exist_ok=True)
-    with open(HOME / name, "w") as lock:
+def _locked(path: Path = HOME / "up.lock") -> Iterator[None]:
+    """An exclusive flock, so parallel pytest workers or runs queue instead of colliding.
+
+    ``up.lock`` is one for every port (they share the template); ``IN_USE_LOCK`` is per port.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
@@ -472,7 +583,7 @@ def _locked(name: str = "up.lock") -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise NetBoxError(f"{HOME / name} held over {LOCK_TIMEOUT}s") from None
+                    raise NetBoxError(f"{path} held over {LOCK_TIMEOUT}s") from None
                 time.sleep(0.2)
         yield  # closing the file releases the lock
 
@@ -576,24 +687,41 @@ def _log(message: str) -> None:
     print(f"[gpuinv-netbox {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+USAGE = "usage: python -m tests.netbox.fixture [up|reset [--sample] | down [--purge] | status]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``up``, ``reset``, ``down``, ``status``: exports on stdout, progress on stderr."""
-    command = (sys.argv[1:] if argv is None else argv) or ["up"]
+    """``up``, ``reset``, ``down``, ``status``: exports on stdout, progress on stderr.
+
+    ``up --sample`` (or ``reset --sample``): NetBox emptied, then loaded with a small GPU fleet
+    (:mod:`tests.netbox.sample`) for ``gpuinv sync`` to show. Started here, it stays up (this is
+    the command line) until ``down``; ``down --purge`` also drops its database.
+    """
+    command, *options = (sys.argv[1:] if argv is None else argv) or ["up"]
+    allowed = {"up": {"--sample"}, "reset": {"--sample"}, "down": {"--purge"}, "status": set()}
+    if command not in allowed or not set(options) <= allowed[command]:
+        _log(USAGE)
+        return 2
     try:
-        if command[0] == "down":
-            netbox_down()
+        if command == "down":
+            netbox_down(purge="--purge" in options)
             return 0
-        if command[0] == "status":
+        if command == "status":
             for name in PROCESSES:
                 _log(f"{name}: {'running' if _alive(name) else 'not running'} ({URL})")
             if not netbox_running():
                 return 1
+            owner = {"tests": "a pytest session", "hand": "hand"}.get(_read(OWNER), "hand")
+            _log(f"started by {owner}; pytest processes using it: {len(_users())}")
             netbox = NetBox(URL, _read(STATE / "token"))
-        elif command[0] in ("up", "reset"):
-            netbox = netbox_up() if command[0] == "up" else netbox_reset()
+        elif "--sample" in options:
+            from tests.netbox.sample import describe, load_sample
+
+            with netbox_in_use():  # not under a running test
+                netbox = netbox_reset(by_hand=True)
+                _log(describe(load_sample(netbox)))
         else:
-            _log("usage: python -m tests.netbox.fixture [up|reset|down|status]")
-            return 2
+            netbox = netbox_up(by_hand=True) if command == "up" else netbox_reset(by_hand=True)
     except NetBoxError as exc:
         _log(f"ERROR: {exc}")
         return 1

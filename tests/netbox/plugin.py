@@ -6,9 +6,12 @@ and run pytest with ``--dist loadgroup`` (``./dev test`` does): there is one Net
 A test that uses NetBox also holds it to itself (``netbox_in_use``), so a reset from another
 xdist worker or another pytest run waits instead of emptying the database under it.
 
-The processes are left running when the session ends, so the next run starts in a fraction of
-a second; ``GPUINV_NETBOX_STOP=1`` stops them instead (or ``python -m tests.netbox.fixture
-down``). Under ``CI=true`` a NetBox that cannot boot fails the tests; elsewhere they skip.
+The session leaves nothing running: a NetBox that the tests started is stopped when the last
+pytest process using it ends (each xdist worker registers on first use of ``netbox``; see
+:func:`tests.netbox.fixture.netbox_session_end`). A NetBox started by hand (``python -m
+tests.netbox.fixture up``) is left up, which also makes the next runs start in a fraction of a
+second; so does ``GPUINV_NETBOX_KEEP=1``. ``GPUINV_NETBOX_STOP=1`` stops it either way. Under
+``CI=true`` a NetBox that cannot boot fails the tests; elsewhere they skip.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from typing import NoReturn
 
 import pytest
 
-from tests.netbox.fixture import NetBox, netbox_down, netbox_in_use, netbox_reset, netbox_up
+from tests.netbox.fixture import (
+    NetBox,
+    netbox_in_use,
+    netbox_reset,
+    netbox_session_end,
+    netbox_session_start,
+    netbox_up,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -35,13 +45,13 @@ def _unavailable(exc: Exception) -> NoReturn:
 def netbox() -> Iterator[NetBox]:
     """A running NetBox 4.7.3 (installed and built on first use: about a minute or two)."""
     try:
-        running = netbox_up()
+        running = netbox_session_start()
     except Exception as exc:
         _unavailable(exc)
-    yield running
-    if os.environ.get("GPUINV_NETBOX_STOP") == "1":
-        with netbox_in_use():  # not under another worker's running test
-            netbox_down()
+    try:
+        yield running
+    finally:
+        netbox_session_end()  # stops it if the tests started it and no other process uses it
 
 
 @pytest.fixture(autouse=True)

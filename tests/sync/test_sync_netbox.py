@@ -4,10 +4,8 @@ PostgreSQL: the default mapping end to end, idempotence, retire and flag, the gu
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
-import pynetbox
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +16,7 @@ from api.db.models import Device, Switch, SyncState
 from api.domain.access import cli_principal
 from tests.conftest import Api
 from tests.netbox.fixture import NetBox
+from tests.netbox.sample import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
 
@@ -27,78 +26,6 @@ ONE_GPU_SERVER = {
         [{"type": "match", "keyInVariable": "host", "keyInDevice": "hostname"}]
     ),
 }
-
-
-@dataclass
-class Fleet:
-    """A small GPU cloud kept in NetBox the usual way (DESIGN.md's default mapping)."""
-
-    nb: pynetbox.api
-    ids: dict[str, int]
-
-    @classmethod
-    def build(cls, nb: pynetbox.api, servers: int = 2) -> Fleet:
-        ids: dict[str, int] = {}
-        region = nb.dcim.regions.create(name="India", slug="india")
-        site = nb.dcim.sites.create(name="Mumbai 1", slug="mumbai-1", region=region.id)
-        rack = nb.dcim.racks.create(name="R12", site=site.id)
-        nvidia = nb.dcim.manufacturers.create(name="NVIDIA", slug="nvidia")
-        smc = nb.dcim.manufacturers.create(name="Supermicro", slug="supermicro")
-        chassis = nb.dcim.device_types.create(
-            manufacturer=smc.id, model="SYS-821GE", slug="sys-821ge"
-        )
-        switch_type = nb.dcim.device_types.create(
-            manufacturer=nvidia.id, model="QM9700", slug="qm9700"
-        )
-        gpu_role = nb.dcim.device_roles.create(name="GPU server", slug="gpu-server")
-        ib_role = nb.dcim.device_roles.create(name="IB switch", slug="ib-switch")
-        nb.dcim.device_roles.create(name="Compute", slug="compute")
-        for name in ("cpu_cores", "memory_mb", "storage_gb"):
-            nb.extras.custom_fields.create(name=name, type="integer", object_types=["dcim.device"])
-        tags = {
-            name: nb.extras.tags.create(name=name, slug=name.replace(":", "-")).id
-            for name in ("zone:west", "fabric:ib-a")
-        }
-        profile = nb.dcim.module_type_profiles.get(name="GPU")
-        h100 = nb.dcim.module_types.create(
-            manufacturer=nvidia.id, model="H100 SXM5", profile=profile.id,
-            attributes={"gpu": "H100", "memory": 80},
-        )  # fmt: skip
-        switch = nb.dcim.devices.create(
-            name="ib-leaf-1", device_type=switch_type.id, role=ib_role.id, site=site.id,
-            status="active", tags=[tags["fabric:ib-a"]],
-        )  # fmt: skip
-        ids["ib-leaf-1"] = switch.id
-        for n in range(1, servers + 1):
-            name = f"gpu-{n:03d}"
-            server = nb.dcim.devices.create(
-                name=name, device_type=chassis.id, role=gpu_role.id, site=site.id,
-                rack=rack.id, status="active", serial=f"SN{n}", tags=[tags["zone:west"]],
-                custom_fields={"cpu_cores": 128, "memory_mb": 2097152, "storage_gb": 30000},
-            )  # fmt: skip
-            ids[name] = server.id
-            for g in range(8):
-                bay = nb.dcim.module_bays.create(device=server.id, name=f"GPU{g}")
-                nb.dcim.modules.create(device=server.id, module_bay=bay.id, module_type=h100.id)
-            port = nb.dcim.interfaces.create(device=server.id, name="ib0", type="infiniband-ndr-4x")
-            peer = nb.dcim.interfaces.create(
-                device=switch.id, name=f"p{n}", type="infiniband-ndr-4x"
-            )
-            nb.dcim.cables.create(
-                a_terminations=[{"object_type": "dcim.interface", "object_id": port.id}],
-                b_terminations=[{"object_type": "dcim.interface", "object_id": peer.id}],
-            )
-        cluster_type = nb.virtualization.cluster_types.create(name="KVM", slug="kvm")
-        cluster = nb.virtualization.clusters.create(
-            name="kvm-a", type=cluster_type.id, status="active",
-            scope_type="dcim.site", scope_id=site.id,
-        )  # fmt: skip
-        vm = nb.virtualization.virtual_machines.create(
-            name="vm-01", cluster=cluster.id, status="active", vcpus=16, memory=65536,
-            disk=500000,
-        )  # fmt: skip
-        ids["vm-01"] = vm.id
-        return cls(nb, ids)
 
 
 @pytest.fixture

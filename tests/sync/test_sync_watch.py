@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Device, SyncState
 from tests.netbox.fixture import NetBox
+from tests.netbox.sample import Fleet
 from tests.sync.support import eventually
-from tests.sync.test_sync_netbox import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
 GPUINV = Path(sys.executable).with_name("gpuinv")

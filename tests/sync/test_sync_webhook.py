@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db.models import Device
 from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
+from tests.netbox.sample import Fleet
 from tests.sync.support import WEBHOOK_SECRET as SECRET
 from tests.sync.support import eventually, run_sync
-from tests.sync.test_sync_netbox import Fleet
 
 pytestmark = pytest.mark.xdist_group("netbox")
 
