@@ -20,6 +20,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import __version__
@@ -27,8 +30,14 @@ from api.db import device as device_db
 from api.db import tenant as tenant_db
 from api.db import token as token_db
 from api.db.inventory_import import import_batch, refresh_statistics
-from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
-from api.domain.access import cli_principal
+from api.db.session import (
+    make_engine,
+    redact_url,
+    session_factory,
+    unit_of_work,
+    upgrade_to_head,
+)
+from api.domain.access import Principal, cli_principal
 from api.domain.errors import DomainError
 from api.domain.inventory_import import parse_import
 from api.settings import Settings
@@ -36,15 +45,122 @@ from api.settings import Settings
 err = Console(stderr=True)
 
 
-def _sessions(migrate: bool = True) -> sessionmaker[Session]:
-    settings = Settings.from_env()
-    try:
-        engine = make_engine(settings.database_url)
+# The database the CLI works on (GPUINV_DATABASE_URL). A command either creates it when it
+# is not there (serve, db upgrade, restore and the commands that add data: import, token /
+# tenant create, profile save, sync), saying so in one line, or refuses to invent an empty
+# one and names the URL it looked at (devices, lists, match, release, revoke, backup).
+
+_NO_DATABASE = (
+    "run `gpuinv db upgrade` to create it, `gpuinv serve --demo` for one with a sample fleet, "
+    "or set GPUINV_DATABASE_URL to yours"
+)
+_URL_FORMS = "use sqlite:///path.db or postgresql://user:password@host[:port]/db"
+
+
+class _Database:
+    """GPUINV_DATABASE_URL, opened or refused with one line naming it without its password."""
+
+    def __init__(self) -> None:
+        self.url = Settings.from_env().database_url
+        self.shown = redact_url(self.url)
+        self.path: Path | None = None  # a SQLite database's file
+        try:
+            parsed = make_url(self.url)
+        except (ArgumentError, ValueError):
+            return
+        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+            self.path = Path(parsed.database)
+            if not self.path.is_absolute():  # relative to the working directory: say which
+                self.shown += f" ({self.path.resolve()})"
+
+    def fail(self, reason: str, verb: str = "reach") -> click.ClickException:
+        return click.ClickException(f"cannot {verb} the database {self.shown}: {reason}")
+
+    def open(self, create: bool, migrate: bool = True) -> tuple[Engine, bool]:
+        """The engine and whether the database was created now. ``create``: make (and
+        migrate) a database that does not exist; else refuse it."""
+        engine = self._engine()
+        existed = True
+        if self.path is not None:
+            if not self.path.parent.is_dir():
+                raise self.fail(f"the directory {self.path.parent} does not exist")
+            if self.path.is_dir():
+                raise self.fail(f"{self.path} is a directory, not a database file")
+            existed = self.path.exists()
+            if not existed and not create:  # connecting would create the file: ask first
+                raise click.ClickException(f"no database at {self.shown}: {_NO_DATABASE}")
+        try:
+            with engine.connect() as connection:
+                has_schema = inspect(connection).has_table("alembic_version")
+        except DBAPIError as exc:
+            engine.dispose()
+            raise self.fail(self._reason(exc)) from None
+        if not has_schema and not create:
+            raise click.ClickException(
+                f"no gpuinv database at {self.shown} (it has no alembic_version table): "
+                + _NO_DATABASE
+            )
         if migrate:
             upgrade_to_head(engine)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    return session_factory(engine)
+        return engine, not (existed and has_schema)
+
+    def _engine(self) -> Engine:
+        if re.match(r"^[^:/@?#]*://[^/@?#]*:[^/]*@[^/]*@", self.url):
+            raise self.fail("the password holds '@': write it as %40 (percent-encode it)", "use")
+        if self.url.strip().rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:"):
+            raise self.fail(
+                f"an in-memory database would vanish with the command; {_URL_FORMS}", "use"
+            )
+        try:
+            return make_engine(self.url)
+        except ArgumentError:
+            raise self.fail(f"not a database URL ({_URL_FORMS})", "use") from None
+        except ValueError as exc:
+            if "invalid literal for int()" in str(exc):
+                raise self.fail(f"the port is not a number ({_URL_FORMS})", "use") from None
+            raise self.fail(str(exc).removeprefix("GPUINV_DATABASE_URL: "), "use") from None
+
+    def _reason(self, exc: DBAPIError) -> str:
+        """What went wrong, in a few words: the driver's first line, without its preamble."""
+        text = str(exc.orig if exc.orig is not None else exc).strip()
+        first = text.splitlines()[0].strip() if text else type(exc).__name__
+        if self.path is not None:
+            if "file is not a database" in first:
+                return f"{self.path} is not a SQLite database"
+            if "unable to open" in first:
+                return f"cannot open {self.path} ({_access(self.path)})"
+        host = re.match(r"failed to resolve host '([^']*)'", first)
+        if host:
+            return f"unknown host {host.group(1)!r}"
+        first = re.sub(r"^connection failed: ", "", first)
+        first = re.sub(r"^connection to server (at|on) .*? failed: ", "", first)
+        first = re.sub(r"^FATAL:\s*", "", first)
+        if re.match(r'^database ".*" does not exist$', first):
+            first += " (create it, e.g. with createdb, then run `gpuinv db upgrade`)"
+        return first[:1].lower() + first[1:]
+
+
+def _access(path: Path) -> str:
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"no permission to write in {path.parent}"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "no permission to read and write it"
+    return "unable to open the file"
+
+
+def _engine(create: bool, migrate: bool = True) -> Engine:
+    """Open the database (see _Database); a newly created one is said on stderr."""
+    database = _Database()
+    engine, created = database.open(create, migrate)
+    if created:
+        click.echo(f"created a new database at {database.shown}", err=True)
+    return engine
+
+
+def _sessions(create: bool = True) -> sessionmaker[Session]:
+    """Sessions on the database at the newest schema. ``create``: make it if it does not
+    exist; else refuse it, naming the URL (sync's commands call this with the default)."""
+    return session_factory(_engine(create))
 
 
 def _fail(exc: DomainError) -> None:
@@ -131,15 +247,25 @@ def serve(
     if workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
         # Each worker counts its own requests; a scrape adds up their files here.
         os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="gpuinv-metrics-")
-    sessions = _sessions()
+    database = _Database()
+    engine, created = database.open(create=True)
+    _say_configuration(settings, host, port, database.shown, created)
     if demo:
-        token = _load_demo(sessions)
+        token, renewed = _load_demo(session_factory(engine))
         click.echo(
             f"Demo fleet loaded. Platform-admin token (send as 'Authorization: Bearer "
-            f"<token>'):\n\n  {token}\n\nGraphiQL: http://{host}:{port}/graphql\n",
+            f"<token>'):\n\n  {token}\n\n"
+            + (
+                "(a new secret for the demo token: the one an earlier `serve --demo` printed "
+                "no longer works)\n"
+                if renewed
+                else ""
+            )
+            + f"GraphiQL: {_api_url(host, port)}/graphql\n",
             err=True,
         )
         click.echo(token)
+    engine.dispose()
     if settings.ops_address:
         _serve_ops_in_background(settings)
     uvicorn.run(
@@ -152,6 +278,73 @@ def serve(
         log_config=None,  # ours (api/logs.py), set up in each worker by the factory
         access_log=False,  # api/logs.RequestContext writes one line per request instead
     )
+
+
+def _api_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _say_configuration(
+    settings: Settings, host: str, port: int, database: str, created: bool
+) -> None:
+    """What this server talks to and answers, in a few log lines at start."""
+    import logging
+
+    log = logging.getLogger("gpuinv.serve")
+    log.info("database: %s%s", database, " (created now)" if created else "")
+    api = f"{_api_url(host, port)}/graphql"
+    if settings.graphiql:
+        log.info("GraphiQL: %s (open it in a browser; the API is the same URL)", api)
+    else:
+        log.info("GraphQL API: %s (GraphiQL off: GPUINV_GRAPHIQL=0)", api)
+    if settings.ops_address:
+        log.info(
+            "ops: /healthz, /readyz and /metrics at http://%s (GPUINV_OPS_ADDRESS)",
+            settings.ops_address,
+        )
+    else:
+        log.info("ops: /healthz, /readyz and /metrics at %s (GPUINV_OPS_ADDRESS unset)", api[:-8])
+    if settings.cors_origins:
+        log.info("CORS: browsers may call the API from %s", ", ".join(settings.cors_origins))
+    else:
+        log.info("CORS: off, no other origin's pages may call the API (GPUINV_CORS_ORIGINS unset)")
+    if settings.providers:
+        log.info(
+            "fleetCapacity: this inventory and %s (GPUINV_PROVIDERS)",
+            ", ".join(f"{p.name} at {p.url}" for p in settings.providers),
+        )
+    else:
+        log.info("fleetCapacity: this inventory only (GPUINV_PROVIDERS unset)")
+    unset = [
+        name
+        for name, value in (
+            ("NETBOX_URL", settings.netbox_url),
+            ("NETBOX_TOKEN", settings.netbox_token),
+        )
+        if not value
+    ]
+    if settings.netbox_webhook_secret and not unset:
+        log.info(
+            "NetBox webhook: /hooks/netbox takes signed events and re-reads the changed "
+            "items from %s",
+            settings.netbox_url,
+        )
+    elif settings.netbox_webhook_secret:
+        log.warning(
+            "NetBox webhook: GPUINV_NETBOX_WEBHOOK_SECRET is set but %s %s not: /hooks/netbox "
+            "will answer 503, since it re-reads each changed item from NetBox",
+            _and(unset),
+            "are" if len(unset) > 1 else "is",
+        )
+    else:
+        log.info(
+            "NetBox webhook: off, /hooks/netbox answers 503 (set %s)",
+            _and(["GPUINV_NETBOX_WEBHOOK_SECRET", *unset]),
+        )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _serve_ops_in_background(settings: Settings) -> None:
@@ -176,8 +369,10 @@ def _serve_ops_in_background(settings: Settings) -> None:
     threading.Thread(target=server.run, name="gpuinv-ops", daemon=True).start()
 
 
-def _load_demo(sessions: sessionmaker[Session]) -> str:
-    from api.db.profile import save_profile
+def _load_demo(sessions: sessionmaker[Session]) -> tuple[str, bool]:
+    """Load the sample fleet (again: everything is upserted, nothing duplicated) and
+    return the demo token's secret, and whether it renewed an earlier demo token's."""
+    from api.db.profile import list_profiles, save_profile
     from api.demo import PROFILES, PROJECTS, TENANTS, demo_fleet
     from api.domain.inventory_import import parse_json_import
 
@@ -190,10 +385,48 @@ def _load_demo(sessions: sessionmaker[Session]) -> str:
                 for project in PROJECTS.get(slug, []):
                     tenant_db.create_project(session, who, slug, project, None)
         import_batch(session, who, parse_json_import(json.dumps(demo_fleet())))
+        saved = {p.name: p.labels for p in list_profiles(session, who) if p.tenant_id is None}
         for name, labels in PROFILES.items():
-            save_profile(session, who, name, labels)
-        _, secret = token_db.create_token(session, who, "platform-admin", None, "demo", None)
-    return secret
+            if saved.get(name) != labels:
+                save_profile(session, who, name, labels)
+        return _demo_token(session, who)
+
+
+def _demo_token(session: Session, who: Principal) -> tuple[str, bool]:
+    """The demo's one platform-admin token: created the first time; on a later start the
+    same token gets a new secret (only its hash is stored, so the old secret cannot be
+    shown again), so starts never pile up live admin tokens."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from api.db import audit
+    from api.db.models import ApiToken
+
+    earlier = session.scalar(
+        select(ApiToken)
+        .where(
+            ApiToken.name == _DEMO_TOKEN,
+            ApiToken.role == "platform-admin",
+            ApiToken.tenant_id.is_(None),
+            ApiToken.revoked_at.is_(None),
+        )
+        .order_by(ApiToken.created_at.desc())
+        .limit(1)
+    )
+    if earlier is None:
+        _, secret = token_db.create_token(session, who, "platform-admin", None, _DEMO_TOKEN, None)
+        return secret, False
+    secret = token_db.PREFIX + secrets.token_urlsafe(32)
+    earlier.secret_hash = token_db.hash_secret(secret)
+    earlier.hint = secret[-4:]
+    earlier.expires_at = None
+    session.flush()
+    audit.record(session, who, "renew", "token", earlier.id, earlier.name, None)
+    return secret, True
+
+
+_DEMO_TOKEN = "demo"
 
 
 @main.group()
@@ -204,8 +437,10 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or migrate it to the newest schema (safe to repeat)."""
-    _sessions(migrate=True)
-    click.echo("database is at the newest schema", err=True)
+    database = _Database()
+    _, created = database.open(create=True)
+    said = "created the database {} at" if created else "the database {} is at"
+    click.echo(said.format(database.shown) + " the newest schema", err=True)
 
 
 @main.command("backup")
@@ -216,7 +451,7 @@ def backup_command(file: Path) -> None:
     The service may keep running. Restore with `gpuinv restore FILE`."""
     from api.db import backup
 
-    engine = make_engine(Settings.from_env().database_url)
+    engine = _engine(create=False, migrate=False)
     started = time.perf_counter()
     try:
         with err.status("backing up") as status:
@@ -251,10 +486,7 @@ def restore_command(file: Path, max_line_mib: int | None) -> None:
     from api.db import backup
 
     limit = max_line_mib * 2**20 if max_line_mib else backup.MAX_LINE
-    try:
-        engine = make_engine(Settings.from_env().database_url)
-    except ValueError as exc:  # an unsupported GPUINV_DATABASE_URL
-        raise click.ClickException(str(exc)) from None
+    engine = _engine(create=True, migrate=False)  # a new one: restore migrates it
     started = time.perf_counter()
     try:
         with err.status("checking the file") as status:
@@ -295,7 +527,7 @@ def import_command(file: Path, fmt: str | None) -> None:
     fmt = fmt or file.suffix.lower().lstrip(".")
     if fmt not in ("json", "csv"):
         raise click.UsageError(f"cannot tell the format of {file.name!r}; pass --format")
-    sessions = _sessions()
+    sessions = _sessions(create=True)
     try:
         batch = parse_import(fmt, file.read_text(encoding="utf-8-sig"))
         with Progress(
@@ -334,25 +566,27 @@ def devices(
         statuses=list(status) or None,
         sites=list(site) or None,
     )
-    with _sessions()() as session:
+    with _sessions(create=False)() as session:
         page = device_db.list_devices(session, who, spec, "hostname", False, limit, None)
         docs = device_db.documents(session, page.rows)
     if as_json:
         click.echo(json.dumps(docs, indent=2))
         return
-    table = Table("hostname", "status", "site", "model", "GPUs", "free", "tenant")
-    for doc, row in zip(docs, page.rows, strict=True):
-        gpu = doc["gpus"][0]["modelNo"] if doc["gpus"] else "-"
-        table.add_row(
-            doc["hostname"],
-            doc["status"],
-            doc["site"] or "-",
-            doc["model"] or "-",
-            f"{doc['totalgpus']} x {gpu}",
-            str(row.free_gpus),
-            doc["tenant"] or "-",
-        )
-    Console().print(table)
+    _print_table(
+        ("hostname", "status", "site", "model", "GPUs", "free", "tenant"),
+        [
+            (
+                doc["hostname"],
+                doc["status"],
+                doc["site"] or "-",
+                doc["model"] or "-",
+                f"{doc['totalgpus']} x {doc['gpus'][0]['modelNo'] if doc['gpus'] else '-'}",
+                str(row.free_gpus),
+                doc["tenant"] or "-",
+            )
+            for doc, row in zip(docs, page.rows, strict=True)
+        ],
+    )
     if page.has_next:
         err.print(f"(first {limit} shown; raise --limit for more)")
 
@@ -390,7 +624,7 @@ def _ttl(_ctx: Any, _param: Any, value: str | None) -> timedelta | None:
 def token_create(role: str, tenant: str | None, name: str | None, ttl: timedelta | None) -> None:
     """Create a token and print it (alone, on stdout). It is shown only this once."""
     try:
-        with unit_of_work(_sessions()) as session:
+        with unit_of_work(_sessions(create=True)) as session:
             _, secret = token_db.create_token(session, cli_principal(), role, tenant, name, ttl)
     except DomainError as exc:
         _fail(exc)
@@ -401,7 +635,7 @@ def token_create(role: str, tenant: str | None, name: str | None, ttl: timedelta
 @click.option("--json", "as_json", is_flag=True)
 def token_list(as_json: bool) -> None:
     """Tokens with their role, tenant, expiry and revocation (never the secret)."""
-    with _sessions()() as session:
+    with _sessions(create=False)() as session:
         rows = token_db.list_tokens(session)
     records = [
         {
@@ -419,18 +653,21 @@ def token_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
-    table = Table("id", "name", "role", "tenant", "secret", "expires", "revoked")
-    for r in records:
-        table.add_row(
-            r["id"][:8],
-            r["name"],
-            r["role"],
-            r["tenant"] or "-",
-            r["hint"],
-            (r["expiresAt"] or "never")[:19],
-            (r["revokedAt"] or "-")[:19],
-        )
-    Console().print(table)
+    _print_table(
+        ("id", "name", "role", "tenant", "secret", "expires", "revoked"),
+        [
+            (
+                r["id"][:8],
+                r["name"],
+                r["role"],
+                r["tenant"] or "-",
+                r["hint"],
+                (r["expiresAt"] or "never")[:19],
+                (r["revokedAt"] or "-")[:19],
+            )
+            for r in records
+        ],
+    )
 
 
 @token.command("revoke")
@@ -438,7 +675,7 @@ def token_list(as_json: bool) -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token by id (or a unique id prefix of 6+ characters, as `token list` shows)."""
     try:
-        with unit_of_work(_sessions()) as session:
+        with unit_of_work(_sessions(create=False)) as session:
             revoked = token_db.revoke_token(session, cli_principal(), token_id)
     except DomainError as exc:
         _fail(exc)
@@ -456,7 +693,7 @@ def tenant() -> None:
 def tenant_create(slug: str, name: str | None) -> None:
     """Create a tenant; SLUG is lower-case letters, digits and '-'."""
     try:
-        with unit_of_work(_sessions()) as session:
+        with unit_of_work(_sessions(create=True)) as session:
             created = tenant_db.create_tenant(session, cli_principal(), slug, name)
     except DomainError as exc:
         _fail(exc)
@@ -467,15 +704,14 @@ def tenant_create(slug: str, name: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def tenant_list(as_json: bool) -> None:
     """All tenants."""
-    with _sessions()() as session:
+    with _sessions(create=False)() as session:
         tenants = tenant_db.list_tenants(session, cli_principal())
     if as_json:
         click.echo(
             json.dumps([{"id": t.id, "slug": t.slug, "name": t.name} for t in tenants], indent=2)
         )
         return
-    for t in tenants:
-        click.echo(f"{t.slug}\t{t.name}")
+    _print_table(("slug", "name"), [(t.slug, t.name) for t in tenants])
 
 
 @main.command("match")
@@ -536,7 +772,7 @@ def match_command(
         project=project,
         ttl_seconds=int(ttl.total_seconds()) if ttl else None,
     )
-    sessions = _sessions()
+    sessions = _sessions(create=False)
     try:
         with sessions() as session:
             result = match_device(session, cli_principal(), LiveIndex(), given)
@@ -570,12 +806,44 @@ def match_command(
 
 
 def _print_funnel(explanation: dict[str, Any], console: Console) -> None:
-    table = Table("filter", "entered", "left", "note", box=None)
-    for step in explanation["steps"]:
-        table.add_row(step["filter"], str(step["entered"]), str(step["left"]), step["note"] or "")
-    console.print(table)
+    _print_table(
+        ("filter", "entered", "left", "note"),
+        [
+            (step["filter"], str(step["entered"]), str(step["left"]), step["note"] or "")
+            for step in explanation["steps"]
+        ],
+        console,
+        box=None,
+    )
     if explanation.get("unusedVariables"):
-        console.print(f"variables no filter reads: {', '.join(explanation['unusedVariables'])}")
+        console.print(
+            f"variables no filter reads: {', '.join(explanation['unusedVariables'])}",
+            soft_wrap=True,  # whole on a pipe, like the table
+            markup=False,
+        )
+
+
+def _print_table(
+    columns: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    console: Console | None = None,
+    **table_options: Any,
+) -> None:
+    """A rich table on a terminal; otherwise (a pipe, a file) plain columns at full width,
+    never cut, with upper-case headings and no box or colour, as ``kubectl get`` prints."""
+    console = console or Console()
+    if console.is_terminal:
+        table = Table(*columns, **table_options)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    lines = [tuple(c.upper().replace(" ", "_") for c in columns), *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    for line in lines:
+        text = "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        console.file.write(text.rstrip() + "\n")
+    console.file.flush()
 
 
 @main.command("release")
@@ -586,7 +854,7 @@ def release_command(environment: str, tenant: str | None) -> None:
     from api.db.allocation import release
 
     try:
-        with unit_of_work(_sessions()) as session:
+        with unit_of_work(_sessions(create=False)) as session:
             released = release(session, cli_principal(), environment, tenant)
     except DomainError as exc:
         _fail(exc)
@@ -598,7 +866,7 @@ def release_command(environment: str, tenant: str | None) -> None:
 
 @main.group()
 def profile() -> None:
-    """Saved compute profiles (seed 001's labels)."""
+    """Saved compute profiles: an inventory type and its filters, by name."""
 
 
 @profile.command("save")
@@ -613,7 +881,7 @@ def profile_save(name: str, labels_file: Path) -> None:
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{labels_file}: not valid JSON ({exc.msg})") from None
     try:
-        with unit_of_work(_sessions()) as session:
+        with unit_of_work(_sessions(create=True)) as session:
             saved = save_profile(session, cli_principal(), name, labels)
     except DomainError as exc:
         _fail(exc)
@@ -625,9 +893,13 @@ def profile_list() -> None:
     """Saved profiles and their inventory types."""
     from api.db.profile import list_profiles
 
-    with _sessions()() as session:
-        for saved in list_profiles(session, cli_principal()):
-            click.echo(f"{saved.name}\t{saved.inventory_type}")
+    with _sessions(create=False)() as session:
+        saved = list_profiles(session, cli_principal())
+        tenants = {t.id: t.slug for t in tenant_db.list_tenants(session, cli_principal())}
+    _print_table(
+        ("name", "inventory type", "tenant"),
+        [(p.name, p.inventory_type, tenants.get(p.tenant_id or "", "-")) for p in saved],
+    )
 
 
 def _add_sync_command() -> None:

@@ -7,6 +7,7 @@ command, the sync worker) owns the unit of work and commits or rolls back once.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,21 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#]*):.*@(?=[^@]*$)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as given, its password (if any) shown as ``***``: for messages and logs. Works
+    on text that does not parse as a URL too (it is cut at the last ``@``, as a user with an
+    unquoted ``@`` in the password meant it)."""
+    return _PASSWORD.sub(r"\1:***@", url.strip())
+
+
+# A PostgreSQL host that drops packets would otherwise keep a command waiting for minutes
+# (libpq has no default); ?connect_timeout=N in the URL overrides it.
+CONNECT_TIMEOUT = 10
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -54,7 +70,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # at once with "database is locked" when another connection committed meanwhile.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT}
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+    )
     _ping_when_idle(engine)
     return engine
 
