@@ -26,6 +26,7 @@ from markdown_it import MarkdownIt
 REPOSITORY = Path(__file__).resolve().parents[2]
 DOCUMENTS = [
     "README.md",
+    "sync/README.md",
     "iac/docs/index.md",
     "iac/docs/resources/allocation.md",
     "iac/docs/data-sources/devices.md",

@@ -85,7 +85,7 @@ def _run(
 class Reader:
     """Follows one document: its files, its shell and its Terraform directories."""
 
-    def __init__(self, demo: Demo, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, demo: Demo | None, env: dict[str, str], workdir: Path) -> None:
         self.demo, self.workdir = demo, workdir
         # The reader works in a checkout: README's `.venv/bin/python -m bench...` and
         # `.venv/bin/python -m tests.netbox.fixture` find the venv and (PYTHONPATH) the code.
@@ -94,7 +94,7 @@ class Reader:
         self.pending_graphql: Example | None = None
 
     def fill(self, code: str) -> str:
-        return code.replace(DEMO_ADDRESS, self.demo.url)
+        return code.replace(DEMO_ADDRESS, self.demo.url) if self.demo else code
 
     def follow(self, blocks: list[Example]) -> None:
         for block in blocks:
@@ -109,7 +109,7 @@ class Reader:
             self.flush()
             if block.kind == "run" and block.language == "graphql":
                 self.pending_graphql = block  # its variables, if any, come next
-            elif block.kind == "run" and block.language == "sh":
+            elif block.kind in ("run", "netbox") and block.language == "sh":
                 self.shell(block)
             elif block.kind == "run" and block.language == "hcl":
                 self.terraform(block, "main.tf")
@@ -190,4 +190,4 @@ def test_fragments_are_at_least_well_formed() -> None:
 
 def test_every_document_has_examples_and_says_how_each_is_run() -> None:
     kinds = {document: {b.kind for b in examples(document)} for document in DOCUMENTS}
-    assert all("run" in found or "terraform" in found for found in kinds.values()), kinds
+    assert all(found & {"run", "terraform", "netbox"} for found in kinds.values()), kinds
