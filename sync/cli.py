@@ -39,9 +39,9 @@ _MARK = {CREATE: "+", UPDATE: "~", RETIRE: "-", FLAG: "!"}
 
 
 def _sessions() -> sessionmaker[Session]:
-    from api.cli import _sessions  # at call time: api.cli mounts this module's command
+    from api.cli.database import open_sessions  # at call time: api.cli mounts this command
 
-    return _sessions()
+    return open_sessions()
 
 
 def _netbox_env() -> tuple[str, str]:
