@@ -33,6 +33,11 @@ class Settings:
     max_anonymous_body_bytes: int = 64 * 1024
     graphiql: bool = True
     lease_sweep_seconds: float = 15.0
+    # How long a process trusts a token it has read (a revocation elsewhere is seen within
+    # this bound; 0: read the token on every request), and how many GraphQL operations run
+    # at once, each in a worker thread so that none holds the event loop.
+    token_cache_seconds: float = 5.0
+    graphql_threads: int = 8
     # NetBox sync (DESIGN.md "NetBox sync"): where NetBox is, and the webhook secret.
     netbox_url: str = ""
     netbox_token: str = ""
@@ -66,6 +71,10 @@ class Settings:
             ),
             graphiql=env.get("GPUINV_GRAPHIQL", "1").lower() not in ("0", "false", "no"),
             lease_sweep_seconds=_int(env, "GPUINV_LEASE_SWEEP_SECONDS", 15),
+            token_cache_seconds=_seconds(
+                env, "GPUINV_TOKEN_CACHE_SECONDS", cls.token_cache_seconds
+            ),
+            graphql_threads=_int(env, "GPUINV_GRAPHQL_THREADS", cls.graphql_threads),
             netbox_url=env.get("NETBOX_URL", ""),
             netbox_token=env.get("NETBOX_TOKEN", ""),
             netbox_webhook_secret=env.get("GPUINV_NETBOX_WEBHOOK_SECRET", ""),
@@ -77,6 +86,19 @@ class Settings:
                 env, "GPUINV_LOG_LEVEL", ("critical", "error", "warning", "info", "debug"), "info"
             ),
         )
+
+
+def _seconds(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}: must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise SystemExit(f"{name}: must be from 0 to 3600 seconds, got {raw}")
+    return value
 
 
 def _int(env, name: str, default: int) -> int:

@@ -152,6 +152,11 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
+# The test servers trust a token they have read for this long: a token revoked or expired
+# out of band (the CLI, another replica) is refused within it (see refused_once_cache_ends).
+TOKEN_CACHE_SECONDS = 1.0
+
+
 @pytest.fixture(scope="session")
 def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
     with ServerThread(
@@ -161,6 +166,7 @@ def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
             # No background lease sweeps here: their transactions would race the tests'
             # TRUNCATE (test_lease_sweeper runs a server of its own to test them).
             lease_sweep_seconds=3600,
+            token_cache_seconds=TOKEN_CACHE_SECONDS,
         )
     ) as running:
         yield running
@@ -192,6 +198,18 @@ class Api:
         response = self.post(query, variables)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def refused_once_cache_ends(self, query: str) -> dict[str, Any]:
+        """The first error for ``query``, which must come within the server's token cache
+        bound (plus a second for the requests themselves): a token revoked or expired out
+        of band may be trusted that long, never longer."""
+        deadline = time.monotonic() + TOKEN_CACHE_SECONDS + 1.0
+        while True:
+            body = self.run(query)
+            if body.get("errors"):
+                return body["errors"][0]
+            assert time.monotonic() < deadline, "still accepted after the token cache's bound"
+            time.sleep(0.05)
 
     def ok(self, query: str, **variables: Any) -> dict[str, Any]:
         body = self.run(query, **variables)

@@ -189,8 +189,8 @@ def match_device(
     attempts = 0
     while True:
         attempts += 1
-        current = live.current(session)
-        outcome = match(resolved.request, current, within=_within(current, resolved))
+        with live.reading(session) as current:
+            outcome = match(resolved.request, current, within=_within(current, resolved))
         if not outcome.matched:
             raise _no_match(outcome.explanation)
         if given.dry_run:

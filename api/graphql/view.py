@@ -10,8 +10,13 @@ every GraphQL error here: clients read the code, and a retry is safe).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +42,7 @@ from api import graphiql
 from api.body_limit import BodyTooLarge, lower_body_limit
 from api.db import unavailable
 from api.db.candidates import LiveIndex
-from api.db.token import authenticate
+from api.db.token import TokenCache, look_up
 from api.domain.access import Principal
 from api.domain.errors import DomainError
 from api.graphql.context import Context
@@ -83,6 +88,19 @@ class GraphQLView(GraphQL):
         self.sessions = sessions
         self.settings = settings
         self.live_index = live_index
+        self.tokens = TokenCache(settings.token_cache_seconds)
+        # Resolvers are synchronous database work: run on the event loop, one import of
+        # 20,000 devices held /healthz for seconds. Operations run here instead, in threads
+        # of their own (not the loop's default pool, which /readyz and /metrics use).
+        self.workers = ThreadPoolExecutor(
+            settings.graphql_threads, thread_name_prefix="gpuinv-graphql"
+        )
+
+    async def in_worker(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in a worker thread, with this request's context variables
+        (its request id for the logs)."""
+        call = functools.partial(contextvars.copy_context().run, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.workers, call)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,7 +126,7 @@ class GraphQLView(GraphQL):
 
     async def _respond(self, request: Request, request_id: str) -> Response:
         try:
-            principal, problem = self._authenticate(request)
+            principal, problem = await self._authenticate(request)
         except SQLAlchemyError as exc:
             if not unavailable.database_unavailable(exc):
                 raise
@@ -144,26 +162,36 @@ class GraphQLView(GraphQL):
             headers={"Content-Security-Policy": graphiql.CONTENT_SECURITY_POLICY},
         )
 
-    def _authenticate(self, request: Request) -> tuple[Principal | None, str | None]:
+    async def _authenticate(self, request: Request) -> tuple[Principal | None, str | None]:
         header = request.headers.get("authorization", "")
         if not header:
             return None, None
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
             return None, "Authorization header must be 'Bearer <token>'"
+        cached = self.tokens.get(secret)
+        if cached is not None:
+            return cached, None
+        return await self.in_worker(self._read_token, secret)
+
+    def _read_token(self, secret: str) -> tuple[Principal | None, str | None]:
         try:
-            return self._look_up(secret.strip())
+            principal, problem, expires_at = self._look_up(secret)
         except SQLAlchemyError as exc:
             if not unavailable.database_unavailable(exc):
                 raise
             # A read, so safe to repeat: the failed statement invalidated the pool's
             # connections, and the second try gets a fresh one.
             log.info("token lookup lost its connection (%s); retrying", unavailable.first_line(exc))
-            return self._look_up(secret.strip())
+            principal, problem, expires_at = self._look_up(secret)
+        if principal is not None:
+            self.tokens.put(secret, principal, expires_at)
+        return principal, problem
 
-    def _look_up(self, secret: str) -> tuple[Principal | None, str | None]:
+    def _look_up(self, secret: str) -> tuple[Principal | None, str | None, Any]:
         with self.sessions() as session:
-            return authenticate(session, secret)
+            return look_up(session, secret)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         """The request's operation, from the query string (GET) or a JSON body (POST);
@@ -195,8 +223,11 @@ class GraphQLView(GraphQL):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         try:
-            return await super().execute_single(
-                request, request_adapter, sub_response, context, root_value, request_data
+            return await self.in_worker(
+                _run_in_thread_loop,
+                super().execute_single(
+                    request, request_adapter, sub_response, context, root_value, request_data
+                ),
             )
         except HTTPException as exc:
             if not isinstance(exc.__cause__, CannotGetOperationTypeError):
@@ -216,6 +247,19 @@ class GraphQLView(GraphQL):
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+
+_thread_state = threading.local()
+
+
+def _run_in_thread_loop(operation: Any) -> Any:
+    """Run a coroutine to its end on this worker thread's own event loop (made once per
+    thread): the operation's async parts (DataLoaders) then run beside its database work,
+    away from the loop that serves every other request."""
+    loop = getattr(_thread_state, "loop", None)
+    if loop is None:
+        loop = _thread_state.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(operation)
 
 
 def code_of(error: GraphQLError) -> str | None:

@@ -131,8 +131,9 @@ def test_a_valid_token_is_answered(api: Api, db: sessionmaker[Session]) -> None:
 
 
 def _refusal(api: Api) -> dict:
-    """The same refusal for a read and a write."""
-    read = api.error(DEVICES)
+    """The same refusal for a read and a write (once the server's token cache has let go
+    of a token revoked or expired out of band)."""
+    read = api.refused_once_cache_ends(DEVICES)
     write = api.error('mutation { createTenant(slug: "t") { slug } }')
     assert read["extensions"]["code"] == write["extensions"]["code"] == "UNAUTHENTICATED"
     assert read["message"] == write["message"]

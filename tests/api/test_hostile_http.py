@@ -278,7 +278,7 @@ def test_a_revoked_or_expired_token_is_named_by_category_only(
         (revoked, "bearer token revoked", "ci-runner-7", revoked_id),
         (expired, "bearer token expired", "nightly-backup", expired_id),
     ):
-        error = api.as_(secret).error("{ devices { totalCount } }")
+        error = api.as_(secret).refused_once_cache_ends("{ devices { totalCount } }")
         assert error["extensions"] == {"code": "UNAUTHENTICATED"}
         assert error["message"] == category
         for secret_detail in (name, token_id, str(utcnow().year), secret[-4:]):
