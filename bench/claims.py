@@ -33,7 +33,8 @@ processes, for a machine that is not; a process that exits during the run loses 
 share) and this client process (getrusage). ``other cores`` is the machine's busy CPU
 (/proc/stat) not accounted for by the server, our PostgreSQL and the client, in cores on
 average: more than a few tenths means someone else's load shared the cores and the
-figures are doubtful.
+figures are doubtful (such runs are listed as problems). So before each replay the
+benchmark waits, up to ``--wait-quiet`` seconds, for the machine to be quiet.
 
 After each run the database itself is checked (psycopg, not the API): no device has
 more GPUs, CPUs or memory allocated than it has; every device's free amounts equal its
@@ -326,11 +327,38 @@ def cpu_sample(pgid: int, database: str) -> CpuSample:
             if f" {database} " in command or "(" not in command:
                 ours[int(entry.name)] = seconds
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
     return CpuSample(
-        server, postgres, ours, usage.ru_utime + usage.ru_stime, busy, time.monotonic()
+        server, postgres, ours, usage.ru_utime + usage.ru_stime, machine_busy(), time.monotonic()
     )
+
+
+def machine_busy() -> float:
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
+def wait_quiet(budget: float, label: str) -> None:
+    """Wait (up to ``budget`` s) for the machine to be quiet: under OTHER_LOAD cores busy
+    over two seconds, our idle server and database included. Other people's tests on a
+    two-core machine would otherwise be half the figures."""
+    if budget <= 0:
+        return
+    deadline = time.monotonic() + budget
+    waited = False
+    while True:
+        before, at = machine_busy(), time.monotonic()
+        time.sleep(2.0)
+        cores = (machine_busy() - before) / (time.monotonic() - at)
+        if cores < OTHER_LOAD:
+            if waited:
+                progress(f"[{label}] quiet now ({cores:.2f} cores busy)")
+            return
+        if time.monotonic() > deadline:
+            progress(f"[{label}] still {cores:.2f} cores busy after {budget:.0f} s: going on")
+            return
+        if not waited:
+            progress(f"[{label}] the machine is busy ({cores:.2f} cores): waiting for quiet")
+            waited = True
 
 
 def used(before: dict[int, float], after: dict[int, float]) -> float:
@@ -591,6 +619,7 @@ def one_run(
             progress(
                 f"[{label}] warm after {sent} dry runs ({time.perf_counter() - started:.1f} s)"
             )
+            wait_quiet(args.wait_quiet, label)
             replay(server, token, url.rpartition("/")[2], claims, clients, result)
             verify(url, result)
         for line in verification_lines(result):
@@ -738,6 +767,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="run the servers and gpuinv commands from this checkout (python -m api.cli, "
         "cwd and PYTHONPATH = DIR), e.g. a git worktree of an older commit",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="before each replay, wait up to this long for the machine to be quiet (less "
+        f"than {OTHER_LOAD} cores busy over 2 s); 0: do not wait (default: 120)",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     args = parser.parse_args(argv)
