@@ -491,7 +491,9 @@ def replay(
     result.cpu = {
         "server": used(before.server, after.server),
         "postgres": used(before.postgres, after.postgres),
-        "ours": used(before.ours, after.ours),
+        # from its total at the start whatever it was then taken for (a backend just
+        # forked may not show its database yet)
+        "ours": used(before.postgres, after.ours),
         "client": after.client - before.client,
     }
     accounted = result.cpu["server"] + result.cpu["ours"] + result.cpu["client"]
