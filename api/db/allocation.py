@@ -190,7 +190,10 @@ def match_device(
     while True:
         attempts += 1
         with live.reading(session) as current:
-            outcome = match(resolved.request, current, within=_within(current, resolved))
+            outcome = _choose(resolved, current, live.being_claimed())
+            chosen = [c.id for c in outcome.chosen]
+            if outcome.matched and not given.dry_run:
+                live.claim_started(chosen)
         if not outcome.matched:
             raise _no_match(outcome.explanation)
         if given.dry_run:
@@ -200,28 +203,31 @@ def match_device(
                 outcome.explanation.as_dict(),
                 attempts,
             )
-        session.rollback()  # claim from a clean transaction, never on top of stale reads
         try:
-            lost = _claim(session, resolved, outcome.chosen)
-            if not lost:
-                allocation, devices = _record(session, who, given, resolved, outcome)
-                session.commit()
-                return MatchResult(
-                    allocation,
-                    allocation.device_details,
-                    allocation.explanation,
-                    attempts,
-                    devices=devices,
-                )
-        except IntegrityError:
-            # Another request took this environment (or a device) at the same instant.
-            session.rollback()
-            existing = active_allocation(session, resolved.scope, given.environment)
-            if existing is not None:
-                return _replay(existing, resolved)
-            lost = [c.id for c in outcome.chosen]
-        else:
-            session.rollback()  # a claim matched no row: undo the ones that did
+            session.rollback()  # claim from a clean transaction, never on top of stale reads
+            try:
+                lost = _claim(session, resolved, outcome.chosen)
+                if not lost:
+                    allocation, devices = _record(session, who, given, resolved, outcome)
+                    session.commit()
+                    return MatchResult(
+                        allocation,
+                        allocation.device_details,
+                        allocation.explanation,
+                        attempts,
+                        devices=devices,
+                    )
+            except IntegrityError:
+                # Another request took this environment (or a device) at the same instant.
+                session.rollback()
+                existing = active_allocation(session, resolved.scope, given.environment)
+                if existing is not None:
+                    return _replay(existing, resolved)
+                lost = [c.id for c in outcome.chosen]
+            else:
+                session.rollback()  # a claim matched no row: undo the ones that did
+        finally:
+            live.claim_ended(chosen)  # committed (the feed shows it) or given up
         # No re-read here: the winner's change is committed, so the feed shows it to the
         # index at the top of the next attempt.
         log.info("claim lost on %s (attempt %d)", lost, attempts)
@@ -231,6 +237,19 @@ def match_device(
                 f"lost {attempts} claim races in a row: the fleet is under heavy contention; retry",
                 {"attempts": attempts},
             )
+
+
+def _choose(resolved: _Resolved, index: CandidateIndex, being_claimed: frozenset[str]) -> Outcome:
+    """The match, leaving alone what other requests of this process are claiming now; if
+    that leaves nothing, the match over all (their claims may yet fail: the database
+    decides, as between processes)."""
+    within = _within(index, resolved)
+    if being_claimed:
+        free = ~index.having(being_claimed)
+        outcome = match(resolved.request, index, within=free if within is None else within & free)
+        if outcome.matched:
+            return outcome
+    return match(resolved.request, index, within=within)
 
 
 def _within(index: CandidateIndex, resolved: _Resolved) -> Mask | None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -117,6 +118,10 @@ class LiveIndex:
         self._holes: dict[int, float] = {}
         self._lock = threading.Lock()
         self._polled_at = 0.0
+        # Devices a request of this process has chosen and is claiming now: requests run in
+        # worker threads, and two that read the same index would pick the same smallest
+        # fit, one then losing the race in the database and matching again.
+        self._being_claimed: Counter[str] = Counter()
 
     def current(self, session: Session) -> CandidateIndex:
         with self._lock:
@@ -129,6 +134,21 @@ class LiveIndex:
         match takes ~0.1 ms; the database, not the index, decides each claim.)"""
         with self._lock:
             yield self._bring_up_to_date(session)
+
+    def being_claimed(self) -> frozenset[str]:
+        """The devices other requests of this process are claiming (call while reading)."""
+        return frozenset(self._being_claimed)
+
+    def claim_started(self, device_ids: Collection[str]) -> None:
+        """Call while reading, before letting the index go: the devices this request
+        chose, for the others to leave alone until ``claim_ended``."""
+        self._being_claimed.update(device_ids)
+
+    def claim_ended(self, device_ids: Collection[str]) -> None:
+        """The claim is committed (the feed now shows it) or given up."""
+        with self._lock:
+            self._being_claimed.subtract(device_ids)
+            self._being_claimed = +self._being_claimed  # drop the zeros
 
     def _bring_up_to_date(self, session: Session) -> CandidateIndex:
         idle = time.monotonic() - self._polled_at > RELOAD_AFTER_IDLE

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
@@ -43,12 +44,26 @@ class Context:
     _session: Session | None = None
     _directory: Directory | None = None
     _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    # Whether this request began a commit: until it has, an operation that met a dead
+    # connection has written nothing, and may run again on a fresh one (see the view).
+    committing: bool = False
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._session = self.sessions()
+            event.listen(self._session, "before_commit", self._before_commit)
         return self._session
+
+    def _before_commit(self, _session: Session) -> None:
+        self.committing = True
+
+    def start_over(self) -> None:
+        """Forget this request's database work (its session, directory and loaders), so
+        that its operation can run again from the start."""
+        self.close()
+        self._directory = None
+        self._loaders.clear()
 
     def who(self) -> Principal:
         return require_principal(self.principal, self.auth_problem)

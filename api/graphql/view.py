@@ -222,13 +222,22 @@ class GraphQLView(GraphQL):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        try:
-            return await self.in_worker(
-                _run_in_thread_loop,
-                super().execute_single(
-                    request, request_adapter, sub_response, context, root_value, request_data
-                ),
+        def execute() -> Any:
+            operation = super(GraphQLView, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
             )
+            return self.in_worker(_run_in_thread_loop, operation)
+
+        try:
+            result = await execute()
+            if _lost_its_connection_before_writing(result, context):
+                # Its pooled connection had died (a failover, a killed backend) and nothing
+                # was committed: once more on a fresh one, which the pool now gives. Before
+                # tokens were cached, the token lookup met the dead connection instead.
+                log.info("an operation lost its connection before writing; running it again")
+                context.start_over()
+                result = await execute()
+            return result
         except HTTPException as exc:
             if not isinstance(exc.__cause__, CannotGetOperationTypeError):
                 raise
@@ -247,6 +256,14 @@ class GraphQLView(GraphQL):
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+
+def _lost_its_connection_before_writing(result: ExecutionResult, context: Context) -> bool:
+    return (
+        bool(result.errors)
+        and not context.committing
+        and any(code_of(error) == UNAVAILABLE for error in result.errors)
+    )
 
 
 _thread_state = threading.local()
