@@ -182,10 +182,9 @@ def match_device(
     """Select and (unless a dry run) allocate, atomically. Commits its own transaction."""
     require_provisioning(who)
     resolved = _resolve(session, who, given)
-    if not given.dry_run:
-        existing = active_allocation(session, resolved.scope, given.environment)
-        if existing is not None:
-            return _replay(existing, resolved)
+    # No look for the environment's allocation first: a repeated request is rare, and the
+    # partial unique index refuses its second allocation (the IntegrityError below), which
+    # then answers with the first. One statement fewer on every claim.
     attempts = 0
     while True:
         attempts += 1
@@ -195,6 +194,14 @@ def match_device(
             if outcome.matched and not given.dry_run:
                 live.claim_started(chosen)
         if not outcome.matched:
+            # A repeated request finds its own devices taken: by its first allocation.
+            existing = (
+                None
+                if given.dry_run
+                else active_allocation(session, resolved.scope, given.environment)
+            )
+            if existing is not None:
+                return _replay(existing, resolved)
             raise _no_match(outcome.explanation)
         if given.dry_run:
             return MatchResult(
@@ -218,7 +225,8 @@ def match_device(
                         devices=devices,
                     )
             except IntegrityError:
-                # Another request took this environment (or a device) at the same instant.
+                # This environment holds an allocation already (a repeated request, or
+                # another made at the same instant), or another request took a device.
                 session.rollback()
                 existing = active_allocation(session, resolved.scope, given.environment)
                 if existing is not None:

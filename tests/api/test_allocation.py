@@ -86,6 +86,25 @@ def test_same_request_replays_and_a_different_one_is_environment_in_use(api: Api
     assert len(count["allocations"]["edges"]) == 1
 
 
+def test_a_replay_needs_no_free_device_and_leaves_the_others_free(api: Api) -> None:
+    """The unique index, not a look-up first, tells a repeated request: with a free device
+    it claims one, meets its first allocation and gives the device back; with none free
+    it still answers with its allocation, not NO_MATCH."""
+    fleet(api, server("a"), server("b"))
+    first = match(api, "env-1", {"gpu": "8"})
+    again = match(api, "env-1", {"gpu": "8"})  # "b" is free: claimed, then given back
+    assert again["allocation"]["id"] == first["allocation"]["id"]
+    free = "{ devices(filter: {status: [AVAILABLE]}) { edges { node { hostname } } } }"
+    assert len(api.ok(free)["devices"]["edges"]) == 1
+    match(api, "env-2", {"gpu": "8"})  # now nothing is free
+    for env in ("env-1", "env-2"):
+        assert match(api, env, {"gpu": "8"})["claimAttempts"] == 0  # replays
+    clash = api.error(
+        MATCH, input={"environment": "env-1", "labels": labels(), "variables": {"gpu": "4"}}
+    )
+    assert clash["extensions"]["code"] == "ENVIRONMENT_IN_USE"  # not NO_MATCH
+
+
 def test_dry_run_allocates_nothing(api: Api) -> None:
     fleet(api, server("a"))
     result = match(api, "env-1", {"gpu": 8}, dryRun=True)
