@@ -68,8 +68,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,7 @@ import httpx
 import psycopg
 
 from bench.matching import Answer, GraphQLClient, body, fleet_documents, table
-from bench.service import GPUINV, BenchError, free_port, fresh_database, stop, tail, wait_healthy
+from bench.service import GPUINV, BenchError, Service, fresh_database, running_service
 
 DEFAULT_POSTGRES = os.environ.get(
     "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -235,40 +234,20 @@ class Code:
         return done.stdout.strip()
 
 
-@dataclass
-class Server:
-    base_url: str
-    pgid: int
-
-
-@contextmanager
-def serving(code: Code, database_url: str, workdir: Path, workers: int) -> Iterator[Server]:
-    """``gpuinv serve --workers N`` in its own process group, always stopped (group and
-    all) on the way out; a traceback in its log is a problem."""
-    port = free_port()
-    log_path = workdir / f"server-{port}.log"
-    command = [*code.command(), "serve", "--port", str(port), "--workers", str(workers)]
-    command += ["--log-level", "warning"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=code.cwd,
-            env=code.env(database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_healthy(process, base_url)
-            yield Server(base_url, process.pid)
-        except BaseException:
-            print(f"--- the server log, last lines ---\n{tail(log_path)}", file=sys.stderr)
-            raise
-        finally:
-            stop(process)
-            if b"Traceback" in log_path.read_bytes():
-                problem(f"the server logged a traceback; last lines:\n{tail(log_path, 15)}")
+def serving(
+    code: Code, database_url: str, workdir: Path, workers: int
+) -> AbstractContextManager[Service]:
+    """``gpuinv serve --workers N`` of ``code``'s checkout (bench.service); a traceback in
+    its log is a problem."""
+    return running_service(
+        database_url,
+        workdir,
+        workers,
+        on_traceback=problem,
+        gpuinv=code.command(),
+        cwd=code.cwd,
+        env=code.env(database_url),
+    )
 
 
 def prepare(code: Code, url: str, workdir: Path, fleet_file: Path) -> str:
@@ -421,7 +400,7 @@ def warm_up(base_url: str, token: str, claims: list[Claim], budget: float = 300.
 
 
 def replay(
-    server: Server,
+    server: Service,
     token: str,
     database: str,
     claims: list[Claim],

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,18 +140,23 @@ def running_service(
     workdir: Path,
     workers: int = 1,
     on_traceback: Callable[[str], None] | None = None,
+    gpuinv: Sequence[str] = (str(GPUINV),),
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     """``gpuinv serve`` in its own process group (its workers too); yields where it listens
     and always stops the whole group it started. A traceback in the server's log, which
-    makes figures doubtful, goes to ``on_traceback`` (or stderr)."""
+    makes figures doubtful, goes to ``on_traceback`` (or stderr). ``gpuinv``, ``cwd`` and
+    ``env``: how to run it from another checkout (bench.claims' --code-dir)."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
-    command = [str(GPUINV), "serve", "--port", str(port), "--log-level", "warning"]
+    command = [*gpuinv, "serve", "--port", str(port), "--log-level", "warning"]
     command += ["--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
-            env=service_env(database_url),
+            cwd=cwd,
+            env=env or service_env(database_url),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the server ourselves
