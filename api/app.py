@@ -161,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sweeper.cancel()
         with contextlib.suppress(Exception):
             await warming
+        graphql.workers.shutdown(wait=False, cancel_futures=True)  # idle threads go at once
         engine.dispose()
 
     middleware = [
