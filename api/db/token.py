@@ -85,14 +85,9 @@ def revoke_token(session: Session, who: Principal, token_id: str) -> ApiToken:
     return token
 
 
-def authenticate(session: Session, secret: str) -> tuple[Principal | None, str | None]:
-    """The principal for a presented secret, or None and the reason it was refused."""
-    principal, problem, _ = look_up(session, secret)
-    return principal, problem
-
-
 def look_up(session: Session, secret: str) -> tuple[Principal | None, str | None, datetime | None]:
-    """``authenticate``, and when the token expires (None: never), for a cache to honour."""
+    """The principal for a presented secret, or None and the reason it was refused; and
+    when the token expires (None: never), for a cache to honour."""
     row = session.execute(
         select(ApiToken, Tenant.slug)
         .outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
