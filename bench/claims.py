@@ -76,8 +76,16 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.matching import Answer, GraphQLClient, body, fleet_documents, table
-from bench.service import GPUINV, BenchError, Service, fresh_database, running_service
+from bench.matching import Answer, GraphQLClient, body, fleet_documents, table, warm_workers
+from bench.service import (
+    GPUINV,
+    BenchError,
+    Service,
+    cli,
+    fresh_database,
+    running_service,
+    service_env,
+)
 
 DEFAULT_POSTGRES = os.environ.get(
     "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -194,10 +202,8 @@ class Code:
         return [str(GPUINV)] if self.directory is None else [sys.executable, "-m", "api.cli"]
 
     def env(self, database_url: str) -> dict[str, str]:
-        env = {**os.environ, "GPUINV_DATABASE_URL": database_url}
-        if self.directory is not None:
-            env["PYTHONPATH"] = str(self.directory)
-        return env
+        extra = {} if self.directory is None else {"PYTHONPATH": str(self.directory)}
+        return service_env(database_url, extra)
 
     @property
     def cwd(self) -> Path | None:
@@ -220,18 +226,8 @@ class Code:
         return done.stdout.strip() or f"? ({done.stderr.strip()[-200:]})"
 
     def cli(self, database_url: str, *args: str) -> str:
-        done = subprocess.run(
-            [*self.command(), *args],
-            cwd=self.cwd,
-            env=self.env(database_url),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"gpuinv {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-        return done.stdout.strip()
+        extra = {} if self.directory is None else {"PYTHONPATH": str(self.directory)}
+        return cli(database_url, *args, env=extra, gpuinv=self.command(), cwd=self.cwd, timeout=600)
 
 
 def serving(
@@ -377,26 +373,6 @@ def outcome_of(answer: Answer) -> str:
         data = (answer.data or {}).get("matchDevice") or {}
         return "allocated" if data.get("allocation") else "answered without an allocation"
     return answer.code
-
-
-def warm_up(base_url: str, token: str, claims: list[Claim], budget: float = 300.0) -> int:
-    """Dry runs on fresh connections (each may land on another worker) until ten in a row
-    answer under a second: every worker has loaded its index. Returns how many."""
-    client = GraphQLClient(base_url, token, keep_alive=False)
-    fast, sent, deadline = 0, 0, time.monotonic() + budget
-    try:
-        while fast < 10 and time.monotonic() < deadline:
-            claim = claims[sent % len(claims)]
-            sent += 1
-            answer = client.send(claim.request("warm", dry_run=True))
-            if answer.code not in (None, "NO_MATCH"):
-                raise BenchError(f"warm-up dry run failed: {answer.code}: {answer.message}")
-            fast = fast + 1 if answer.seconds < 1.0 else 0
-    finally:
-        client.close()
-    if fast < 10:
-        problem(f"the workers were still slow after {budget:.0f} s of warm-up dry runs")
-    return sent
 
 
 def replay(
@@ -596,7 +572,12 @@ def one_run(
                 f"[{label}] fleet, profiles, token, server: {time.perf_counter() - started:.1f} s"
             )
             started = time.perf_counter()
-            sent = warm_up(server.base_url, token, claims)
+            sent = warm_workers(
+                server.base_url,
+                token,
+                dry_run=lambda n: claims[n % len(claims)].request("warm", dry_run=True),
+                on_slow=problem,
+            )
             progress(
                 f"[{label}] warm after {sent} dry runs ({time.perf_counter() - started:.1f} s)"
             )

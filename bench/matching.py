@@ -845,24 +845,35 @@ def client_loop(job: ClientJob) -> ClientStats:
     return stats
 
 
-def warm_workers(base_url: str, token: str, budget: float = 300.0) -> int:
+def warm_workers(
+    base_url: str,
+    token: str,
+    budget: float = 300.0,
+    dry_run: Callable[[int], bytes] | None = None,
+    on_slow: Callable[[str], None] | None = None,
+) -> int:
     """Dry runs on fresh connections (the kernel hands each to one of the workers) until
     ten in a row answer under a second: every worker has loaded and caught up its index.
-    Returns how many were needed."""
+    Returns how many were needed. ``dry_run(n)``: the n-th request to send (default: a
+    whole node of this benchmark's profile); ``on_slow``: told if they never got fast."""
     client = GraphQLClient(base_url, token, keep_alive=False)
     rng = random.Random(1)
+    dry_run = dry_run or (
+        lambda _: match_body("warm", WHOLE_PROFILE, whole_node_variables(rng), True)
+    )
     fast, sent, deadline = 0, 0, time.monotonic() + budget
     try:
         while fast < 10 and time.monotonic() < deadline:
+            answer = client.send(dry_run(sent))
             sent += 1
-            answer = client.send(match_body("warm", WHOLE_PROFILE, whole_node_variables(rng), True))
             if answer.code not in (None, "NO_MATCH"):
                 raise BenchError(f"warm-up dry run failed: {answer.code}: {answer.message}")
             fast = fast + 1 if answer.seconds < 1.0 else 0
     finally:
         client.close()
     if fast < 10:
-        problem(f"the workers were still slow after {budget:.0f} s of warm-up dry runs")
+        slow = f"the workers were still slow after {budget:.0f} s of warm-up dry runs"
+        (on_slow or problem)(slow)
     return sent
 
 

@@ -46,14 +46,23 @@ def service_env(database_url: str, extra: dict[str, str] | None = None) -> dict[
     return {**os.environ, "GPUINV_DATABASE_URL": database_url, **(extra or {})}
 
 
-def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout."""
+def cli(
+    database_url: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    gpuinv: Sequence[str] = (str(GPUINV),),
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> str:
+    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout. ``env``:
+    more variables; ``gpuinv`` and ``cwd``: how to run it from another checkout."""
     done = subprocess.run(
-        [str(GPUINV), *args],
+        [*gpuinv, *args],
+        cwd=cwd,
         env=service_env(database_url, env),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
