@@ -194,14 +194,11 @@ def match_device(
             if outcome.matched and not given.dry_run:
                 live.claim_started(chosen)
         if not outcome.matched:
-            # A repeated request finds its own devices taken: by its first allocation.
-            existing = (
-                None
-                if given.dry_run
-                else active_allocation(session, resolved.scope, given.environment)
-            )
-            if existing is not None:
-                return _replay(existing, resolved)
+            if not given.dry_run:
+                # A repeated request finds its own devices taken: by its first allocation.
+                existing = active_allocation(session, resolved.scope, given.environment)
+                if existing is not None:
+                    return _replay(existing, resolved)
             raise _no_match(outcome.explanation)
         if given.dry_run:
             return MatchResult(
@@ -211,40 +208,55 @@ def match_device(
                 attempts,
             )
         try:
-            session.rollback()  # claim from a clean transaction, never on top of stale reads
-            try:
-                lost = _claim(session, resolved, outcome.chosen)
-                if not lost:
-                    allocation, devices = _record(session, who, given, resolved, outcome)
-                    session.commit()
-                    return MatchResult(
-                        allocation,
-                        allocation.device_details,
-                        allocation.explanation,
-                        attempts,
-                        devices=devices,
-                    )
-            except IntegrityError:
-                # This environment holds an allocation already (a repeated request, or
-                # another made at the same instant), or another request took a device.
-                session.rollback()
-                existing = active_allocation(session, resolved.scope, given.environment)
-                if existing is not None:
-                    return _replay(existing, resolved)
-                lost = [c.id for c in outcome.chosen]
-            else:
-                session.rollback()  # a claim matched no row: undo the ones that did
+            claimed = _claim_and_record(session, who, given, resolved, outcome, attempts)
         finally:
             live.claim_ended(chosen)  # committed (the feed shows it) or given up
+        if isinstance(claimed, MatchResult):
+            return claimed
         # No re-read here: the winner's change is committed, so the feed shows it to the
         # index at the top of the next attempt.
-        log.info("claim lost on %s (attempt %d)", lost, attempts)
+        log.info("claim lost on %s (attempt %d)", claimed, attempts)
         if attempts >= MAX_CLAIM_ATTEMPTS:
             raise DomainError(
                 CONCURRENT_UPDATE,
                 f"lost {attempts} claim races in a row: the fleet is under heavy contention; retry",
                 {"attempts": attempts},
             )
+
+
+def _claim_and_record(
+    session: Session,
+    who: Principal,
+    given: MatchInput,
+    resolved: _Resolved,
+    outcome: Outcome,
+    attempts: int,
+) -> MatchResult | list[str]:
+    """One claim transaction: the allocation (or, for a repeated request, its first one),
+    or the devices lost to another request."""
+    session.rollback()  # claim from a clean transaction, never on top of stale reads
+    try:
+        lost = _claim(session, resolved, outcome.chosen)
+        if not lost:
+            allocation, devices = _record(session, who, given, resolved, outcome)
+            session.commit()
+            return MatchResult(
+                allocation,
+                allocation.device_details,
+                allocation.explanation,
+                attempts,
+                devices=devices,
+            )
+    except IntegrityError:
+        # This environment holds an allocation already (a repeated request, or another
+        # made at the same instant), or another request took a device.
+        session.rollback()
+        existing = active_allocation(session, resolved.scope, given.environment)
+        if existing is not None:
+            return _replay(existing, resolved)
+        return [c.id for c in outcome.chosen]
+    session.rollback()  # a claim matched no row: undo the ones that did
+    return lost
 
 
 def _choose(resolved: _Resolved, index: CandidateIndex, being_claimed: frozenset[str]) -> Outcome:
