@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     live_index = LiveIndex()
-    graphql = GraphQLView(build_schema(settings), sessions, settings, live_index)
+    graphql = GraphQLView(build_schema(settings), engine, settings, live_index)
 
     async def home(_: Request) -> FileResponse:
         # The fleet dashboard: a static page that asks for a token and reads /graphql.
@@ -125,8 +125,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     def warm_index() -> None:
         try:
-            with sessions() as session:
-                live_index.current(session)
+            with engine.connect() as connection:
+                live_index.current(connection)
         finally:
             # Everything loaded so far (modules, the match index) lives as long as the
             # process: freeze it out of the cyclic collector, whose full passes over it

@@ -395,10 +395,9 @@ def match_command(
         project=project,
         ttl_seconds=int(ttl.total_seconds()) if ttl else None,
     )
-    sessions = open_sessions(create=False)
+    engine = open_engine(create=False)
     try:
-        with sessions() as session:
-            result = match_device(session, cli_principal(), LiveIndex(), given)
+        result = match_device(engine, cli_principal(), LiveIndex(), given)
     except DomainError as exc:
         if "explanation" in exc.extensions:
             print_funnel(exc.extensions["explanation"], err)

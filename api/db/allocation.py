@@ -4,9 +4,9 @@ The engine chooses from the process's index, which may be a moment stale. The da
 decides: every claim is a conditional UPDATE (``… WHERE status = 'available' AND free_gpus
 >= :gpus …``) that matches no row when someone else got there first, and CHECK constraints
 and partial unique indexes refuse what no UPDATE should ever do. A lost claim rolls the
-whole transaction back and chooses again from a clean transaction (the index catches up
-with the winner's change through the feed), so our own uncommitted claim is never
-counted twice (DESIGN.md "Invariants").
+whole transaction back and chooses again in a new one (the index catches up with the
+winner's change through the feed), so our own uncommitted claim is never counted twice
+(DESIGN.md "Invariants"). The claim's statements are in api/db/claim.py.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from api.db import audit
+from api.db import audit, claim
 from api.db.base import new_id, utcnow
 from api.db.candidates import LiveIndex
 from api.db.models import Allocation, AllocationDevice, Device
-from api.db.profile import get_profile
+from api.db.profile import profile_labels
+from api.db.session import begin, session_on
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal, Role
 from api.domain.errors import (
@@ -40,7 +41,7 @@ from api.domain.errors import (
     not_found,
 )
 from api.domain.matching.engine import Explanation, Outcome, match
-from api.domain.matching.index import Candidate, CandidateIndex, Mask
+from api.domain.matching.index import CandidateIndex, Mask
 from api.domain.matching.profile import InventoryType, parse_labels
 from api.domain.matching.request import Request, normalise, resolve
 
@@ -96,7 +97,7 @@ def require_provisioning(who: Principal) -> None:
         raise DomainError(FORBIDDEN, "role 'viewer' may not allocate or release devices")
 
 
-def _resolve(session: Session, who: Principal, given: MatchInput) -> _Resolved:
+def _resolve(connection: Connection, who: Principal, given: MatchInput) -> _Resolved:
     """Validate the input in DESIGN.md's order: input shape, profile, variables."""
     environment = (given.environment or "").strip()
     if not environment or len(environment) > 255:
@@ -117,17 +118,16 @@ def _resolve(session: Session, who: Principal, given: MatchInput) -> _Resolved:
             f"ttlSeconds: must be between 1 and {MAX_TTL_SECONDS}, got {given.ttl_seconds}",
             field="ttlSeconds",
         )
-    tenant_id, tenant_slug = _tenant(session, who, given.tenant)
+    tenant_id, tenant_slug = _tenant(connection, who, given.tenant)
     project_id = None
     if given.project is not None:
         if tenant_id is None:
             raise bad_input("project: needs a tenant (pass tenant)", field="project")
-        directory = Directory.load(session)
-        project_id = directory.project_id.get((tenant_id, given.project))
+        project_id = Directory.load(connection).project_id.get((tenant_id, given.project))
         if project_id is None:
             raise not_found("project", given.project)
     if given.profile is not None:
-        labels = get_profile(session, tenant_id, given.profile).labels
+        labels = profile_labels(connection, tenant_id, given.profile)
     else:
         labels = given.labels
     profile = parse_labels(labels)
@@ -144,13 +144,19 @@ def _resolve(session: Session, who: Principal, given: MatchInput) -> _Resolved:
     return resolved
 
 
-def _tenant(session: Session, who: Principal, slug: str | None) -> tuple[str | None, str | None]:
+def _tenant(
+    connection: Connection | Session, who: Principal, slug: str | None
+) -> tuple[str | None, str | None]:
     """Whose inventory is matched: the named tenant, else the caller's, else all."""
     if slug is None:
         return who.tenant_id, who.tenant_slug
     if who.tenant_id is not None and slug != who.tenant_slug:
         raise not_found("tenant", slug)
-    tenant = tenant_by_slug(session, who, slug)
+    if isinstance(connection, Session):
+        tenant = tenant_by_slug(connection, who, slug)
+    else:
+        with session_on(connection) as session:
+            tenant = tenant_by_slug(session, who, slug)
     return tenant.id, tenant.slug
 
 
@@ -162,6 +168,11 @@ def active_allocation(session: Session, scope: str, environment: str) -> Allocat
             Allocation.released_at.is_(None),
         )
     )
+
+
+def _active_allocation(connection: Connection, scope: str, environment: str) -> Allocation | None:
+    with session_on(connection) as session:
+        return active_allocation(session, scope, environment)
 
 
 def _replay(existing: Allocation, resolved: _Resolved) -> MatchResult:
@@ -176,87 +187,124 @@ def _replay(existing: Allocation, resolved: _Resolved) -> MatchResult:
     return MatchResult(existing, existing.device_details, existing.explanation, 0, True)
 
 
-def match_device(
-    session: Session, who: Principal, live: LiveIndex, given: MatchInput
-) -> MatchResult:
-    """Select and (unless a dry run) allocate, atomically. Commits its own transaction."""
+def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchInput) -> MatchResult:
+    """Select and (unless a dry run) allocate, atomically.
+
+    Owns its transactions, so it takes the pool rather than a session: each attempt is
+    one short transaction on one connection (catch the index up, match, claim, record,
+    commit), the fewest round trips a claim can take. On PostgreSQL each statement reads
+    what is committed when it runs (READ COMMITTED), so claiming in the transaction that
+    caught up is never claiming on stale reads; on SQLite the attempt is a writer's from
+    its BEGIN (IMMEDIATE), so no one can commit between the catch-up and the claim.
+    """
     require_provisioning(who)
-    resolved = _resolve(session, who, given)
-    # No look for the environment's allocation first: a repeated request is rare, and the
-    # partial unique index refuses its second allocation (the IntegrityError below), which
-    # then answers with the first. One statement fewer on every claim.
+    resolved: _Resolved | None = None
     attempts = 0
-    while True:
-        attempts += 1
-        with live.reading(session) as current:
-            outcome = _choose(resolved, current, live.being_claimed())
-            chosen = [c.id for c in outcome.chosen]
-            if outcome.matched and not given.dry_run:
-                live.claim_started(chosen)
-        if not outcome.matched:
-            if not given.dry_run:
-                # A repeated request finds its own devices taken: by its first allocation.
-                existing = active_allocation(session, resolved.scope, given.environment)
-                if existing is not None:
-                    return _replay(existing, resolved)
-            raise _no_match(outcome.explanation)
-        if given.dry_run:
-            return MatchResult(
-                None,
-                _details(resolved, _documents(outcome, allocated=False)),
-                outcome.explanation.as_dict(),
-                attempts,
-            )
-        try:
-            claimed = _claim_and_record(session, who, given, resolved, outcome, attempts)
-        finally:
-            live.claim_ended(chosen)  # committed (the feed shows it) or given up
-        if isinstance(claimed, MatchResult):
-            return claimed
-        # No re-read here: the winner's change is committed, so the feed shows it to the
-        # index at the top of the next attempt.
-        log.info("claim lost on %s (attempt %d)", claimed, attempts)
-        if attempts >= MAX_CLAIM_ATTEMPTS:
-            raise DomainError(
-                CONCURRENT_UPDATE,
-                f"lost {attempts} claim races in a row: the fleet is under heavy contention; retry",
-                {"attempts": attempts},
-            )
+    with engine.connect() as connection:
+        while True:
+            attempts += 1
+            begin(connection, writing=not given.dry_run)
+            try:
+                resolved = resolved or _resolve(connection, who, given)
+                answer = _attempt(connection, who, live, given, resolved, attempts)
+            finally:
+                if connection.in_transaction():
+                    connection.rollback()  # a dry run, a refusal, or a lost claim
+            if isinstance(answer, MatchResult):
+                return answer
+            # The winner's change is committed, so the feed shows it to the index at the
+            # top of the next attempt.
+            log.info("claim lost on %s (attempt %d)", answer, attempts)
+            if attempts >= MAX_CLAIM_ATTEMPTS:
+                raise DomainError(
+                    CONCURRENT_UPDATE,
+                    f"lost {attempts} claim races in a row: the fleet is under heavy "
+                    "contention; retry",
+                    {"attempts": attempts},
+                )
+
+
+def _attempt(
+    connection: Connection,
+    who: Principal,
+    live: LiveIndex,
+    given: MatchInput,
+    resolved: _Resolved,
+    attempts: int,
+) -> MatchResult | list[str]:
+    """One attempt in the connection's transaction: the answer, or the devices lost to
+    another request."""
+    with live.reading(connection) as current:
+        outcome = _choose(resolved, current, live.being_claimed())
+        chosen = [c.id for c in outcome.chosen]
+        claiming = outcome.matched and not given.dry_run
+        if claiming:
+            live.claim_started(chosen)
+    if not outcome.matched:
+        # No look for the environment's allocation before matching: a repeated request is
+        # rare, and the partial unique index refuses its second allocation (the
+        # IntegrityError in _claim_and_record). Here, a repeated request may find its own
+        # devices taken: by its first allocation.
+        existing = (
+            None
+            if given.dry_run
+            else _active_allocation(connection, resolved.scope, given.environment)
+        )
+        if existing is not None:
+            return _replay(existing, resolved)
+        raise _no_match(outcome.explanation)
+    if given.dry_run:
+        return MatchResult(
+            None,
+            _details(resolved, _documents(outcome, allocated=False)),
+            outcome.explanation.as_dict(),
+            attempts,
+        )
+    try:
+        return _claim_and_record(connection, who, given, resolved, outcome, attempts)
+    finally:
+        live.claim_ended(chosen)  # committed (the feed shows it) or given up
 
 
 def _claim_and_record(
-    session: Session,
+    connection: Connection,
     who: Principal,
     given: MatchInput,
     resolved: _Resolved,
     outcome: Outcome,
     attempts: int,
 ) -> MatchResult | list[str]:
-    """One claim transaction: the allocation (or, for a repeated request, its first one),
-    or the devices lost to another request."""
-    session.rollback()  # claim from a clean transaction, never on top of stale reads
+    """Claim, record and commit: the allocation (or, for a repeated request, its first
+    one), or the devices lost to another request (the transaction is then rolled back)."""
+    chosen = [c.id for c in outcome.chosen]
+    now = utcnow()
     try:
-        lost = _claim(session, resolved, outcome.chosen)
-        if not lost:
-            allocation, devices = _record(session, who, given, resolved, outcome)
-            session.commit()
-            return MatchResult(
-                allocation,
-                allocation.device_details,
-                allocation.explanation,
-                attempts,
-                devices=devices,
-            )
+        if resolved.request.profile.inventory_type != InventoryType.VCLUSTER:
+            claimed = claim.claim_whole(connection, chosen, now)
+        else:
+            need = resolved.request.requirements
+            amounts = {
+                "cpu": need.cpu,
+                "memory_mb": need.memory_mb,
+                "storage_gb": need.storage_gb,
+                "gpus": need.gpus,
+            }
+            claimed = claim.claim_slice(connection, chosen, amounts, now)
+        if not claimed:
+            return chosen
+        allocation, devices = _record(connection, who, given, resolved, outcome, now)
+        connection.commit()
     except IntegrityError:
         # This environment holds an allocation already (a repeated request, or another
         # made at the same instant), or another request took a device.
-        session.rollback()
-        existing = active_allocation(session, resolved.scope, given.environment)
+        connection.rollback()
+        existing = _active_allocation(connection, resolved.scope, given.environment)
         if existing is not None:
             return _replay(existing, resolved)
-        return [c.id for c in outcome.chosen]
-    session.rollback()  # a claim matched no row: undo the ones that did
-    return lost
+        return chosen
+    return MatchResult(
+        allocation, allocation.device_details, allocation.explanation, attempts, devices=devices
+    )
 
 
 def _choose(resolved: _Resolved, index: CandidateIndex, being_claimed: frozenset[str]) -> Outcome:
@@ -313,75 +361,23 @@ def _details(resolved: _Resolved, documents: list[dict[str, Any]]) -> Any:
     return documents[0] if resolved.request.requirements.nodes == 1 else documents
 
 
-def _claim(session: Session, resolved: _Resolved, chosen: list[Candidate]) -> list[str]:
-    """Take every chosen device, or report the ones that were no longer there to take."""
-    need = resolved.request.requirements
-    now = utcnow()
-    lost: list[str] = []
-    for candidate in chosen:
-        if resolved.request.profile.inventory_type == InventoryType.VCLUSTER:
-            statement = (
-                update(Device)
-                .where(
-                    Device.id == candidate.id,
-                    Device.status == "available",
-                    Device.free_cpu >= need.cpu,
-                    Device.free_memory_mb >= need.memory_mb,
-                    Device.free_storage_gb >= need.storage_gb,
-                    Device.free_gpus >= need.gpus,
-                )
-                .values(
-                    free_cpu=Device.free_cpu - need.cpu,
-                    free_memory_mb=Device.free_memory_mb - need.memory_mb,
-                    free_storage_gb=Device.free_storage_gb - need.storage_gb,
-                    free_gpus=Device.free_gpus - need.gpus,
-                    generation=Device.generation + 1,
-                    updated_at=now,
-                )
-            )
-        else:
-            statement = (
-                update(Device)
-                .where(
-                    Device.id == candidate.id,
-                    Device.status == "available",
-                    Device.free_cpu == Device.total_cpu,
-                    Device.free_gpus == Device.total_gpus,
-                    Device.free_memory_mb == Device.total_memory_mb,
-                    Device.free_storage_gb == Device.total_storage_gb,
-                )
-                .values(
-                    status="allocated",
-                    free_cpu=0,
-                    free_memory_mb=0,
-                    free_storage_gb=0,
-                    free_gpus=0,
-                    generation=Device.generation + 1,
-                    updated_at=now,
-                )
-            )
-        result = session.execute(statement.execution_options(synchronize_session=False))
-        if result.rowcount != 1:
-            lost.append(candidate.id)
-            break  # the transaction is going to be rolled back: stop here
-    return lost
-
-
 def _record(
-    session: Session, who: Principal, given: MatchInput, resolved: _Resolved, outcome: Outcome
+    connection: Connection,
+    who: Principal,
+    given: MatchInput,
+    resolved: _Resolved,
+    outcome: Outcome,
+    now: datetime,
 ) -> tuple[Allocation, list[AllocationDevice]]:
     """Write the allocation, its devices and the audit event (the claims are already made).
 
-    Plain INSERTs, not the ORM's unit of work: this is the hot path of every claim. The
-    returned objects are not in the session; they only carry the answer.
-
+    The returned objects are not in any session; they only carry the answer.
     ``device_details`` comes from the index's documents, caught up at the start of this
-    request and just confirmed available by the claims, so no re-read is needed; only the
+    attempt and just confirmed available by the claims, so no re-read is needed; only the
     status the claim changed is patched in.
     """
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
-    now = utcnow()
     allocation = Allocation(
         id=new_id(),
         environment=given.environment,
@@ -416,10 +412,9 @@ def _record(
         )
         for position, c in enumerate(outcome.chosen)
     ]
-    session.execute(insert(Allocation.__table__).values(_columns(allocation)))
-    session.execute(insert(AllocationDevice.__table__), [_columns(d) for d in devices])
+    claim.insert_allocation(connection, _columns(allocation), [_columns(d) for d in devices])
     audit.record(
-        session,
+        connection,
         who,
         "allocate",
         "allocation",

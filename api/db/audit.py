@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
@@ -40,8 +40,12 @@ def audit_row(
     }
 
 
+# Built once: every claim and release writes one (see api/db/claim.py on why).
+_INSERT = insert(AuditEvent.__table__)
+
+
 def record(
-    session: Session,
+    session: Session | Connection,
     who: Principal,
     action: str,
     kind: str,
@@ -54,9 +58,7 @@ def record(
     # A plain INSERT, run now: cheaper than the ORM's unit of work on hot paths (every
     # claim and release), and the event still commits or rolls back with the change.
     session.execute(
-        insert(AuditEvent.__table__).values(
-            audit_row(who, action, kind, object_id, name, tenant_id, before, after)
-        )
+        _INSERT, audit_row(who, action, kind, object_id, name, tenant_id, before, after)
     )
 
 

@@ -23,12 +23,13 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Connection, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import device as device_db
 from api.db.base import utcnow
 from api.db.models import Device, DeviceChange
+from api.db.session import session_on
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
 
@@ -123,17 +124,18 @@ class LiveIndex:
         # fit, one then losing the race in the database and matching again.
         self._being_claimed: Counter[str] = Counter()
 
-    def current(self, session: Session) -> CandidateIndex:
+    def current(self, connection: Connection) -> CandidateIndex:
+        """The index, up to date (``connection``: a session's is ``session.connection()``)."""
         with self._lock:
-            return self._bring_up_to_date(session)
+            return self._bring_up_to_date(connection)
 
     @contextmanager
-    def reading(self, session: Session) -> Iterator[CandidateIndex]:
+    def reading(self, connection: Connection) -> Iterator[CandidateIndex]:
         """The index, up to date, held for the caller's match: requests run in worker
         threads, and another's catch-up must not change the arrays under a match. (A
         match takes ~0.1 ms; the database, not the index, decides each claim.)"""
         with self._lock:
-            yield self._bring_up_to_date(session)
+            yield self._bring_up_to_date(connection)
 
     def being_claimed(self) -> frozenset[str]:
         """The devices other requests of this process are claiming (call while reading)."""
@@ -150,14 +152,13 @@ class LiveIndex:
             self._being_claimed.subtract(device_ids)
             self._being_claimed = +self._being_claimed  # drop the zeros
 
-    def _bring_up_to_date(self, session: Session) -> CandidateIndex:
+    def _bring_up_to_date(self, connection: Connection) -> CandidateIndex:
         idle = time.monotonic() - self._polled_at > RELOAD_AFTER_IDLE
         try:
             if self._index is None or idle:
-                # Read the feed's head first: whatever changes while we load is replayed.
-                self._load(session)
+                self._load(connection)
             else:
-                self._catch_up(session)
+                self._catch_up(connection)
         except BaseException:
             # A catch-up cut short (a lost connection, a cancelled request) has moved
             # past changes it never applied: start from a full load next time.
@@ -172,46 +173,39 @@ class LiveIndex:
         with self._lock:
             self._index, self._high, self._holes, self._facts = None, 0, {}, {}
 
-    def _load(self, session: Session) -> None:
+    def _load(self, connection: Connection) -> None:
         # Read the feed's head first: whatever changes while we load is replayed.
-        self._high = session.scalar(select(func.max(DeviceChange.seq))) or 0
+        self._high = connection.scalar(select(func.max(DeviceChange.seq))) or 0
         self._holes, self._facts = {}, {}
-        self._index = load_index(session, self._facts)
+        with session_on(connection) as session:
+            self._index = load_index(session, self._facts)
 
-    def _catch_up(self, session: Session) -> None:
+    def _catch_up(self, connection: Connection) -> None:
         assert self._index is not None
         now = time.monotonic()
         self._holes = {s: t for s, t in self._holes.items() if now - t < HOLE_LIFETIME}
-        condition = DeviceChange.seq > self._high
-        if self._holes:
-            condition = or_(condition, DeviceChange.seq.in_(list(self._holes)))
-        feed = (DeviceChange.seq, DeviceChange.device_id, DeviceChange.origin)
-        rows = session.execute(
-            select(*feed, *_ROW_COLUMNS)
-            .outerjoin(Device, Device.id == DeviceChange.device_id)
-            .where(condition)
-            .order_by(DeviceChange.seq)
-            .limit(_JOINED_POLL + 1)
-        ).all()
+        params: dict[str, Any] = {"high": self._high, "holes": list(self._holes)}
+        joined, alone = (_POLL_WITH_HOLES, _FEED_WITH_HOLES) if self._holes else (_POLL, _FEED)
+        rows = connection.execute(joined, params).all()
         if not rows:
             return
         bulk = len(rows) > _JOINED_POLL
         if bulk:  # an import or a sync: read the feed alone, then re-read what changed
-            rows = session.execute(select(*feed).where(condition).order_by(DeviceChange.seq)).all()
+            rows = connection.execute(alone, params).all()
         for row in rows:
             self._holes.pop(row.seq, None)
             if row.seq > self._high:
                 self._holes.update({missing: now for missing in range(self._high + 1, row.seq)})
                 self._high = row.seq
         if len(self._holes) > MAX_HOLES:  # something odd: start over from a full load
-            self._load(session)
+            self._load(connection)
             return
         if bulk:
             changed = {row.device_id for row in rows}
             if len(changed) > len(self._index) // 4:
-                self._load(session)  # most of the fleet: one full read is simpler
+                self._load(connection)  # most of the fleet: one full read is simpler
             else:
-                self._reload(session, changed)
+                self._reload(connection, changed)
             return
         latest = {row.device_id: row for row in rows}  # the row as it is now, once
         redo = {row.device_id for row in rows if row.origin != "device"}
@@ -219,7 +213,7 @@ class LiveIndex:
             if device_id not in redo and not self._apply_capacity(device_id, row):
                 redo.add(device_id)
         if redo:
-            self._reload(session, redo)
+            self._reload(connection, redo)
 
     def _apply_capacity(self, device_id: str, row: Any) -> bool:
         """Update a device in place if only its status and free amounts changed."""
@@ -245,18 +239,19 @@ class LiveIndex:
         )
         return True
 
-    def _reload(self, session: Session, device_ids: set[str]) -> None:
+    def _reload(self, connection: Connection, device_ids: set[str]) -> None:
         assert self._index is not None
         wanted = sorted(device_ids)
-        directory = Directory.load(session)
         seen: set[str] = set()
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            found = list(session.scalars(select(Device).where(Device.id.in_(chunk))))
-            for candidate in candidates(session, found, directory):
-                self._index.upsert(candidate)
-            self._facts.update((d.id, facts_of(d)) for d in found)
-            seen.update(d.id for d in found)
+        with session_on(connection) as session:
+            directory = Directory.load(session)
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start : start + 900]
+                found = list(session.scalars(select(Device).where(Device.id.in_(chunk))))
+                for candidate in candidates(session, found, directory):
+                    self._index.upsert(candidate)
+                self._facts.update((d.id, facts_of(d)) for d in found)
+                seen.update(d.id for d in found)
         for gone in device_ids - seen:
             self._index.remove(gone)
             self._facts.pop(gone, None)
@@ -265,6 +260,20 @@ class LiveIndex:
 _FEED_COLUMNS = ("seq", "device_id", "origin")
 _ROW_COLUMNS = tuple(Device.__table__.c)
 _FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _CAPACITY_COLUMNS)
+
+# The polls, built once (every matchDevice polls): changes after the last one seen
+# (:high), and those missing below it (:holes) when there are any.
+_change = DeviceChange.__table__.c
+_feed = (_change.seq, _change.device_id, _change.origin)
+_new = _change.seq > bindparam("high")
+_new_or_missing = or_(_new, _change.seq.in_(bindparam("holes", expanding=True)))
+_joined = select(*_feed, *_ROW_COLUMNS).select_from(
+    DeviceChange.__table__.outerjoin(Device.__table__, Device.__table__.c.id == _change.device_id)
+)
+_POLL = _joined.where(_new).order_by(_change.seq).limit(_JOINED_POLL + 1)
+_POLL_WITH_HOLES = _joined.where(_new_or_missing).order_by(_change.seq).limit(_JOINED_POLL + 1)
+_FEED = select(*_feed).where(_new).order_by(_change.seq)
+_FEED_WITH_HOLES = select(*_feed).where(_new_or_missing).order_by(_change.seq)
 
 
 def prune_changes(session: Session) -> int:

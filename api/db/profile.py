@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
@@ -19,7 +19,7 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     """Create or replace a profile in the caller's namespace: a platform admin's are the
     platform's (every tenant reads them), a partner admin's its tenant's own. A tenant's
     profile may take a platform profile's name: it then shadows that profile for this
-    tenant only (see ``get_profile``), and the platform's is never written by a tenant."""
+    tenant only (see ``profile_labels``), and the platform's is never written by a tenant."""
     who.require_inventory_write()
     name = name.strip()
     if not name or len(name) > 255:
@@ -50,20 +50,31 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     return profile
 
 
-def get_profile(session: Session, tenant_id: str | None, name: str) -> Profile:
-    """The profile a name means for a tenant's match: the tenant's own first, then the
-    platform's. ``tenant_id`` is the tenant whose inventory is matched (None: a
-    platform-wide match, which sees platform profiles only)."""
-    namespaces = [Profile.tenant_id.is_(None)]
-    if tenant_id is not None:
-        namespaces.append(Profile.tenant_id == tenant_id)
-    query = select(Profile).where(Profile.name == name, or_(*namespaces))
-    # The tenant's own first: NULLs sort last in ascending order on SQLite and PostgreSQL
-    # alike only with an explicit "nulls last".
-    found = session.scalars(query.order_by(Profile.tenant_id.asc().nulls_last())).first()
+# The tenant's own first: NULLs sort last in ascending order on SQLite and PostgreSQL alike
+# only with an explicit "nulls last". With no tenant, "tenant_id = NULL" matches nothing,
+# so one statement (built once: every matchDevice runs it) serves both.
+_LABELS = (
+    select(Profile.__table__.c.labels)
+    .where(
+        Profile.__table__.c.name == bindparam("name"),
+        or_(
+            Profile.__table__.c.tenant_id.is_(None),
+            Profile.__table__.c.tenant_id == bindparam("tenant_id"),
+        ),
+    )
+    .order_by(Profile.__table__.c.tenant_id.asc().nulls_last())
+    .limit(1)
+)
+
+
+def profile_labels(connection: Connection | Session, tenant_id: str | None, name: str) -> Any:
+    """The labels a profile name means for a tenant's match: the tenant's own profile
+    first, then the platform's. ``tenant_id`` is the tenant whose inventory is matched
+    (None: a platform-wide match, which sees platform profiles only)."""
+    found = connection.execute(_LABELS, {"name": name, "tenant_id": tenant_id}).first()
     if found is None:
         raise not_found("profile", name)
-    return found
+    return found.labels
 
 
 def list_profiles(session: Session, who: Principal) -> list[Profile]:

@@ -122,6 +122,19 @@ def begin_writing(session: Session) -> None:
     session.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
 
 
+def begin(connection: Connection, writing: bool) -> None:
+    """Start a transaction on a plain connection, as a writer when it will write (BEGIN
+    IMMEDIATE on SQLite: see begin_writing), as a reader otherwise."""
+    connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE" if writing else ""})
+    connection.begin()
+
+
+def session_on(connection: Connection) -> Session:
+    """An ORM session inside ``connection``'s transaction, for the occasional ORM read of a
+    function that works on a plain connection: closing it never ends that transaction."""
+    return Session(bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN in the "begin" event
     cursor = dbapi_connection.cursor()

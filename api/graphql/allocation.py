@@ -246,12 +246,11 @@ class AllocationMutation:
             project=input.project,
             ttl_seconds=input.ttl_seconds,
         )
-        # match_device runs its own transactions (read, then claim from a clean one), so
-        # it is not wrapped in ctx.write(): that would take SQLite's write lock up front,
-        # even for a dry run.
+        # match_device owns its transactions (one per attempt; a lost claim tries again in
+        # another), so it takes the pool, not the request's session.
         try:
             with lost_races_as_domain_errors():
-                result = allocation_db.match_device(ctx.session, ctx.who(), ctx.live_index, given)
+                result = allocation_db.match_device(ctx.engine, ctx.who(), ctx.live_index, given)
         except DomainError as exc:
             MATCH_OUTCOMES.labels(exc.code).inc()
             raise

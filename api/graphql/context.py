@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
@@ -36,6 +37,7 @@ log = logging.getLogger("gpuinv.graphql")
 class Context:
     request: Request | None
     settings: Settings
+    engine: Engine  # for functions that own their transactions (matchDevice)
     sessions: sessionmaker[Session]
     principal: Principal | None
     auth_problem: str | None
@@ -44,19 +46,16 @@ class Context:
     _session: Session | None = None
     _directory: Directory | None = None
     _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
-    # Whether this request began a commit: until it has, an operation that met a dead
-    # connection has written nothing, and may run again on a fresh one (see the view).
+    # Whether this request began a commit, on any connection (see watch_commits): until
+    # it has, an operation that met a dead connection has written nothing, and may run
+    # again on a fresh one (see the view).
     committing: bool = False
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._session = self.sessions()
-            event.listen(self._session, "before_commit", self._before_commit)
         return self._session
-
-    def _before_commit(self, _session: Session) -> None:
-        self.committing = True
 
     def start_over(self) -> None:
         """Forget this request's database work (its session, directory and loaders), so
@@ -111,6 +110,12 @@ class Context:
             self._loaders[name] = DataLoader(load_fn=getattr(self, f"_load_{name}"))
         return self._loaders[name]
 
+    def run_here(self) -> None:
+        """Make this the running request of the current task: its operation's commits,
+        whichever connection makes them, then mark it (the worker threads that run the
+        operation are given a copy of the task's context variables)."""
+        _running.set(self)
+
     async def _load_gpus(self, device_ids: Sequence[str]) -> list[tuple[Gpu, ...]]:
         found = device_db.load_gpus(self.session, list(device_ids))
         return [found[i] for i in device_ids]
@@ -122,3 +127,19 @@ class Context:
     async def _load_ports(self, device_ids: Sequence[str]) -> list[list[Infiniband]]:
         found = infiniband_db.ports_by_device(self.session, list(device_ids))
         return [found.get(i, []) for i in device_ids]
+
+
+_running: ContextVar[Context | None] = ContextVar("gpuinv_running_request", default=None)
+
+
+def watch_commits(engine: Engine) -> None:
+    """Mark the running request (Context.run_here) as committing whenever a connection of
+    ``engine`` commits: a session's, or one a function that owns its transactions took
+    from the pool. The event comes before the COMMIT is sent."""
+    event.listen(engine, "commit", _commit_begins)
+
+
+def _commit_begins(_connection: Connection) -> None:
+    context = _running.get()
+    if context is not None:
+        context.committing = True

@@ -28,8 +28,8 @@ from graphql import (
     OperationDefinitionNode,
     parse,
 )
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -42,10 +42,11 @@ from api import graphiql
 from api.body_limit import BodyTooLarge, lower_body_limit
 from api.db import unavailable
 from api.db.candidates import LiveIndex
+from api.db.session import session_factory
 from api.db.token import TokenCache, look_up
 from api.domain.access import Principal
 from api.domain.errors import DomainError
-from api.graphql.context import Context
+from api.graphql.context import Context, watch_commits
 from api.graphql.request import (
     PARSE_FAILED,
     RequestRefused,
@@ -80,12 +81,14 @@ class GraphQLView(GraphQL):
     def __init__(
         self,
         schema: Any,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         settings: Settings,
         live_index: LiveIndex,
     ):
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
-        self.sessions = sessions
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        watch_commits(engine)
         self.settings = settings
         self.live_index = live_index
         self.tokens = TokenCache(settings.token_cache_seconds)
@@ -139,12 +142,14 @@ class GraphQLView(GraphQL):
         context = Context(
             request=request,
             settings=self.settings,
+            engine=self.engine,
             sessions=self.sessions,
             principal=replace(principal, request_id=request_id) if principal else None,
             auth_problem=problem,
             request_id=request_id,
             live_index=self.live_index,
         )
+        context.run_here()
         try:
             return await self.run(request, context=context)
         except RequestRefused as refused:

@@ -53,13 +53,12 @@ def _match(
     **variables: object,
 ) -> allocation_db.MatchResult:
     labels = dict(LABELS, **{"paas.envmgmt.io/inventory": kind})
-    with db() as session:
-        return allocation_db.match_device(
-            session,
-            cli_principal(),
-            LiveIndex(),
-            allocation_db.MatchInput(env, dict(variables), labels=labels, ttl_seconds=ttl),
-        )
+    return allocation_db.match_device(
+        db.kw["bind"],  # the engine the fixture's sessions use
+        cli_principal(),
+        LiveIndex(),
+        allocation_db.MatchInput(env, dict(variables), labels=labels, ttl_seconds=ttl),
+    )
 
 
 def test_the_database_refuses_a_second_active_exclusive_claim(db: sessionmaker[Session]) -> None:

@@ -45,7 +45,7 @@ def _write(db: sessionmaker[Session], statement) -> None:
 
 def _current(db: sessionmaker[Session], live: LiveIndex):
     with db() as session:
-        return live.current(session)
+        return live.current(session.connection())
 
 
 def test_a_claim_and_a_release_by_another_writer_are_seen(db: sessionmaker[Session]) -> None:
@@ -145,7 +145,7 @@ def test_following_a_claim_costs_one_query(db: sessionmaker[Session]) -> None:
 
         event.listen(engine, "before_cursor_execute", count)
         try:
-            index = live.current(session)
+            index = live.current(session.connection())
         finally:
             event.remove(engine, "before_cursor_execute", count)
     assert index.items[device_id].free.gpus == 4

@@ -192,15 +192,12 @@ def test_an_allocated_devices_tenant_change_waits_for_its_release(
     device = world.server("gpu-06", "acme")
     sync("--apply")
     item_id = _items(db, "gpu-06")["acme"].id
-    with db() as session:
-        allocation_db.match_device(
-            session,
-            cli_principal(),
-            LiveIndex(),
-            allocation_db.MatchInput(
-                "env-6", {"host": "gpu-06"}, labels=ONE_GPU_SERVER, tenant="acme"
-            ),
-        )
+    allocation_db.match_device(
+        db.kw["bind"],  # the engine the fixture's sessions use
+        cli_principal(),
+        LiveIndex(),
+        allocation_db.MatchInput("env-6", {"host": "gpu-06"}, labels=ONE_GPU_SERVER, tenant="acme"),
+    )
     world.move(device, "beta")
     [flag] = _diff(sync)
     assert (flag["action"], flag["code"], flag["fields"]) == (

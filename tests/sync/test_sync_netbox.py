@@ -44,13 +44,12 @@ def _graphql_device(api: Api, hostname: str, fields: str) -> dict[str, Any]:
 
 
 def _allocate(db: sessionmaker[Session], environment: str, hostname: str) -> None:
-    with db() as session:
-        allocation_db.match_device(
-            session,
-            cli_principal(),
-            LiveIndex(),
-            allocation_db.MatchInput(environment, {"host": hostname}, labels=ONE_GPU_SERVER),
-        )
+    allocation_db.match_device(
+        db.kw["bind"],  # the engine the fixture's sessions use
+        cli_principal(),
+        LiveIndex(),
+        allocation_db.MatchInput(environment, {"host": hostname}, labels=ONE_GPU_SERVER),
+    )
 
 
 def _device(db: sessionmaker[Session], hostname: str) -> Device:
