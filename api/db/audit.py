@@ -40,8 +40,9 @@ def audit_row(
     }
 
 
-# Built once: every claim and release writes one (see api/db/claim.py on why).
-_INSERT = insert(AuditEvent.__table__)
+# Built once: every claim and release writes one (see api/db/claim.py on why); inline(): no
+# RETURNING of the generated id, which nothing reads.
+_INSERT = insert(AuditEvent.__table__).inline()
 
 
 def record(

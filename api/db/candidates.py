@@ -14,6 +14,7 @@ of the device (its row, GPUs or ports) costs a re-read and a re-render.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -23,7 +24,18 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from api.db import device as device_db
@@ -184,8 +196,12 @@ class LiveIndex:
         assert self._index is not None
         now = time.monotonic()
         self._holes = {s: t for s, t in self._holes.items() if now - t < HOLE_LIFETIME}
-        params: dict[str, Any] = {"high": self._high, "holes": list(self._holes)}
-        joined, alone = (_POLL_WITH_HOLES, _FEED_WITH_HOLES) if self._holes else (_POLL, _FEED)
+        params: dict[str, Any] = {"high": self._high}
+        joined, alone = _POLL, _FEED
+        if self._holes:
+            postgres = connection.dialect.name == "postgresql"
+            joined, alone = _POLLS_WITH_HOLES[postgres]
+            params["holes"] = list(self._holes) if postgres else json.dumps(list(self._holes))
         rows = connection.execute(joined, params).all()
         if not rows:
             return
@@ -262,18 +278,32 @@ _ROW_COLUMNS = tuple(Device.__table__.c)
 _FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _CAPACITY_COLUMNS)
 
 # The polls, built once (every matchDevice polls): changes after the last one seen
-# (:high), and those missing below it (:holes) when there are any.
+# (:high), and those missing below it (:holes) when there are any. The holes are one
+# parameter, an array on PostgreSQL and a JSON array on SQLite, not an IN list of one
+# parameter each: a burst of rolled-back writes leaves thousands of holes for
+# HOLE_LIFETIME, and as an IN list every poll spent ~100 ms rendering 8,000 of them (and
+# PostgreSQL planned a new statement text whenever their number changed).
 _change = DeviceChange.__table__.c
 _feed = (_change.seq, _change.device_id, _change.origin)
 _new = _change.seq > bindparam("high")
-_new_or_missing = or_(_new, _change.seq.in_(bindparam("holes", expanding=True)))
+_missing = {
+    True: _change.seq == any_(bindparam("holes", type_=ARRAY(BigInteger))),
+    False: _change.seq.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam("holes")))
+    ),
+}
 _joined = select(*_feed, *_ROW_COLUMNS).select_from(
     DeviceChange.__table__.outerjoin(Device.__table__, Device.__table__.c.id == _change.device_id)
 )
 _POLL = _joined.where(_new).order_by(_change.seq).limit(_JOINED_POLL + 1)
-_POLL_WITH_HOLES = _joined.where(_new_or_missing).order_by(_change.seq).limit(_JOINED_POLL + 1)
 _FEED = select(*_feed).where(_new).order_by(_change.seq)
-_FEED_WITH_HOLES = select(*_feed).where(_new_or_missing).order_by(_change.seq)
+_POLLS_WITH_HOLES = {  # by "is it PostgreSQL": (joined, feed alone)
+    postgres: (
+        _joined.where(or_(_new, missing)).order_by(_change.seq).limit(_JOINED_POLL + 1),
+        select(*_feed).where(or_(_new, missing)).order_by(_change.seq),
+    )
+    for postgres, missing in _missing.items()
+}
 
 
 def prune_changes(session: Session) -> int:

@@ -68,8 +68,9 @@ CLAIM_SLICE = (
     )
 )
 
-INSERT_ALLOCATION = insert(Allocation.__table__)
-INSERT_ALLOCATION_DEVICES = insert(AllocationDevice.__table__)
+# inline(): no RETURNING of the new rows' generated ids, which nothing reads.
+INSERT_ALLOCATION = insert(Allocation.__table__).inline()
+INSERT_ALLOCATION_DEVICES = insert(AllocationDevice.__table__).inline()
 
 
 def claim_whole(connection: Connection, device_ids: Sequence[str], now: Any) -> bool:

@@ -9,12 +9,12 @@ other change re-reads the device: both kinds are covered, on SQLite and PostgreS
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, event, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import candidates, inventory
 from api.db.candidates import LiveIndex
-from api.db.models import Device, Gpu
+from api.db.models import Device, DeviceChange, Gpu
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.matching.profile import InventoryType
@@ -167,3 +167,39 @@ def test_a_bulk_change_is_read_as_the_feed_then_re_read(
     assert set(index.items) == {first, *added}
     assert index.items[first].free.gpus == 2
     assert index.matching("hostname", [normalise("gpu-4")]).sum() == 1
+
+
+def test_thousands_of_holes_are_one_parameter_and_still_fill(db: sessionmaker[Session]) -> None:
+    """Rolled-back writes leave gaps in the feed's numbers, remembered as holes for a
+    while in case a slow transaction fills them. A burst leaves thousands; the poll sends
+    them as one parameter (an IN list of 5,000 parameters cost ~100 ms a poll), and a
+    late change in a hole is still seen."""
+    device_id = _server(db, "gpu-1")
+    live = LiveIndex()
+    _current(db, live)
+    with unit_of_work(db) as session:
+        high = session.scalar(select(func.max(DeviceChange.seq)))
+        # A change numbered 5,000 past the last: the numbers between are holes (made
+        # here by hand: a rolled-back transaction's numbers are what leaves them).
+        session.add(DeviceChange(seq=high + 5000, device_id=device_id, origin="device"))
+    _current(db, live)
+    # A late transaction fills a hole: on PostgreSQL the trigger's next number is one
+    # of them; on SQLite (which never leaves holes) it comes after the last.
+    _write(db, update(Device).where(Device.id == device_id).values(free_gpus=4))
+    polls: list[tuple[str, object]] = []
+    with db() as session:
+        engine = session.get_bind()
+
+        def record(_conn, _cursor, statement, parameters, *_args) -> None:
+            if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):
+                polls.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            index = live.current(session.connection())
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert index.items[device_id].free.gpus == 4
+    [(_statement, parameters)] = polls
+    # the last number seen, the holes, the limit (and SQLite's offset)
+    assert len(parameters) <= 4, parameters

@@ -1,0 +1,100 @@
+"""A claim costs what the database must do, and no more: the statements one matchDevice
+sends, counted on both backends. Each statement is a round trip and CPU on both sides;
+the claim path once sent thirteen (a token lookup, a look for the environment's
+allocation before matching, three BEGINs and two ROLLBACKs among them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import allocation as allocation_db
+from api.db import inventory
+from api.db.candidates import LiveIndex
+from api.db.profile import save_profile
+from api.db.session import unit_of_work
+from api.domain.access import cli_principal
+from api.domain.vocabulary import Kind
+
+LABELS = {
+    "paas.envmgmt.io/inventory": "vcluster",
+    "paas.envmgmt.io/inventory.config": json.dumps(
+        [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
+    ),
+}
+
+
+def _fleet(db: sessionmaker[Session]) -> None:
+    with unit_of_work(db) as session:
+        for n in range(3):
+            inventory.create(
+                session,
+                cli_principal(),
+                Kind.BAREMETAL,
+                {
+                    "hostname": f"gpu-{n}",
+                    "totalcpu": 64,
+                    "totalmemoryMB": 1024,
+                    "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
+                },
+            )
+        save_profile(session, cli_principal(), "slice", LABELS)
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    """The statements sent meanwhile, by their first words ("INSERT INTO allocation")."""
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:
+        words = statement.split()
+        sent.append(" ".join(words[:3] if words[0].upper() == "INSERT" else words[:2]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _match(engine: Engine, live: LiveIndex, environment: str, **how: object) -> None:
+    given = allocation_db.MatchInput(environment, {"gpu": 1}, **how)  # type: ignore[arg-type]
+    allocation_db.match_device(engine, cli_principal(), live, given)
+
+
+def test_a_claim_is_one_transaction_of_the_statements_it_needs(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    _fleet(db)
+    live = LiveIndex()
+    _match(engine, live, "warm", labels=LABELS)  # loads the index
+    with _statements(engine) as sent:
+        _match(engine, live, "inline", labels=LABELS)
+    # SQLite's BEGIN is sent as a statement (IMMEDIATE: the claim is a writer's from the
+    # start); psycopg sends PostgreSQL's with the first statement's round trip.
+    begin = ["BEGIN IMMEDIATE"] if engine.dialect.name == "sqlite" else []
+    claim = [
+        "SELECT device_change.seq,",  # the index catches up with the feed
+        "UPDATE device",  # the claim, conditional
+        "INSERT INTO allocation",
+        "INSERT INTO allocation_device",
+        "INSERT INTO audit_event",
+    ]
+    assert sent == begin + claim
+    with _statements(engine) as sent:
+        _match(engine, live, "saved", profile="slice")
+    assert sent == [*begin, "SELECT profile.labels", *claim]
+
+
+def test_a_dry_run_reads_and_writes_nothing(db: sessionmaker[Session], engine: Engine) -> None:
+    _fleet(db)
+    live = LiveIndex()
+    _match(engine, live, "warm", labels=LABELS)
+    with _statements(engine) as sent:
+        _match(engine, live, "dry", labels=LABELS, dry_run=True)
+    begin = ["BEGIN"] if engine.dialect.name == "sqlite" else []
+    assert sent == [*begin, "SELECT device_change.seq,"]
