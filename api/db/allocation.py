@@ -28,7 +28,7 @@ from api.db.base import new_id, utcnow
 from api.db.candidates import LiveIndex
 from api.db.models import Allocation, AllocationDevice, Device
 from api.db.profile import profile_labels
-from api.db.session import begin, session_on
+from api.db.session import session_on
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal, Role
 from api.domain.errors import (
@@ -190,20 +190,17 @@ def _replay(existing: Allocation, resolved: _Resolved) -> MatchResult:
 def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchInput) -> MatchResult:
     """Select and (unless a dry run) allocate, atomically.
 
-    Owns its transactions, so it takes the pool rather than a session: each attempt is
-    one short transaction on one connection (catch the index up, match, claim, record,
-    commit), the fewest round trips a claim can take. On PostgreSQL each statement reads
-    what is committed when it runs (READ COMMITTED), so claiming in the transaction that
-    caught up is never claiming on stale reads; on SQLite the attempt is a writer's from
-    its BEGIN (IMMEDIATE), so no one can commit between the catch-up and the claim.
+    Owns its transactions, so it takes the pool rather than a session: each attempt
+    catches the index up, matches, and claims (api/db/claim.py: on PostgreSQL one
+    statement, on SQLite one transaction), with the fewest round trips a claim can take.
     """
     require_provisioning(who)
     resolved: _Resolved | None = None
     attempts = 0
-    with engine.connect() as connection:
+    with claim.connect(engine) as connection:
         while True:
             attempts += 1
-            begin(connection, writing=not given.dry_run)
+            claim.begin_attempt(connection, writing=not given.dry_run)
             try:
                 resolved = resolved or _resolve(connection, who, given)
                 answer = _attempt(connection, who, live, given, resolved, attempts)
@@ -275,24 +272,11 @@ def _claim_and_record(
     attempts: int,
 ) -> MatchResult | list[str]:
     """Claim, record and commit: the allocation (or, for a repeated request, its first
-    one), or the devices lost to another request (the transaction is then rolled back)."""
-    chosen = [c.id for c in outcome.chosen]
-    now = utcnow()
+    one), or the devices lost to another request (the caller then rolls back)."""
+    allocation, devices, planned = _plan(who, given, resolved, outcome)
     try:
-        if resolved.request.profile.inventory_type != InventoryType.VCLUSTER:
-            claimed = claim.claim_whole(connection, chosen, now)
-        else:
-            need = resolved.request.requirements
-            amounts = {
-                "cpu": need.cpu,
-                "memory_mb": need.memory_mb,
-                "storage_gb": need.storage_gb,
-                "gpus": need.gpus,
-            }
-            claimed = claim.claim_slice(connection, chosen, amounts, now)
-        if not claimed:
-            return chosen
-        allocation, devices = _record(connection, who, given, resolved, outcome, now)
+        if not claim.take(connection, planned):
+            return planned.device_ids
         connection.commit()
     except IntegrityError:
         # This environment holds an allocation already (a repeated request, or another
@@ -301,7 +285,7 @@ def _claim_and_record(
         existing = _active_allocation(connection, resolved.scope, given.environment)
         if existing is not None:
             return _replay(existing, resolved)
-        return chosen
+        return planned.device_ids
     return MatchResult(
         allocation, allocation.device_details, allocation.explanation, attempts, devices=devices
     )
@@ -361,23 +345,19 @@ def _details(resolved: _Resolved, documents: list[dict[str, Any]]) -> Any:
     return documents[0] if resolved.request.requirements.nodes == 1 else documents
 
 
-def _record(
-    connection: Connection,
-    who: Principal,
-    given: MatchInput,
-    resolved: _Resolved,
-    outcome: Outcome,
-    now: datetime,
-) -> tuple[Allocation, list[AllocationDevice]]:
-    """Write the allocation, its devices and the audit event (the claims are already made).
+def _plan(
+    who: Principal, given: MatchInput, resolved: _Resolved, outcome: Outcome
+) -> tuple[Allocation, list[AllocationDevice], claim.Claim]:
+    """What the claim writes: the allocation, its devices and the audit event, as rows
+    (claim.Claim), and as objects for the answer (in no session).
 
-    The returned objects are not in any session; they only carry the answer.
     ``device_details`` comes from the index's documents, caught up at the start of this
-    attempt and just confirmed available by the claims, so no re-read is needed; only the
-    status the claim changed is patched in.
+    attempt and confirmed available by the claim itself, so no re-read is needed; only the
+    status the claim changes is patched in.
     """
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
+    now = utcnow()
     allocation = Allocation(
         id=new_id(),
         environment=given.environment,
@@ -412,9 +392,7 @@ def _record(
         )
         for position, c in enumerate(outcome.chosen)
     ]
-    claim.insert_allocation(connection, _columns(allocation), [_columns(d) for d in devices])
-    audit.record(
-        connection,
+    event = audit.audit_row(
         who,
         "allocate",
         "allocation",
@@ -430,11 +408,28 @@ def _record(
             "expiresAt": allocation.expires_at.isoformat() if allocation.expires_at else None,
         },
     )
-    return allocation, devices
+    taken = None
+    if not exclusive:
+        taken = {
+            "cpu": need.cpu,
+            "memory_mb": need.memory_mb,
+            "storage_gb": need.storage_gb,
+            "gpus": need.gpus,
+        }
+    planned = claim.Claim(
+        device_ids=[c.id for c in outcome.chosen],
+        slice=taken,
+        allocation=_columns(allocation),
+        devices=[_columns(d) for d in devices],
+        event=event,
+        now=now,
+    )
+    return allocation, devices, planned
 
 
 def _columns(row: Allocation | AllocationDevice) -> dict[str, Any]:
-    """A transient ORM object's column values, for a plain INSERT."""
+    """A transient ORM object's column values, for a plain INSERT (an autoincremented id,
+    never set, left out)."""
     return {
         column.key: getattr(row, column.key)
         for column in row.__table__.columns

@@ -1,4 +1,4 @@
-"""The claim's statements, built once and executed on a plain connection.
+"""The claim: its statements, built once and executed on a plain connection.
 
 Every matchDevice runs these, so they are SQLAlchemy Core statements made at import with
 bound parameters, not built per request through the ORM: SQLAlchemy then compiles each
@@ -7,29 +7,93 @@ object) and psycopg prepares it on the server after a few uses. Measured on this
 repository's claim UPDATE: 750 µs of CPU per statement through an ORM session, building
 the statement each time; 130 µs through a connection with the statement built once; 95 µs
 through psycopg directly. The last 35 µs are not worth a second, driver-specific copy of
-the claim (and SQLite, the embedded default, runs the same statements).
+the claim.
 
-The database stays the arbiter: a claim is a conditional UPDATE that matches fewer rows
+What a claim writes is decided first, in ``Claim``; ``take`` writes it:
+- On PostgreSQL, as one statement (the UPDATE and the three INSERTs as data-modifying
+  CTEs) on a connection in autocommit: one round trip, no BEGIN or COMMIT. A statement is
+  atomic by itself, so a one-device claim needs no transaction; a claim of several devices
+  may match some of them and not others, so it runs in a transaction that the caller rolls
+  back when ``take`` says the claim was lost.
+- On SQLite, as four statements in the transaction the attempt began (BEGIN IMMEDIATE):
+  SQLite has no data-modifying CTEs, and its statements cost no round trip.
+
+The database stays the arbiter: the claim is a conditional UPDATE that matches fewer rows
 than devices chosen when another request got there first, and the partial unique indexes
 refuse a second active allocation for an environment or an exclusive device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Update,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 
-from api.db.models import Allocation, AllocationDevice, Device
+from api.db.models import Allocation, AllocationDevice, AuditEvent, Device
+from api.db.session import begin
+
+
+@dataclass
+class Claim:
+    """Everything one claim writes, decided before anything is written."""
+
+    device_ids: list[str]
+    slice: dict[str, int] | None  # cpu, memory_mb, storage_gb, gpus taken from each; None: whole
+    allocation: dict[str, Any]  # the allocation row, by column
+    devices: list[dict[str, Any]]  # its allocation_device rows
+    event: dict[str, Any]  # its audit_event row
+    now: datetime
+
+
+def connect(engine: Engine) -> Connection:
+    """A connection for claims. On PostgreSQL in autocommit: each read is its own
+    transaction, and the claim one statement (see ``take``), so no BEGIN and no COMMIT
+    cost a round trip."""
+    connection = engine.connect()
+    if engine.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
+def begin_attempt(connection: Connection, writing: bool) -> None:
+    """Start one attempt's reads. On SQLite a transaction, a writer's (BEGIN IMMEDIATE)
+    when it will claim: nobody can then commit between the catch-up and the claim. On
+    PostgreSQL nothing: each statement reads what is committed when it runs."""
+    if connection.dialect.name != "postgresql":
+        begin(connection, writing)
+
+
+def take(connection: Connection, claim: Claim) -> bool:
+    """Claim every device and record the allocation; False (and nothing recorded) if any
+    device was no longer free. The caller then commits, or on False rolls back (a
+    transaction may hold some of the claims); an IntegrityError means the environment
+    holds an allocation already, or a device was taken."""
+    if connection.dialect.name == "postgresql":
+        return _in_one_statement(connection, claim)
+    return _statement_by_statement(connection, claim)
+
 
 _device = Device.__table__.c
 
-# A whole node: free only if nothing of it is held; then all of it is.
-CLAIM_WHOLE = (
+# A whole node: free only if nothing of it is held; then all of it is. (Which devices:
+# added below, as each backend takes a list best.)
+_WHOLE = (
     update(Device.__table__)
     .where(
-        _device.id.in_(bindparam("ids", expanding=True)),
         _device.status == "available",
         _device.free_cpu == _device.total_cpu,
         _device.free_gpus == _device.total_gpus,
@@ -48,10 +112,9 @@ CLAIM_WHOLE = (
 )
 
 # A slice: the same amounts taken from each chosen device, if each still has them free.
-CLAIM_SLICE = (
+_SLICE = (
     update(Device.__table__)
     .where(
-        _device.id.in_(bindparam("ids", expanding=True)),
         _device.status == "available",
         _device.free_cpu >= bindparam("cpu"),
         _device.free_memory_mb >= bindparam("memory_mb"),
@@ -68,30 +131,113 @@ CLAIM_SLICE = (
     )
 )
 
+# SQLite: the claim, then the records, each a statement.
+_listed = _device.id.in_(bindparam("ids", expanding=True))
+CLAIM_WHOLE = _WHOLE.where(_listed)
+CLAIM_SLICE = _SLICE.where(_listed)
 # inline(): no RETURNING of the new rows' generated ids, which nothing reads.
 INSERT_ALLOCATION = insert(Allocation.__table__).inline()
 INSERT_ALLOCATION_DEVICES = insert(AllocationDevice.__table__).inline()
+INSERT_EVENT = insert(AuditEvent.__table__).inline()
 
 
-def claim_whole(connection: Connection, device_ids: Sequence[str], now: Any) -> bool:
-    """Take every device whole, in one statement; False if any was no longer free (the
-    caller rolls back what was taken)."""
-    claimed = connection.execute(CLAIM_WHOLE, {"ids": list(device_ids), "now": now}).rowcount
-    return claimed == len(device_ids)
+def _statement_by_statement(connection: Connection, claim: Claim) -> bool:
+    params: dict[str, Any] = {"ids": claim.device_ids, "now": claim.now}
+    statement = CLAIM_WHOLE
+    if claim.slice is not None:
+        statement = CLAIM_SLICE
+        params.update(claim.slice)
+    if connection.execute(statement, params).rowcount != len(claim.device_ids):
+        return False
+    connection.execute(INSERT_ALLOCATION, claim.allocation)
+    connection.execute(INSERT_ALLOCATION_DEVICES, claim.devices)
+    connection.execute(INSERT_EVENT, claim.event)
+    return True
 
 
-def claim_slice(
-    connection: Connection, device_ids: Sequence[str], amounts: dict[str, int], now: Any
-) -> bool:
-    """Take ``amounts`` (cpu, memory_mb, storage_gb, gpus) from every device, in one
-    statement; False if any no longer had them free (the caller rolls back)."""
-    params = {"ids": list(device_ids), "now": now, **amounts}
-    return connection.execute(CLAIM_SLICE, params).rowcount == len(device_ids)
+def _in_one_statement(connection: Connection, claim: Claim) -> bool:
+    # In autocommit this statement commits itself: a connection lost while it runs may
+    # have committed it. Running the request again is still safe (the view does, on
+    # UNAVAILABLE): the environment's allocation then answers it, as a replay.
+    if len(claim.device_ids) > 1:
+        # Several devices: some may be claimed and others not, which the caller then rolls
+        # back. (In autocommit, psycopg commits or rolls back what an explicit BEGIN began.)
+        connection.exec_driver_sql("BEGIN")
+    params: dict[str, Any] = {"ids": claim.device_ids, "now": claim.now, "n": len(claim.device_ids)}
+    params.update({f"a_{name}": value for name, value in claim.allocation.items()})
+    params.update({f"e_{name}": value for name, value in claim.event.items()})
+    for name in _HELD_COLUMNS:
+        params[f"d_{name}"] = [row[name] for row in claim.devices]
+    params["exclusive"] = claim.slice is None
+    statement = CLAIM_WHOLE_AND_RECORD
+    if claim.slice is not None:
+        statement = CLAIM_SLICE_AND_RECORD
+        params.update(claim.slice)
+    return connection.execute(statement, params).scalar_one() == len(claim.device_ids)
 
 
-def insert_allocation(
-    connection: Connection, allocation: dict[str, Any], devices: list[dict[str, Any]]
-) -> None:
-    """The allocation's row and its devices' (one multi-row INSERT): column values by name."""
-    connection.execute(INSERT_ALLOCATION, allocation)
-    connection.execute(INSERT_ALLOCATION_DEVICES, devices)
+# -- PostgreSQL: the claim and its records in one statement ------------------------------
+_allocation = Allocation.__table__
+_held = AllocationDevice.__table__
+_event = AuditEvent.__table__
+_ALLOCATION_COLUMNS = [c.name for c in _allocation.columns]  # all of them, given
+_EVENT_COLUMNS = [c.name for c in _event.columns if c.name != "id"]  # id: generated
+_HELD_COLUMNS = ["device_id", "hostname", "position", "cpu", "memory_mb", "storage_gb", "gpus"]
+
+
+def _any_of_ids(statement: Update) -> Update:
+    """The claim UPDATE with its devices as one array (``id = ANY(:ids)``), so that its
+    text, and the plan PostgreSQL prepared for it, do not change with their number."""
+    ids = bindparam("ids", type_=ARRAY(_device.id.type))
+    return statement.where(_device.id == any_(ids))
+
+
+def _claim_and_record(claim_update: Update) -> Any:
+    claimed = claim_update.returning(_device.id).cte("claimed")
+    how_many = select(func.count()).select_from(claimed).scalar_subquery()
+    allocation_values = [
+        bindparam(f"a_{name}", type_=_allocation.c[name].type) for name in _ALLOCATION_COLUMNS
+    ]
+    allocated = (
+        insert(_allocation)
+        .from_select(
+            _ALLOCATION_COLUMNS, select(*allocation_values).where(how_many == bindparam("n"))
+        )
+        .returning(_allocation.c.id)
+        .cte("allocated")
+    )
+    types = [_held.c[name].type for name in _HELD_COLUMNS]
+    rows = (
+        func.unnest(
+            *(
+                bindparam(f"d_{name}", type_=ARRAY(type_))
+                for name, type_ in zip(_HELD_COLUMNS, types, strict=True)
+            )
+        )
+        .table_valued(*_HELD_COLUMNS)
+        .render_derived()
+    )  # AS anon(device_id, hostname, …)
+    held = (
+        insert(_held)
+        .from_select(
+            ["allocation_id", *_HELD_COLUMNS, "exclusive", "active"],
+            select(
+                allocated.c.id,
+                *(rows.c[name] for name in _HELD_COLUMNS),
+                bindparam("exclusive", type_=_held.c.exclusive.type),
+                true(),
+            ).select_from(allocated.join(rows, true())),
+        )
+        .cte("held")
+    )
+    event_values = [bindparam(f"e_{name}", type_=_event.c[name].type) for name in _EVENT_COLUMNS]
+    recorded = (
+        insert(_event)
+        .from_select(_EVENT_COLUMNS, select(*event_values).select_from(allocated))
+        .cte("recorded")
+    )
+    return select(how_many.label("claimed")).add_cte(held, recorded)
+
+
+CLAIM_WHOLE_AND_RECORD = _claim_and_record(_any_of_ids(_WHOLE))
+CLAIM_SLICE_AND_RECORD = _claim_and_record(_any_of_ids(_SLICE))

@@ -1,7 +1,9 @@
 """A claim costs what the database must do, and no more: the statements one matchDevice
 sends, counted on both backends. Each statement is a round trip and CPU on both sides;
 the claim path once sent thirteen (a token lookup, a look for the environment's
-allocation before matching, three BEGINs and two ROLLBACKs among them)."""
+allocation before matching, three BEGINs and two ROLLBACKs among them). On PostgreSQL
+the claim and its records are now one statement in autocommit; on SQLite, whose
+statements cost no round trip, four in one transaction."""
 
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ from api.domain.vocabulary import Kind
 LABELS = {
     "paas.envmgmt.io/inventory": "vcluster",
     "paas.envmgmt.io/inventory.config": json.dumps(
-        [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
+        [
+            {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
+            {"type": "capacity", "keyInVariable": "nodes", "keyInCapacity": "requiredNoofNodes"},
+        ]
     ),
 }
 
@@ -61,9 +66,22 @@ def _statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def _match(engine: Engine, live: LiveIndex, environment: str, **how: object) -> None:
-    given = allocation_db.MatchInput(environment, {"gpu": 1}, **how)  # type: ignore[arg-type]
+def _match(
+    engine: Engine, live: LiveIndex, environment: str, nodes: int = 1, **how: object
+) -> None:
+    variables = {"gpu": 1, "nodes": nodes}
+    given = allocation_db.MatchInput(environment, variables, **how)  # type: ignore[arg-type]
     allocation_db.match_device(engine, cli_principal(), live, given)
+
+
+# The statements of a claim after the index has caught up (its first statement).
+SQLITE_CLAIM = [
+    "UPDATE device",  # the claim, conditional
+    "INSERT INTO allocation",
+    "INSERT INTO allocation_device",
+    "INSERT INTO audit_event",
+]
+POSTGRES_CLAIM = ["WITH claimed"]  # the same, as data-modifying CTEs of one statement
 
 
 def test_a_claim_is_one_transaction_of_the_statements_it_needs(
@@ -72,22 +90,39 @@ def test_a_claim_is_one_transaction_of_the_statements_it_needs(
     _fleet(db)
     live = LiveIndex()
     _match(engine, live, "warm", labels=LABELS)  # loads the index
+    sqlite = engine.dialect.name == "sqlite"
+    poll = "SELECT device_change.seq,"  # the index catches up with the feed
     with _statements(engine) as sent:
         _match(engine, live, "inline", labels=LABELS)
-    # SQLite's BEGIN is sent as a statement (IMMEDIATE: the claim is a writer's from the
-    # start); psycopg sends PostgreSQL's with the first statement's round trip.
-    begin = ["BEGIN IMMEDIATE"] if engine.dialect.name == "sqlite" else []
-    claim = [
-        "SELECT device_change.seq,",  # the index catches up with the feed
-        "UPDATE device",  # the claim, conditional
-        "INSERT INTO allocation",
-        "INSERT INTO allocation_device",
-        "INSERT INTO audit_event",
-    ]
-    assert sent == begin + claim
+    if sqlite:
+        # The attempt is a writer's from its start (IMMEDIATE): nobody commits between
+        # the catch-up and the claim.
+        assert sent == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
+    else:
+        assert sent == [poll, *POSTGRES_CLAIM]  # no BEGIN, no COMMIT
     with _statements(engine) as sent:
         _match(engine, live, "saved", profile="slice")
-    assert sent == [*begin, "SELECT profile.labels", *claim]
+    profile = "SELECT profile.labels"  # a saved profile is read first
+    if sqlite:
+        assert sent == ["BEGIN IMMEDIATE", profile, poll, *SQLITE_CLAIM]
+    else:
+        assert sent == [profile, poll, *POSTGRES_CLAIM]
+
+
+def test_a_claim_of_several_devices_is_a_transaction(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """Some of several devices may be claimed and others not: that is rolled back."""
+    _fleet(db)
+    live = LiveIndex()
+    _match(engine, live, "warm", labels=LABELS)
+    with _statements(engine) as sent:
+        _match(engine, live, "two", nodes=2, labels=LABELS)
+    poll = "SELECT device_change.seq,"
+    if engine.dialect.name == "sqlite":
+        assert sent == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
+    else:
+        assert sent == [poll, "BEGIN", *POSTGRES_CLAIM]
 
 
 def test_a_dry_run_reads_and_writes_nothing(db: sessionmaker[Session], engine: Engine) -> None:
