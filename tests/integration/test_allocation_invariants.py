@@ -19,6 +19,7 @@ from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.errors import DEVICE_ALLOCATED, DomainError
 from api.domain.vocabulary import Kind
+from tests.integration.support import h100_servers
 
 LABELS = {
     "paas.envmgmt.io/inventory": "baremetal",
@@ -29,20 +30,7 @@ LABELS = {
 
 
 def _fleet(db: sessionmaker[Session], count: int = 2) -> list[str]:
-    with unit_of_work(db) as session:
-        return [
-            inventory.create(
-                session,
-                cli_principal(),
-                Kind.BAREMETAL,
-                {
-                    "hostname": f"gpu-{n}",
-                    "totalcpu": 64,
-                    "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
-                },
-            ).id
-            for n in range(count)
-        ]
+    return h100_servers(db, count)
 
 
 def _match(

@@ -8,19 +8,16 @@ statements cost no round trip, four in one transaction."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
-from api.db import inventory
 from api.db.candidates import LiveIndex
 from api.db.profile import save_profile
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
-from api.domain.vocabulary import Kind
+from tests.integration.support import Sent, h100_servers, statements_sent
 
 LABELS = {
     "paas.envmgmt.io/inventory": "vcluster",
@@ -34,36 +31,13 @@ LABELS = {
 
 
 def _fleet(db: sessionmaker[Session]) -> None:
+    h100_servers(db, 3)
     with unit_of_work(db) as session:
-        for n in range(3):
-            inventory.create(
-                session,
-                cli_principal(),
-                Kind.BAREMETAL,
-                {
-                    "hostname": f"gpu-{n}",
-                    "totalcpu": 64,
-                    "totalmemoryMB": 1024,
-                    "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
-                },
-            )
         save_profile(session, cli_principal(), "slice", LABELS)
 
 
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    """The statements sent meanwhile, by their first words ("INSERT INTO allocation")."""
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement: str, *_args) -> None:
-        words = statement.split()
-        sent.append(" ".join(words[:3] if words[0].upper() == "INSERT" else words[:2]))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+def _openings(sent: list[Sent]) -> list[str]:
+    return [s.opening for s in sent]
 
 
 def _match(
@@ -92,21 +66,21 @@ def test_a_claim_is_one_transaction_of_the_statements_it_needs(
     _match(engine, live, "warm", labels=LABELS)  # loads the index
     sqlite = engine.dialect.name == "sqlite"
     poll = "SELECT device_change.seq,"  # the index catches up with the feed
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         _match(engine, live, "inline", labels=LABELS)
     if sqlite:
         # The attempt is a writer's from its start (IMMEDIATE): nobody commits between
         # the catch-up and the claim.
-        assert sent == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
+        assert _openings(sent) == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
     else:
-        assert sent == [poll, *POSTGRES_CLAIM]  # no BEGIN, no COMMIT
-    with _statements(engine) as sent:
+        assert _openings(sent) == [poll, *POSTGRES_CLAIM]  # no BEGIN, no COMMIT
+    with statements_sent(engine) as sent:
         _match(engine, live, "saved", profile="slice")
     profile = "SELECT profile.labels"  # a saved profile is read first
     if sqlite:
-        assert sent == ["BEGIN IMMEDIATE", profile, poll, *SQLITE_CLAIM]
+        assert _openings(sent) == ["BEGIN IMMEDIATE", profile, poll, *SQLITE_CLAIM]
     else:
-        assert sent == [profile, poll, *POSTGRES_CLAIM]
+        assert _openings(sent) == [profile, poll, *POSTGRES_CLAIM]
 
 
 def test_a_claim_of_several_devices_is_a_transaction(
@@ -116,20 +90,20 @@ def test_a_claim_of_several_devices_is_a_transaction(
     _fleet(db)
     live = LiveIndex()
     _match(engine, live, "warm", labels=LABELS)
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         _match(engine, live, "two", nodes=2, labels=LABELS)
     poll = "SELECT device_change.seq,"
     if engine.dialect.name == "sqlite":
-        assert sent == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
+        assert _openings(sent) == ["BEGIN IMMEDIATE", poll, *SQLITE_CLAIM]
     else:
-        assert sent == [poll, "BEGIN", *POSTGRES_CLAIM]
+        assert _openings(sent) == [poll, "BEGIN", *POSTGRES_CLAIM]
 
 
 def test_a_dry_run_reads_and_writes_nothing(db: sessionmaker[Session], engine: Engine) -> None:
     _fleet(db)
     live = LiveIndex()
     _match(engine, live, "warm", labels=LABELS)
-    with _statements(engine) as sent:
+    with statements_sent(engine) as sent:
         _match(engine, live, "dry", labels=LABELS, dry_run=True)
     begin = ["BEGIN"] if engine.dialect.name == "sqlite" else []
-    assert sent == [*begin, "SELECT device_change.seq,"]
+    assert _openings(sent) == [*begin, "SELECT device_change.seq,"]

@@ -9,7 +9,7 @@ other change re-reads the device: both kinds are covered, on SQLite and PostgreS
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import candidates, inventory
@@ -20,6 +20,7 @@ from api.domain.access import cli_principal
 from api.domain.matching.profile import InventoryType
 from api.domain.matching.request import normalise
 from api.domain.vocabulary import Kind
+from tests.integration.support import statements_sent
 
 
 def _server(db: sessionmaker[Session], hostname: str, tags: dict[str, str] | None = None) -> str:
@@ -135,19 +136,9 @@ def test_following_a_claim_costs_one_query(db: sessionmaker[Session]) -> None:
     live = LiveIndex()
     _current(db, live)
     _write(db, update(Device).where(Device.id == device_id).values(free_gpus=4))
-    statements: list[str] = []
-    with db() as session:
-        engine = session.get_bind()
-
-        def count(_conn, _cursor, statement, *_args) -> None:
-            if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):
-                statements.append(statement)
-
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            index = live.current(session.connection())
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
+    with db() as session, statements_sent(session.get_bind()) as sent:
+        index = live.current(session.connection())
+    statements = [s.statement for s in sent if not s.is_begin]
     assert index.items[device_id].free.gpus == 4
     assert len(statements) == 1, statements
 
@@ -186,19 +177,9 @@ def test_thousands_of_holes_are_one_parameter_and_still_fill(db: sessionmaker[Se
     # A late transaction fills a hole: on PostgreSQL the trigger's next number is one
     # of them; on SQLite (which never leaves holes) it comes after the last.
     _write(db, update(Device).where(Device.id == device_id).values(free_gpus=4))
-    polls: list[tuple[str, object]] = []
-    with db() as session:
-        engine = session.get_bind()
-
-        def record(_conn, _cursor, statement, parameters, *_args) -> None:
-            if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):
-                polls.append((statement, parameters))
-
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            index = live.current(session.connection())
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+    with db() as session, statements_sent(session.get_bind()) as sent:
+        index = live.current(session.connection())
+    polls = [(s.statement, s.parameters) for s in sent if not s.is_begin]
     assert index.items[device_id].free.gpus == 4
     [(_statement, parameters)] = polls
     # the last number seen, the holes, the limit (and SQLite's offset)
