@@ -27,14 +27,16 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    ColumnElement,
     Connection,
+    Select,
     any_,
     bindparam,
     delete,
     func,
     literal_column,
-    or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -282,7 +284,10 @@ _FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _
 # parameter, an array on PostgreSQL and a JSON array on SQLite, not an IN list of one
 # parameter each: a burst of rolled-back writes leaves thousands of holes for
 # HOLE_LIFETIME, and as an IN list every poll spent ~100 ms rendering 8,000 of them (and
-# PostgreSQL planned a new statement text whenever their number changed).
+# PostgreSQL planned a new statement text whenever their number changed). The two parts
+# are a UNION ALL, each read through the primary key: as "seq > :high OR seq = ANY(:holes)"
+# PostgreSQL's plan for the prepared statement compared every row of the feed with every
+# hole (100 ms a poll for 8,000 holes over 1,500 changes; 23 ms as two index reads).
 _change = DeviceChange.__table__.c
 _feed = (_change.seq, _change.device_id, _change.origin)
 _new = _change.seq > bindparam("high")
@@ -297,10 +302,17 @@ _joined = select(*_feed, *_ROW_COLUMNS).select_from(
 )
 _POLL = _joined.where(_new).order_by(_change.seq).limit(_JOINED_POLL + 1)
 _FEED = select(*_feed).where(_new).order_by(_change.seq)
+
+
+def _new_or_missing(part: Select[Any], missing: ColumnElement[bool]) -> Select[Any]:
+    both = union_all(part.where(_new), part.where(missing)).subquery()
+    return select(both).order_by(both.c.seq)
+
+
 _POLLS_WITH_HOLES = {  # by "is it PostgreSQL": (joined, feed alone)
     postgres: (
-        _joined.where(or_(_new, missing)).order_by(_change.seq).limit(_JOINED_POLL + 1),
-        select(*_feed).where(or_(_new, missing)).order_by(_change.seq),
+        _new_or_missing(_joined, missing).limit(_JOINED_POLL + 1),
+        _new_or_missing(select(*_feed), missing),
     )
     for postgres, missing in _missing.items()
 }
