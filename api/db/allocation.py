@@ -3,10 +3,11 @@
 The engine chooses from the process's index, which may be a moment stale. The database
 decides: every claim is a conditional UPDATE (``… WHERE status = 'available' AND free_gpus
 >= :gpus …``) that matches no row when someone else got there first, and CHECK constraints
-and partial unique indexes refuse what no UPDATE should ever do. A lost claim rolls the
-whole transaction back and chooses again in a new one (the index catches up with the
-winner's change through the feed), so our own uncommitted claim is never counted twice
-(DESIGN.md "Invariants"). The claim's statements are in api/db/claim.py.
+and partial unique indexes refuse what no UPDATE should ever do. A lost claim leaves
+nothing behind (one statement that changed nothing, or a transaction rolled back) and
+chooses again (the index catches up with the winner's change through the feed), so our
+own uncommitted claim is never counted twice (DESIGN.md "Invariants"). The claim's
+statements are in api/db/claim.py.
 """
 
 from __future__ import annotations
@@ -229,8 +230,8 @@ def _attempt(
     resolved: _Resolved,
     attempts: int,
 ) -> MatchResult | list[str]:
-    """One attempt in the connection's transaction: the answer, or the devices lost to
-    another request."""
+    """One attempt on the connection: the answer, or the devices lost to another
+    request."""
     with live.reading(connection) as current:
         outcome = _choose(resolved, current, live.being_claimed())
         chosen = [c.id for c in outcome.chosen]
@@ -242,13 +243,10 @@ def _attempt(
         # rare, and the partial unique index refuses its second allocation (the
         # IntegrityError in _claim_and_record). Here, a repeated request may find its own
         # devices taken: by its first allocation.
-        existing = (
-            None
-            if given.dry_run
-            else _active_allocation(connection, resolved.scope, given.environment)
-        )
-        if existing is not None:
-            return _replay(existing, resolved)
+        if not given.dry_run:
+            existing = _active_allocation(connection, resolved.scope, given.environment)
+            if existing is not None:
+                return _replay(existing, resolved)
         raise _no_match(outcome.explanation)
     if given.dry_run:
         return MatchResult(
