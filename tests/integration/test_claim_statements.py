@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
+from api.db.models import Allocation, Device
 from api.db.profile import save_profile
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
@@ -28,6 +30,9 @@ LABELS = {
         ]
     ),
 }
+
+
+WHOLE_LABELS = dict(LABELS, **{"paas.envmgmt.io/inventory": "baremetal"})
 
 
 def _fleet(db: sessionmaker[Session]) -> None:
@@ -107,3 +112,41 @@ def test_a_dry_run_reads_and_writes_nothing(db: sessionmaker[Session], engine: E
         _match(engine, live, "dry", labels=LABELS, dry_run=True)
     begin = ["BEGIN"] if engine.dialect.name == "sqlite" else []
     assert _openings(sent) == [*begin, "SELECT device_change.seq,"]
+
+
+def test_a_claim_of_several_devices_that_loses_one_takes_none(
+    db: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two devices chosen, one of them taken meanwhile: the claim of the other is undone,
+    and the next attempt takes two free ones. The race is made by hand (a fault we cannot
+    time otherwise): the index's first catch-up is skipped, so it still believes gpu-0 free
+    after another writer took it."""
+    ids = h100_servers(db, 3)
+    live = LiveIndex()
+    _match(engine, live, "warm", labels=LABELS, dry_run=True)  # loads the index
+    with unit_of_work(db) as session:
+        session.execute(
+            update(Device)
+            .where(Device.id == ids[0])
+            .values(status="allocated", free_gpus=0, free_cpu=0)
+            .execution_options(synchronize_session=False)
+        )
+    catch_up = LiveIndex._catch_up
+    skipped: list[bool] = []
+
+    def stale_once(self: LiveIndex, connection: object) -> None:
+        if not skipped:
+            skipped.append(True)
+            return
+        catch_up(self, connection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LiveIndex, "_catch_up", stale_once)
+    given = allocation_db.MatchInput("two", {"gpu": 8, "nodes": 2}, labels=WHOLE_LABELS)
+    result = allocation_db.match_device(engine, cli_principal(), live, given)
+    assert result.attempts == 2
+    assert sorted(d.device_id for d in result.devices or []) == sorted(ids[1:])
+    with db() as session:
+        free = dict(session.execute(select(Device.hostname, Device.free_gpus)).all())
+        allocations = session.scalar(select(func.count()).select_from(Allocation))
+    assert free == {"gpu-0": 0, "gpu-1": 0, "gpu-2": 0}
+    assert allocations == 1  # the lost attempt wrote nothing
