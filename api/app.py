@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     live_index = LiveIndex()
-    graphql = GraphQLView(build_schema(settings), engine, settings, live_index)
+    graphql = GraphQLView(build_schema(settings), engine, sessions, settings, live_index)
 
     async def home(_: Request) -> FileResponse:
         # The fleet dashboard: a static page that asks for a token and reads /graphql.

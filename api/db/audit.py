@@ -58,9 +58,12 @@ def record(
 ) -> None:
     # A plain INSERT, run now: cheaper than the ORM's unit of work on hot paths (every
     # claim and release), and the event still commits or rolls back with the change.
-    session.execute(
-        _INSERT, audit_row(who, action, kind, object_id, name, tenant_id, before, after)
-    )
+    write(session, audit_row(who, action, kind, object_id, name, tenant_id, before, after))
+
+
+def write(session: Session | Connection, row: dict[str, Any]) -> None:
+    """One audit row (``audit_row``'s), in the caller's transaction."""
+    session.execute(_INSERT, row)
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:

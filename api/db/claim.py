@@ -43,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 
+from api.db import audit
 from api.db.models import Allocation, AllocationDevice, AuditEvent, Device
 from api.db.session import begin
 
@@ -138,7 +139,6 @@ CLAIM_SLICE = _SLICE.where(_listed)
 # inline(): no RETURNING of the new rows' generated ids, which nothing reads.
 INSERT_ALLOCATION = insert(Allocation.__table__).inline()
 INSERT_ALLOCATION_DEVICES = insert(AllocationDevice.__table__).inline()
-INSERT_EVENT = insert(AuditEvent.__table__).inline()
 
 
 def _statement_by_statement(connection: Connection, claim: Claim) -> bool:
@@ -151,7 +151,7 @@ def _statement_by_statement(connection: Connection, claim: Claim) -> bool:
         return False
     connection.execute(INSERT_ALLOCATION, claim.allocation)
     connection.execute(INSERT_ALLOCATION_DEVICES, claim.devices)
-    connection.execute(INSERT_EVENT, claim.event)
+    audit.write(connection, claim.event)
     return True
 
 

@@ -32,6 +32,7 @@ from graphql import (
 )
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -44,7 +45,6 @@ from api import graphiql
 from api.body_limit import BodyTooLarge, lower_body_limit
 from api.db import unavailable
 from api.db.candidates import LiveIndex
-from api.db.session import session_factory
 from api.db.token import TokenCache, look_up
 from api.domain.access import Principal
 from api.domain.errors import DomainError
@@ -84,12 +84,15 @@ class GraphQLView(GraphQL):
         self,
         schema: Any,
         engine: Engine,
+        sessions: sessionmaker[Session],
         settings: Settings,
         live_index: LiveIndex,
     ):
+        """``sessions``: the app's, on ``engine``; the engine itself is for functions that
+        own their transactions (matchDevice)."""
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self.engine = engine
-        self.sessions = session_factory(engine)
+        self.sessions = sessions
         watch_commits(engine)
         self.settings = settings
         self.live_index = live_index
