@@ -19,9 +19,13 @@ with its own ``environment``: about 60% whole 8-GPU nodes (baremetal, ``gpu=8``)
 a GPU). Every claim names a GPU type (``gputype``: ``tags.gputype``), its vendor
 (``vendor``: ``gpus.vendorCode``) and one to three regions (``zone``: a list, any of
 which ``tags.location`` may be). ``--clients`` threads in this process, each with its own
-keep-alive httpx client, take the next claim from the list and send it, as fast as they
-go, until the list is done. Before that: dry runs on fresh connections until every
-worker answers fast (its index loaded), then two dry runs on each client's connection.
+keep-alive connection, take the next claim from the list and send it, as fast as they
+go, until the list is done. Their HTTP client is httpx, as a Python pipeline's would be;
+``--client socket`` (or ``both``, interleaved run by run) uses bench/socket_client.py
+instead, a wrk-like client that costs the shared cores about a sixth as much, so the
+figures show more of what the server itself can do. Before that: dry runs on fresh
+connections until every worker answers fast (its index loaded), then two dry runs on
+each client's connection.
 
 Reported per run: claims/s (claims answered / wall time from the first send to the last
 answer), latency p50/p95/p99 over every claim's request (sent to answer fully read,
@@ -86,12 +90,14 @@ from bench.service import (
     running_service,
     service_env,
 )
+from bench.socket_client import SocketClient
 
 DEFAULT_POSTGRES = os.environ.get(
     "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS: list[str] = []  # errors, 5xx, broken invariants: printed with the tables
+CLIENTS = {"httpx": GraphQLClient, "socket": SocketClient}  # --client
 
 # The profiles: one set of filters, two inventory types.
 CONFIG = [
@@ -382,9 +388,11 @@ def replay(
     claims: list[Claim],
     clients: int,
     result: RunResult,
+    client_kind: str,
 ) -> None:
-    """``clients`` threads, each its own keep-alive connection, take the next claim until
-    none is left. CPU is sampled just before they start and after the last answer."""
+    """``clients`` threads, each its own keep-alive connection (``client_kind``: httpx or
+    socket), take the next claim until none is left. CPU is sampled just before they
+    start and after the last answer."""
     lock = threading.Lock()
     position = iter(range(len(claims)))
     latencies: list[float] = []
@@ -395,7 +403,7 @@ def replay(
 
     def client_thread(number: int) -> None:
         nonlocal retried
-        client = GraphQLClient(server.base_url, token)
+        client = CLIENTS[client_kind](server.base_url, token)
         try:
             for n in range(2):  # the connection made, this worker warm, nothing allocated
                 answer = client.send(claims[(number * 2 + n) % len(claims)].request("warm", True))
@@ -413,7 +421,7 @@ def replay(
                 started = time.perf_counter()
                 try:
                     answer = client.send(request)
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, OSError, BenchError) as exc:
                     seconds = time.perf_counter() - started
                     answer = Answer(seconds, None, type(exc).__name__, str(exc))
                 outcome = outcome_of(answer)
@@ -557,6 +565,7 @@ def one_run(
     fleet_file: Path,
     workers: int,
     clients: int,
+    client_kind: str,
     label: str,
 ) -> RunResult:
     result = RunResult(label, code.version())
@@ -582,7 +591,7 @@ def one_run(
                 f"[{label}] warm after {sent} dry runs ({time.perf_counter() - started:.1f} s)"
             )
             wait_quiet(args.wait_quiet, label)
-            replay(server, token, url.rpartition("/")[2], claims, clients, result)
+            replay(server, token, url.rpartition("/")[2], claims, clients, result, client_kind)
             verify(url, result)
         for line in verification_lines(result):
             progress(line)
@@ -711,6 +720,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--clients", type=int, default=8, help="client threads, one connection each (default: 8)"
     )
     parser.add_argument(
+        "--client",
+        choices=[*CLIENTS, "both"],
+        default="httpx",
+        help="the clients' HTTP client: httpx (default), socket (bench/socket_client.py, "
+        "lighter), or both, interleaved run by run",
+    )
+    parser.add_argument(
         "--runs", type=int, default=3, help="runs, each on a fresh database (default: 3)"
     )
     parser.add_argument(
@@ -757,21 +773,26 @@ def main(argv: list[str] | None = None) -> int:
     configurations = [(args.workers, args.clients)]
     if args.also_single and (args.workers, args.clients) != (1, 1):
         configurations.append((1, 1))
+    kinds = list(CLIENTS) if args.client == "both" else [args.client]
     sections: list[tuple[str, list[RunResult]]] = []
     with tempfile.TemporaryDirectory(prefix="gpuinv-claims-fleet-") as tmp:
         fleet_file = Path(tmp) / "fleet.json"
         fleet_file.write_text(json.dumps({"devices": fleet_documents(args.nodes, args.seed)}))
         try:
             for workers, clients in configurations:
-                title = (
-                    f"{workers} server process{'es' if workers > 1 else ''}, "
-                    f"{clients} client{'s' if clients > 1 else ''}"
-                )
-                results: list[RunResult] = []
-                sections.append((title, results))
-                for run in range(1, args.runs + 1):
-                    label = f"{workers}w/{clients}c #{run}"
-                    results.append(one_run(code, args, claims, fleet_file, workers, clients, label))
+                by_kind: dict[str, list[RunResult]] = {}
+                for kind in kinds:
+                    title = (
+                        f"{workers} server process{'es' if workers > 1 else ''}, "
+                        f"{clients} {kind} client{'s' if clients > 1 else ''}"
+                    )
+                    sections.append((title, by_kind.setdefault(kind, [])))
+                for run in range(1, args.runs + 1):  # the kinds interleaved: the VM drifts
+                    for kind in kinds:
+                        label = f"{workers}w/{clients}c {kind} #{run}"
+                        by_kind[kind].append(
+                            one_run(code, args, claims, fleet_file, workers, clients, kind, label)
+                        )
         except BenchError as exc:
             problem(f"FAILED: {exc}")
             print(report(sections, args, code))

@@ -441,6 +441,18 @@ class Answer:
     message: str = ""
 
 
+def answer_of(seconds: float, status: int, content: bytes) -> Answer:
+    """What an HTTP answer from /graphql says: its data, or its first error's code."""
+    if status != 200:
+        return Answer(seconds, None, f"HTTP {status}", content[:500].decode(errors="replace"))
+    payload = json.loads(content)
+    errors = payload.get("errors")
+    if errors:
+        code = (errors[0].get("extensions") or {}).get("code", "UNKNOWN")
+        return Answer(seconds, payload.get("data"), code, errors[0].get("message", ""))
+    return Answer(seconds, payload["data"], None)
+
+
 class GraphQLClient:
     """One keep-alive HTTP connection to /graphql with a bearer token."""
 
@@ -461,14 +473,7 @@ class GraphQLClient:
         started = time.perf_counter()
         response = self.http.post("/graphql", content=body)
         seconds = time.perf_counter() - started
-        if response.status_code != 200:
-            return Answer(seconds, None, f"HTTP {response.status_code}", response.text[:500])
-        payload = response.json()
-        errors = payload.get("errors")
-        if errors:
-            code = (errors[0].get("extensions") or {}).get("code", "UNKNOWN")
-            return Answer(seconds, payload.get("data"), code, errors[0].get("message", ""))
-        return Answer(seconds, payload["data"], None)
+        return answer_of(seconds, response.status_code, response.content)
 
     def ok(self, query: str, **variables: Any) -> dict[str, Any]:
         answer = self.send(body(query, variables))

@@ -28,7 +28,7 @@ from api.db import audit, claim
 from api.db.base import new_id, utcnow
 from api.db.candidates import LiveIndex
 from api.db.models import Allocation, AllocationDevice, Device
-from api.db.profile import profile_labels
+from api.db.profile import saved_profile
 from api.db.session import session_on
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal, Role
@@ -128,10 +128,9 @@ def _resolve(connection: Connection, who: Principal, given: MatchInput) -> _Reso
         if project_id is None:
             raise not_found("project", given.project)
     if given.profile is not None:
-        labels = profile_labels(connection, tenant_id, given.profile)
+        profile = saved_profile(connection, tenant_id, given.profile)
     else:
-        labels = given.labels
-    profile = parse_labels(labels)
+        profile = parse_labels(given.labels)
     request = resolve(profile, given.variables)
     resolved = _Resolved(
         request, given.profile, tenant_id, tenant_slug, project_id, tenant_id or PLATFORM_SCOPE

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import Connection, Text, bindparam, cast, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
@@ -12,6 +14,7 @@ from api.db.items import in_namespace
 from api.db.models import Profile
 from api.domain.access import Principal
 from api.domain.errors import bad_input, not_found
+from api.domain.matching import profile as matching
 from api.domain.matching.profile import parse_labels
 
 
@@ -19,7 +22,7 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     """Create or replace a profile in the caller's namespace: a platform admin's are the
     platform's (every tenant reads them), a partner admin's its tenant's own. A tenant's
     profile may take a platform profile's name: it then shadows that profile for this
-    tenant only (see ``profile_labels``), and the platform's is never written by a tenant."""
+    tenant only (see ``saved_profile``), and the platform's is never written by a tenant."""
     who.require_inventory_write()
     name = name.strip()
     if not name or len(name) > 255:
@@ -52,9 +55,10 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
 
 # The tenant's own first: NULLs sort last in ascending order on SQLite and PostgreSQL alike
 # only with an explicit "nulls last". With no tenant, "tenant_id = NULL" matches nothing,
-# so one statement (built once: every matchDevice runs it) serves both.
+# so one statement (built once: every matchDevice runs it) serves both. The labels come
+# as their JSON text, which keys the cache of parsed profiles below.
 _LABELS = (
-    select(Profile.__table__.c.labels)
+    select(cast(Profile.__table__.c.labels, Text).label("labels"))
     .where(
         Profile.__table__.c.name == bindparam("name"),
         or_(
@@ -67,14 +71,25 @@ _LABELS = (
 )
 
 
-def profile_labels(connection: Connection | Session, tenant_id: str | None, name: str) -> Any:
-    """The labels a profile name means for a tenant's match: the tenant's own profile
-    first, then the platform's. ``tenant_id`` is the tenant whose inventory is matched
-    (None: a platform-wide match, which sees platform profiles only)."""
+def saved_profile(
+    connection: Connection | Session, tenant_id: str | None, name: str
+) -> matching.Profile:
+    """The profile a name means for a tenant's match: the tenant's own first, then the
+    platform's. ``tenant_id`` is the tenant whose inventory is matched (None: a
+    platform-wide match, which sees platform profiles only). Read on every match (a save
+    on another replica is seen at once); parsed once per distinct text."""
     found = connection.execute(_LABELS, {"name": name, "tenant_id": tenant_id}).first()
     if found is None:
         raise not_found("profile", name)
-    return found.labels
+    return _parsed(found.labels)
+
+
+@lru_cache(maxsize=256)
+def _parsed(labels_json: str) -> matching.Profile:
+    """Pipelines match with a few profiles over and over: validating the same labels on
+    every claim cost as much as reading them. A Profile is immutable, so one serves all;
+    a profile that no longer validates raises here every time (errors are not cached)."""
+    return parse_labels(json.loads(labels_json))
 
 
 def list_profiles(session: Session, who: Principal) -> list[Profile]:

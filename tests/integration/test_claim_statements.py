@@ -81,7 +81,7 @@ def test_a_claim_is_one_transaction_of_the_statements_it_needs(
         assert _openings(sent) == [poll, *POSTGRES_CLAIM]  # no BEGIN, no COMMIT
     with statements_sent(engine) as sent:
         _match(engine, live, "saved", profile="slice")
-    profile = "SELECT profile.labels"  # a saved profile is read first
+    profile = "SELECT CAST(profile.labels"  # a saved profile is read first (as text)
     if sqlite:
         assert _openings(sent) == ["BEGIN IMMEDIATE", profile, poll, *SQLITE_CLAIM]
     else:
@@ -150,3 +150,42 @@ def test_a_claim_of_several_devices_that_loses_one_takes_none(
         allocations = session.scalar(select(func.count()).select_from(Allocation))
     assert free == {"gpu-0": 0, "gpu-1": 0, "gpu-2": 0}
     assert allocations == 1  # the lost attempt wrote nothing
+
+
+def test_a_profile_saved_again_counts_from_the_next_claim(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """Parsed profiles are cached by their text (api/db/profile.py); the text is read on
+    every claim, so a profile saved again, here from slices to whole nodes, is what the
+    very next claim uses."""
+    _fleet(db)
+    live = LiveIndex()
+    who = cli_principal()
+    given = allocation_db.MatchInput("first", {"gpu": 1, "nodes": 1}, profile="slice")
+    first = allocation_db.match_device(engine, who, live, given)
+    with unit_of_work(db) as session:
+        save_profile(session, who, "slice", WHOLE_LABELS)
+    given = allocation_db.MatchInput("second", {"gpu": 8, "nodes": 1}, profile="slice")
+    second = allocation_db.match_device(engine, who, live, given)
+    assert first.allocation is not None and second.allocation is not None
+    assert first.allocation.inventory_type == "vcluster"
+    assert second.allocation.inventory_type == "baremetal"
+
+
+def test_json_columns_keep_integers_beyond_64_bits(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """JSON columns are written by orjson, which refuses integers beyond 64 bits; a
+    client's variables may hold one, and it must come back exact, not as a float."""
+    _fleet(db)
+    huge = 10**30 + 1
+    given = allocation_db.MatchInput(
+        "huge", {"gpu": 1, "nodes": 1, "ticket": huge, "small": 7}, labels=LABELS
+    )
+    allocation_db.match_device(engine, cli_principal(), LiveIndex(), given)
+    with db() as session:
+        stored = session.scalar(
+            select(Allocation.variables).where(Allocation.environment == "huge")
+        )
+    assert stored == {"gpu": 1, "nodes": 1, "ticket": huge, "small": 7}
+    assert isinstance(stored["ticket"], int)
