@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, select, update
+from sqlalchemy import Connection, Engine, and_, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -148,10 +148,8 @@ def _tenant(
     connection: Connection | Session, who: Principal, slug: str | None
 ) -> tuple[str | None, str | None]:
     """Whose inventory is matched: the named tenant, else the caller's, else all."""
-    if slug is None:
+    if slug is None or slug == who.tenant_slug:
         return who.tenant_id, who.tenant_slug
-    if who.tenant_id is not None and slug != who.tenant_slug:
-        raise not_found("tenant", slug)
     if isinstance(connection, Session):
         tenant = tenant_by_slug(connection, who, slug)
     else:
@@ -555,40 +553,3 @@ def expire_leases(session: Session, now: datetime | None = None, limit: int = 10
         )
     )
     return sum(free_allocation(session, who, allocation, "expire") for allocation in due)
-
-
-def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[AllocationDevice]]:
-    """The devices of many allocations in one query (a DataLoader's batch)."""
-    found: dict[str, list[AllocationDevice]] = {}
-    query = select(AllocationDevice).where(AllocationDevice.allocation_id.in_(allocation_ids))
-    for row in session.scalars(query.order_by(AllocationDevice.position)):
-        found.setdefault(row.allocation_id, []).append(row)
-    return found
-
-
-@dataclass
-class TenantTotals:
-    tenant_id: str | None
-    allocations: int
-    devices: int
-    gpus: int
-
-
-def totals_by_tenant(session: Session, who: Principal) -> list[TenantTotals]:
-    """Active allocations per tenant, with the devices and GPUs they hold: one grouped
-    query. A tenant's caller gets its own line only."""
-    query = (
-        select(
-            Allocation.tenant_id,
-            func.count(func.distinct(Allocation.id)),
-            func.count(AllocationDevice.id),
-            func.coalesce(func.sum(AllocationDevice.gpus), 0),
-        )
-        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
-        .where(Allocation.released_at.is_(None), AllocationDevice.active)
-        .group_by(Allocation.tenant_id)
-    )
-    scope = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
-    if not who.is_platform_admin and scope is not None:
-        query = query.where(Allocation.tenant_id == scope)
-    return [TenantTotals(t, int(a), int(d), int(g)) for t, a, d, g in session.execute(query)]

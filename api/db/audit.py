@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.db.base import utcnow
 from api.db.models import AuditEvent
 from api.db.paging import Page, keyset_page
+from api.db.scope import scoped
 from api.db.session import insert_rows
 from api.domain.access import Principal
 
@@ -89,9 +90,7 @@ def list_events(
 ) -> Page:
     """Newest first. A tenant's caller sees its tenant's events only."""
     query = select(AuditEvent)
-    scope = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
-    if not who.is_platform_admin and scope is not None:
-        query = query.where(AuditEvent.tenant_id == scope)
+    query = scoped(query, AuditEvent.tenant_id, who)
     for column, value in (
         (AuditEvent.actor, spec.actor),
         (AuditEvent.action, spec.action),

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from api.db.items import scoped
 from api.db.models import Device, Gpu
+from api.db.scope import scoped
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
 from api.domain.capacity import (
@@ -42,7 +42,7 @@ def _sum_if(condition: ColumnElement[bool], value: Any) -> Any:
 
 def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None) -> Any:
     """Devices of the fleet (not VMs, not retired) that the caller may see, filtered."""
-    query = scoped(select(), Device, who).where(
+    query = scoped(select(), Device.tenant_id, who).where(
         Device.kind == Kind.BAREMETAL.value, Device.status != Status.RETIRED.value
     )
     if sites:

@@ -12,13 +12,15 @@ from sqlalchemy.orm import Session
 
 from api.db import audit, infiniband
 from api.db.base import utcnow
-from api.db.items import assign, assign_common, scoped, source_document
+from api.db.items import assign, assign_common, source_document
 from api.db.models import Device, Gpu
 from api.db.paging import Page, keyset_page
-from api.db.tenant import Directory
+from api.db.scope import scoped
+from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, IbPort
 from api.domain.document import Gpu as GpuSpec
+from api.domain.errors import bad_input
 from api.domain.vocabulary import Kind, Status
 
 # What a spec sets directly, column by column (capacity is handled apart: free follows total).
@@ -104,7 +106,7 @@ def documents(
 class DeviceFilter:
     kinds: list[str] = field(default_factory=lambda: [Kind.BAREMETAL.value])
     statuses: list[str] | None = None
-    tenant_id: str | None = None
+    tenant: str | None = None  # a slug; another tenant's reads as unknown
     tags: dict[str, str] | None = None
     gpu_vendor: str | None = None
     gpu_model: str | None = None
@@ -114,6 +116,20 @@ class DeviceFilter:
     min_free_cpu: int | None = None
     min_free_memory_mb: int | None = None
     min_free_storage_gb: int | None = None
+
+    def __post_init__(self) -> None:
+        # Named as the schema spells them: the client never sees the Python names.
+        for name, label in (
+            ("min_free_gpus", "minFreeGpus"),
+            ("min_free_cpu", "minFreeCpu"),
+            ("min_free_memory_mb", "minFreeMemoryMB"),
+            ("min_free_storage_gb", "minFreeStorageGB"),
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise bad_input(
+                    f"filter.{label}: must not be negative, got {value}", field=f"filter.{label}"
+                )
 
 
 ORDER_COLUMNS = {
@@ -134,11 +150,11 @@ def list_devices(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Device).where(Device.kind.in_(spec.kinds)), Device, who)
+    query = scoped(select(Device).where(Device.kind.in_(spec.kinds)), Device.tenant_id, who)
     if spec.statuses:
         query = query.where(Device.status.in_(spec.statuses))
-    if spec.tenant_id is not None:
-        query = query.where(Device.tenant_id == spec.tenant_id)
+    if spec.tenant is not None:
+        query = query.where(Device.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
     if spec.sites:
         query = query.where(Device.site.in_(spec.sites))
     if spec.hostname_prefix:

@@ -10,9 +10,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db.items import assign, assign_common, in_namespace, scoped, source_document
+from api.db.items import assign, assign_common, source_document
 from api.db.models import Device, Infiniband, Switch
 from api.db.paging import Page, keyset_page
+from api.db.scope import in_namespace, scoped
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import IbPort, InfinibandSpec, infiniband_name
@@ -94,7 +95,7 @@ def replace_device_ports(
         taken = session.scalar(
             select(Infiniband.name).where(
                 Infiniband.name.in_(names),
-                in_namespace(Infiniband, tenant_id),
+                in_namespace(Infiniband.tenant_id, tenant_id),
                 Infiniband.device_id.is_distinct_from(device.id),
             )
         )
@@ -152,11 +153,11 @@ class HostNotFound(ValueError):
 def host_of(session: Session, tenant_id: str | None, name: str) -> Device | Switch:
     """The machine (a device, else a VM) or switch a port sits on, in the port's own
     namespace: a port can only be put on what its writer owns."""
-    query = select(Device).where(Device.hostname == name, in_namespace(Device, tenant_id))
+    query = select(Device).where(Device.hostname == name, in_namespace(Device.tenant_id, tenant_id))
     machine = session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
     if machine is not None:
         return machine
-    query = select(Switch).where(Switch.name == name, in_namespace(Switch, tenant_id))
+    query = select(Switch).where(Switch.name == name, in_namespace(Switch.tenant_id, tenant_id))
     switch = session.scalar(query)
     if switch is None:
         raise HostNotFound(name)
@@ -217,7 +218,7 @@ def list_infinibands(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Infiniband), Infiniband, who)
+    query = scoped(select(Infiniband), Infiniband.tenant_id, who)
     if statuses:
         query = query.where(Infiniband.status.in_(statuses))
     if tenant_id is not None:

@@ -20,11 +20,11 @@ from api.db.items import (
     find_item,
     get_item,
     guarded_flush,
-    in_namespace,
     kind_of,
     name_of,
 )
 from api.db.models import AllocationDevice, Device, Infiniband, Switch
+from api.db.scope import in_namespace
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import (
@@ -86,7 +86,7 @@ def _named(kind: Kind, name: str, tenant_id: str | None) -> Any:
         condition = (Device.hostname == name) & (Device.kind == kind.value)
     else:
         condition = model.name == name
-    return condition & in_namespace(model, tenant_id)
+    return condition & in_namespace(model.tenant_id, tenant_id)
 
 
 def _name_field(kind: Kind) -> str:

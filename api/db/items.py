@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -34,25 +34,8 @@ def name_of(item: Item) -> str:
     return item.hostname if isinstance(item, Device) else item.name
 
 
-def in_namespace(model: Any, tenant_id: str | None) -> ColumnElement[bool]:
-    """The rows of one namespace: a tenant's, or the platform's (no tenant). Names are
-    unique within a namespace only, so every lookup by name goes through here."""
-    return model.tenant_id.is_(None) if tenant_id is None else model.tenant_id == tenant_id
-
-
-def scoped(query: Select[Any], model: ItemModel, who: Principal) -> Select[Any]:
-    """Limit a query to what the caller may see: every resolver goes through here."""
-    tenant_id = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
-    if who.is_platform_admin or tenant_id is None:
-        return query
-    return query.where(model.tenant_id == tenant_id)
-
-
 def visible(item: Item | None, who: Principal) -> bool:
-    if item is None:
-        return False
-    tenant_id = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
-    return who.is_platform_admin or tenant_id is None or item.tenant_id == tenant_id
+    return item is not None and who.may_see(item.tenant_id)
 
 
 def get_item(

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, Text, bindparam, cast, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db.items import in_namespace
 from api.db.models import Profile
+from api.db.scope import in_namespace, usable
 from api.domain.access import Principal
 from api.domain.errors import bad_input, not_found
 from api.domain.matching import profile as matching
@@ -28,9 +28,9 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     if not name or len(name) > 255:
         raise bad_input("name: must be 1 to 255 characters", field="name")
     parsed = parse_labels(labels)
-    tenant_id = None if who.is_platform_admin else who.tenant_id
+    tenant_id = who.namespace
     profile = session.scalar(
-        select(Profile).where(Profile.name == name, in_namespace(Profile, tenant_id))
+        select(Profile).where(Profile.name == name, in_namespace(Profile.tenant_id, tenant_id))
     )
     before = None if profile is None else {"labels": profile.labels}
     if profile is None:
@@ -95,6 +95,4 @@ def _parsed(labels_json: str) -> matching.Profile:
 def list_profiles(session: Session, who: Principal) -> list[Profile]:
     """The platform's profiles and the caller's tenant's (a platform admin: every one)."""
     query = select(Profile).order_by(Profile.name, Profile.tenant_id.asc().nulls_first())
-    if not who.is_platform_admin:
-        query = query.where(or_(Profile.tenant_id.is_(None), Profile.tenant_id == who.tenant_id))
-    return list(session.scalars(query))
+    return list(session.scalars(usable(query, Profile.tenant_id, who)))

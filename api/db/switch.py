@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db.items import assign, assign_common, scoped, source_document
+from api.db.items import assign, assign_common, source_document
 from api.db.models import Switch
 from api.db.paging import Page, keyset_page
+from api.db.scope import scoped
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import SwitchSpec
@@ -76,7 +77,7 @@ def list_switches(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Switch), Switch, who)
+    query = scoped(select(Switch), Switch.tenant_id, who)
     if statuses:
         query = query.where(Switch.status.in_(statuses))
     if tenant_id is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit
 from api.db.models import Project, Tenant
+from api.db.scope import scoped
 from api.domain.access import Principal
 from api.domain.document import MAX_NAME
 from api.domain.errors import bad_input, not_found
@@ -59,20 +60,21 @@ def create_tenant(session: Session, who: Principal, slug: str, name: str | None)
 
 
 def list_tenants(session: Session, who: Principal) -> list[Tenant]:
-    query = select(Tenant).order_by(Tenant.slug)
-    if who.scope_tenant_id is not None:
-        query = query.where(Tenant.id == who.scope_tenant_id)
-    elif who.tenant_id is not None:  # a tenant-bound viewer/provisioner
-        query = query.where(Tenant.id == who.tenant_id)
-    return list(session.scalars(query))
+    return list(session.scalars(scoped(select(Tenant).order_by(Tenant.slug), Tenant.id, who)))
 
 
 def tenant_by_slug(session: Session, who: Principal, slug: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
-    visible = who.scope_tenant_id
-    if tenant is None or (visible is not None and tenant.id != visible):
+    if tenant is None or not who.may_see(tenant.id):  # another's reads as unknown
         raise not_found("tenant", slug)
     return tenant
+
+
+def list_projects(session: Session, who: Principal, tenant_slug: str) -> list[Project]:
+    """A tenant's projects, by slug; another tenant's slug reads as unknown."""
+    tenant = tenant_by_slug(session, who, tenant_slug)
+    query = select(Project).where(Project.tenant_id == tenant.id).order_by(Project.slug)
+    return list(session.scalars(query))
 
 
 def create_project(
@@ -151,13 +153,12 @@ class Directory:
         Raises ValueError(field, message); callers attach row numbers. An unknown tenant
         and another tenant's slug read the same, so existence is not revealed.
         """
-        scope = who.scope_tenant_id
         current_tenant_id, current_project_id = current
         if tenant is None:
-            tenant_id = current_tenant_id if current_tenant_id is not None else scope
+            tenant_id = current_tenant_id if current_tenant_id is not None else who.namespace
         else:
             tenant_id = self.tenant_id.get(tenant)
-            if tenant_id is None or (scope is not None and tenant_id != scope):
+            if tenant_id is None or not who.may_see(tenant_id):
                 raise ValueError("tenant", f"tenant {tenant!r} not found")
         if project is None:  # absent: keep the project while the tenant stays the same
             return tenant_id, current_project_id if tenant_id == current_tenant_id else None

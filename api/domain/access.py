@@ -37,10 +37,30 @@ class Principal:
         """How the audit log names this caller."""
         return self.name
 
+    # The tenancy rule, written here once. api/db/scope.py turns it into SQL; nothing else
+    # compares a principal's tenant with a row's.
+
     @property
     def scope_tenant_id(self) -> str | None:
-        """None means every tenant; otherwise the only tenant this caller sees."""
+        """None means every tenant; otherwise the only tenant whose rows this caller sees,
+        names or changes. Platform admins see every tenant; so do provisioners and viewers
+        not bound to a tenant (a shared pipeline, a NOC dashboard)."""
         return None if self.role == Role.PLATFORM_ADMIN else self.tenant_id
+
+    def may_see(self, tenant_id: str | None) -> bool:
+        """Whether a row owned by ``tenant_id`` (None: the platform's) is visible."""
+        return self.scope_tenant_id is None or tenant_id == self.scope_tenant_id
+
+    @property
+    def namespace(self) -> str | None:
+        """Where this caller's named things live (profiles): its tenant's namespace, or
+        for a platform admin the platform's (None). Names are unique per namespace."""
+        return None if self.role == Role.PLATFORM_ADMIN else self.tenant_id
+
+    def may_use(self, namespace: str | None) -> bool:
+        """Whether things of a namespace serve this caller: the platform's serve every
+        tenant, a tenant's serve that tenant (and platform admins, who manage them)."""
+        return self.is_platform_admin or namespace is None or namespace == self.tenant_id
 
     @property
     def sees_platform_operations(self) -> bool:
@@ -63,6 +83,14 @@ class Principal:
     def require_platform_admin(self, what: str) -> None:
         if self.role != Role.PLATFORM_ADMIN:
             raise DomainError(FORBIDDEN, f"only a platform-admin may {what}")
+
+    def require_platform_view(self, what: str) -> None:
+        """Views of the whole platform (every tenant at once) need a token not bound to a
+        tenant."""
+        if self.scope_tenant_id is not None:
+            raise DomainError(
+                FORBIDDEN, f"{what} is the platform's view: use a token not bound to a tenant"
+            )
 
 
 def cli_principal() -> Principal:

@@ -6,15 +6,13 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.db import allocation as allocation_db
+from api.db import allocation_query
 from api.db.models import Allocation as AllocationRow
-from api.db.paging import keyset_page
 from api.db.session import lost_races_as_domain_errors
-from api.db.tenant import tenant_by_slug
 from api.domain.errors import DomainError
 from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH, Connection, connection, page_size
@@ -161,34 +159,16 @@ class AllocationQuery:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[Allocation]:
-        ctx, who = info.context, info.context.who()
         flt = filter or AllocationFilter()
-        query = select(AllocationRow)
-        scope_tenant = who.scope_tenant_id if who.scope_tenant_id is not None else who.tenant_id
-        if not who.is_platform_admin and scope_tenant is not None:
-            query = query.where(AllocationRow.tenant_id == scope_tenant)
-        if flt.tenant is not None:
-            query = query.where(
-                AllocationRow.tenant_id == tenant_by_slug(ctx.session, who, flt.tenant).id
-            )
-        if flt.environment is not None:
-            query = query.where(AllocationRow.environment == flt.environment)
-        if flt.active is not None:
-            query = query.where(
-                AllocationRow.released_at.is_(None)
-                if flt.active
-                else AllocationRow.released_at.is_not(None)
-            )
-        if flt.inventory_type is not None:
-            query = query.where(AllocationRow.inventory_type == flt.inventory_type.value)
-        page = keyset_page(
-            ctx.session,
-            query,
-            AllocationRow.id,
-            AllocationRow.created_at,
-            True,
-            page_size(info, first),
-            after,
+        spec = allocation_query.AllocationFilter(
+            environment=flt.environment,
+            active=flt.active,
+            tenant=flt.tenant,
+            inventory_type=flt.inventory_type.value if flt.inventory_type else None,
+        )
+        ctx = info.context
+        page = allocation_query.list_allocations(
+            ctx.session, ctx.who(), spec, page_size(info, first), after
         )
         return connection(page, Allocation.from_row)
 
@@ -210,7 +190,7 @@ class AllocationTotalsQuery:
     )
     def allocation_totals(self, info: Info[Context, None]) -> list[TenantAllocations]:
         ctx = info.context
-        rows = allocation_db.totals_by_tenant(ctx.session, ctx.who())
+        rows = allocation_query.totals_by_tenant(ctx.session, ctx.who())
         found = [
             TenantAllocations(
                 tenant=ctx.directory.tenant(r.tenant_id),

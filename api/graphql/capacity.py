@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.db import capacity as capacity_db
 from api.domain import capacity
-from api.domain.errors import FORBIDDEN, DomainError, bad_input
+from api.domain.errors import bad_input
 from api.fleet import LOCAL, fleet_view
 from api.graphql.common import AUTH, values_filter
 from api.graphql.context import Context
@@ -196,9 +196,7 @@ class FleetQuery:
     ) -> FleetCapacity:
         ctx = info.context
         who = ctx.who()
-        if who.scope_tenant_id is not None:
-            raise DomainError(FORBIDDEN, "fleetCapacity is the platform's view: use a token "
-                              "not bound to a tenant")  # fmt: skip
+        who.require_platform_view("fleetCapacity")
         if not 0 < timeout_seconds <= 60:
             raise bad_input(
                 f"timeoutSeconds: between 0 and 60, got {timeout_seconds:g}",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
-from api.db import allocation as allocation_db
+from api.db import allocation_query
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db.candidates import LiveIndex
@@ -121,7 +121,7 @@ class Context:
         return [found[i] for i in device_ids]
 
     async def _load_allocation_devices(self, ids: Sequence[str]) -> list[Any]:
-        found = allocation_db.devices_of(self.session, list(ids))
+        found = allocation_query.devices_of(self.session, list(ids))
         return [found.get(i, []) for i in ids]
 
     async def _load_ports(self, device_ids: Sequence[str]) -> list[list[Infiniband]]:

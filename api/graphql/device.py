@@ -13,8 +13,6 @@ from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db import inventory
 from api.db.models import Device as DeviceRow
-from api.db.tenant import tenant_by_slug
-from api.domain.errors import bad_input
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.capacity import ResourceCapacity, node_capacity
 from api.graphql.common import (
@@ -220,22 +218,10 @@ def _list(
     who = ctx.who()
     flt = flt or MachineFilter()
     order_by = order_by or DeviceOrder()
-    # Named as the schema spells them: the client never sees the Python attribute names.
-    for name, label in (
-        ("min_free_gpus", "minFreeGpus"),
-        ("min_free_cpu", "minFreeCpu"),
-        ("min_free_memory_mb", "minFreeMemoryMB"),
-        ("min_free_storage_gb", "minFreeStorageGB"),
-    ):
-        value = getattr(flt, name)
-        if value is not None and value < 0:
-            raise bad_input(
-                f"filter.{label}: must not be negative, got {value}", field=f"filter.{label}"
-            )
     spec = device_db.DeviceFilter(
         kinds=kinds,
         statuses=statuses(flt.status),
-        tenant_id=tenant_by_slug(ctx.session, who, flt.tenant).id if flt.tenant else None,
+        tenant=flt.tenant,
         tags=tags_filter(flt.tags),
         gpu_vendor=text_filter("filter.gpuVendor", flt.gpu_vendor),
         gpu_model=text_filter("filter.gpuModel", flt.gpu_model),

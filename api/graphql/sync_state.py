@@ -9,14 +9,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.db.base import utcnow
-from api.db.models import SyncState as SyncStateRow
+from api.db import sync_state as sync_state_db
 from api.graphql.common import AUTH
 from api.graphql.context import Context
-
-# What a tenant's token reads instead of the sync's own error text, which names whichever
-# item failed, of any tenant.
-TENANT_ERROR = "the last sync failed; platform staff can see why"
 
 
 @strawberry.type(
@@ -52,20 +47,5 @@ class SyncStateQuery:
         # "source" as a Python name would clash with strawberry's resolver arguments.
         source_name: Annotated[str, strawberry.argument(name="source")] = "netbox",
     ) -> SyncState | None:
-        row = info.context.session.get(SyncStateRow, source_name)
-        if row is None:
-            return None
-        lag = (utcnow() - row.last_success_at).total_seconds() if row.last_success_at else None
-        staff = info.context.who().sees_platform_operations
-        error = row.last_error if staff or row.last_error is None else TENANT_ERROR
-        return SyncState(
-            source=row.source,
-            leader=row.leader if staff else None,
-            lease_until=row.lease_until,
-            last_attempt_at=row.last_attempt_at,
-            last_success_at=row.last_success_at,
-            last_error=error,
-            last_error_at=row.last_error_at,
-            lag_seconds=lag,
-            last_summary=row.last_summary if staff else None,
-        )
+        view = sync_state_db.sync_state(info.context.session, info.context.who(), source_name)
+        return None if view is None else SyncState(**vars(view))

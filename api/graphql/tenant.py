@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.db import tenant as tenant_db
-from api.db.models import Project as ProjectRow
 from api.db.models import Tenant as TenantRow
 from api.graphql.common import AUTH, Project, Tenant
 from api.graphql.context import Context
@@ -34,12 +32,9 @@ class TenantQuery:
 
     @strawberry.field(permission_classes=AUTH)
     def projects(self, info: Info[Context, None], tenant: str) -> list[Project]:
-        ctx = info.context
-        row = tenant_db.tenant_by_slug(ctx.session, ctx.who(), tenant)
-        query = select(ProjectRow).where(ProjectRow.tenant_id == row.id)
+        rows = tenant_db.list_projects(info.context.session, info.context.who(), tenant)
         return [
-            Project(id=strawberry.ID(p.id), slug=p.slug, name=p.name, tenant=row.slug)
-            for p in ctx.session.scalars(query.order_by(ProjectRow.slug))
+            Project(id=strawberry.ID(p.id), slug=p.slug, name=p.name, tenant=tenant) for p in rows
         ]
 
     @strawberry.field(permission_classes=AUTH)

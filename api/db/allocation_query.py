@@ -1,0 +1,75 @@
+"""Reading allocations: the list, the devices they hold, the totals per tenant. Each
+applies the tenancy rule through api/db/scope.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.db.models import Allocation, AllocationDevice
+from api.db.paging import Page, keyset_page
+from api.db.scope import scoped
+from api.db.tenant import tenant_by_slug
+from api.domain.access import Principal
+
+
+@dataclass
+class AllocationFilter:
+    environment: str | None = None
+    active: bool | None = None
+    tenant: str | None = None  # a slug; another tenant's reads as unknown
+    inventory_type: str | None = None
+
+
+def list_allocations(
+    session: Session, who: Principal, spec: AllocationFilter, first: int, after: str | None
+) -> Page:
+    """Newest first, those the caller may see."""
+    query = scoped(select(Allocation), Allocation.tenant_id, who)
+    if spec.tenant is not None:
+        query = query.where(Allocation.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
+    if spec.environment is not None:
+        query = query.where(Allocation.environment == spec.environment)
+    if spec.active is not None:
+        released = Allocation.released_at
+        query = query.where(released.is_(None) if spec.active else released.is_not(None))
+    if spec.inventory_type is not None:
+        query = query.where(Allocation.inventory_type == spec.inventory_type)
+    return keyset_page(session, query, Allocation.id, Allocation.created_at, True, first, after)
+
+
+def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[AllocationDevice]]:
+    """The devices of many allocations in one query (a DataLoader's batch)."""
+    found: dict[str, list[AllocationDevice]] = {}
+    query = select(AllocationDevice).where(AllocationDevice.allocation_id.in_(allocation_ids))
+    for row in session.scalars(query.order_by(AllocationDevice.position)):
+        found.setdefault(row.allocation_id, []).append(row)
+    return found
+
+
+@dataclass
+class TenantTotals:
+    tenant_id: str | None
+    allocations: int
+    devices: int
+    gpus: int
+
+
+def totals_by_tenant(session: Session, who: Principal) -> list[TenantTotals]:
+    """Active allocations per tenant, with the devices and GPUs they hold: one grouped
+    query. A tenant's caller gets its own line only."""
+    query = (
+        select(
+            Allocation.tenant_id,
+            func.count(func.distinct(Allocation.id)),
+            func.count(AllocationDevice.id),
+            func.coalesce(func.sum(AllocationDevice.gpus), 0),
+        )
+        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
+        .where(Allocation.released_at.is_(None), AllocationDevice.active)
+        .group_by(Allocation.tenant_id)
+    )
+    query = scoped(query, Allocation.tenant_id, who)
+    return [TenantTotals(t, int(a), int(d), int(g)) for t, a, d, g in session.execute(query)]

@@ -1,0 +1,36 @@
+"""The tenancy rule as SQL: Principal (api/domain/access.py) decides, these apply it.
+
+Every list and lookup of tenant-owned rows goes through ``scoped``; rows that the platform
+shares with tenants (profiles) go through ``usable``. A resolver or repository that
+compared a principal's tenant with a column itself would be a second copy of the rule,
+and the one a later change forgets (tests/unit/test_scope.py looks for such copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, or_
+
+from api.domain.access import Principal
+
+
+def scoped(query: Select[Any], tenant_column: ColumnElement[Any], who: Principal) -> Select[Any]:
+    """The rows of ``query`` the caller may see (``Principal.may_see``): ``tenant_column``
+    names the owning tenant (a tenant's own id, for the tenant table)."""
+    tenant_id = who.scope_tenant_id
+    return query if tenant_id is None else query.where(tenant_column == tenant_id)
+
+
+def usable(query: Select[Any], namespace_column: ColumnElement[Any], who: Principal) -> Select[Any]:
+    """The rows of ``query`` that serve the caller (``Principal.may_use``): the
+    platform's and its own namespace's."""
+    if who.is_platform_admin:
+        return query
+    return query.where(or_(namespace_column.is_(None), namespace_column == who.tenant_id))
+
+
+def in_namespace(column: ColumnElement[Any], namespace: str | None) -> ColumnElement[bool]:
+    """The rows of one namespace: a tenant's, or the platform's (None). Names are unique
+    within a namespace only, so every lookup by name goes through here."""
+    return column.is_(None) if namespace is None else column == namespace
