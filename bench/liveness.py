@@ -3,19 +3,19 @@
 What is measured, and why (issue 14, "Performance")
 ---------------------------------------------------
 One ``gpuinv serve`` (one worker) on a fresh database (SQLite and PostgreSQL). One client
-imports N realistic GPU servers (bench.matching's fleet) in one ``importInventory``
+imports N realistic GPU servers (bench/fleet.py's fleet) in one ``importInventory``
 request; meanwhile a second client asks /healthz every 50 ms, as a load balancer or a
 Kubernetes probe would, and a third a small query (``{ me { role } }``). Printed: the
 import's seconds, and the probes' count, p50, p99 and worst latency. Before GraphQL
 operations ran in worker threads, a probe waited for the whole import.
 
-Figures are printed; nothing is asserted about time. ``python -m bench.liveness --help``.
+Percentiles are nearest-rank (bench/stats.py), p50 the median. Figures are printed;
+nothing is asserted about time. ``python -m bench.liveness --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -25,16 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.inventory import GraphQLClient
-from bench.matching import fleet_documents
-from bench.service import cli, code_version, fresh_database, running_service
-
-IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from bench.fleet import fleet_documents
+from bench.graphql import GraphQLClient, import_bodies
+from bench.options import sizes
+from bench.service import admin_token, cli, code_version, fresh_database, running_service
+from bench.stats import percentile
 
 
 def measure(backend: str, size: int, postgres_url: str) -> str:
@@ -42,13 +37,8 @@ def measure(backend: str, size: int, postgres_url: str) -> str:
         workdir = Path(tmp)
         with fresh_database(backend, postgres_url, workdir, "bench_liveness") as url:
             cli(url, "db", "upgrade")
-            token = cli(url, "token", "create", "--role", "platform-admin").splitlines()[-1]
-            body = json.dumps(
-                {
-                    "query": IMPORT,
-                    "variables": {"d": json.dumps({"devices": fleet_documents(size, 11)})},
-                }
-            ).encode()
+            token = admin_token(url)
+            (body,) = import_bodies(fleet_documents(size, 11), size)
             with running_service(url, workdir) as service:
                 importer = GraphQLClient(service.base_url, token)
                 done: dict[str, float] = {}
@@ -76,14 +66,16 @@ def measure(backend: str, size: int, postgres_url: str) -> str:
     ms = lambda v: f"{v * 1000:8.1f}"  # noqa: E731
     return (
         f"{backend:10} {size:>7,} {done['seconds']:8.1f} {len(probes):7} "
-        f"{ms(statistics.median(probes))} {ms(_percentile(probes, 0.99))} {ms(max(probes))} "
-        f"{ms(_percentile(queries, 0.99))} {ms(max(queries))}"
+        f"{ms(statistics.median(probes))} {ms(percentile(probes, 99))} {ms(max(probes))} "
+        f"{ms(percentile(queries, 99))} {ms(max(queries))}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="20000", help="devices per import (comma-separated)")
+    parser.add_argument(
+        "--sizes", type=sizes, default="20000", help="devices per import (comma-separated)"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
         "--postgres-url",
@@ -94,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"gpu-inventory liveness benchmark; code {code_version()}; {os.cpu_count()} CPUs")
     print("backend      devices import_s  probes  hz_p50   hz_p99   hz_max  q_p99    q_max  (ms)")
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in args.sizes:
         for backend in args.backends.split(","):
             print(measure(backend, size, args.postgres_url), flush=True)
 

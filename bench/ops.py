@@ -3,7 +3,7 @@
 What is measured, and why (issue 7, "Performance")
 --------------------------------------------------
 For each size N and backend: one ``gpuinv serve`` (one worker) on a fresh database; N
-realistic GPU servers (bench.matching's fleet: 8-GPU NVIDIA/AMD/Intel and 4-GPU L40S
+realistic GPU servers (bench/fleet.py's fleet: 8-GPU NVIDIA/AMD/Intel and 4-GPU L40S
 servers on five sites), spread over three tenants and none, imported through the API; then
 N/2 allocations: 70% whole servers, 30% 2-GPU slices (16 CPU, 128 GiB each). The
 allocations are written in bulk, in the same rows a claim writes (allocation,
@@ -22,7 +22,8 @@ active allocations hold) is checked before anything is timed. On PostgreSQL a VA
 3. ``gpuinv backup`` of the whole database, and ``gpuinv restore`` of that file into a new
    empty database: seconds, rows/s and the file's size.
 
-Figures are printed; nothing is asserted about time. ``python -m bench.ops --help``.
+Percentiles are nearest-rank (bench/stats.py). Figures are printed; nothing is asserted
+about time. ``python -m bench.ops --help``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,43 +41,37 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from api.db.base import new_id, utcnow
 from api.db.models import Allocation, AllocationDevice, Device
 from api.db.session import insert_rows, make_engine, session_factory, unit_of_work
 from api.demo import TENANTS
-from bench.inventory import GraphQLClient
-from bench.matching import fleet_documents
+from bench.fleet import fleet_documents
+from bench.graphql import GraphQLClient, body, import_bodies, run_import
+from bench.options import add_backend, backends, sizes
+from bench.report import progress
 from bench.service import (
-    GPUINV,
+    DEFAULT_POSTGRES,
     BenchError,
-    cli,
+    admin_token,
     code_version,
+    create_tenants,
     fresh_database,
+    run_gpuinv,
     running_service,
-    service_env,
 )
+from bench.stats import percentile
 
-POSTGRES = os.environ.get("GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CHROMIUM = os.environ.get("GPUINV_CHROMIUM", "/usr/bin/chromium")
-IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
 AMOUNTS = "{ capacity allocatable allocated available }"
 GROUP = f"""{{ key nodes nodesAllocatable wholeNodesFree utilizationPercent
   resources {{ cpu {AMOUNTS} memoryMB {AMOUNTS} storageGB {AMOUNTS} gpus {AMOUNTS} }}
   gpuModels {{ vendor model nodes gpus {AMOUNTS} }} }}"""
 CAPACITY = f"{{ capacity {{ total {GROUP} sites {GROUP} tenants {GROUP} }} }}"
 ONE_SITE = f'{{ capacity(site: ["SITE"]) {{ total {GROUP} }} }}'
-SLICE = {"cpu": 16, "memory_mb": 131072, "storage_gb": 0, "gpus": 2}
-
-
-def progress(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
-
-
-def body(query: str, variables: dict[str, Any] | None = None) -> bytes:
-    return json.dumps({"query": query, "variables": variables or {}}).encode()
+SLICE = {"cpu": 16, "memory_mb": 131072, "storage_gb": 0, "gpus": 2}  # 16 CPU, 128 GiB in all
 
 
 def import_fleet(client: GraphQLClient, size: int, seed: int) -> list[dict[str, Any]]:
@@ -87,11 +81,9 @@ def import_fleet(client: GraphQLClient, size: int, seed: int) -> list[dict[str, 
         tenant = rng.choice([*(slug for slug, _ in TENANTS), None])
         if tenant:
             document["tenant"] = tenant
-    for start in range(0, size, 5000):
-        batch = documents[start : start + 5000]
-        _, data = client.timed(body(IMPORT, {"d": json.dumps({"devices": batch})}))
-        if data["importInventory"]["created"] != len(batch):
-            raise BenchError(f"import created {data['importInventory']['created']} of {len(batch)}")
+    created = run_import(client, import_bodies(documents, 5000)).counts["created"]
+    if created != size:
+        raise BenchError(f"import created {created} of {size}")
     return documents
 
 
@@ -172,8 +164,6 @@ def allocate_in_bulk(database_url: str, count: int, seed: int) -> None:
             )
         insert_rows(session, Allocation.__table__, allocations)
         insert_rows(session, AllocationDevice.__table__, parts)
-        from sqlalchemy import bindparam
-
         statement = (
             update(Device.__table__)
             .where(Device.__table__.c.id == bindparam("b_id"))
@@ -208,16 +198,11 @@ def check_invariant(engine: Any) -> None:
         raise BenchError(f"{broken} devices disagree with their allocations")
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
 def latency(client: GraphQLClient, request: bytes, count: int) -> tuple[float, float]:
     for _ in range(5):
         client.timed(request)
     seconds = [client.timed(request)[0] for _ in range(count)]
-    return percentile(seconds, 0.5) * 1000, percentile(seconds, 0.99) * 1000
+    return percentile(seconds, 50) * 1000, percentile(seconds, 99) * 1000
 
 
 def scrape_latency(base_url: str, count: int) -> tuple[float, float]:
@@ -230,7 +215,7 @@ def scrape_latency(base_url: str, count: int) -> tuple[float, float]:
                 raise BenchError(f"/metrics answered {response.status_code}")
             if n >= 3:
                 seconds.append(time.perf_counter() - started)
-    return percentile(seconds, 0.5) * 1000, percentile(seconds, 0.99) * 1000
+    return percentile(seconds, 50) * 1000, percentile(seconds, 99) * 1000
 
 
 def dashboard_loads(base_url: str, token: str, times: int) -> list[float] | str:
@@ -262,18 +247,8 @@ def backup_and_restore(database_url: str, backend: str, workdir: Path) -> dict[s
     file = workdir / "bench.backup"
     said = {}
     for step, url in (("backup", database_url), ("restore", None)):
-        with fresh_database(backend, POSTGRES, workdir, "benchops_r") as empty:
-            target = url or empty
-            done = subprocess.run(
-                [str(GPUINV), step, str(file)],
-                env=service_env(target),
-                capture_output=True,
-                text=True,
-                timeout=3600,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise BenchError(f"gpuinv {step} failed: {done.stderr[-2000:]}")
+        with fresh_database(backend, DEFAULT_POSTGRES, workdir, "benchops_r") as empty:
+            done = run_gpuinv(url or empty, step, str(file), timeout=3600)
             found = re.search(r"([\d,]+) rows of \d+ tables .* in ([\d.]+) s", done.stderr)
             if not found:
                 raise BenchError(f"gpuinv {step} said: {done.stderr[-500:]}")
@@ -289,12 +264,11 @@ def run_size(size: int, backend: str, args: argparse.Namespace) -> str:
     label = f"[{backend} {size:,}]"
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchops-") as tmp,
-        fresh_database(backend, POSTGRES, Path(tmp), "benchops") as url,
+        fresh_database(backend, DEFAULT_POSTGRES, Path(tmp), "benchops") as url,
         running_service(url, Path(tmp)) as service,
     ):
-        for slug, name in TENANTS:
-            cli(url, "tenant", "create", slug, "--name", name)
-        token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchops")
+        create_tenants(url)
+        token = admin_token(url, "benchops")
         client = GraphQLClient(service.base_url, token)
         progress(f"{label} importing")
         documents = import_fleet(client, size, args.seed)
@@ -337,15 +311,14 @@ def run_size(size: int, backend: str, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ops", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--sizes", type=sizes, default="1000,10000,100000")
+    add_backend(parser)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per view")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        for backend in backends:
+    for size in args.sizes:
+        for backend in backends(args.backend):
             rows.append(run_size(size, backend, args))
             print(rows[-1], file=sys.stderr, flush=True)
     print(

@@ -1,5 +1,9 @@
-"""What both benchmarks need to run the real service: a fresh database, the `gpuinv`
-command, a server process started and stopped cleanly."""
+"""What every benchmark needs to run the real service: a fresh database, the `gpuinv`
+command (and the platform-admin token and tenants made with it), a server process
+started and stopped cleanly, and the commit it runs from.
+
+One copy here, so that every benchmark starts, stops and labels the service the same way
+and a fix to any of it (a leaked process group, a database left behind) reaches all."""
 
 from __future__ import annotations
 
@@ -15,11 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 
+from api.demo import TENANTS
+
 GPUINV = Path(sys.executable).with_name("gpuinv")
+ROOT = Path(__file__).resolve().parents[1]  # the checkout the benchmarks run from
+DEFAULT_POSTGRES = os.environ.get(
+    "GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 class BenchError(Exception):
@@ -46,16 +57,17 @@ def service_env(database_url: str, extra: dict[str, str] | None = None) -> dict[
     return {**os.environ, "GPUINV_DATABASE_URL": database_url, **(extra or {})}
 
 
-def cli(
+def run_gpuinv(
     database_url: str,
     *args: str,
     env: dict[str, str] | None = None,
     gpuinv: Sequence[str] = (str(GPUINV),),
     cwd: Path | None = None,
     timeout: float = 300,
-) -> str:
-    """Run ``gpuinv ARGS`` on the database, as an operator would; its stdout. ``env``:
-    more variables; ``gpuinv`` and ``cwd``: how to run it from another checkout."""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``gpuinv ARGS`` on the database, as an operator would; what it printed (stdout
+    and stderr: backup and restore report on stderr). ``env``: more variables;
+    ``gpuinv`` and ``cwd``: how to run it from another checkout."""
     done = subprocess.run(
         [*gpuinv, *args],
         cwd=cwd,
@@ -67,7 +79,24 @@ def cli(
     )
     if done.returncode != 0:
         raise BenchError(f"gpuinv {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout.strip()
+    return done
+
+
+def cli(database_url: str, *args: str, **how: Any) -> str:
+    """``gpuinv ARGS`` (``run_gpuinv``'s options); its stdout."""
+    return run_gpuinv(database_url, *args, **how).stdout.strip()
+
+
+def admin_token(database_url: str, name: str | None = None) -> str:
+    """A new platform-admin token (``gpuinv token create``), labelled ``name``."""
+    args = ["token", "create", "--role", "platform-admin"]
+    return cli(database_url, *args, *(["--name", name] if name else [])).splitlines()[-1]
+
+
+def create_tenants(database_url: str) -> None:
+    """The demo's tenants (api/demo.py TENANTS), for fleets whose devices name them."""
+    for slug, name in TENANTS:
+        cli(database_url, "tenant", "create", slug, "--name", name)
 
 
 def free_port() -> int:
@@ -115,26 +144,24 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def git(directory: Path, *args: str) -> str:
+    """``git -C DIRECTORY ARGS``: its stdout, or "" if git failed or is missing."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def code_version() -> str:
     """The commit the service runs from, ``+dirty`` if api/ has uncommitted changes: the
     code may change between runs while people work, so each row says what it measured."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "api"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    head = git(ROOT, "rev-parse", "--short", "HEAD")
+    if not head:
         return "?"
-    return head + ("+dirty" if dirty else "")
+    return head + ("+dirty" if git(ROOT, "status", "--porcelain", "--", "api") else "")
 
 
 @dataclass

@@ -6,7 +6,7 @@ machines the claim benchmark runs on, that is a sixth of what the server, Postgr
 the client share, and it is taken from the server. Tools that measure HTTP servers (wrk,
 oha) keep their own cost small for that reason. This client does what those do and no
 more: HTTP/1.1 to one server that answers every request with a Content-Length (uvicorn
-does), no redirects, TLS, chunking or proxies. bench/claims.py reports its figures beside
+does), no redirects, TLS, chunking or proxies. bench.claims reports its figures beside
 httpx's (``--client``), never instead of them.
 """
 
@@ -16,12 +16,12 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from bench.matching import Answer, answer_of
+from bench.graphql import Answer, answer_of
 from bench.service import BenchError
 
 
 class SocketClient:
-    """Same ``send``/``close`` as bench.matching.GraphQLClient."""
+    """Same ``send``/``close`` as bench.graphql.GraphQLClient."""
 
     def __init__(self, base_url: str, token: str, timeout: float = 1800.0):
         parts = urlsplit(base_url)
