@@ -20,7 +20,7 @@ from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, IbPort
 from api.domain.document import Gpu as GpuSpec
-from api.domain.errors import bad_input
+from api.domain.errors import InvalidField, bad_input
 from api.domain.vocabulary import Kind, Status
 
 # What a spec sets directly, column by column (capacity is handled apart: free follows total).
@@ -200,7 +200,7 @@ def write_spec(
     """Create or update one device from a spec. Never touches allocation state.
 
     ``before`` is the stored document of ``existing`` (callers render many at once).
-    Raises ValueError(field, message) for problems that depend on stored state (tenant,
+    Raises InvalidField for problems that depend on stored state (tenant,
     capacity below what is allocated), so bulk callers can attach row numbers.
     """
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
@@ -213,7 +213,7 @@ def write_spec(
         new_total = getattr(spec, total_column)
         in_use = (getattr(device, total_column) - getattr(device, free_column)) if existing else 0
         if new_total < in_use:
-            raise ValueError(label, f"cannot shrink to {new_total}: {in_use} are allocated")
+            raise InvalidField(label, f"cannot shrink to {new_total}: {in_use} are allocated")
         changes.append(assign(device, total_column, new_total))
         changes.append(assign(device, free_column, new_total - in_use))
     changes.append(assign_common(device, spec, tenant_id, project_id))

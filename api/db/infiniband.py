@@ -17,6 +17,7 @@ from api.db.scope import in_namespace, scoped
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import IbPort, InfinibandSpec, infiniband_name
+from api.domain.errors import InvalidField
 from api.domain.vocabulary import Status
 
 
@@ -79,7 +80,7 @@ def replace_device_ports(
     """Make a machine's ports exactly those its document lists. True when anything changed.
 
     The ports get the machine's ``tenant_id`` and ``project_id``. Raises
-    ValueError("infiniband", message) when a new port's name is held by some other port, so
+    InvalidField("infiniband", message) when a new port's name is held by some other port, so
     the caller reports it instead of failing on the unique name.
     """
     hostname = device.hostname
@@ -100,7 +101,7 @@ def replace_device_ports(
             )
         )
         if taken is not None:
-            raise ValueError("infiniband", f"port {taken!r} is taken")
+            raise InvalidField("infiniband", f"port {taken!r} is taken")
     changed = False
     for entry in ports:
         row = existing.pop(entry.name, None)
@@ -142,9 +143,9 @@ def replace_device_ports(
     return changed
 
 
-class HostNotFound(ValueError):
+class HostNotFound(InvalidField):
     """A port names a machine or switch that is not in its namespace. The import reports
-    it on the row (a ValueError); a single create answers NOT_FOUND."""
+    it on the row (an InvalidField); a single create answers NOT_FOUND."""
 
     def __init__(self, name: str):
         super().__init__("device", f"device {name!r} not found")

@@ -33,7 +33,7 @@ from api.domain.document import (
     parse_infiniband,
     parse_switch,
 )
-from api.domain.errors import DEVICE_ALLOCATED, DomainError, bad_input, not_found
+from api.domain.errors import DEVICE_ALLOCATED, DomainError, InvalidField, bad_input, not_found
 from api.domain.vocabulary import Kind, Status
 
 MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch, Kind.INFINIBAND: Infiniband}
@@ -105,9 +105,8 @@ def _refuse_taken(session: Session, kind: Kind, name: str, tenant_id: str | None
 def _namespace(directory: Directory, who: Principal, tenant: str | None) -> str | None:
     try:
         return directory.namespace(who, tenant)
-    except ValueError as exc:
-        field, message = exc.args
-        raise bad_input(f"{field}: {message}", field=field) from None
+    except InvalidField as exc:
+        raise exc.as_bad_input() from None
 
 
 def _write(
@@ -129,9 +128,8 @@ def _write(
             after = module.render(item, directory) if changed else before
     except infiniband.HostNotFound:
         raise not_found("device", spec.device) from None
-    except ValueError as exc:
-        field, message = exc.args
-        raise bad_input(f"{field}: {message}", field=field) from None
+    except InvalidField as exc:
+        raise exc.as_bad_input() from None
     if changed:
         _audit(session, who, "update" if existing else "create", item, before, after)
     return item

@@ -22,7 +22,7 @@ from api.db.session import insert_rows
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, InfinibandSpec, SwitchSpec, infiniband_name
-from api.domain.errors import FieldError, bulk_input_error
+from api.domain.errors import FieldError, InvalidField, bulk_input_error
 from api.domain.inventory_import import ImportBatch
 
 CHUNK = 500
@@ -113,8 +113,8 @@ def _import_devices(
                 continue
             try:
                 written = device.write_spec(session, who, directory, spec, current, before[key])
-            except ValueError as exc:
-                _error(errors, rows_of, spec, *exc.args)
+            except InvalidField as exc:
+                _error(errors, rows_of, spec, exc.field, exc.message)
                 continue
             if written.action == "unchanged":
                 counts.unchanged += 1
@@ -138,8 +138,8 @@ def _namespaces(
     for spec in specs:
         try:
             found[id(spec)] = directory.namespace(who, spec.tenant)
-        except ValueError as exc:
-            _error(errors, rows_of, spec, *exc.args)
+        except InvalidField as exc:
+            _error(errors, rows_of, spec, exc.field, exc.message)
     return found
 
 
@@ -163,8 +163,8 @@ def _create_devices(
     for spec in specs:
         try:
             tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project)
-        except ValueError as exc:
-            _error(errors, rows_of, spec, *exc.args)
+        except InvalidField as exc:
+            _error(errors, rows_of, spec, exc.field, exc.message)
             continue
         clash = [
             n
@@ -322,8 +322,8 @@ def _import_flat(
             before = module.render(current, directory) if current is not None else None
             try:
                 item, changed = module.write_spec(session, who, directory, spec, current)
-            except ValueError as exc:
-                _error(errors, rows_of, spec, *exc.args)
+            except InvalidField as exc:
+                _error(errors, rows_of, spec, exc.field, exc.message)
                 continue
             if not changed:
                 counts.unchanged += 1

@@ -13,7 +13,7 @@ from api.db.models import Project, Tenant
 from api.db.scope import scoped
 from api.domain.access import Principal
 from api.domain.document import MAX_NAME
-from api.domain.errors import bad_input, not_found
+from api.domain.errors import InvalidField, bad_input, not_found
 
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -137,7 +137,7 @@ class Directory:
 
     def namespace(self, who: Principal, tenant: str | None) -> str | None:
         """Where a document naming ``tenant`` lives: that tenant (if the caller may write
-        there), else the caller's own tenant; None is the platform. Raises ValueError as
+        there), else the caller's own tenant; None is the platform. Raises InvalidField as
         ``resolve`` does."""
         return self.resolve(who, tenant, None)[0]
 
@@ -150,7 +150,7 @@ class Directory:
     ) -> tuple[str | None, str | None]:
         """Turn the slugs a document names into ids, within what the caller may touch.
 
-        Raises ValueError(field, message); callers attach row numbers. An unknown tenant
+        Raises InvalidField; bulk callers attach row numbers. An unknown tenant
         and another tenant's slug read the same, so existence is not revealed.
         """
         current_tenant_id, current_project_id = current
@@ -159,14 +159,14 @@ class Directory:
         else:
             tenant_id = self.tenant_id.get(tenant)
             if tenant_id is None or not who.may_see(tenant_id):
-                raise ValueError("tenant", f"tenant {tenant!r} not found")
+                raise InvalidField("tenant", f"tenant {tenant!r} not found")
         if project is None:  # absent: keep the project while the tenant stays the same
             return tenant_id, current_project_id if tenant_id == current_tenant_id else None
         if tenant_id is None:
-            raise ValueError("project", f"project {project!r} needs a tenant")
+            raise InvalidField("project", f"project {project!r} needs a tenant")
         project_id = self.project_id.get((tenant_id, project))
         if project_id is None:
-            raise ValueError(
+            raise InvalidField(
                 "project",
                 f"project {project!r} not found in tenant {self.tenant_slug[tenant_id]!r}",
             )

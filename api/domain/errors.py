@@ -49,6 +49,22 @@ class FieldError:
         return out
 
 
+class InvalidField(Exception):
+    """One field's value refused by a rule that needs stored state (a tenant that is not
+    the caller's, capacity below what is allocated, a port name taken), raised where the
+    row is not known: a bulk import adds its row number (FieldError), a single mutation
+    answers BAD_INPUT (``as_bad_input``). Its own type, not ValueError(field, message):
+    a stray ValueError from anywhere else is then a bug, never a client's field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def as_bad_input(self) -> DomainError:
+        return bad_input(f"{self.field}: {self.message}", field=self.field)
+
+
 def bad_input(message: str, **extensions: Any) -> DomainError:
     return DomainError(BAD_INPUT, message, dict(extensions))
 
