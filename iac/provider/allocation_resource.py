@@ -1,0 +1,136 @@
+"""The resource gpuinv_allocation: devices held for an environment while it exists.
+
+Create is matchDevice, delete is releaseAllocation, and read (and import) looks up the
+active allocation by its environment, the idempotency key. Every request argument forces
+replacement, so an allocation is never changed in place.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from tf import schema, types
+from tf.iface import (
+    Config,
+    CreateContext,
+    DeleteContext,
+    ImportContext,
+    ReadContext,
+    State,
+    UpdateContext,
+)
+from tf.provider import Diagnostics, Resource
+from tf.types import Unknown
+
+from iac.client import ApiError
+from iac.provider.device_summaries import device_summaries, devices_attribute
+from iac.provider.inventory_calls import configured_inventory, report_api_error
+from iac.provider.match_request import check_request, match_input, request_attributes
+
+if TYPE_CHECKING:  # only for the annotation: provider.py imports this module
+    from iac.provider.provider import GpuInventoryProvider
+
+
+class AllocationResource(Resource):
+    """gpuinv_allocation: devices held for an environment while the resource exists."""
+
+    def __init__(self, provider: GpuInventoryProvider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "allocation"
+
+    @classmethod
+    def get_schema(cls) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                *request_attributes(replace=True),
+                schema.Attribute("environment", types.String(), optional=True, computed=True,
+                                 requires_replace=True,
+                                 description="The idempotency key; default gpuinv-<uuid>."),
+                schema.Attribute("allocation_id", types.String(), computed=True),
+                schema.Attribute("device_details", types.String(), computed=True,
+                                 description="The API's deviceDetails, as a JSON string."),
+                devices_attribute(),
+            ]
+        )  # fmt: skip
+
+    def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
+        super().validate(diags, type_name, config)
+        check_request(diags, config)
+
+    def create(self, ctx: CreateContext, planned: State) -> State | None:
+        inventory = configured_inventory(self.provider, ctx.diagnostics)
+        if inventory is None:
+            return None
+        environment = _known(planned.get("environment")) or f"gpuinv-{uuid.uuid4()}"
+        try:
+            answer = inventory.match(match_input(planned, environment, dry_run=False))
+        except ApiError as exc:
+            report_api_error(ctx.diagnostics, "matchDevice", exc)
+            return None
+        return _state(planned, answer["allocation"])
+
+    def read(self, ctx: ReadContext, current: State) -> State | None:
+        inventory = configured_inventory(self.provider, ctx.diagnostics)
+        if inventory is None:
+            return current
+        try:
+            found = inventory.active(current["environment"], current.get("tenant"))
+        except ApiError as exc:
+            report_api_error(ctx.diagnostics, "reading the allocation", exc)
+            return current
+        return _state(current, found) if found else None  # released elsewhere: re-create
+
+    def update(self, ctx: UpdateContext, current: State, planned: State) -> State | None:
+        return planned  # every request argument forces replacement: nothing to update
+
+    def delete(self, ctx: DeleteContext, current: State) -> None:
+        inventory = configured_inventory(self.provider, ctx.diagnostics)
+        if inventory is None:
+            return
+        try:
+            inventory.release(current["environment"], current.get("tenant"))
+        except ApiError as exc:
+            report_api_error(ctx.diagnostics, "releaseAllocation", exc)
+
+    def import_(self, ctx: ImportContext, id: str) -> State | None:
+        inventory = configured_inventory(self.provider, ctx.diagnostics)
+        if inventory is None:
+            return None
+        try:
+            found = inventory.active(id, None)
+        except ApiError as exc:
+            report_api_error(ctx.diagnostics, "reading the allocation", exc)
+            return None
+        if found is None:
+            ctx.diagnostics.add_error(f"gpuinv: no active allocation for environment {id!r}")
+            return None
+        base = {attribute.name: None for attribute in request_attributes(replace=True)}
+        base["profile"] = found.get("profile")
+        base["variables"] = {k: _as_text(v) for k, v in (found.get("variables") or {}).items()}
+        return _state(base, found)
+
+    def upgrade(self, ctx: Any, version: int, old: State) -> State | None:
+        return old  # schema version 0 only: nothing to upgrade
+
+
+def _known(value: Any) -> Any:
+    """A planned value, or None while Terraform does not know it yet."""
+    return None if value is Unknown else value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _state(request: State, allocation: dict[str, Any]) -> State:
+    state = dict(request)
+    state["environment"] = allocation["environment"]
+    state["allocation_id"] = allocation["id"]
+    state["device_details"] = json.dumps(allocation["deviceDetails"], sort_keys=True)
+    state["devices"] = device_summaries(allocation["deviceDetails"])
+    return state
