@@ -16,7 +16,8 @@ What is measured, and why (issue 5, "Performance")
    `gpuinv sync --setup-webhook`; a device's serial is saved in NetBox and the inventory's
    database polled until it shows the new serial. NetBox's rqworker sends the webhook.
 
-Figures are printed, nothing is asserted about time. Run ``python -m bench.sync --help``.
+p99 is nearest-rank (bench/stats.py), p50 the median. Figures are printed, nothing is
+asserted about time. Run ``python -m bench.sync --help``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pynetbox
@@ -37,17 +35,17 @@ from sqlalchemy import select
 
 from api.db.models import Device
 from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
+from bench.options import sizes
 from bench.service import (
-    GPUINV,
+    DEFAULT_POSTGRES,
     BenchError,
     cli,
     code_version,
-    free_port,
     fresh_database,
+    running_service,
     service_env,
-    stop,
-    wait_healthy,
 )
+from bench.stats import percentile
 from sync import reconcile
 from sync.diff import diff
 from sync.mapping import Mapping
@@ -56,7 +54,6 @@ from sync.translate import translate
 from tests.netbox.fixture import netbox_reset
 
 SECRET = "bench-webhook-secret"
-POSTGRES = os.environ.get("GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def seed(nb: pynetbox.api, count: int) -> float:
@@ -93,21 +90,6 @@ def seed(nb: pynetbox.api, count: int) -> float:
     return time.perf_counter() - started
 
 
-@contextmanager
-def serving(database_url: str, port: int, env: dict[str, str]) -> Iterator[None]:
-    """``gpuinv serve`` with the NetBox settings, stopped on the way out."""
-    process = subprocess.Popen(
-        [str(GPUINV), "serve", "--port", str(port), "--log-level", "warning"],
-        env=service_env(database_url, env),
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{port}")
-        yield
-    finally:
-        stop(process)
-
-
 def full_sync(size: int) -> list[str]:
     netbox = netbox_reset()
     nb = netbox.api()
@@ -122,7 +104,7 @@ def full_sync(size: int) -> list[str]:
     rows = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        fresh_database("postgresql", POSTGRES, Path(tmp), "benchs") as url,
+        fresh_database("postgresql", DEFAULT_POSTGRES, Path(tmp), "benchs") as url,
     ):
         engine = make_engine(url)
         upgrade_to_head(engine)
@@ -161,7 +143,7 @@ def webhook_latency(saves: int) -> list[str]:
     seed(nb, 20)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        fresh_database("postgresql", POSTGRES, Path(tmp), "benchs") as url,
+        fresh_database("postgresql", DEFAULT_POSTGRES, Path(tmp), "benchs") as url,
     ):
         env = {
             "NETBOX_URL": netbox.url,
@@ -169,9 +151,9 @@ def webhook_latency(saves: int) -> list[str]:
             "GPUINV_NETBOX_WEBHOOK_SECRET": SECRET,
         }
         cli(url, "sync", "--apply", env=env)
-        port = free_port()
-        with serving(url, port, env):
-            cli(url, "sync", "--setup-webhook", f"http://127.0.0.1:{port}", env=env)
+        # the service with the NetBox settings, for the webhook
+        with running_service(url, Path(tmp), env=service_env(url, env)) as service:
+            cli(url, "sync", "--setup-webhook", service.base_url, env=env)
             engine = make_engine(url)
             sessions = session_factory(engine)
             seconds = []
@@ -194,12 +176,11 @@ def webhook_latency(saves: int) -> list[str]:
                         raise BenchError("a webhook change did not arrive within 60 s")
                     time.sleep(0.01)
             engine.dispose()
-    seconds.sort()
-    p99 = seconds[min(len(seconds) - 1, round(0.99 * len(seconds)) - 1)]
+    p99 = percentile(seconds, 99)
     return [
         f"  NetBox save -> visible in the inventory, {saves} saves: "
         f"p50 {statistics.median(seconds) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-        f"max {seconds[-1] * 1000:.0f} ms (includes the save's own HTTP round trip)"
+        f"max {max(seconds) * 1000:.0f} ms (includes the save's own HTTP round trip)"
     ]
 
 
@@ -208,11 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.sync", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--sizes", default="1000,5000", help="NetBox fleet sizes (default: 1000,5000)"
+        "--sizes", type=sizes, default="1000,5000", help="NetBox fleet sizes (default: 1000,5000)"
     )
     parser.add_argument("--saves", type=int, default=20, help="webhook saves timed (default: 20)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(
         f"gpu-inventory NetBox sync benchmark; code {code_version()}; {os.cpu_count()} CPUs; "
         "NetBox 4.7.3, inventory on PostgreSQL, all on this machine",
@@ -226,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---------|-------------------|---------|---------|---------|---------|-----------|---------|---------------------|-------|"
     )
     lines = []
-    for size in sizes:
+    for size in args.sizes:
         lines += full_sync(size)
     lines += webhook_latency(args.saves)
     print("\n".join(lines))

@@ -42,14 +42,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
-from bench.service import BenchError, cli, code_version, fresh_database, running_service
+from bench.graphql import IMPORT_MUTATION, SAVE_PROFILE, GraphQLClient
+from bench.service import (
+    DEFAULT_POSTGRES,
+    BenchError,
+    admin_token,
+    code_version,
+    fresh_database,
+    running_service,
+)
 from iac.install import EXECUTABLE, install
 
-POSTGRES = os.environ.get("GPUINV_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
-PROFILE = "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }"
 ACTIVE = """{ allocations(filter: {active: true}, first: 500) {
   edges { node { devices { hostname } } } } }"""
 LABELS = {
@@ -160,18 +163,12 @@ def provider_start_alone(launcher: Path, config: Path, times: int) -> list[float
     return seconds
 
 
-def held_hostnames(base_url: str, token: str) -> list[str]:
-    answer = httpx.post(
-        f"{base_url}/graphql",
-        json={"query": ACTIVE},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    ).json()
-    edges = answer["data"]["allocations"]["edges"]
+def held_hostnames(client: GraphQLClient) -> list[str]:
+    edges = client.ok(ACTIVE)["allocations"]["edges"]
     return [device["hostname"] for edge in edges for device in edge["node"]["devices"]]
 
 
-def setup(base_url: str, token: str, servers: int) -> None:
+def setup(client: GraphQLClient, servers: int) -> None:
     devices = [
         {
             "hostname": f"gpu-{n:04d}",
@@ -181,19 +178,8 @@ def setup(base_url: str, token: str, servers: int) -> None:
         }
         for n in range(servers)
     ]
-    headers = {"Authorization": f"Bearer {token}"}
-    for query, variables in (
-        (IMPORT, {"d": json.dumps({"devices": devices})}),
-        (PROFILE, {"n": "h100", "l": LABELS}),
-    ):
-        answer = httpx.post(
-            f"{base_url}/graphql",
-            json={"query": query, "variables": variables},
-            headers=headers,
-            timeout=120,
-        ).json()
-        if answer.get("errors"):
-            raise BenchError(f"setting up the fleet failed: {answer['errors'][0]['message']}")
+    client.ok(IMPORT_MUTATION, d=json.dumps({"devices": devices}))
+    client.ok(SAVE_PROFILE, n="h100", l=LABELS)
 
 
 def ms(seconds: float) -> str:
@@ -210,7 +196,7 @@ def row(count: int, command: str, runs: list[Run], harness: float) -> str:
     starts = median([sum(r.starts) for r in runs])
     api = median([r.api_busy for r in runs])
     durations = sorted(end - start for r in runs for start, end in r.requests)
-    p50 = durations[len(durations) // 2] if durations else 0.0
+    p50 = statistics.median_high(durations) if durations else 0.0
     worst = durations[-1] if durations else 0.0
     rest = wall - harness - starts - api
     return (
@@ -233,11 +219,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="gpuinv-benchtf-") as tmp,
-        fresh_database(args.backend, POSTGRES, Path(tmp), "benchtf") as url,
+        fresh_database(args.backend, DEFAULT_POSTGRES, Path(tmp), "benchtf") as url,
         running_service(url, Path(tmp)) as service,
     ):
-        token = cli(url, "token", "create", "--role", "platform-admin", "--name", "benchtf")
-        setup(service.base_url, token, servers=max(counts) + 10)
+        token = admin_token(url, "benchtf")
+        # a new connection each request: Terraform runs for minutes between them
+        client = GraphQLClient(service.base_url, token, keep_alive=False)
+        setup(client, servers=max(counts) + 10)
         config = install(Path(tmp) / "provider")
         env = {
             **os.environ,
@@ -258,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             applies, destroys = [], []
             for _ in range(args.repeat):
                 applies.append(terraform(stack, env, "apply", "-auto-approve", "-input=false"))
-                held = held_hostnames(service.base_url, token)
+                held = held_hostnames(client)
                 if len(held) != count or len(set(held)) != count:
                     raise BenchError(f"after apply of {count}: {len(held)} devices held")
                 destroys.append(terraform(stack, env, "destroy", "-auto-approve", "-input=false"))
-                if held_hostnames(service.base_url, token):
+                if held_hostnames(client):
                     raise BenchError(f"after destroy of {count}: allocations left")
             rows.append(row(count, "apply", applies, harness))
             rows.append(row(count, "destroy", destroys, harness))
@@ -270,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         installed = Path(tmp) / f"stack-{counts[0]}" / ".terraform"
         launcher = next(installed.rglob(EXECUTABLE + "*"))
         alone = sorted(provider_start_alone(launcher, config, 5))
+        client.close()
 
     print(
         f"gpu-inventory Terraform benchmark; code {code_version()}; {os.cpu_count()} CPUs; "

@@ -1,30 +1,5 @@
-"""Capacity views, metrics, the dashboard, backup and restore, at fleet sizes 1k to 100k.
-
-What is measured, and why (issue 7, "Performance")
---------------------------------------------------
-For each size N and backend: one ``gpuinv serve`` (one worker) on a fresh database; N
-realistic GPU servers (bench/fleet.py's fleet: 8-GPU NVIDIA/AMD/Intel and 4-GPU L40S
-servers on five sites), spread over three tenants and none, imported through the API; then
-N/2 allocations: 70% whole servers, 30% 2-GPU slices (16 CPU, 128 GiB each). The
-allocations are written in bulk, in the same rows a claim writes (allocation,
-allocation_device, the device's free amounts and status; the triggers fill the change
-feed), because N/2 claims over HTTP would take hours at 100k and the figures measured here
-only read. The database's invariant (every device's total minus free equals what its
-active allocations hold) is checked before anything is timed. On PostgreSQL a VACUUM
-(ANALYZE) follows, as autovacuum would after that much churn.
-
-1. ``capacity``: the full view (total, per site, per tenant, GPU models, four amounts of
-   four resources) over HTTP, keep-alive, after warm-up: p50/p99 over ``--requests``.
-   Also a one-site view, and a /metrics scrape (which reads the same view plus counts).
-2. The dashboard's first load in Debian's headless Chromium (Playwright), the token already
-   in the tab's session storage: navigation start to the utilization figure on screen,
-   each time in a new browser context (nothing cached); median and worst of 5.
-3. ``gpuinv backup`` of the whole database, and ``gpuinv restore`` of that file into a new
-   empty database: seconds, rows/s and the file's size.
-
-Percentiles are nearest-rank (bench/stats.py). Figures are printed; nothing is asserted
-about time. ``python -m bench.ops --help``.
-"""
+"""``python -m bench.ops``: each size on each backend, then the table; what is measured
+and why is in bench/ops/__init__.py."""
 
 from __future__ import annotations
 
@@ -41,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.orm import Session
 
-from api.db.base import new_id, utcnow
-from api.db.models import Allocation, AllocationDevice, Device
-from api.db.session import insert_rows, make_engine, session_factory, unit_of_work
+import bench.ops
+from api.db.session import make_engine
 from api.demo import TENANTS
 from bench.fleet import fleet_documents
 from bench.graphql import GraphQLClient, body, import_bodies, run_import
+from bench.ops.bulk import allocate_in_bulk
 from bench.options import add_backend, backends, sizes
 from bench.report import progress
 from bench.service import (
@@ -71,7 +44,6 @@ GROUP = f"""{{ key nodes nodesAllocatable wholeNodesFree utilizationPercent
   gpuModels {{ vendor model nodes gpus {AMOUNTS} }} }}"""
 CAPACITY = f"{{ capacity {{ total {GROUP} sites {GROUP} tenants {GROUP} }} }}"
 ONE_SITE = f'{{ capacity(site: ["SITE"]) {{ total {GROUP} }} }}'
-SLICE = {"cpu": 16, "memory_mb": 131072, "storage_gb": 0, "gpus": 2}  # 16 CPU, 128 GiB in all
 
 
 def import_fleet(client: GraphQLClient, size: int, seed: int) -> list[dict[str, Any]]:
@@ -85,117 +57,6 @@ def import_fleet(client: GraphQLClient, size: int, seed: int) -> list[dict[str, 
     if created != size:
         raise BenchError(f"import created {created} of {size}")
     return documents
-
-
-def allocate_in_bulk(database_url: str, count: int, seed: int) -> None:
-    """``count`` allocations written as claims write them (see the module's docstring)."""
-    engine = make_engine(database_url)
-    rng = random.Random(seed)
-    now = utcnow()
-    with unit_of_work(session_factory(engine)) as session:
-        devices = session.execute(
-            select(
-                Device.id,
-                Device.hostname,
-                Device.tenant_id,
-                Device.total_cpu,
-                Device.total_memory_mb,
-                Device.total_storage_gb,
-                Device.total_gpus,
-            ).where(Device.kind == "baremetal", Device.total_gpus >= 2)
-        ).all()
-        if len(devices) < count:
-            raise BenchError(f"{len(devices)} GPU servers for {count} allocations")
-        allocations, parts, frees = [], [], []
-        for n, d in enumerate(rng.sample(devices, count)):
-            whole = rng.random() < 0.7
-            taken = (
-                {
-                    "cpu": d.total_cpu,
-                    "memory_mb": d.total_memory_mb,
-                    "storage_gb": d.total_storage_gb,
-                    "gpus": d.total_gpus,
-                }
-                if whole
-                else SLICE
-            )
-            allocation_id = new_id()
-            allocations.append(
-                {
-                    "id": allocation_id,
-                    "environment": f"bench-{n}",
-                    "scope": d.tenant_id or "*",
-                    "tenant_id": d.tenant_id,
-                    "project_id": None,
-                    "profile": None,
-                    "inventory_type": "baremetal" if whole else "vcluster",
-                    "request": {},
-                    "request_hash": f"bench-{n}",
-                    "variables": {},
-                    "device_details": {"hostname": d.hostname},
-                    "explanation": {"steps": []},
-                    "actor": "bench",
-                    "created_at": now,
-                    "expires_at": None,
-                    "released_at": None,
-                    "released_by": None,
-                }
-            )
-            parts.append(
-                {
-                    "allocation_id": allocation_id,
-                    "device_id": d.id,
-                    "hostname": d.hostname,
-                    "position": 0,
-                    "exclusive": whole,
-                    "active": True,
-                    **taken,
-                }
-            )
-            frees.append(
-                {
-                    "b_id": d.id,
-                    "b_status": "allocated" if whole else "available",
-                    "b_cpu": d.total_cpu - taken["cpu"],
-                    "b_memory": d.total_memory_mb - taken["memory_mb"],
-                    "b_storage": d.total_storage_gb - taken["storage_gb"],
-                    "b_gpus": d.total_gpus - taken["gpus"],
-                }
-            )
-        insert_rows(session, Allocation.__table__, allocations)
-        insert_rows(session, AllocationDevice.__table__, parts)
-        statement = (
-            update(Device.__table__)
-            .where(Device.__table__.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                free_cpu=bindparam("b_cpu"),
-                free_memory_mb=bindparam("b_memory"),
-                free_storage_gb=bindparam("b_storage"),
-                free_gpus=bindparam("b_gpus"),
-            )
-        )
-        for start in range(0, len(frees), 5000):
-            session.connection().execute(statement, frees[start : start + 5000])
-    check_invariant(engine)
-    engine.dispose()
-
-
-def check_invariant(engine: Any) -> None:
-    """Every device's total minus free is what its active allocations hold."""
-    with Session(engine) as session:
-        broken = session.execute(
-            text(
-                """SELECT count(*) FROM device d LEFT JOIN (
-                     SELECT device_id, sum(gpus) AS gpus, sum(cpu) AS cpu
-                     FROM allocation_device WHERE active GROUP BY device_id) h
-                   ON h.device_id = d.id
-                   WHERE d.total_gpus - d.free_gpus <> coalesce(h.gpus, 0)
-                      OR d.total_cpu - d.free_cpu <> coalesce(h.cpu, 0)"""
-            )
-        ).scalar()
-    if broken:
-        raise BenchError(f"{broken} devices disagree with their allocations")
 
 
 def latency(client: GraphQLClient, request: bytes, count: int) -> tuple[float, float]:
@@ -310,7 +171,9 @@ def run_size(size: int, backend: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ops", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ops", description=(bench.ops.__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--sizes", type=sizes, default="1000,10000,100000")
     add_backend(parser)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per view")
