@@ -1,8 +1,9 @@
-"""Command-line pieces several benchmarks share: fleet sizes, the database backends and
-the PostgreSQL admin URL (and whether it answers before anything is measured).
+"""Command-line pieces several benchmarks share: fleet sizes, the database backends, the
+import batch size and the PostgreSQL admin URL (and whether it answers before anything
+is measured).
 
-Here once so that ``--sizes``, ``--backend`` and ``--postgres-url`` take the same values
-and fail the same way in every benchmark that has them.
+Here once so that ``--sizes``, ``--backend``, ``--batch-size`` and ``--postgres-url`` take
+the same values and fail the same way in every benchmark that has them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def backends(choice: str) -> list[str]:
 
 def add_backend(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both", help=help)
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=5000,
+        help="devices per importInventory request (default: %(default)s)",
+    )
 
 
 def add_postgres_url(parser: argparse.ArgumentParser, prefix: str) -> None:

@@ -10,7 +10,14 @@ import sys
 from bench.inventory.measure import SizeResult, run_size
 from bench.inventory.report import report
 from bench.inventory.workload import prepare_fleet
-from bench.options import add_backend, add_postgres_url, backends, postgres_reachable, sizes
+from bench.options import (
+    add_backend,
+    add_batch_size,
+    add_postgres_url,
+    backends,
+    postgres_reachable,
+    sizes,
+)
 from bench.report import finish, progress
 
 
@@ -31,12 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1,000 devices only (overrides --sizes)"
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=5000,
-        help="devices per importInventory request (default: %(default)s)",
-    )
+    add_batch_size(parser)
     parser.add_argument(
         "--requests",
         type=int,

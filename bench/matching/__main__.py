@@ -11,7 +11,14 @@ from bench.matching.http import http_part
 from bench.matching.packing import packing_part
 from bench.matching.report import look_around, report
 from bench.matching.throughput import throughput_part
-from bench.options import add_backend, add_postgres_url, backends, postgres_reachable, sizes
+from bench.options import (
+    add_backend,
+    add_batch_size,
+    add_postgres_url,
+    backends,
+    postgres_reachable,
+    sizes,
+)
 from bench.report import finish, progress
 
 PARTS = {
@@ -80,12 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=50,
         help="http: active allocations kept before releasing the oldest (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=5000,
-        help="devices per importInventory request (default: %(default)s)",
-    )
+    add_batch_size(parser)
     parser.add_argument(
         "--duration",
         type=float,
