@@ -1,11 +1,29 @@
-"""How the CLI prints tables: rich tables on a terminal, whole plain columns on a pipe."""
+"""How the CLI prints: tables (rich on a terminal, whole plain columns on a pipe), the
+matching funnel, and a refusal (a DomainError) as one click error, in one place for every
+command module so that they all say things the same way."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
+import click
 from rich.console import Console
 from rich.table import Table
+
+from api.domain.errors import DomainError
+
+err = Console(stderr=True)
+"""Progress, status and notes: stderr, so that stdout stays the command's result."""
+
+
+def fail(exc: DomainError) -> NoReturn:
+    """Exit 1 with the error's code and message, and the first rows it names (an import
+    refused with many faults lists up to 19 after the first, not all of them)."""
+    message = f"{exc.code}: {exc.message}"
+    for problem in exc.extensions.get("errors", [])[1:20]:
+        where = f"{problem.get('section', '')} row {problem['row']}".strip()
+        message += f"\n  {where}, {problem['field']}: {problem['message']}"
+    raise click.ClickException(message)
 
 
 def print_funnel(explanation: dict[str, Any], console: Console) -> None:
