@@ -9,8 +9,9 @@ never retired.
 Which item a NetBox object is: the one synced from it (its NetBox id), else the one that has
 its name in its namespace, ``(kind, tenant, name)``, when no other NetBox object holds that
 item (a manual item NetBox now also has, or the item of an object deleted and re-created in
-NetBox). So a tenant change in NetBox moves the same item, and a name alone never matches
-across tenants.
+NetBox). So a tenant change or a rename in NetBox is an update of the same item, which
+keeps its id, its ports (renamed with it) and its allocations; and a name alone never
+matches across tenants.
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ CREATE, UPDATE, RETIRE, FLAG = "create", "update", "retire", "flag"
 NETBOX_DELETED, NETBOX_DEGRADED = "NETBOX_DELETED", "NETBOX_DEGRADED"
 # NetBox gave a held item another tenant: it keeps its namespace until released.
 NETBOX_TENANT_CHANGED = "NETBOX_TENANT_CHANGED"
-# Kinds whose items the inventory renames (api.db.inventory.update refuses a device's or a
-# VM's new hostname: their ports are named after it). A device or VM renamed in NetBox is
-# retired, and created anew under its new name, as before namespaces.
-RENAMABLE = frozenset({"switch"})
 _ORDER = {CREATE: 0, UPDATE: 1, RETIRE: 2, FLAG: 3}
 
 Slot = tuple[str, str | None, str]  # (kind, tenant slug or None, name): unique in the inventory
@@ -167,40 +164,42 @@ def _by_netbox_id(
         if first is None:
             continue
         if key not in copies:
-            if kind in RENAMABLE or current[first].key == name:
-                found[index] = first
+            found[index] = first  # renamed in NetBox or not: the same item
             continue
-        candidates = [
-            at for at in (first, *copies[key]) if kind in RENAMABLE or current[at].key == name
-        ]
-        if candidates:
-            # Several items of one NetBox object (imported copies, an old one retired after
-            # a rename): the one of the same name and tenant, else a live one, else the first.
-            found[index] = min(
-                candidates,
-                key=lambda at: (
-                    current[at].slot != (kind, tenant, name),
-                    current[at].document.get("status") == "retired",
-                    at,
-                ),
-            )
+        # Several items of one NetBox object (imported copies, or an old one retired after a
+        # rename by an earlier version): the one of the same name and tenant, else a live
+        # one, else the first.
+        found[index] = min(
+            (first, *copies[key]),
+            key=lambda at: (
+                current[at].slot != (kind, tenant, name),
+                current[at].document.get("status") == "retired",
+                at,
+            ),
+        )
     return found
 
 
 def _blocked(item: Held, target: Slot, occupant: Held, netbox_id: int) -> Note:
     kind, tenant, name = target
-    moves = []
-    if tenant != item.document.get("tenant"):
-        moves.append(f"to {namespace(tenant)}")
-    if name != item.key:
-        moves.append(f"as {name!r}")
+    here = item.document.get("tenant")
     owner = f"NetBox #{occupant.netbox_id}'s" if occupant.from_netbox else "a manual item"
+    occupied = (
+        f"where the inventory's {kind} {name!r} is {owner} (id {occupant.document.get('id')})"
+    )
+    if tenant == here:  # a rename only
+        return Note(
+            kind,
+            item.key,
+            f"NetBox #{netbox_id} renamed it {name!r}, {occupied}; it keeps the name "
+            f"{item.key!r} until that name is free",
+        )
+    moves = f"to {namespace(tenant)}" + (f" as {name!r}" if name != item.key else "")
     return Note(
         kind,
         item.key,
-        f"NetBox #{netbox_id} moved it {' '.join(moves)}, where the inventory's {kind} "
-        f"{name!r} is {owner} (id {occupant.document.get('id')}); it stays in "
-        f"{namespace(item.document.get('tenant'))} until that name is free",
+        f"NetBox #{netbox_id} moved it {moves}, {occupied}; it stays in {namespace(here)} "
+        "until that name is free",
     )
 
 
@@ -225,7 +224,7 @@ def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> lis
     moving = "tenant" in fields
     changes: list[Change] = []
     if not movable:  # another item has the name where NetBox puts it (reported)
-        for name in ("tenant", "name"):
+        for name in ("tenant", "name", "hostname"):
             fields.pop(name, None)
             patch.pop(name, None)
     elif moving and item.held:

@@ -89,8 +89,9 @@ def replace_device_ports(
         for p in session.scalars(select(Infiniband).where(Infiniband.device_id == device.id))
     }
     # A name held by a port of something else in the namespace (e.g. a same-name switch's):
-    # checked for new ports, and for all of them when the machine moves to another tenant.
-    moving = any(p.tenant_id != tenant_id for p in existing.values())
+    # checked for new ports, and for all of them when the machine moves to another tenant
+    # or is renamed (its ports are named after it).
+    moving = any(p.tenant_id != tenant_id or p.device != hostname for p in existing.values())
     names = [infiniband_name(hostname, p.name) for p in ports if moving or p.name not in existing]
     if names:
         taken = session.scalar(
@@ -117,6 +118,8 @@ def replace_device_ports(
             session.add(row)
             changed = True
         changes = [
+            assign(row, "name", infiniband_name(hostname, entry.name)),
+            assign(row, "device", hostname),
             assign(row, "rate_gbps", entry.rate_gbps),
             assign(row, "fabric", entry.fabric),
             assign(row, "switch", entry.switch),

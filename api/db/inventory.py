@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
@@ -162,18 +163,35 @@ def update(
     spec = _parse(kind, merged)
     name = _name_of_spec(spec)
     tenant_id = _namespace_after(session, directory, who, item, spec)
-    if name != name_of(item) and isinstance(item, Device | Infiniband):
-        field = _name_field(kind)
+    renamed = name != name_of(item)
+    if renamed and isinstance(item, Infiniband):
         raise bad_input(
-            f"{field}: renaming is not supported ({name_of(item)!r} → "
-            f"{name!r}); delete and re-create, or rename in NetBox"
+            f"name: a port is named after its machine ({name_of(item)!r} → {name!r}); "
+            "rename the machine, or delete the port and create it anew"
         )
-    if name != name_of(item) or tenant_id != item.tenant_id:
+    if renamed or tenant_id != item.tenant_id:
         _refuse_taken(session, kind, name, tenant_id)
-    if name != name_of(item):
-        item.name = name
+    if renamed:
+        # The same item under a new name: its id, its ports (renamed with it, by the write
+        # below) and its allocations stay. A machine renamed in NetBox arrives this way.
+        _rename(session, item, name)
     with guarded_flush(session, item):
         return _write(session, who, kind, spec, item, before, directory)
+
+
+def _rename(session: Session, item: Item, name: str) -> None:
+    if isinstance(item, Device):
+        item.hostname = name
+        # What active allocations hold is named as the device is now; their
+        # device_details stay the documents they were given.
+        session.execute(
+            sql_update(AllocationDevice)
+            .where(AllocationDevice.device_id == item.id, AllocationDevice.active.is_(True))
+            .values(hostname=name)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        item.name = name
 
 
 def _name_of_spec(spec: Any) -> str:

@@ -467,28 +467,45 @@ def test_a_device_recreated_in_netbox_takes_over_its_item() -> None:
     assert update.fields["attention"] == ([NETBOX_DELETED], None)
 
 
-def test_a_renamed_device_is_retired_and_created_a_renamed_switch_updated() -> None:
+def test_a_renamed_device_or_switch_is_the_same_item_updated() -> None:
+    """Identity is the NetBox id: a rename is an update that keeps the item (its id, its
+    allocation), also for a held device; never a retire and a create."""
     leaf = _device(2, "leaf-1", "ib-switch", tenant={"slug": "acme"})
     before = translate(Snapshot(devices=[_server(1, "gpu-01", "acme"), leaf]), Mapping())
     items = [
-        _stored(before, ("acme", "gpu-01"), "i-1"),
+        _stored(before, ("acme", "gpu-01"), "i-1", held=True),
         _stored(before, ("acme", "leaf-1"), "s-1", kind="switch"),
     ]
     renamed = [_server(1, "gpu-09", "acme"), dict(leaf, name="leaf-9")]
     changes = diff(translate(Snapshot(devices=renamed), Mapping()), items)
     assert _actions(changes) == [
-        ("create", "gpu-09", 1, None),  # the inventory cannot rename a device (its ports)
-        ("update", "leaf-1", 2, "s-1"),  # keyed by the name the inventory has
-        ("retire", "gpu-01", 1, "i-1"),
+        ("update", "gpu-01", 1, "i-1"),  # keyed by the name the inventory has
+        ("update", "leaf-1", 2, "s-1"),
     ]
+    assert changes[0].fields == {"hostname": ("gpu-01", "gpu-09")}
+    assert changes[0].patch is not None and changes[0].patch["hostname"] == "gpu-09"
     assert changes[1].fields == {"name": ("leaf-1", "leaf-9")}
-    # the next sync: the old item (retired) and the new one share NetBox #1; the new one is it
+    # the next sync finds nothing to do
     after = [
-        _stored(before, ("acme", "gpu-01"), "i-1", status="retired"),
-        Held("baremetal", "gpu-09", dict(changes[0].patch, id="i-9", project=None)),
+        _stored(before, ("acme", "gpu-01"), "i-1", held=True, hostname="gpu-09"),
         _stored(before, ("acme", "leaf-1"), "s-1", kind="switch", name="leaf-9"),
     ]
     assert diff(translate(Snapshot(devices=renamed), Mapping()), after) == []
+
+
+def test_a_rename_onto_a_name_another_item_has_waits_and_is_reported() -> None:
+    before = translate(Snapshot(devices=[_server(1, "gpu-01", "acme")]), Mapping())
+    synced = _stored(before, ("acme", "gpu-01"), "i-1")
+    manual = _stored(
+        before, ("acme", "gpu-01"), "m-1", source={"system": "manual"}, hostname="gpu-02"
+    )
+    renamed = translate(Snapshot(devices=[_server(1, "gpu-02", "acme")]), Mapping())
+    notes: list[Note] = []
+    assert diff(renamed, [synced, manual], notes) == []  # the hostname change waits
+    assert [n.message for n in notes] == [
+        "NetBox #1 renamed it 'gpu-02', where the inventory's baremetal 'gpu-02' is a "
+        "manual item (id m-1); it keeps the name 'gpu-01' until that name is free"
+    ]
 
 
 def test_a_move_onto_a_name_another_item_has_waits_and_is_reported() -> None:
