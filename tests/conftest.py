@@ -1,70 +1,111 @@
-"""Shared fixtures: real databases (SQLite and PostgreSQL) and a real HTTP server.
+"""Shared fixtures and the test tiers.
 
-API tests run once per backend: the ``backend`` fixture is parametrised, so every test that
-touches the database runs on SQLite and again on PostgreSQL. PostgreSQL is required under
-``CI=true``: when it is missing there the run fails loudly instead of skipping.
+Tiers. Each test gets its tier as a mark from ``pytest_collection_modifyitems`` below, so
+nobody marks a test by hand: a tier mark the test carries itself (for what no fixture
+shows), else the system a fixture of it boots (``netbox``, ``clean_netbox``, ``browser``),
+else its directory (tests/unit is ``unit``, tests/iac ``terraform``), else ``integration``.
+Select with ``-m``:
+
+    ./dev test -m unit              pure code (tests/unit): data in, value out; seconds
+    ./dev test -m integration       the service on SQLite and PostgreSQL: the app served in
+                                    process, the ``gpuinv`` CLI, ``gpuinv serve`` processes
+    ./dev test -m netbox            against a real NetBox 4.7.3 (installed on first use)
+    ./dev test -m terraform         the provider under real Terraform (tests/iac, the docs)
+    ./dev test -m browser           the dashboard and GraphiQL in Debian's Chromium
+    ./dev test -m "not slow"        all but the three above (``slow``: they boot a system)
+    ./dev test                      everything
+
+(``./dev test`` lints first; ``.venv/bin/pytest -m unit`` runs the tests alone.) A unit test
+may use no database, server or system fixture: collection stops, naming it, if one does.
+``postgres_only`` marks behaviour that exists only on PostgreSQL: such a test runs once, on
+PostgreSQL (its SQLite run is deselected).
+
+Backends. API tests run once per backend: the ``database_url`` fixture is parametrised, so
+every test that touches the database runs on SQLite and again on PostgreSQL. PostgreSQL is
+required under ``CI=true``: when it is missing there the run fails loudly instead of
+skipping. What tests share besides fixtures is in tests/support.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-import httpx
-import psycopg
 import pytest
-import uvicorn
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.app import create_app
-from api.db import tenant as tenant_db
-from api.db import token as token_db
-from api.db.base import Base
-from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
-from api.domain.access import cli_principal
+from api.db.session import make_engine, session_factory, upgrade_to_head
 from api.settings import Settings
+from tests.support.api import TOKEN_CACHE_SECONDS, Api, make_token
+from tests.support.database import fresh_postgres_database, wipe
+from tests.support.server import ServerThread
 
-pytest_plugins = ["tests.netbox.plugin", "tests.docs.demo"]  # NetBox; `demo` (serve --demo)
+# NetBox; `demo` (serve --demo); `browser` (Debian's Chromium)
+pytest_plugins = ["tests.netbox.plugin", "tests.support.demo", "tests.support.browser"]
 
-POSTGRES_URL = os.environ.get(
-    "GPUINV_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def postgres_or_fail() -> str:
-    """The admin URL of a reachable PostgreSQL; fail under CI, skip (loudly) elsewhere."""
-    try:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
-            return POSTGRES_URL
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is required but unreachable at {POSTGRES_URL}: {exc}"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    raise AssertionError("unreachable")
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "netbox", "terraform", "browser")
+SLOW = frozenset({"netbox", "terraform", "browser"})  # they boot a system: also marked slow
+# A test that uses one of these fixtures is in the tier of the system it boots.
+SYSTEM_FIXTURES = {"netbox": "netbox", "clean_netbox": "netbox", "browser": "browser"}
+# The tier of a directory's tests (under tests/), when no mark or fixture says otherwise.
+DIRECTORY_TIERS = {"unit": "unit", "iac": "terraform"}
+# What a unit test may not use: a database, a server, a system.
+NOT_UNIT = frozenset({"database_url", "engine", "sessions", "db", "server", "api", "demo"})
 
 
-def fresh_postgres_database(prefix: str) -> tuple[str, Any]:
-    """Create a throw-away database; returns its URL and a function that drops it."""
-    admin = postgres_or_fail()
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin.rpartition("/")
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the marks given here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, deselected = [], []
+    for item in items:
+        marked = {mark.name for mark in item.iter_markers()}
+        tiers = _tiers(item)
+        for tier in sorted((tiers | ({"slow"} if tiers & SLOW else set())) - marked):
+            item.add_marker(tier)
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
+        (deselected if on_sqlite and item.get_closest_marker("postgres_only") else kept).append(
+            item
+        )
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    return f"{base}/{name}", drop
+def _tiers(item: pytest.Item) -> set[str]:
+    used = _fixtures(item)
+    directory = DIRECTORY_TIERS.get(Path(item.path).relative_to(TESTS).parts[0])
+    marked = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+    forbidden = used & (NOT_UNIT | SYSTEM_FIXTURES.keys())
+    if forbidden and "unit" in (marked or {directory}):
+        raise pytest.UsageError(
+            f"{item.nodeid} is a unit test but uses {', '.join(sorted(forbidden))}: a unit "
+            "test touches no database, server or system (move it to another tier)"
+        )
+    if marked:
+        return marked
+    tiers = {SYSTEM_FIXTURES[name] for name in used & SYSTEM_FIXTURES.keys()}
+    if directory in SLOW:
+        tiers.add(directory)
+    return tiers or {directory or "integration"}
+
+
+def _fixtures(item: pytest.Item) -> set[str]:
+    """The fixtures a test uses: its fixture closure, less the names its own parametrize
+    marks give values to (a parameter may share a fixture's name)."""
+    parameters: set[str] = set()
+    for mark in item.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        indirect = mark.kwargs.get("indirect", False)
+        parameters |= {
+            name
+            for name in names
+            if not (indirect is True or (isinstance(indirect, list | tuple) and name in indirect))
+        }
+    return set(getattr(item, "fixturenames", ())) - parameters
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -92,69 +133,11 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
 
 
-def wipe(engine: Engine) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
-
-
 @pytest.fixture
 def db(engine: Engine, sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """An empty, migrated database for one test."""
     wipe(engine)
     return sessions
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn serving the real app on a loopback port, in this process."""
-
-    def __init__(self, settings: Settings):
-        self.port = free_port()
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        # The match index loads in the background at start-up; let it finish so that it
-        # does not race the tests' TRUNCATE for table locks.
-        self.app.state.index_ready.wait(timeout=30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-# The test servers trust a token they have read for this long: a token revoked or expired
-# out of band (the CLI, another replica) is refused within it (see refused_once_cache_ends).
-TOKEN_CACHE_SECONDS = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -170,73 +153,6 @@ def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
         )
     ) as running:
         yield running
-
-
-@dataclass
-class Api:
-    """A small GraphQL-over-HTTP client for tests: real requests to the real server."""
-
-    url: str
-    token: str | None = None
-
-    def post(
-        self,
-        query: str,
-        variables: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        sent = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        sent |= headers or {}
-        return httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers=sent,
-            timeout=60,
-        )
-
-    def run(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = self.post(query, variables)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def refused_once_cache_ends(self, query: str) -> dict[str, Any]:
-        """The first error for ``query``, which must come within the server's token cache
-        bound (plus a second for the requests themselves): a token revoked or expired out
-        of band may be trusted that long, never longer."""
-        deadline = time.monotonic() + TOKEN_CACHE_SECONDS + 1.0
-        while True:
-            body = self.run(query)
-            if body.get("errors"):
-                return body["errors"][0]
-            assert time.monotonic() < deadline, "still accepted after the token cache's bound"
-            time.sleep(0.05)
-
-    def ok(self, query: str, **variables: Any) -> dict[str, Any]:
-        body = self.run(query, **variables)
-        assert not body.get("errors"), body["errors"]
-        return body["data"]
-
-    def error(self, query: str, **variables: Any) -> dict[str, Any]:
-        body = self.run(query, **variables)
-        assert body.get("errors"), f"expected an error, got {body}"
-        return body["errors"][0]
-
-    def as_(self, token: str | None) -> Api:
-        return Api(self.url, token)
-
-
-def make_token(sessions: sessionmaker[Session], role: str, tenant: str | None = None) -> str:
-    with unit_of_work(sessions) as session:
-        _, secret = token_db.create_token(session, cli_principal(), role, tenant, None, None)
-    return secret
-
-
-def make_tenant(sessions: sessionmaker[Session], slug: str, *projects: str) -> None:
-    who = cli_principal()
-    with unit_of_work(sessions) as session:
-        tenant_db.create_tenant(session, who, slug, None)
-        for project in projects:
-            tenant_db.create_project(session, who, slug, project, None)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from api.db.models import ApiToken
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.graphql.schema import build_schema
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
 
 CREATE_DEVICE = """
 mutation($input: DeviceInput!) { createDevice(input: $input) { id hostname tenant } }"""

@@ -6,49 +6,11 @@ import json
 import time
 from typing import Any
 
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
+from tests.support.fleet import MATCH, fleet, labels, server
 
-MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
-  allocation { id environment inventoryType releasedAt expiresAt
-               devices { hostname exclusive gpus } }
-  deviceDetails claimAttempts
-  explanation { steps { filter entered left note } unusedVariables } } }"""
 RELEASE = """mutation($env: String!) { releaseAllocation(environment: $env) {
   id releasedAt } }"""
-CONFIG = json.dumps(
-    [
-        {"type": "match", "keyInVariable": "gputype", "keyInDevice": "gpus.vendorCode"},
-        {"type": "match", "keyInVariable": "zone", "keyInDevice": "tags.location"},
-        {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
-        {"type": "capacity", "keyInVariable": "cpu", "keyInCapacity": "requiredCPU"},
-        {"type": "capacity", "keyInVariable": "nodes", "keyInCapacity": "requiredNoofNodes"},
-    ]
-)
-
-
-def labels(kind: str = "baremetal") -> dict[str, str]:
-    return {"paas.envmgmt.io/inventory": kind, "paas.envmgmt.io/inventory.config": CONFIG}
-
-
-def fleet(api: Api, *devices: dict[str, Any]) -> None:
-    api.ok(
-        "mutation($d: String!) { importInventory(data: $d) { created } }",
-        d=json.dumps({"devices": list(devices)}),
-    )
-
-
-def server(
-    hostname: str, gpus: int = 8, vendor: str = "NVIDIA", zone: str = "india", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "hostname": hostname,
-        "totalcpu": 128,
-        "totalmemoryMB": 1048576,
-        "totalstorageGB": 8000,
-        "tags": {"location": zone},
-        "gpus": [{"vendorCode": vendor, "modelNo": "H100"}] * gpus,
-        **extra,
-    }
 
 
 def match(api: Api, env: str, variables: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -243,7 +205,7 @@ def test_a_tenant_matches_only_its_own_devices(api: Api, db) -> None:
 
 def test_the_seed_label_json_against_the_demo_fleet(api: Api, db) -> None:
     from api.demo import TENANTS, demo_fleet
-    from tests.unit.test_matching_engine import SEED_CONFIG
+    from tests.support.seed import SEED_CONFIG
 
     for slug, _ in TENANTS:
         make_tenant(db, slug)
@@ -299,7 +261,7 @@ def test_the_seed_label_json_against_the_demo_fleet(api: Api, db) -> None:
 
 def test_the_service_releases_an_expired_lease_by_itself(api: Api, database_url: str) -> None:
     from api.settings import Settings
-    from tests.conftest import ServerThread
+    from tests.support.server import ServerThread
 
     fleet(api, server("a"))
     with ServerThread(Settings(database_url=database_url, lease_sweep_seconds=1)) as sweeping:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_allocation import MATCH, fleet, labels, server
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.fleet import MATCH, fleet, labels, server
 
 ACTIVE = "{ allocations(filter: {active: true}) { edges { node { id } } } }"
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import AuditEvent
-from tests.conftest import Api
+from tests.support.api import Api
 
 CREATE = """mutation($input: DeviceInput!) { createDevice(input: $input) { id } }"""
 
@@ -130,7 +130,7 @@ def test_audit_events_refuse_bad_input_by_name(api: Api) -> None:
 
 
 def test_a_tenant_sees_only_its_tenants_audit_events(api: Api, db: sessionmaker[Session]) -> None:
-    from tests.conftest import make_tenant, make_token
+    from tests.support.api import make_tenant, make_token
 
     make_tenant(db, "acme")
     make_tenant(db, "globex")

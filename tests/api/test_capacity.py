@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.test_allocation import fleet, labels, server
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
+from tests.support.fleet import fleet, labels, server
 
 AMOUNTS = "{ capacity allocatable allocated available }"
 RESOURCES = f"{{ cpu {AMOUNTS} memoryMB {AMOUNTS} storageGB {AMOUNTS} gpus {AMOUNTS} }}"

@@ -1,38 +1,22 @@
 """The fleet dashboard at / in a real headless Chromium (Debian's, driven by Playwright with
-its path given: no browser download). Screenshots are kept in test-artifacts/dashboard/."""
+its path given: no browser download; the ``browser`` fixture of tests/support/browser.py).
+Screenshots are kept in test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.test_allocation import fleet, labels, server
-from tests.conftest import IN_CI, Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
+from tests.support.fleet import fleet, labels, server
 
-CHROMIUM = os.environ.get("GPUINV_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
   allocation { id } } }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        message = f"Chromium is required for the dashboard tests and not found at {CHROMIUM}"
-        if IN_CI:
-            pytest.fail(message + " (.ci/run installs Debian's chromium)", pytrace=False)
-        pytest.skip(message + ": apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 def _screenshot(page: Page, name: str) -> None:

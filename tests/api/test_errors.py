@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
-from tests.conftest import Api, ServerThread, make_token
+from tests.support.api import Api, make_token
+from tests.support.server import ServerThread
 
 CREATE = "mutation($i: DeviceInput!) { createDevice(input: $i) { id hostname } }"
 

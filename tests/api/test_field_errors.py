@@ -12,7 +12,7 @@ import pytest
 from api.db import device as device_db
 from tests.api.test_device import CREATE, H100
 from tests.api.test_inventory_import import server
-from tests.conftest import Api
+from tests.support.api import Api
 
 DEVICE_COUNT = "{ devices { totalCount } }"
 IMPORT = """mutation($d: String!) {

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.session import make_engine, session_factory, upgrade_to_head
 from api.settings import Provider, Settings
-from tests.api.test_allocation import fleet, labels, server
-from tests.conftest import Api, ServerThread, free_port, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
+from tests.support.fleet import fleet, labels, server
+from tests.support.server import ServerThread, free_port
 
 FLEET = """query($p: [String!], $t: Float! = 5) { fleetCapacity(providers: $p, timeoutSeconds: $t) {
   summary { providersQueried providersAnswered providersFailed nodes utilizationPercent }

@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 
 from api import graphiql
 from api.settings import Settings
-from tests.api.test_dashboard import browser  # noqa: F401 (a fixture: Debian's Chromium)
-from tests.conftest import Api, ServerThread
+from tests.support.api import Api
+from tests.support.server import ServerThread
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "graphiql"
 HTML = {"Accept": "text/html"}
@@ -32,7 +32,7 @@ CONTENT_TYPES = {
 
 
 def _offline_page(
-    browser: Browser,  # noqa: F811 (the fixture's name)
+    browser: Browser,
     url: str,
 ) -> tuple[BrowserContext, Page, list[str], list[str], list[str]]:
     """A page whose requests to any host but 127.0.0.1 are refused, and lists of what went
@@ -61,7 +61,7 @@ def _offline_page(
 
 def test_graphiql_runs_a_query_with_no_request_leaving_the_host(
     api: Api,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     # The query and the token's header from the URL, as GraphiQL's shared links carry them.
     query = urlencode(

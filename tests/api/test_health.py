@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.test_allocation import fleet, labels, server
-from tests.api.test_ops import scrape, value
-from tests.conftest import Api, make_token
+from tests.support.api import Api, make_token
+from tests.support.fleet import fleet, labels, server
+from tests.support.metrics import scrape, value
 
 REPORT = """mutation($id: ID!, $code: HealthCode!, $m: String, $g: Int) {
   reportHealth(id: $id, code: $code, message: $m, gpuIndex: $g) {

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 NUL = "a\x00b"
 

@@ -26,9 +26,9 @@ from hypothesis_graphql import Mode, mutations, queries
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.graphql.schema import printed_schema
-from tests.api import hostile
-from tests.api.hostile_fleet import ROLES, Fleet, make_fleet
-from tests.conftest import Api
+from tests.support import hostile
+from tests.support.api import Api
+from tests.support.hostile_fleet import ROLES, Fleet, make_fleet
 
 SCHEMA = graphql.build_schema(printed_schema())
 SCALARS = hostile.custom_scalars()

@@ -29,7 +29,8 @@ from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.graphql.schema import build_schema
 from api.settings import Settings
-from tests.conftest import Api, ServerThread, make_token
+from tests.support.api import Api, make_token
+from tests.support.server import ServerThread
 
 HELLO = {"query": "{ __typename }"}
 JSON = {"Content-Type": "application/json"}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from api.domain.limits import MAX_FILTER_TEXT, MAX_FILTER_VALUES, MAX_JSON_DEPTH, MAX_TAG_FILTERS
-from tests.conftest import Api
+from tests.support.api import Api
 
 INVENTORY = "paas.envmgmt.io/inventory"
 CONFIG = "paas.envmgmt.io/inventory.config"

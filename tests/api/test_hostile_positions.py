@@ -25,9 +25,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.graphql.schema import printed_schema
-from tests.api import hostile
-from tests.api.hostile_fleet import PROFILE, ROLES, Fleet, make_fleet
-from tests.conftest import Api
+from tests.support import hostile
+from tests.support.api import Api
+from tests.support.hostile_fleet import PROFILE, ROLES, Fleet, make_fleet
 
 SCHEMA = graphql.build_schema(printed_schema())
 MAX_INPUT_DEPTH = 3  # input objects inside input objects: DeviceInput.gpus[0].vendorCode

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy import Engine, event
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 PAGE = """query($first: Int!) { devices(first: $first) { edges { node {
   hostname gpus { modelNo } infiniband { name } tenant project document } } } }"""

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Device
 from api.db.session import unit_of_work
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
 
 IMPORT = """mutation($format: ImportFormat!, $data: String!) {
   importInventory(format: $format, data: $data) { created updated unchanged } }"""

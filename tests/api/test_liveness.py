@@ -19,7 +19,8 @@ import httpx
 from api.db.session import make_engine, session_factory, upgrade_to_head
 from api.demo import SHAPES, server_document
 from api.settings import Settings
-from tests.conftest import Api, ServerThread, make_token
+from tests.support.api import Api, make_token
+from tests.support.server import ServerThread
 
 IMPORT = """mutation($data: String!) { importInventory(format: JSON, data: $data) {
   created updated unchanged } }"""

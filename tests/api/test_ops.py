@@ -7,33 +7,18 @@ import json
 from datetime import timedelta
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
 from api.db.models import AuditEvent, SyncState
 from api.db.session import unit_of_work
-from tests.api.test_allocation import fleet, labels, server
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.fleet import fleet, labels, server
+from tests.support.metrics import scrape, value
 
 MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
   allocation { id } } }"""
-
-
-def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{api.url}/metrics")  # no token
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def test_metrics_report_allocations_gpus_outcomes_latency_and_sync_lag(

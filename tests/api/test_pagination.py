@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
 
 # 30 devices with lower-case, zero-padded hostnames (they sort alike on every collation).
 # Device i has i % 9 GPUs: NVIDIA H100 for even i, AMD MI300X for odd i.

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
 
 SAVE = """mutation($name: String!, $labels: JSON!) {
   saveProfile(name: $name, labels: $labels) { name tenant inventoryType } }"""

@@ -17,7 +17,7 @@ B's own partner-admin sees B's markers in the same answer, tenant A's roles do n
 ``test_every_root_field_is_in_the_matrix`` reads the live schema (introspection over HTTP)
 and fails for a field without an entry here, so a new field cannot escape the matrix.
 
-The world (tests/api/tenancy_support.py) is built once and reused: a test that only added
+The world (tests/support/tenancy.py) is built once and reused: a test that only added
 rows of A's has them deleted, any other change has the world built anew. 370 tests per
 backend; about 35 s on SQLite and 50 s on PostgreSQL on a 2-core machine under load.
 """
@@ -34,7 +34,8 @@ from graphql import parse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.tenancy_support import (
+from tests.support.server import ServerThread
+from tests.support.tenancy import (
     ALPHA,
     ALPHA_LABELS,
     BETA,
@@ -52,7 +53,6 @@ from tests.api.tenancy_support import (
     undo_additions,
     unknown_value,
 )
-from tests.conftest import ServerThread
 
 pytestmark = pytest.mark.xdist_group("tenancy-matrix")
 

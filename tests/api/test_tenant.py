@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api, make_tenant, make_token
+from tests.support.api import Api, make_tenant, make_token
 
 # Every kind, created by a platform admin in a given tenant; returns {kind: id}.
 CREATE = {

@@ -16,7 +16,8 @@ from api.db import token as token_db
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.settings import Settings
-from tests.conftest import Api, ServerThread
+from tests.support.api import Api
+from tests.support.server import ServerThread
 
 DEVICES = "{ devices { totalCount } }"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from api.demo import PROFILES
-from tests.docs.demo import Demo
+from tests.support.demo import Demo
 
 MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
   deviceDetails explanation { steps { filter entered left } } } }"""

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.demo import BIN
-from tests.docs.examples import REPOSITORY, examples
-from tests.docs.test_documented_examples import Reader
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import load_sample
+from tests.support.demo import BIN
+from tests.support.examples import REPOSITORY, examples
+from tests.support.reader import Reader
 
 pytestmark = pytest.mark.xdist_group("netbox")
 

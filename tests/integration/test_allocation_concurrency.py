@@ -51,7 +51,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db.models import Allocation, AllocationDevice, Device
 from api.db.session import make_engine, session_factory
 from api.settings import Settings
-from tests.conftest import Api, ServerThread, free_port, fresh_postgres_database
+from tests.support.api import Api
+from tests.support.database import fresh_postgres_database
+from tests.support.server import ServerThread, free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 JOIN_TIMEOUT = 90.0

@@ -19,7 +19,7 @@ from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.errors import DEVICE_ALLOCATED, DomainError
 from api.domain.vocabulary import Kind
-from tests.integration.support import h100_servers
+from tests.support.fleet import h100_servers
 
 LABELS = {
     "paas.envmgmt.io/inventory": "baremetal",

@@ -21,7 +21,9 @@ import pytest
 
 from api.db.session import make_engine, session_factory, upgrade_to_head
 from api.settings import Settings
-from tests.conftest import ServerThread, fresh_postgres_database, make_token
+from tests.support.api import make_token
+from tests.support.database import fresh_postgres_database
+from tests.support.server import ServerThread
 
 TERMINATE = """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()"""

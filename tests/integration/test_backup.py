@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,10 @@ from api.db.backup import tables
 from api.db.base import utcnow
 from api.db.models import AuditEvent
 from api.db.session import make_engine
-from tests.api.test_allocation import fleet, labels, server
-from tests.conftest import Api, fresh_postgres_database, make_tenant, make_token
-
-GPUINV = str(Path(sys.executable).with_name("gpuinv"))
-MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
-  allocation { id } } }"""
+from tests.support.api import Api
+from tests.support.backup import populate
+from tests.support.database import fresh_postgres_database
+from tests.support.processes import GPUINV
 
 
 def gpuinv(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,43 +51,6 @@ def empty_database(database_url: str, tmp_path: Path) -> Iterator[str]:
     drop()
 
 
-def _populate(api: Api, db: sessionmaker[Session]) -> None:
-    """A bit of everything: tenants and projects, tokens, devices (mixed GPUs, ports),
-    switches, VMs, profiles, allocations held and released, audit events."""
-    make_tenant(db, "acme", "training")
-    make_token(db, "viewer", "acme")
-    fleet(
-        api,
-        server("gpu-1", tenant="acme", project="training", site="mumbai"),
-        server("gpu-2", site="pune", infiniband=[{"name": "ib0", "rateGbps": 400}]),
-        {
-            "hostname": "gpu-3",
-            "gpus": [
-                {"vendorCode": "NVIDIA", "modelNo": "H100"},
-                {"vendorCode": "AMD", "modelNo": "MI300X"},
-            ],
-        },
-    )
-    api.ok(
-        "mutation($d: String!) { importInventory(data: $d) { created } }",
-        d=json.dumps(
-            {
-                "switches": [{"name": "leaf-1", "role": "leaf", "tags": {"fabric": "a"}}],
-                "vms": [{"hostname": "vm-1", "totalcpu": 8, "cluster": "c1"}],
-            }
-        ),
-    )
-    api.ok(
-        "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }",
-        n="h100",
-        l=labels(),
-    )
-    request = {"profile": "h100", "variables": {"gputype": "NVIDIA", "gpu": "8"}}
-    api.ok(MATCH, input={"environment": "held", **request})
-    api.ok(MATCH, input={"environment": "gone", **request})
-    api.ok('mutation { releaseAllocation(environment: "gone") { id } }')
-
-
 def _rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     found = {}
     with engine.connect() as connection:
@@ -103,7 +63,7 @@ def _rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def test_restore_into_an_empty_database_holds_every_row_and_serves(
     api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
 ) -> None:
-    _populate(api, db)
+    populate(api, db)
     file = tmp_path / "inventory.backup"
     said = gpuinv(database_url, "backup", str(file)).stderr
     assert "rows of" in said and "rows/s" in said
@@ -144,7 +104,7 @@ def _cut(source: Path, target: Path, keep: float) -> None:
 def test_a_bad_file_or_a_used_database_is_refused_and_nothing_is_written(
     api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
 ) -> None:
-    _populate(api, db)
+    populate(api, db)
     good = tmp_path / "good.backup"
     gpuinv(database_url, "backup", str(good))
     lines = gzip.decompress(good.read_bytes()).decode().splitlines()
@@ -185,7 +145,7 @@ def test_a_backup_of_an_older_schema_is_restored_and_migrated(
 ) -> None:
     """A 0004 backup (before devices carried their GPU kind): restored at 0004, then 0005
     fills the GPU kind in from the restored GPU rows."""
-    _populate(api, db)
+    populate(api, db)
     good = tmp_path / "good.backup"
     gpuinv(database_url, "backup", str(good))
     old = []
@@ -224,7 +184,7 @@ def test_a_line_over_the_restore_limit_is_warned_of_refused_and_restorable_when_
     """Memory in a restore is bounded by its longest line (4 MiB unless --max-line-mib
     says otherwise): a backup with a longer one says so when written, and its restore
     is refused with the limit named until the limit is raised."""
-    _populate(api, db)
+    populate(api, db)
     big = {"notes": "x" * (5 * 2**20)}  # 5 MiB of audit detail, written past the API
     with db.begin() as session:
         session.execute(
@@ -257,7 +217,7 @@ def test_a_line_over_the_restore_limit_is_warned_of_refused_and_restorable_when_
 def test_a_database_with_tables_of_its_own_is_not_restored_into(
     api: Api, db: sessionmaker[Session], database_url: str, empty_database: str, tmp_path: Path
 ) -> None:
-    _populate(api, db)
+    populate(api, db)
     file = tmp_path / "inventory.backup"
     gpuinv(database_url, "backup", str(file))
     engine = make_engine(empty_database)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.serving import serving, token
+from tests.support.processes import serving, token
 
 MiB = 1024 * 1024
 SENT = 256 * MiB

@@ -19,7 +19,8 @@ from api.db.models import Allocation, Device
 from api.db.profile import save_profile
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
-from tests.integration.support import Sent, h100_servers, statements_sent
+from tests.support.fleet import h100_servers
+from tests.support.statements import Sent, statements_sent
 
 LABELS = {
     "paas.envmgmt.io/inventory": "vcluster",

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 

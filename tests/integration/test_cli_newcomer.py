@@ -26,7 +26,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import free_port, fresh_postgres_database, postgres_or_fail
+from tests.support.database import fresh_postgres_database, postgres_or_fail
+from tests.support.server import free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from api.db import session as session_module
 from api.db.session import make_engine
-from tests.conftest import fresh_postgres_database
+from tests.support.database import fresh_postgres_database
 
 
 @pytest.fixture

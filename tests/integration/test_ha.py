@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.test_allocation import labels, server
-from tests.conftest import fresh_postgres_database
-from tests.integration.serving import serving, token
+from tests.support.database import fresh_postgres_database
+from tests.support.fleet import labels, server
+from tests.support.processes import serving, token
 
 AMOUNTS = "{ capacity allocatable allocated available }"
 GROUP = f"""{{ key nodes nodesAllocatable wholeNodesFree utilizationPercent

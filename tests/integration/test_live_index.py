@@ -20,7 +20,7 @@ from api.domain.access import cli_principal
 from api.domain.matching.profile import InventoryType
 from api.domain.matching.request import normalise
 from api.domain.vocabulary import Kind
-from tests.integration.support import statements_sent
+from tests.support.statements import statements_sent
 
 
 def _server(db: sessionmaker[Session], hostname: str, tags: dict[str, str] | None = None) -> str:

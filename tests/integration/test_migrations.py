@@ -32,7 +32,7 @@ def test_sqlite_upgrades_to_head_with_no_autogenerate_difference(tmp_path) -> No
 
 
 def test_postgresql_upgrades_to_head_with_no_autogenerate_difference() -> None:
-    from tests.conftest import fresh_postgres_database
+    from tests.support.database import fresh_postgres_database
 
     url, drop = fresh_postgres_database("gpuinv_migrate")
     try:
@@ -109,7 +109,7 @@ def test_the_change_feed_triggers_survive_every_migration_both_ways(backend: str
     from alembic import command
 
     from api.db.session import alembic_config
-    from tests.conftest import fresh_postgres_database
+    from tests.support.database import fresh_postgres_database
 
     drop = None
     if backend == "sqlite":
@@ -152,7 +152,7 @@ def test_0007_makes_names_unique_per_namespace_both_ways_and_keeps_every_row(
     from sqlalchemy.exc import IntegrityError
 
     from api.db.session import alembic_config
-    from tests.conftest import fresh_postgres_database
+    from tests.support.database import fresh_postgres_database
 
     drop = None
     if backend == "sqlite":

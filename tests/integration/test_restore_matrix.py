@@ -30,8 +30,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import backup
 from api.db.session import make_engine
-from tests.conftest import Api, ServerThread, fresh_postgres_database, make_token, wipe
-from tests.integration.test_backup import GPUINV, _populate
+from tests.support.api import Api, make_token
+from tests.support.backup import populate
+from tests.support.database import fresh_postgres_database, wipe
+from tests.support.processes import GPUINV
+from tests.support.server import ServerThread
 
 # Peak RSS of `gpuinv restore` on any of these files. It starts at about 75 MiB; the bomb
 # is refused once MAX_LINE (4 MiB) of it is read; the costliest line under the limit (tiny
@@ -822,7 +825,7 @@ def good(
     """A real backup of a small fleet (as test_backup makes it), once per backend."""
     wipe(engine)
     server.app.state.live_index.reset()
-    _populate(Api(server.url, make_token(sessions, "platform-admin")), sessions)
+    populate(Api(server.url, make_token(sessions, "platform-admin")), sessions)
     path = tmp_path_factory.mktemp("matrix") / "good.backup"
     backup.backup(engine, path)
     wipe(engine)

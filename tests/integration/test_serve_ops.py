@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, fresh_postgres_database
-from tests.integration.serving import serving, token
+from tests.support.database import fresh_postgres_database
+from tests.support.processes import serving, token
+from tests.support.server import free_port
 
 
 def _wait_for(check, what: str, timeout: float = 20.0):

@@ -15,9 +15,9 @@ from click.testing import Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
-from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
-from tests.sync.support import WEBHOOK_SECRET, run_sync
+from tests.support.server import ServerThread
+from tests.support.sync import WEBHOOK_SECRET, run_sync
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from api.cli import main
 from sync.mapping import _SECTIONS, Mapping, parse_mapping
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
-from tests.sync.support import run_sync
+from tests.support.sync import run_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "sync" / "mapping.example.yaml"

@@ -22,7 +22,8 @@ import pytest
 from tests.netbox.fixture import NetBox
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow  # each case starts a NetBox (~15 s) in a pytest of its own
+# Its own NetBoxes, which no fixture shows: each case starts one (~15 s) in a pytest of its own.
+pytestmark = pytest.mark.netbox
 
 # Runs inside the inner session. With -n 2, xdist hands one test to each worker and ends a
 # worker's session as soon as its test is done. The tests hold NetBox in turn (the plugin's

@@ -20,10 +20,10 @@ from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
 from api.db.models import Device, Infiniband, Tenant
 from api.domain.access import cli_principal
-from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
-from tests.sync.support import WEBHOOK_SECRET as SECRET
-from tests.sync.test_sync_netbox import ONE_GPU_SERVER
+from tests.support.server import ServerThread
+from tests.support.sync import ONE_GPU_SERVER
+from tests.support.sync import WEBHOOK_SECRET as SECRET
 
 pytestmark = pytest.mark.xdist_group("netbox")
 

@@ -14,18 +14,12 @@ from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
 from api.db.models import Device, Switch, SyncState
 from api.domain.access import cli_principal
-from tests.conftest import Api
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
+from tests.support.api import Api
+from tests.support.sync import ONE_GPU_SERVER
 
 pytestmark = pytest.mark.xdist_group("netbox")
-
-ONE_GPU_SERVER = {
-    "paas.envmgmt.io/inventory": "baremetal",
-    "paas.envmgmt.io/inventory.config": json.dumps(
-        [{"type": "match", "keyInVariable": "host", "keyInDevice": "hostname"}]
-    ),
-}
 
 
 @pytest.fixture

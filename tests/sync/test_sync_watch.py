@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db.models import Device, SyncState
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
-from tests.sync.support import eventually
+from tests.support.sync import eventually
 
 pytestmark = pytest.mark.xdist_group("netbox")
 GPUINV = Path(sys.executable).with_name("gpuinv")

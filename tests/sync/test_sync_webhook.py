@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Device
-from tests.conftest import ServerThread
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
-from tests.sync.support import WEBHOOK_SECRET as SECRET
-from tests.sync.support import eventually, run_sync
+from tests.support.server import ServerThread
+from tests.support.sync import WEBHOOK_SECRET as SECRET
+from tests.support.sync import eventually, run_sync
 
 pytestmark = pytest.mark.xdist_group("netbox")
 

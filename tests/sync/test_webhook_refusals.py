@@ -15,7 +15,7 @@ import pytest
 
 from api.db.session import make_engine, upgrade_to_head
 from api.settings import Settings
-from tests.conftest import ServerThread
+from tests.support.server import ServerThread
 
 SECRET = "a-webhook-secret"
 EVENT = json.dumps({"object_type": "dcim.device", "data": {"id": 1}}).encode()

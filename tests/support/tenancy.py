@@ -44,7 +44,8 @@ from api.db.models import (
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from sync import reconcile
-from tests.conftest import ServerThread, wipe
+from tests.support.database import wipe
+from tests.support.server import ServerThread
 
 ALPHA, BETA = "tenant-alpha", "tenant-beta"
 ROLES = ("partner-admin", "provisioner", "viewer")
@@ -346,13 +347,11 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
         ids["alpha.allocation"] = session.scalar(
             select(Allocation.id).where(Allocation.environment == "alpha-env")
         )
-        # The platform's NetBox sync last failed on one of B's devices, as reconcile words
-        # it ("<kind> <key> (<action>): <error>"); syncState shows that error.
-        reconcile.record_outcome(
-            session,
-            datetime.now(UTC),
-            error="baremetal 'beta-gpu-02' (update): NetBox answered 502",
-        )
+    # The platform's NetBox sync last failed on one of B's devices, as reconcile words it
+    # ("<kind> <key> (<action>): <error>"); syncState shows that error.
+    reconcile.record_outcome(
+        sessions, datetime.now(UTC), error="baremetal 'beta-gpu-02' (update): NetBox answered 502"
+    )
     tenant_ids = {"alpha": ids["alpha.tenant"], "beta": ids["beta.tenant"]}
     world = World(server.url, client, callers, ids, tenant_ids)
     world.beta_shared_funnel = shared_profile_funnel(callers["beta:provisioner"])

@@ -1,4 +1,5 @@
-"""`gpuinv serve` in a process of its own, as operators run it, for integration tests."""
+"""`gpuinv` as operators run it: the installed command (``GPUINV``), and `gpuinv serve` in a
+process of its own, for integration tests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 

@@ -1,7 +1,9 @@
-"""Helpers shared by the sync tests."""
+"""Running `gpuinv sync` against the test NetBox (:mod:`tests.netbox`), and what the sync
+tests share."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -37,5 +39,14 @@ def run_sync(
     )
 
 
-# The secret the tests' services check NetBox's webhook signatures with (conftest.service).
+# The secret the tests' services check NetBox's webhook signatures with (the ``service``
+# fixture of tests/sync/conftest.py).
 WEBHOOK_SECRET = "webhook-secret-for-tests"
+
+# Labels that match one server by its hostname (variable "host").
+ONE_GPU_SERVER = {
+    "paas.envmgmt.io/inventory": "baremetal",
+    "paas.envmgmt.io/inventory.config": json.dumps(
+        [{"type": "match", "keyInVariable": "host", "keyInDevice": "hostname"}]
+    ),
+}

@@ -1,5 +1,4 @@
-"""Helpers for tests that work on the database directly: a small fleet, and the
-statements a piece of code sends."""
+"""The SQL statements a piece of code sends, in order, as the database receives them."""
 
 from __future__ import annotations
 
@@ -9,30 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.orm import Session, sessionmaker
-
-from api.db import inventory
-from api.db.session import unit_of_work
-from api.domain.access import cli_principal
-from api.domain.vocabulary import Kind
-
-
-def h100_servers(db: sessionmaker[Session], count: int) -> list[str]:
-    """``count`` idle servers gpu-0, gpu-1, … of 8 H100 and 64 CPUs each; their ids."""
-    with unit_of_work(db) as session:
-        return [
-            inventory.create(
-                session,
-                cli_principal(),
-                Kind.BAREMETAL,
-                {
-                    "hostname": f"gpu-{n}",
-                    "totalcpu": 64,
-                    "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
-                },
-            ).id
-            for n in range(count)
-        ]
 
 
 @dataclass

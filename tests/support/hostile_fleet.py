@@ -1,5 +1,5 @@
 """The fleet hostile requests are sent against, and the judge of their answers (shared by
-test_hostile_generated.py and test_hostile_positions.py)."""
+tests/api/test_hostile_generated.py and test_hostile_positions.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api import hostile
-from tests.conftest import Api, make_tenant, make_token
+from tests.support import hostile
+from tests.support.api import Api, make_tenant, make_token
 
 ROLES = ["platform-admin", "partner-admin"]
 RESTORE_EVERY = 25  # requests; hostile deletes and updates wear the fleet down

@@ -1,5 +1,5 @@
-"""Hostile values for the generated request suites (test_hostile_generated.py, and
-test_hostile_positions.py for a few).
+"""Hostile values for the generated request suites (tests/api/test_hostile_generated.py,
+and tests/api/test_hostile_positions.py for a few).
 
 hypothesis-graphql builds the documents from the live schema; these strategies fill in
 their argument values. They are schema-valid where the schema can check (a String is a

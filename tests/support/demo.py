@@ -1,6 +1,8 @@
 """`gpuinv serve --demo` as a newcomer starts it: a process of its own, a fresh SQLite
 database, the demo's fleet, profiles and token. The documented examples (tests/docs) and the
-IaC examples (tests/iac/test_examples.py) run against it with nothing else set up."""
+IaC examples (tests/iac/test_examples.py) run against it with nothing else set up.
+
+A pytest plugin (tests/conftest.py registers it): the ``demo`` fixture, one per module."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI
+from tests.support.ci import IN_CI
 
 BIN = Path(sys.executable).parent
 ACTIVE = "{ allocations(first: 500, filter: {active: true}) { totalCount } }"
