@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
 from api.db.inventory_import import refresh_statistics
-from api.db.session import unit_of_work
+from api.db.session import engine_of, unit_of_work
 from api.domain.errors import DomainError
 from sync import reconcile
 from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, diff
@@ -115,16 +115,14 @@ def run_apply(
             task = progress.add_task("apply", total=len(changes))
             with unit_of_work(sessions) as session:
                 applied = reconcile.apply(session, changes, lambda n: progress.advance(task, n))
-            with sessions() as session:  # after the commit: plans for a fleet just loaded
-                refresh_statistics(session, applied.imported)
+            # after the commit: plans for a fleet just loaded
+            refresh_statistics(engine_of(sessions), applied.imported)
     except (NetBoxUnavailable, reconcile.SyncError, DomainError) as exc:
-        with sessions() as session:
-            reconcile.record_outcome(session, started, error=str(exc))
+        reconcile.record_outcome(sessions, started, error=str(exc))
         raise click.ClickException(str(exc)) from None
     summary = {action: applied.counts.get(action, 0) for action in (CREATE, UPDATE, RETIRE, FLAG)}
     summary["notes"] = len(notes)
-    with sessions() as session:
-        reconcile.record_outcome(session, started, summary=summary)
+    reconcile.record_outcome(sessions, started, summary=summary)
     for note in notes:
         click.echo(f"note: {note.kind} {note.key}: {note.message}", err=True)
     return summary
@@ -240,17 +238,15 @@ def apply_once(
     worker: str,
     lease: timedelta,
 ) -> None:
-    with sessions() as session:
-        if not reconcile.take_lead(session, worker, lease):
-            raise click.ClickException(
-                "another sync worker leads (see syncState); try again when it is done"
-            )
+    if not reconcile.take_lead(sessions, worker, lease):
+        raise click.ClickException(
+            "another sync worker leads (see syncState); try again when it is done"
+        )
     try:
         summary = run_apply(sessions, mapping, allow_mass_retire, quiet=False)
         click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
     finally:
-        with sessions() as session:
-            reconcile.give_up_lead(session, worker)
+        reconcile.give_up_lead(sessions, worker)
 
 
 def watch(
@@ -269,8 +265,7 @@ def watch(
     try:
         while True:
             try:
-                with sessions() as session:
-                    leading = reconcile.take_lead(session, worker, lease)
+                leading = reconcile.take_lead(sessions, worker, lease)
             except SQLAlchemyError as exc:
                 # The database busy or away for a moment (SQLite's lock held by a worker
                 # that just died, a PostgreSQL restart): not a reason to stop watching.
@@ -288,5 +283,4 @@ def watch(
                 sys.stdout.flush()
             time.sleep(interval)
     except KeyboardInterrupt:
-        with sessions() as session:
-            reconcile.give_up_lead(session, worker)
+        reconcile.give_up_lead(sessions, worker)

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import audit, inventory
 from api.db import device as device_db
@@ -24,6 +25,7 @@ from api.db import tenant as tenant_db
 from api.db.base import utcnow
 from api.db.inventory_import import ImportCounts, import_batch
 from api.db.models import AllocationDevice, Device, Switch, SyncState
+from api.db.session import unit_of_work
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
 from api.domain.document import parse_device, parse_switch
@@ -251,57 +253,66 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def take_lead(session: Session, worker: str, lease: timedelta) -> bool:
-    """Become (or stay) the one worker that applies; True if we lead. Commits.
+# These own their transactions (each its own, short), so they take the sessionmaker.
+
+
+def take_lead(sessions: sessionmaker[Session], worker: str, lease: timedelta) -> bool:
+    """Become (or stay) the one worker that applies; True if we lead.
 
     A lease row, not an advisory lock, so it works the same on SQLite and PostgreSQL and
     survives a crashed leader: its lease simply runs out.
     """
+    _ensure_state_row(sessions)
     now = utcnow()
-    if session.get(SyncState, SOURCE) is None:
-        session.add(SyncState(source=SOURCE))
-        try:
-            session.commit()
-        except Exception:  # another worker created it at the same moment
-            session.rollback()
-    taken = session.execute(
-        update(SyncState)
-        .where(
-            SyncState.source == SOURCE,
-            (SyncState.leader == worker)
-            | SyncState.leader.is_(None)
-            | (SyncState.lease_until < now),
-        )
-        .values(leader=worker, lease_until=now + lease)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    session.commit()
+    with unit_of_work(sessions) as session:
+        taken = session.execute(
+            update(SyncState)
+            .where(
+                SyncState.source == SOURCE,
+                (SyncState.leader == worker)
+                | SyncState.leader.is_(None)
+                | (SyncState.lease_until < now),
+            )
+            .values(leader=worker, lease_until=now + lease)
+            .execution_options(synchronize_session=False)
+        ).rowcount
     return taken == 1
 
 
-def give_up_lead(session: Session, worker: str) -> None:
-    session.execute(
-        update(SyncState)
-        .where(SyncState.source == SOURCE, SyncState.leader == worker)
-        .values(leader=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+def _ensure_state_row(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        if session.get(SyncState, SOURCE) is not None:
+            return
+    try:
+        with unit_of_work(sessions) as session:
+            session.add(SyncState(source=SOURCE))
+    except (IntegrityError, DomainError):  # another worker created it at the same moment
+        pass
+
+
+def give_up_lead(sessions: sessionmaker[Session], worker: str) -> None:
+    with unit_of_work(sessions) as session:
+        session.execute(
+            update(SyncState)
+            .where(SyncState.source == SOURCE, SyncState.leader == worker)
+            .values(leader=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def record_outcome(
-    session: Session,
+    sessions: sessionmaker[Session],
     started: datetime,
     error: str | None = None,
     summary: dict[str, Any] | None = None,
 ) -> None:
-    """Remember how this run went (what the API's syncState shows). Commits."""
-    state = session.get(SyncState, SOURCE) or SyncState(source=SOURCE)
-    session.add(state)
-    state.last_attempt_at = started
-    if error is None:
-        state.last_success_at = started
-        state.last_summary = summary
-    else:
-        state.last_error, state.last_error_at = error[:2000], utcnow()
-    session.commit()
+    """Remember how this run went (what the API's syncState shows)."""
+    with unit_of_work(sessions) as session:
+        state = session.get(SyncState, SOURCE) or SyncState(source=SOURCE)
+        session.add(state)
+        state.last_attempt_at = started
+        if error is None:
+            state.last_success_at = started
+            state.last_summary = summary
+        else:
+            state.last_error, state.last_error_at = error[:2000], utcnow()

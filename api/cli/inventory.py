@@ -16,7 +16,7 @@ from api.cli.database import open_sessions
 from api.cli.output import err, fail, print_table
 from api.db import device as device_db
 from api.db.inventory_import import import_batch, refresh_statistics
-from api.db.session import unit_of_work
+from api.db.session import engine_of, unit_of_work
 from api.domain.access import cli_principal
 from api.domain.errors import DomainError
 from api.domain.inventory_import import parse_import
@@ -57,8 +57,7 @@ def import_command(file: Path, fmt: str | None) -> None:
                 counts = import_batch(
                     session, cli_principal(), batch, lambda n: progress.advance(task, n)
                 )
-            with sessions() as session:
-                refresh_statistics(session, counts)
+            refresh_statistics(engine_of(sessions), counts)
     except DomainError as exc:
         fail(exc)
     click.echo(f"created {counts.created}, updated {counts.updated}, unchanged {counts.unchanged}")

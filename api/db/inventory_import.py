@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
@@ -352,8 +352,9 @@ def _import_flat(
 ANALYZE_AFTER = 1000
 
 
-def refresh_statistics(session: Session, counts: ImportCounts) -> None:
-    """Refresh the planner's statistics after a large import (after the import's commit).
+def refresh_statistics(engine: Engine, counts: ImportCounts) -> None:
+    """Refresh the planner's statistics after a large import (after the import's commit,
+    on connections of its own: it takes the pool, not a session).
 
     On PostgreSQL this is VACUUM (ANALYZE): besides statistics, it marks the new pages
     all-visible, so that capacity views are index-only scans of ix_device_capacity rather
@@ -362,14 +363,13 @@ def refresh_statistics(session: Session, counts: ImportCounts) -> None:
     if counts.created + counts.updated < ANALYZE_AFTER:
         return
     tables = "device, gpu, infiniband, switch"
-    if session.get_bind().dialect.name == "postgresql":
-        session.commit()
-        # VACUUM cannot run in a transaction: a connection of its own, in autocommit.
-        with session.get_bind().connect() as connection:
+    if engine.dialect.name == "postgresql":
+        # VACUUM cannot run in a transaction: autocommit.
+        with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                 f"VACUUM (ANALYZE) {tables}"
             )
         return
-    for table in tables.split(", "):
-        session.execute(text(f"ANALYZE {table}"))
-    session.commit()
+    with engine.begin() as connection:
+        for table in tables.split(", "):
+            connection.exec_driver_sql(f"ANALYZE {table}")

@@ -201,6 +201,11 @@ def lost_races_as_domain_errors() -> Iterator[None]:
         ) from None
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The pool a sessionmaker's sessions use, for work that needs connections of its own."""
+    return sessions.kw["bind"]
+
+
 @contextmanager
 def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""

@@ -45,7 +45,7 @@ class ImportMutation:
         batch = parse_import(format.value, data)
         with info.context.write() as session:
             counts = import_batch(session, who, batch)
-        refresh_statistics(info.context.session, counts)
+        refresh_statistics(info.context.engine, counts)
         return ImportResult(
             created=counts.created, updated=counts.updated, unchanged=counts.unchanged
         )
