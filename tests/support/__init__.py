@@ -4,7 +4,7 @@ One module per subject; import the module you need (``from tests.support.api imp
 Modules that need neither a database nor a server (``examples``, ``seed``) stay light enough
 for the unit tier to import.
 
-- ``ci``: ``IN_CI``, under which a missing PostgreSQL, NetBox, Chromium or terraform fails
+- ``ci``: ``IN_CI``: under CI, a PostgreSQL, NetBox, Chromium or terraform missing fails
 - ``database``: the PostgreSQL to test on, throw-away databases, emptying one
 - ``server``: the real app served in this process (``ServerThread``), free ports
 - ``api``: a GraphQL-over-HTTP client, and tokens and tenants written as the CLI writes them
