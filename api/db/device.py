@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit, infiniband
 from api.db.base import utcnow
-from api.db.items import assign, assign_common, source_document
+from api.db.items import assign, assign_status, source_document
 from api.db.models import Device, Gpu
 from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
@@ -21,59 +21,99 @@ from api.domain.access import Principal
 from api.domain.document import DeviceSpec, IbPort
 from api.domain.document import Gpu as GpuSpec
 from api.domain.errors import InvalidField, bad_input
+from api.domain.fields import CAPACITY, HARDWARE, MACHINE_FACTS, PLACEMENT, VM_PLACEMENT
 from api.domain.vocabulary import Kind, Status
 
-# What a spec sets directly, column by column (capacity is handled apart: free follows total).
-_FACT_COLUMNS = (
-    "manufacturer",
-    "model",
-    "serial",
-    "site",
-    "location",
-    "rack",
-    "cluster",
-    "host",
-    "gpu_vendor",
-    "gpu_model",
-)
-CAPACITY = (
-    ("total_cpu", "free_cpu", "totalcpu"),
-    ("total_memory_mb", "free_memory_mb", "totalmemoryMB"),
-    ("total_storage_gb", "free_storage_gb", "totalstorageGB"),
-    ("total_gpus", "free_gpus", "totalgpus"),
-)
+# The facts a spec sets directly, column by column (capacity apart: free follows total).
+_SET_DIRECTLY = tuple(f.attribute for f in MACHINE_FACTS if f.free is None)
 
 
 def render(
     device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, Any]], directory: Directory
 ) -> dict[str, Any]:
     """The device document of DESIGN.md: the import format and the device_details shape."""
-    document: dict[str, Any] = {
-        "id": device.id,
-        "hostname": device.hostname,
-        "kind": device.kind,
-        "status": device.status,
-        "manufacturer": device.manufacturer,
-        "model": device.model,
-        "serial": device.serial,
-        "totalcpu": device.total_cpu,
-        "totalmemoryMB": device.total_memory_mb,
-        "totalstorageGB": device.total_storage_gb,
-        "totalgpus": device.total_gpus,
-        "gpus": [g.document() for g in gpus],
-        "tags": dict(device.tags or {}),
-        "site": device.site,
-        "location": device.location,
-        "rack": device.rack,
-        "infiniband": list(ports),
-        "tenant": directory.tenant(device.tenant_id),
-        "project": directory.project_slug(device.project_id),
-        "source": source_document(device),
-    }
-    if device.kind == Kind.VM:
-        document["cluster"] = device.cluster
-        document["host"] = device.host
+    return _document(
+        device.kind,
+        {"id": device.id, "hostname": device.hostname, "kind": device.kind},
+        device.status,
+        lambda attribute: getattr(device, attribute),
+        gpus,
+        dict(device.tags or {}),
+        ports,
+        {
+            "tenant": directory.tenant(device.tenant_id),
+            "project": directory.project_slug(device.project_id),
+            "source": source_document(device),
+        },
+    )
+
+
+def render_new(
+    row: dict[str, Any], spec: DeviceSpec, ports: Sequence[dict[str, Any]], directory: Directory
+) -> dict[str, Any]:
+    """The document of a device the bulk import is about to insert as ``row`` (its
+    columns, from ``columns``): as ``render`` would give it once written."""
+    return _document(
+        row["kind"],
+        {"id": row["id"], "hostname": row["hostname"], "kind": row["kind"]},
+        row["status"],
+        row.__getitem__,
+        spec.gpus,
+        dict(spec.tags),
+        ports,
+        {
+            "tenant": directory.tenant(row["tenant_id"]),
+            "project": directory.project_slug(row["project_id"]),
+            "source": spec.source.document(),
+        },
+    )
+
+
+def _document(
+    kind: str,
+    head: dict[str, Any],
+    status: str,
+    fact: Any,
+    gpus: Sequence[GpuSpec],
+    tags: dict[str, str],
+    ports: Sequence[dict[str, Any]],
+    owner: dict[str, Any],
+) -> dict[str, Any]:
+    """The document in its order (api/domain/fields.py): ``fact(attribute)`` reads a fact."""
+    document = head | {"status": status}
+    document |= {f.key: fact(f.attribute) for f in HARDWARE}
+    document |= {"gpus": [g.document() for g in gpus], "tags": tags}
+    document |= {f.key: fact(f.attribute) for f in PLACEMENT}
+    document |= {"infiniband": list(ports)} | owner
+    if kind == Kind.VM:
+        document |= {f.key: fact(f.attribute) for f in VM_PLACEMENT}
     return document
+
+
+def columns(
+    spec: DeviceSpec, tenant_id: str | None, project_id: str | None, in_use: dict[str, int]
+) -> dict[str, Any]:
+    """The device row's columns a spec decides, for both write paths (write_spec, one
+    device at a time, and the bulk import): its facts, free amounts (its totals less
+    ``in_use``, what allocations hold), GPU summary, tags, ownership and source. Raises
+    InvalidField when a total would fall below what is in use."""
+    values = {attribute: spec.facts[attribute] for attribute in _SET_DIRECTLY}
+    for fact in CAPACITY:
+        total, held = spec.facts[fact.attribute], in_use.get(fact.attribute, 0)
+        if total < held:
+            raise InvalidField(fact.key, f"cannot shrink to {total}: {held} are allocated")
+        values[fact.attribute] = total
+        values[fact.free] = total - held  # type: ignore[index]
+    return values | {
+        "gpu_vendor": spec.gpu_vendor,
+        "gpu_model": spec.gpu_model,
+        "tags": dict(spec.tags),
+        "tenant_id": tenant_id,
+        "project_id": project_id,
+        "source_system": spec.source.system.value,
+        "source_id": spec.source.id,
+        "source_url": spec.source.url,
+    }
 
 
 def load_gpus(session: Session, device_ids: Sequence[str]) -> dict[str, tuple[GpuSpec, ...]]:
@@ -208,15 +248,14 @@ def write_spec(
     device = existing or Device(
         kind=spec.kind.value, hostname=spec.hostname, status=Status.AVAILABLE.value
     )
-    changes = [assign(device, column, getattr(spec, column)) for column in _FACT_COLUMNS]
-    for total_column, free_column, label in CAPACITY:
-        new_total = getattr(spec, total_column)
-        in_use = (getattr(device, total_column) - getattr(device, free_column)) if existing else 0
-        if new_total < in_use:
-            raise InvalidField(label, f"cannot shrink to {new_total}: {in_use} are allocated")
-        changes.append(assign(device, total_column, new_total))
-        changes.append(assign(device, free_column, new_total - in_use))
-    changes.append(assign_common(device, spec, tenant_id, project_id))
+    in_use = {
+        f.attribute: getattr(device, f.attribute) - getattr(device, f.free)  # type: ignore[arg-type]
+        for f in CAPACITY
+        if existing is not None
+    }
+    values = columns(spec, tenant_id, project_id, in_use)
+    changes = [assign(device, column, value) for column, value in values.items()]
+    changes.append(assign_status(device, spec))
     gpus = [g.document() for g in spec.gpus]
     gpus_changed = before is None or before["gpus"] != gpus
     ports = before["infiniband"] if before is not None else []
@@ -246,12 +285,12 @@ def write_spec(
         if existing is not None:
             session.execute(delete(Gpu).where(Gpu.device_id == device.id))
         if spec.gpus:
-            session.execute(insert(Gpu), [_gpu_row(device.id, g) for g in spec.gpus])
+            session.execute(insert(Gpu), [gpu_row(device.id, g) for g in spec.gpus])
     after = render(device, spec.gpus, ports, directory)
     return Written(device, "create" if existing is None else "update", before, after)
 
 
-def _gpu_row(device_id: str, gpu: GpuSpec) -> dict[str, Any]:
+def gpu_row(device_id: str, gpu: GpuSpec) -> dict[str, Any]:
     return {
         "device_id": device_id,
         "index": gpu.index,

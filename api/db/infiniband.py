@@ -18,7 +18,7 @@ from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import IbPort, InfinibandSpec, infiniband_name
 from api.domain.errors import InvalidField
-from api.domain.vocabulary import Status
+from api.domain.vocabulary import SourceSystem, Status
 
 
 def port_entry(port: Infiniband) -> dict[str, Any]:
@@ -69,6 +69,30 @@ def ports_by_device(session: Session, device_ids: Sequence[str]) -> dict[str, li
     return found
 
 
+def new_port(
+    hostname: str, device_id: str, entry: IbPort, tenant_id: str | None, project_id: str | None
+) -> dict[str, Any]:
+    """The columns of a port a machine's document lists, as both write paths create it
+    (one machine at a time, and the bulk import): the machine's ownership; its source is
+    the machine's document, not a source of its own, so it reads as manual."""
+    return {
+        "name": infiniband_name(hostname, entry.name),
+        "device": hostname,
+        "device_id": device_id,
+        "port": entry.name,
+        "rate_gbps": entry.rate_gbps,
+        "fabric": entry.fabric,
+        "switch": entry.switch,
+        "status": Status.AVAILABLE.value,
+        "tags": {},
+        "tenant_id": tenant_id,
+        "project_id": project_id,
+        "source_system": SourceSystem.MANUAL.value,
+        "source_id": None,
+        "source_url": None,
+    }
+
+
 def replace_device_ports(
     session: Session,
     who: Principal,
@@ -107,14 +131,7 @@ def replace_device_ports(
     for entry in ports:
         row = existing.pop(entry.name, None)
         if row is None:
-            row = Infiniband(
-                name=infiniband_name(hostname, entry.name),
-                device=hostname,
-                device_id=device.id,
-                port=entry.name,
-                status=Status.AVAILABLE.value,
-                tags={},
-            )
+            row = Infiniband(**new_port(hostname, device.id, entry, tenant_id, project_id))
             session.add(row)
             changed = True
         changes = [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -179,71 +178,20 @@ def _create_devices(
             "kind": spec.kind.value,
             "hostname": spec.hostname,
             "status": (spec.status.value if spec.status else "available"),
-            "manufacturer": spec.manufacturer,
-            "model": spec.model,
-            "serial": spec.serial,
-            "total_cpu": spec.total_cpu,
-            "total_memory_mb": spec.total_memory_mb,
-            "total_storage_gb": spec.total_storage_gb,
-            "total_gpus": spec.total_gpus,
-            "gpu_vendor": spec.gpu_vendor,
-            "gpu_model": spec.gpu_model,
-            "free_cpu": spec.total_cpu,
-            "free_memory_mb": spec.total_memory_mb,
-            "free_storage_gb": spec.total_storage_gb,
-            "free_gpus": spec.total_gpus,
-            "tags": dict(spec.tags),
-            "site": spec.site,
-            "location": spec.location,
-            "rack": spec.rack,
-            "cluster": spec.cluster,
-            "host": spec.host,
-            "tenant_id": tenant_id,
-            "project_id": project_id,
-            "source_system": spec.source.system.value,
-            "source_id": spec.source.id,
-            "source_url": spec.source.url,
+            **device.columns(spec, tenant_id, project_id, in_use={}),
             "generation": 1,
             "created_at": now,
             "updated_at": now,
         }
         device_rows.append(row)
-        gpu_rows.extend(
-            {
-                "device_id": row["id"],
-                "index": g.index,
-                "vendor_code": g.vendor_code,
-                "model_no": g.model_no,
-                "memory_mb": g.memory_mb,
-            }
-            for g in spec.gpus
+        gpu_rows.extend(device.gpu_row(row["id"], g) for g in spec.gpus)
+        port_rows.extend(
+            infiniband.new_port(spec.hostname, row["id"], p, tenant_id, project_id)
+            | {"id": new_id(), "generation": 1, "created_at": now, "updated_at": now}
+            for p in spec.infiniband or ()
         )
         ports = [infiniband.spec_entry(p) for p in spec.infiniband or ()]
-        port_rows.extend(
-            {
-                "id": new_id(),
-                "name": f"{spec.hostname}:{p['name']}",
-                "device": spec.hostname,
-                "device_id": row["id"],
-                "port": p["name"],
-                "rate_gbps": p["rateGbps"],
-                "fabric": p["fabric"],
-                "switch": p["switch"],
-                "status": "available",
-                "tags": {},
-                "tenant_id": tenant_id,
-                "project_id": project_id,
-                "source_system": spec.source.system.value,
-                "source_id": None,
-                "source_url": None,
-                "generation": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for p in ports
-        )
-        # render() reads attributes; a plain namespace is ten times cheaper than an ORM row
-        after = device.render(SimpleNamespace(**row), spec.gpus, ports, directory)
+        after = device.render_new(row, spec, ports, directory)
         audit_rows.append(
             audit.audit_row(
                 who, "create", spec.kind.value, row["id"], spec.hostname, tenant_id, None, after

@@ -125,11 +125,16 @@ def assign_common(row: Any, spec: Any, tenant_id: str | None, project_id: str | 
         assign(row, "source_id", spec.source.id),
         assign(row, "source_url", spec.source.url),
     ]
+    return assign_status(row, spec) or any(changes)
+
+
+def assign_status(row: Any, spec: Any) -> bool:
+    """The status a document gives, unless the item is allocated (matchDevice's state)."""
     if spec.status is not None and row.status != Status.ALLOCATED:
-        changes.append(assign(row, "status", spec.status.value))
-    elif row.status is None:
-        changes.append(assign(row, "status", Status.AVAILABLE.value))
-    return any(changes)
+        return assign(row, "status", spec.status.value)
+    if row.status is None:
+        return assign(row, "status", Status.AVAILABLE.value)
+    return False
 
 
 def source_document(item: Any) -> dict[str, Any]:

@@ -14,11 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.domain.errors import FieldError
+from api.domain.fields import (
+    HARDWARE,
+    MACHINE_FACTS,
+    MAX_AMOUNT,
+    MAX_COUNT,
+    PLACEMENT,
+    VM_PLACEMENT,
+    Fact,
+    machine_facts,
+)
 from api.domain.vocabulary import Kind, SourceSystem, Status, normalise_gpu_vendor
 
 MAX_NAME = 255
-MAX_COUNT = 100_000  # CPUs or GPUs in one item: generous, but stops typos like 1e12
-MAX_AMOUNT = 10**15  # MB or GB: fits a BIGINT with room to spare
 
 
 class DocumentError(Exception):
@@ -65,32 +73,31 @@ class Source:
         return {"system": self.system.value, "id": self.id, "url": self.url}
 
 
+def facts_with(**given: Any) -> dict[str, Any]:
+    """Every machine fact (api/domain/fields.py) by attribute: the given ones, and the
+    others as a document that leaves them out means them."""
+    unknown = set(given) - {f.attribute for f in MACHINE_FACTS}
+    if unknown:
+        raise TypeError(f"not machine facts: {sorted(unknown)}")
+    return {f.attribute: given.get(f.attribute, f.default) for f in MACHINE_FACTS}
+
+
 @dataclass(frozen=True)
 class DeviceSpec:
     """A device or a VM as a user described it (hardware facts plus ownership).
 
-    ``status``, ``tenant``, ``project`` and ``infiniband`` are None when the document did
-    not mention them: an upsert then leaves the stored value alone, because they are
-    operational state rather than hardware facts.
+    ``facts`` holds the plain facts of api/domain/fields.py by attribute (``total_cpu``),
+    every one of them. ``status``, ``tenant``, ``project`` and ``infiniband`` are None when
+    the document did not mention them: an upsert then leaves the stored value alone,
+    because they are operational state rather than hardware facts.
     """
 
     kind: Kind
     hostname: str
     status: Status | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    serial: str | None = None
-    total_cpu: int = 0
-    total_memory_mb: int = 0
-    total_storage_gb: int = 0
-    total_gpus: int = 0
+    facts: dict[str, Any] = field(default_factory=facts_with)
     gpus: tuple[Gpu, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
-    site: str | None = None
-    location: str | None = None
-    rack: str | None = None
-    cluster: str | None = None
-    host: str | None = None
     infiniband: tuple[IbPort, ...] | None = None
     tenant: str | None = None
     project: str | None = None
@@ -152,28 +159,20 @@ def infiniband_name(device: str, port: str) -> str:
 
 # Fields a document may carry that are output only (an exported document re-imports).
 _READ_ONLY = {"id", "createdAt", "updatedAt", "generation", "free", "attention"}
-_DEVICE_FIELDS = {
+# A machine document's structure; its plain facts are api/domain/fields.py's.
+MACHINE_STRUCTURE = (
     "kind",
     "hostname",
     "status",
-    "manufacturer",
-    "model",
-    "serial",
-    "totalcpu",
-    "totalmemoryMB",
-    "totalstorageGB",
-    "totalgpus",
     "gpus",
     "tags",
-    "site",
-    "location",
-    "rack",
     "infiniband",
     "tenant",
     "project",
     "source",
-}
-_VM_FIELDS = _DEVICE_FIELDS | {"cluster", "host"}
+)
+_DEVICE_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=False)}
+_VM_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=True)}
 _SWITCH_FIELDS = {
     "kind",
     "name",
@@ -350,24 +349,19 @@ def parse_device(
         total_gpus = len(gpus)
     elif listed_count and total_gpus != listed_count:
         r.fail("totalgpus", f"is {total_gpus} but {listed_count} gpus are listed")
+    status = r.status()
+    facts = facts_with(total_gpus=total_gpus)
+    # In the document's order, so that errors are listed as the reader meets them.
+    _read_facts(r, facts, HARDWARE)
+    tags = r.tags()
+    _read_facts(r, facts, PLACEMENT + (VM_PLACEMENT if kind == Kind.VM else ()))
     spec = DeviceSpec(
         kind=kind,
         hostname=hostname or "",
-        status=r.status(),
-        manufacturer=r.string("manufacturer"),
-        model=r.string("model"),
-        serial=r.string("serial"),
-        total_cpu=r.integer("totalcpu", maximum=MAX_COUNT) or 0,
-        total_memory_mb=r.integer("totalmemoryMB") or 0,
-        total_storage_gb=r.integer("totalstorageGB") or 0,
-        total_gpus=total_gpus,
+        status=status,
+        facts=facts,
         gpus=gpus,
-        tags=r.tags(),
-        site=r.string("site"),
-        location=r.string("location"),
-        rack=r.string("rack"),
-        cluster=r.string("cluster") if kind == Kind.VM else None,
-        host=r.string("host") if kind == Kind.VM else None,
+        tags=tags,
         infiniband=_ib_ports(r),
         tenant=r.string("tenant"),
         project=r.string("project"),
@@ -376,6 +370,17 @@ def parse_device(
     if r.errors:
         raise DocumentError(r.errors)
     return spec
+
+
+def _read_facts(r: _Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> None:
+    for fact in which:
+        if fact.attribute == "total_gpus":
+            continue  # read with the gpus it must agree with
+        if fact.is_number:
+            value = r.integer(fact.key, maximum=fact.maximum or MAX_AMOUNT)
+        else:
+            value = r.string(fact.key)
+        facts[fact.attribute] = fact.default if value is None else value
 
 
 def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> SwitchSpec:

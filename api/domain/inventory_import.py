@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.domain.document import (
-    MAX_COUNT,
     DeviceSpec,
     DocumentError,
     InfinibandSpec,
@@ -25,6 +24,7 @@ from api.domain.document import (
     parse_switch,
 )
 from api.domain.errors import DomainError, FieldError, bad_input, bulk_input_error
+from api.domain.fields import MACHINE_FACTS, MAX_COUNT
 from api.domain.limits import JsonInputError, parse_json
 from api.domain.vocabulary import Kind
 
@@ -101,29 +101,18 @@ def parse_json_import(data: str) -> ImportBatch:
     return _build_batch(rows)
 
 
-# CSV columns that hold whole numbers; every other known column is text.
-_CSV_NUMBERS = {
-    "totalcpu",
-    "totalmemoryMB",
-    "totalstorageGB",
-    "totalgpus",
+# CSV columns: the machine facts (api/domain/fields.py) under their document keys, the
+# other kinds' fields, and the GPU shorthand of a row. Whole numbers, or text.
+_CSV_NUMBERS = {f.key for f in MACHINE_FACTS if f.is_number} | {
     "rateGbps",
     "gpuCount",
     "gpuMemoryMB",
 }
-_CSV_TEXT = {
+_CSV_TEXT = {f.key for f in MACHINE_FACTS if not f.is_number} | {
     "kind",
     "hostname",
     "name",
     "status",
-    "manufacturer",
-    "model",
-    "serial",
-    "site",
-    "location",
-    "rack",
-    "cluster",
-    "host",
     "tenant",
     "project",
     "role",

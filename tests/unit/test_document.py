@@ -16,8 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.domain.document import (
-    MAX_AMOUNT,
-    MAX_COUNT,
     MAX_NAME,
     DeviceSpec,
     DocumentError,
@@ -26,11 +24,13 @@ from api.domain.document import (
     InfinibandSpec,
     Source,
     SwitchSpec,
+    facts_with,
     infiniband_name,
     parse_device,
     parse_infiniband,
     parse_switch,
 )
+from api.domain.fields import MAX_AMOUNT, MAX_COUNT
 from api.domain.vocabulary import Kind, SourceSystem, Status
 
 # The example device document of DESIGN.md, complete.
@@ -104,18 +104,18 @@ def exported(spec: DeviceSpec) -> dict[str, Any]:
         "hostname": spec.hostname,
         "kind": spec.kind.value,
         "status": (spec.status or Status.AVAILABLE).value,
-        "manufacturer": spec.manufacturer,
-        "model": spec.model,
-        "serial": spec.serial,
-        "totalcpu": spec.total_cpu,
-        "totalmemoryMB": spec.total_memory_mb,
-        "totalstorageGB": spec.total_storage_gb,
-        "totalgpus": spec.total_gpus,
+        "manufacturer": spec.facts["manufacturer"],
+        "model": spec.facts["model"],
+        "serial": spec.facts["serial"],
+        "totalcpu": spec.facts["total_cpu"],
+        "totalmemoryMB": spec.facts["total_memory_mb"],
+        "totalstorageGB": spec.facts["total_storage_gb"],
+        "totalgpus": spec.facts["total_gpus"],
         "gpus": [gpu.document() for gpu in spec.gpus],
         "tags": dict(spec.tags),
-        "site": spec.site,
-        "location": spec.location,
-        "rack": spec.rack,
+        "site": spec.facts["site"],
+        "location": spec.facts["location"],
+        "rack": spec.facts["rack"],
         "infiniband": [
             {"name": p.name, "rateGbps": p.rate_gbps, "fabric": p.fabric, "switch": p.switch}
             for p in spec.infiniband or ()
@@ -125,8 +125,8 @@ def exported(spec: DeviceSpec) -> dict[str, Any]:
         "source": spec.source.document(),
     }
     if spec.kind == Kind.VM:
-        document["cluster"] = spec.cluster
-        document["host"] = spec.host
+        document["cluster"] = spec.facts["cluster"]
+        document["host"] = spec.facts["host"]
     return document
 
 
@@ -139,21 +139,23 @@ def test_parses_the_design_example_into_every_fact() -> None:
         kind=Kind.BAREMETAL,
         hostname="server-42",
         status=Status.AVAILABLE,
-        manufacturer="NVIDIA",
-        model="DGX H100",
-        serial="SN-0042",
-        total_cpu=224,
-        total_memory_mb=2097152,
-        total_storage_gb=30720,
-        total_gpus=2,
+        facts=facts_with(
+            manufacturer="NVIDIA",
+            model="DGX H100",
+            serial="SN-0042",
+            total_cpu=224,
+            total_memory_mb=2097152,
+            total_storage_gb=30720,
+            total_gpus=2,
+            site="blr-1",
+            location="hall-2",
+            rack="r12",
+        ),
         gpus=(
             Gpu(0, "NVIDIA", "H100-SXM5-80GB", 81920),
             Gpu(1, "NVIDIA", "H100-SXM5-80GB", 81920),
         ),
         tags={"gputype": "H100", "location": "india"},
-        site="blr-1",
-        location="hall-2",
-        rack="r12",
         infiniband=(IbPort("ib0", 400, "fabric-a", "ib-leaf-3"),),
         tenant="acme",
         project="llm",
@@ -165,7 +167,12 @@ def test_a_hostname_alone_is_a_device_with_zero_capacity_and_unset_operational_s
     spec = parse_device({"hostname": "bare"})
     assert spec.hostname == "bare"
     assert spec.kind == Kind.BAREMETAL
-    assert (spec.total_cpu, spec.total_memory_mb, spec.total_storage_gb, spec.total_gpus) == (
+    assert (
+        spec.facts["total_cpu"],
+        spec.facts["total_memory_mb"],
+        spec.facts["total_storage_gb"],
+        spec.facts["total_gpus"],
+    ) == (
         0,
         0,
         0,
@@ -193,8 +200,8 @@ def test_nulls_mean_absent() -> None:
             "source": None,
         }
     )
-    assert spec.status is None and spec.manufacturer is None
-    assert spec.total_cpu == 0 and spec.gpus == () and spec.tags == {}
+    assert spec.status is None and spec.facts["manufacturer"] is None
+    assert spec.facts["total_cpu"] == 0 and spec.gpus == () and spec.tags == {}
     assert spec.infiniband is None and spec.source == Source()
 
 
@@ -230,8 +237,16 @@ def test_trims_every_string_field() -> None:
         }
     )
     assert spec.hostname == "server-1"
-    assert (spec.manufacturer, spec.model, spec.serial) == ("Supermicro", "SYS-821GE", "S1")
-    assert (spec.site, spec.location, spec.rack) == ("blr-1", "hall-2", "r1")
+    assert (spec.facts["manufacturer"], spec.facts["model"], spec.facts["serial"]) == (
+        "Supermicro",
+        "SYS-821GE",
+        "S1",
+    )
+    assert (spec.facts["site"], spec.facts["location"], spec.facts["rack"]) == (
+        "blr-1",
+        "hall-2",
+        "r1",
+    )
     assert (spec.tenant, spec.project) == ("acme", "llm")
     assert spec.gpus[0].model_no == "H100"
     assert spec.tags == {"location": "india"}
@@ -256,8 +271,8 @@ def test_accepts_every_status_but_allocated(status: str) -> None:
 
 def test_whole_floats_count_as_whole_numbers() -> None:
     spec = parse_device({"hostname": "f", "totalcpu": 224.0, "totalmemoryMB": 1e6})
-    assert (spec.total_cpu, spec.total_memory_mb) == (224, 1_000_000)
-    assert isinstance(spec.total_cpu, int)
+    assert (spec.facts["total_cpu"], spec.facts["total_memory_mb"]) == (224, 1_000_000)
+    assert isinstance(spec.facts["total_cpu"], int)
 
 
 def test_a_numeric_hostname_is_taken_as_text() -> None:
@@ -273,7 +288,11 @@ def test_accepts_the_largest_allowed_amounts() -> None:
             "totalstorageGB": MAX_AMOUNT,
         }
     )
-    assert (spec.total_cpu, spec.total_memory_mb, spec.total_storage_gb) == (
+    assert (
+        spec.facts["total_cpu"],
+        spec.facts["total_memory_mb"],
+        spec.facts["total_storage_gb"],
+    ) == (
         MAX_COUNT,
         MAX_AMOUNT,
         MAX_AMOUNT,
@@ -295,7 +314,7 @@ def test_the_kind_comes_from_the_caller_not_the_document() -> None:
 
 def test_vms_carry_cluster_and_host() -> None:
     spec = parse_device({"hostname": "vm-1", "cluster": " c1 ", "host": "server-1"}, Kind.VM)
-    assert (spec.cluster, spec.host) == ("c1", "server-1")
+    assert (spec.facts["cluster"], spec.facts["host"]) == ("c1", "server-1")
 
 
 # --- GPUs ---------------------------------------------------------------------------------
@@ -330,14 +349,14 @@ def test_a_gpu_without_an_index_takes_its_position_and_memory_may_be_absent() ->
 
 def test_totalgpus_defaults_to_the_number_of_gpus_listed() -> None:
     spec = parse_device({"hostname": "g", "gpus": DGX["gpus"]})
-    assert spec.total_gpus == 2
+    assert spec.facts["total_gpus"] == 2
 
 
 def test_totalgpus_without_a_gpu_list_is_kept() -> None:
-    assert parse_device({"hostname": "g", "totalgpus": 8}).total_gpus == 8
+    assert parse_device({"hostname": "g", "totalgpus": 8}).facts["total_gpus"] == 8
     # An exported device whose GPUs were never itemised has "gpus": [] next to its total.
     spec = parse_device({"hostname": "g", "totalgpus": 8, "gpus": []})
-    assert (spec.total_gpus, spec.gpus) == (8, ())
+    assert (spec.facts["total_gpus"], spec.gpus) == (8, ())
 
 
 def test_rejects_totalgpus_that_disagrees_with_the_gpus_listed() -> None:
@@ -1035,7 +1054,12 @@ def test_property_valid_documents_parse_into_the_same_facts(
     spec = parse_device(document, row=4, section="devices")
     assert spec.hostname == facts["hostname"]
     assert spec.status == facts["status"]
-    totals = (spec.total_cpu, spec.total_memory_mb, spec.total_storage_gb, spec.total_gpus)
+    totals = (
+        spec.facts["total_cpu"],
+        spec.facts["total_memory_mb"],
+        spec.facts["total_storage_gb"],
+        spec.facts["total_gpus"],
+    )
     assert totals == facts["totals"]
     assert all(isinstance(n, int) and not isinstance(n, bool) for n in totals)
     assert [(g.index, g.vendor_code, g.model_no, g.memory_mb) for g in spec.gpus] == facts["gpus"]

@@ -87,7 +87,7 @@ def test_parse_import_reads_json_in_any_case(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["csv", "CSV"])
 def test_parse_import_reads_csv_in_any_case(fmt: str) -> None:
     batch = parse_import(fmt, "hostname,totalcpu\nserver-1,8\n")
-    assert [(d.hostname, d.total_cpu) for d in batch.devices] == [("server-1", 8)]
+    assert [(d.hostname, d.facts["total_cpu"]) for d in batch.devices] == [("server-1", 8)]
 
 
 def test_rejects_an_unknown_format_naming_the_format_field() -> None:
@@ -107,7 +107,7 @@ def test_json_puts_each_section_in_its_own_list_with_the_sections_kind() -> None
         ("server-1", Kind.BAREMETAL),
         ("server-2", Kind.BAREMETAL),
     ]
-    assert [(v.hostname, v.kind, v.cluster, v.host) for v in batch.vms] == [
+    assert [(v.hostname, v.kind, v.facts["cluster"], v.facts["host"]) for v in batch.vms] == [
         ("vm-1", Kind.VM, "c1", "server-1")
     ]
     assert [(s.name, s.role) for s in batch.switches] == [("leaf-1", "leaf")]
@@ -403,8 +403,12 @@ def test_csv_expands_gpu_columns_into_identical_gpus() -> None:
         "server-1,224,2097152,4,nvidia,H100-SXM5-80GB,81920\n"
     )
     (spec,) = parse_csv_import(data).devices
-    assert (spec.hostname, spec.total_cpu, spec.total_memory_mb) == ("server-1", 224, 2097152)
-    assert spec.total_gpus == 4
+    assert (spec.hostname, spec.facts["total_cpu"], spec.facts["total_memory_mb"]) == (
+        "server-1",
+        224,
+        2097152,
+    )
+    assert spec.facts["total_gpus"] == 4
     assert spec.gpus == tuple(Gpu(i, "NVIDIA", "H100-SXM5-80GB", 81920) for i in range(4))
 
 
@@ -424,15 +428,19 @@ def test_csv_tag_columns_become_tags_and_empty_cells_are_absent() -> None:
     data = "hostname,tags.location,tags.gputype,site\nserver-1,india,H100,blr-1\nserver-2,,A100,\n"
     first, second = parse_csv_import(data).devices
     assert first.tags == {"location": "india", "gputype": "H100"}
-    assert first.site == "blr-1"
+    assert first.facts["site"] == "blr-1"
     assert second.tags == {"gputype": "A100"}
-    assert second.site is None
+    assert second.facts["site"] is None
 
 
 def test_csv_cells_are_trimmed_and_quoted_cells_may_hold_commas() -> None:
     data = 'hostname,model,totalcpu\n  server-1 ," DGX, H100 ", 64 \n'
     (spec,) = parse_csv_import(data).devices
-    assert (spec.hostname, spec.model, spec.total_cpu) == ("server-1", "DGX, H100", 64)
+    assert (spec.hostname, spec.facts["model"], spec.facts["total_cpu"]) == (
+        "server-1",
+        "DGX, H100",
+        64,
+    )
 
 
 def test_csv_kind_column_picks_the_section() -> None:
@@ -446,7 +454,7 @@ def test_csv_kind_column_picks_the_section() -> None:
     )
     batch = parse_csv_import(data)
     assert [d.hostname for d in batch.devices] == ["server-1", "server-2"]
-    assert [(v.hostname, v.kind, v.cluster, v.host) for v in batch.vms] == [
+    assert [(v.hostname, v.kind, v.facts["cluster"], v.facts["host"]) for v in batch.vms] == [
         ("vm-1", Kind.VM, "c1", "server-1")
     ]
     assert [(s.name, s.role, s.management_address) for s in batch.switches] == [
@@ -468,7 +476,7 @@ def test_csv_with_only_a_header_is_an_empty_batch() -> None:
 
 def test_csv_gpu_count_zero_means_no_gpus() -> None:
     (spec,) = parse_csv_import("hostname,gpuCount\ns,0\n").devices
-    assert (spec.gpus, spec.total_gpus) == ((), 0)
+    assert (spec.gpus, spec.facts["total_gpus"]) == ((), 0)
 
 
 # --- CSV: errors ----------------------------------------------------------------------------
@@ -517,7 +525,7 @@ def test_rejects_a_row_with_more_cells_than_the_header() -> None:
 
 def test_a_row_with_fewer_cells_than_the_header_leaves_the_rest_absent() -> None:
     (spec,) = parse_csv_import("hostname,totalcpu,site\nserver-1\n").devices
-    assert (spec.hostname, spec.total_cpu, spec.site) == ("server-1", 0, None)
+    assert (spec.hostname, spec.facts["total_cpu"], spec.facts["site"]) == ("server-1", 0, None)
 
 
 def test_rejects_a_csv_without_a_header() -> None:
@@ -707,7 +715,13 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
 
 def facts(batch: ImportBatch) -> list[tuple[Any, ...]]:
     return [
-        (d.hostname, d.total_cpu, d.total_gpus, {g.vendor_code for g in d.gpus}, d.tags)
+        (
+            d.hostname,
+            d.facts["total_cpu"],
+            d.facts["total_gpus"],
+            {g.vendor_code for g in d.gpus},
+            d.tags,
+        )
         for d in batch.devices
     ]
 

@@ -115,7 +115,7 @@ def test_a_gpu_server_becomes_a_valid_device_document() -> None:
     ]
     assert document["source"] == {"system": "netbox", "id": 1, "url": f"{URL}/dcim/devices/1/"}
     spec = parse_device(document)  # the inventory's own validator accepts it as it is
-    assert spec.total_gpus == 8 and spec.source.id == 1
+    assert spec.facts["total_gpus"] == 8 and spec.source.id == 1
     assert desired.switches[(None, "ib-leaf-1")]["fabric"] == "ib-a"
     parse_switch(desired.switches[(None, "ib-leaf-1")])
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from api.domain.document import MAX_AMOUNT, MAX_COUNT
 from api.domain.errors import BAD_PROFILE, DomainError
+from api.domain.fields import MAX_AMOUNT, MAX_COUNT
 from api.domain.limits import JsonInputError, json_problem, parse_json
 
 INVENTORY_LABEL = "paas.envmgmt.io/inventory"

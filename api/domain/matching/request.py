@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.domain.document import MAX_AMOUNT, MAX_COUNT
 from api.domain.errors import BAD_INPUT, BAD_VARIABLE, DomainError
+from api.domain.fields import MAX_AMOUNT, MAX_COUNT
 from api.domain.limits import json_problem, parse_json
 from api.domain.matching.profile import (
     CAPACITY_LABELS,

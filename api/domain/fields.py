@@ -1,0 +1,69 @@
+"""The device document's facts, declared once.
+
+A machine's (a device's or a VM's) plain facts are the document keys that go straight to a
+column of their own: its make, its capacity, where it stands. Each is declared here, once,
+with every name it has: its document key (also its CSV column), its attribute (on the spec,
+the row and the GraphQL type: the column's name) and its GraphQL name. Parsing, the
+document's rendering, both write paths (one device at a time, and the bulk import) and the
+CSV columns read this table, so a new fact is one entry here and its column (a model
+attribute and a migration); tests/unit/test_fields.py fails when some layer has a fact
+the table does not.
+
+The rest of the document is structure, not a plain fact, and is handled by name: ``id``,
+``hostname``, ``kind``, ``status``, ``gpus``, ``tags``, ``infiniband``, ``tenant``,
+``project``, ``source``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_COUNT = 100_000  # CPUs or GPUs in one item: generous, but stops typos like 1e12
+MAX_AMOUNT = 10**15  # MB or GB: fits a BIGINT with room to spare
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str  # in documents and CSV headers
+    attribute: str  # on specs and rows, and the column
+    graphql: str  # the GraphQL field
+    maximum: int | None = None  # a whole number up to this; None: text
+    free: str | None = None  # capacity: the column holding how much of it is free
+    vm_only: bool = False
+
+    @property
+    def is_number(self) -> bool:
+        return self.maximum is not None
+
+    @property
+    def default(self) -> int | None:
+        """What a document that leaves it out means: no capacity, or not known."""
+        return 0 if self.is_number else None
+
+
+def _text(key: str, graphql: str | None = None, *, vm_only: bool = False) -> Fact:
+    return Fact(key, key, graphql or key, vm_only=vm_only)
+
+
+# In the document's order: the hardware (then gpus and tags), where it stands (then
+# infiniband, tenant, project, source), and where a VM runs.
+HARDWARE = (
+    _text("manufacturer"),
+    _text("model"),
+    _text("serial"),
+    Fact("totalcpu", "total_cpu", "totalCpu", MAX_COUNT, "free_cpu"),
+    Fact("totalmemoryMB", "total_memory_mb", "totalMemoryMB", MAX_AMOUNT, "free_memory_mb"),
+    Fact("totalstorageGB", "total_storage_gb", "totalStorageGB", MAX_AMOUNT, "free_storage_gb"),
+    # Also implied by the gpus listed, when left out (api/domain/document.py).
+    Fact("totalgpus", "total_gpus", "totalGpus", MAX_COUNT, "free_gpus"),
+)
+PLACEMENT = (_text("site"), _text("location"), _text("rack"))
+VM_PLACEMENT = (_text("cluster", vm_only=True), _text("host", vm_only=True))
+
+MACHINE_FACTS = HARDWARE + PLACEMENT + VM_PLACEMENT
+CAPACITY = tuple(fact for fact in MACHINE_FACTS if fact.free is not None)
+
+
+def machine_facts(vm: bool) -> tuple[Fact, ...]:
+    """The facts a device (``vm`` False) or a VM carries."""
+    return MACHINE_FACTS if vm else tuple(f for f in MACHINE_FACTS if not f.vm_only)
