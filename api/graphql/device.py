@@ -13,6 +13,7 @@ from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db import inventory
 from api.db.models import Device as DeviceRow
+from api.domain.fields import HARDWARE, PLACEMENT, VM_PLACEMENT
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.capacity import ResourceCapacity, node_capacity
 from api.graphql.common import (
@@ -34,6 +35,7 @@ from api.graphql.common import (
     values_filter,
 )
 from api.graphql.context import Context
+from api.graphql.facts import declare, fact_values, input_facts, output_facts
 from api.graphql.health import HealthCondition
 
 
@@ -53,23 +55,11 @@ class IbPort:
     switch: str | None
 
 
-@strawberry.interface(description="The device document shape, shared by devices and VMs.")
 class Machine(Item):
+    """The device document shape, shared by devices and VMs: its facts are
+    api/domain/fields.py's (added below, after ``kind``)."""
+
     kind: DeviceKind
-    manufacturer: str | None
-    model: str | None
-    serial: str | None
-    total_cpu: int
-    total_memory_mb: int = strawberry.field(name="totalMemoryMB")
-    total_storage_gb: int = strawberry.field(name="totalStorageGB")
-    total_gpus: int
-    free_cpu: int
-    free_memory_mb: int = strawberry.field(name="freeMemoryMB")
-    free_storage_gb: int = strawberry.field(name="freeStorageGB")
-    free_gpus: int
-    site: str | None
-    location: str | None
-    rack: str | None
 
     @strawberry.field
     async def gpus(self, info: Info[Context, None]) -> list[Gpu]:
@@ -120,24 +110,20 @@ class Machine(Item):
         )
 
 
+output_facts(Machine, HARDWARE, free=True)
+output_facts(Machine, PLACEMENT)
+Machine = strawberry.interface(description="The device document shape, shared by devices and VMs.")(
+    Machine
+)
+
+
 def _machine_fields(row: DeviceRow) -> dict[str, Any]:
-    return item_fields(row) | {
-        "kind": DeviceKind(row.kind),
-        "manufacturer": row.manufacturer,
-        "model": row.model,
-        "serial": row.serial,
-        "total_cpu": row.total_cpu,
-        "total_memory_mb": row.total_memory_mb,
-        "total_storage_gb": row.total_storage_gb,
-        "total_gpus": row.total_gpus,
-        "free_cpu": row.free_cpu,
-        "free_memory_mb": row.free_memory_mb,
-        "free_storage_gb": row.free_storage_gb,
-        "free_gpus": row.free_gpus,
-        "site": row.site,
-        "location": row.location,
-        "rack": row.rack,
-    }
+    return (
+        item_fields(row)
+        | {"kind": DeviceKind(row.kind)}
+        | fact_values(row, HARDWARE, free=True)
+        | fact_values(row, PLACEMENT)
+    )
 
 
 @strawberry.type(description="A physical server (mostly GPU servers).")
@@ -149,15 +135,18 @@ class Device(Machine):
         return cls(hostname=row.hostname, **_machine_fields(row))
 
 
-@strawberry.type(description="A virtual machine: the device document plus cluster and host.")
 class Vm(Machine):
     name: str
-    cluster: str | None
-    host: str | None
 
     @classmethod
     def from_row(cls, row: DeviceRow) -> Vm:
-        return cls(name=row.hostname, cluster=row.cluster, host=row.host, **_machine_fields(row))
+        return cls(name=row.hostname, **_machine_fields(row), **fact_values(row, VM_PLACEMENT))
+
+
+output_facts(Vm, VM_PLACEMENT)
+Vm = strawberry.type(description="A virtual machine: the device document plus cluster and host.")(
+    Vm
+)
 
 
 def wrap_machine(row: DeviceRow) -> Device | Vm:
@@ -260,23 +249,21 @@ class IbPortInput:
     switch: str | None = strawberry.UNSET
 
 
-@strawberry.input(description="Fields of a device or VM document; unset fields are left out.")
 class MachinePatch:
-    manufacturer: str | None = strawberry.UNSET
-    model: str | None = strawberry.UNSET
-    serial: str | None = strawberry.UNSET
-    total_cpu: int | None = strawberry.UNSET
-    total_memory_mb: int | None = strawberry.field(default=strawberry.UNSET, name="totalMemoryMB")
-    total_storage_gb: int | None = strawberry.field(default=strawberry.UNSET, name="totalStorageGB")
-    total_gpus: int | None = strawberry.UNSET
-    gpus: list[GpuInput] | None = strawberry.UNSET
-    tags: JSON | None = strawberry.UNSET
-    site: str | None = strawberry.UNSET
-    location: str | None = strawberry.UNSET
-    rack: str | None = strawberry.UNSET
-    infiniband: list[IbPortInput] | None = strawberry.UNSET
-    tenant: str | None = strawberry.UNSET
-    project: str | None = strawberry.UNSET
+    """Fields of a device or VM document, in the document's order: the facts of
+    api/domain/fields.py and the document's structure."""
+
+
+input_facts(MachinePatch, HARDWARE)
+declare(MachinePatch, "gpus", list[GpuInput] | None, strawberry.UNSET)
+declare(MachinePatch, "tags", JSON | None, strawberry.UNSET)
+input_facts(MachinePatch, PLACEMENT)
+declare(MachinePatch, "infiniband", list[IbPortInput] | None, strawberry.UNSET)
+declare(MachinePatch, "tenant", str | None, strawberry.UNSET)
+declare(MachinePatch, "project", str | None, strawberry.UNSET)
+MachinePatch = strawberry.input(
+    description="Fields of a device or VM document; unset fields are left out."
+)(MachinePatch)
 
 
 @strawberry.input
@@ -290,10 +277,12 @@ class DeviceInput(MachinePatch):
     status: Status | None = strawberry.UNSET
 
 
-@strawberry.input
 class VmPatch(MachinePatch):
-    cluster: str | None = strawberry.UNSET
-    host: str | None = strawberry.UNSET
+    pass
+
+
+input_facts(VmPatch, VM_PLACEMENT)
+VmPatch = strawberry.input(VmPatch)
 
 
 @strawberry.input
