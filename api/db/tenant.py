@@ -12,8 +12,8 @@ from api.db import audit
 from api.db.models import Project, Tenant
 from api.db.scope import scoped
 from api.domain.access import Principal
-from api.domain.document import MAX_NAME
 from api.domain.errors import InvalidField, bad_input, not_found
+from api.domain.fields import MAX_NAME
 
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 

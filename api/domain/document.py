@@ -8,8 +8,6 @@ is first turned into a document), bulk import and the NetBox sync: one validatio
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +22,8 @@ from api.domain.fields import (
     Fact,
     machine_facts,
 )
+from api.domain.reader import Reader, kind_of
 from api.domain.vocabulary import Kind, SourceSystem, Status, normalise_gpu_vendor
-
-MAX_NAME = 255
 
 
 class DocumentError(Exception):
@@ -157,8 +154,6 @@ def infiniband_name(device: str, port: str) -> str:
     return f"{device}:{port}"
 
 
-# Fields a document may carry that are output only (an exported document re-imports).
-_READ_ONLY = {"id", "createdAt", "updatedAt", "generation", "free", "attention"}
 # A machine document's structure; its plain facts are api/domain/fields.py's.
 MACHINE_STRUCTURE = (
     "kind",
@@ -204,138 +199,11 @@ _INFINIBAND_FIELDS = {
 }
 
 
-class _Reader:
-    """Reads typed fields out of one untrusted mapping, collecting every error."""
-
-    def __init__(self, raw: Any, row: int, section: str | None, prefix: str = ""):
-        self.row, self.section, self.prefix = row, section, prefix
-        self.errors: list[FieldError] = []
-        if not isinstance(raw, Mapping):
-            self.fail("", f"must be an object, got {_kind_of(raw)}")
-            raw = {}
-        self.raw: Mapping[str, Any] = raw
-
-    def fail(self, key: str, message: str) -> None:
-        name = f"{self.prefix}{key}" if key else (self.prefix.rstrip(".") or "(item)")
-        self.errors.append(FieldError(self.row, name, message, self.section))
-
-    def reject_unknown(self, allowed: set[str]) -> None:
-        for key in self.raw:
-            if key not in allowed and key not in _READ_ONLY:
-                hint = ", ".join(sorted(allowed))
-                self.fail(str(key), f"unknown field {key!r} (known fields: {hint})")
-
-    def string(self, key: str, *, required: bool = False) -> str | None:
-        value = self.raw.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if required:
-                self.fail(key, "is required and must be a non-empty string")
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            self.fail(key, f"must be a string, got {_kind_of(value)} {value!r}")
-            return None
-        text = str(value).strip()
-        if len(text) > MAX_NAME:
-            self.fail(key, f"must be at most {MAX_NAME} characters, got {len(text)}")
-            return None
-        if any(ord(ch) < 32 for ch in text):
-            self.fail(key, f"must not contain control characters: {text!r}")
-            return None
-        return text
-
-    def integer(self, key: str, *, maximum: int = MAX_AMOUNT, required: bool = False) -> int | None:
-        value = self.raw.get(key)
-        if value is None:
-            if required:
-                self.fail(key, "is required")
-            return None
-        number = _as_whole_number(value)
-        if number is None:
-            self.fail(key, f"must be a whole number, got {_kind_of(value)} {value!r}")
-            return None
-        if number < 0:
-            self.fail(key, f"must not be negative, got {number}")
-            return None
-        if number > maximum:
-            self.fail(key, f"must be at most {maximum}, got {number}")
-            return None
-        return number
-
-    def status(self) -> Status | None:
-        value = self.raw.get("status")
-        if value is None:
-            return None
-        try:
-            status = Status(str(value).strip().lower())
-        except ValueError:
-            options = ", ".join(s.value for s in Status if s != Status.ALLOCATED)
-            self.fail("status", f"unknown status {value!r} (one of: {options})")
-            return None
-        if status == Status.ALLOCATED:
-            self.fail("status", "'allocated' is set by matchDevice, not by an import or edit")
-            return None
-        return status
-
-    def tags(self) -> dict[str, str]:
-        value = self.raw.get("tags")
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail("tags", f"must be an object of key: value strings, got {_kind_of(value)}")
-            return {}
-        tags: dict[str, str] = {}
-        for key, tag_value in value.items():
-            key_text = str(key).strip()
-            if not key_text or len(key_text) > MAX_NAME:
-                self.fail(f"tags.{key}", "tag keys must be 1 to 255 characters")
-            elif isinstance(tag_value, bool | int | float) and not isinstance(tag_value, bool):
-                tags[key_text] = _number_text(tag_value)
-            elif isinstance(tag_value, str) and len(tag_value) <= MAX_NAME:
-                tags[key_text] = tag_value.strip()
-            elif isinstance(tag_value, str):  # else it would say "must be a string, got string"
-                self.fail(
-                    f"tags.{key}", f"must be at most {MAX_NAME} characters, got {len(tag_value)}"
-                )
-            else:
-                self.fail(f"tags.{key}", f"must be a string, got {_kind_of(tag_value)}")
-        return tags
-
-    def source(self) -> Source:
-        value = self.raw.get("source")
-        if value is None:
-            return Source()
-        sub = self.nested(value, "source.")
-        # As everywhere else: a misspelt key ("URL") is refused, not silently dropped.
-        sub.reject_unknown({"system", "id", "url"})
-        system_text = sub.string("system") or "manual"
-        try:
-            system = SourceSystem(system_text.lower())
-        except ValueError:
-            sub.fail("system", f"must be 'manual' or 'netbox', got {system_text!r}")
-            return Source()
-        source_id = sub.integer("id", maximum=2**62)
-        url = sub.string("url")
-        if system == SourceSystem.NETBOX and source_id is None:
-            sub.fail("id", "is required when the source system is 'netbox'")
-        return Source(system, source_id if system != SourceSystem.MANUAL else None, url)
-
-    def kind(self, expected: Kind) -> None:
-        value = self.raw.get("kind")
-        if value is not None and str(value).strip().lower() != expected.value:
-            self.fail("kind", f"is {value!r} but the item is listed as {expected.value!r}")
-
-    def nested(self, raw: Any, prefix: str) -> _Reader:
-        sub = _Reader(raw, self.row, self.section, self.prefix + prefix)
-        self.errors.extend(sub.errors)  # e.g. "must be an object"
-        sub.errors = self.errors  # one shared list: every error of the item, in order
-        return sub
-
-
 def parse_device(
     raw: Any, kind: Kind = Kind.BAREMETAL, *, row: int = 1, section: str | None = None
 ) -> DeviceSpec:
     """Validate one device (or VM) document; raise DocumentError listing every bad field."""
-    r = _Reader(raw, row, section)
+    r = Reader(raw, row, section)
     r.reject_unknown(_VM_FIELDS if kind == Kind.VM else _DEVICE_FIELDS)
     r.kind(kind)
     hostname = r.string("hostname", required=True)
@@ -365,14 +233,14 @@ def parse_device(
         infiniband=_ib_ports(r),
         tenant=r.string("tenant"),
         project=r.string("project"),
-        source=r.source(),
+        source=_source(r),
     )
     if r.errors:
         raise DocumentError(r.errors)
     return spec
 
 
-def _read_facts(r: _Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> None:
+def _read_facts(r: Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> None:
     for fact in which:
         if fact.attribute == "total_gpus":
             continue  # read with the gpus it must agree with
@@ -384,7 +252,7 @@ def _read_facts(r: _Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> N
 
 
 def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> SwitchSpec:
-    r = _Reader(raw, row, section)
+    r = Reader(raw, row, section)
     r.reject_unknown(_SWITCH_FIELDS)
     r.kind(Kind.SWITCH)
     spec = SwitchSpec(
@@ -399,7 +267,7 @@ def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> Switc
         tags=r.tags(),
         tenant=r.string("tenant"),
         project=r.string("project"),
-        source=r.source(),
+        source=_source(r),
     )
     if r.errors:
         raise DocumentError(r.errors)
@@ -407,7 +275,7 @@ def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> Switc
 
 
 def parse_infiniband(raw: Any, *, row: int = 1, section: str | None = None) -> InfinibandSpec:
-    r = _Reader(raw, row, section)
+    r = Reader(raw, row, section)
     r.reject_unknown(_INFINIBAND_FIELDS)
     r.kind(Kind.INFINIBAND)
     device = r.string("device", required=True)
@@ -427,19 +295,39 @@ def parse_infiniband(raw: Any, *, row: int = 1, section: str | None = None) -> I
         tags=r.tags(),
         tenant=r.string("tenant"),
         project=r.string("project"),
-        source=r.source(),
+        source=_source(r),
     )
     if r.errors:
         raise DocumentError(r.errors)
     return spec
 
 
-def _gpus(r: _Reader) -> tuple[Gpu, ...]:
+def _source(r: Reader) -> Source:
+    value = r.raw.get("source")
+    if value is None:
+        return Source()
+    sub = r.nested(value, "source.")
+    # As everywhere else: a misspelt key ("URL") is refused, not silently dropped.
+    sub.reject_unknown({"system", "id", "url"})
+    system_text = sub.string("system") or "manual"
+    try:
+        system = SourceSystem(system_text.lower())
+    except ValueError:
+        sub.fail("system", f"must be 'manual' or 'netbox', got {system_text!r}")
+        return Source()
+    source_id = sub.integer("id", maximum=2**62)
+    url = sub.string("url")
+    if system == SourceSystem.NETBOX and source_id is None:
+        sub.fail("id", "is required when the source system is 'netbox'")
+    return Source(system, source_id if system != SourceSystem.MANUAL else None, url)
+
+
+def _gpus(r: Reader) -> tuple[Gpu, ...]:
     value = r.raw.get("gpus")
     if value is None:
         return ()
     if not isinstance(value, list):
-        r.fail("gpus", f"must be a list of GPU objects, got {_kind_of(value)}")
+        r.fail("gpus", f"must be a list of GPU objects, got {kind_of(value)}")
         return ()
     if len(value) > MAX_COUNT:
         r.fail("gpus", f"lists {len(value)} GPUs; at most {MAX_COUNT}")
@@ -462,12 +350,12 @@ def _gpus(r: _Reader) -> tuple[Gpu, ...]:
     return tuple(sorted(gpus, key=lambda gpu: gpu.index))
 
 
-def _ib_ports(r: _Reader) -> tuple[IbPort, ...] | None:
+def _ib_ports(r: Reader) -> tuple[IbPort, ...] | None:
     value = r.raw.get("infiniband")
     if value is None:
         return None
     if not isinstance(value, list):
-        r.fail("infiniband", f"must be a list of port objects, got {_kind_of(value)}")
+        r.fail("infiniband", f"must be a list of port objects, got {kind_of(value)}")
         return None
     ports: list[IbPort] = []
     names: set[str] = set()
@@ -485,33 +373,3 @@ def _ib_ports(r: _Reader) -> tuple[IbPort, ...] | None:
             names.add(name)
             ports.append(IbPort(name, rate, fabric, switch))
     return tuple(ports)
-
-
-def _as_whole_number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _number_text(value: int | float) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__

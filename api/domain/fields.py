@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_NAME = 255  # characters of a name or any text fact: a column's VARCHAR(255)
 MAX_COUNT = 100_000  # CPUs or GPUs in one item: generous, but stops typos like 1e12
 MAX_AMOUNT = 10**15  # MB or GB: fits a BIGINT with room to spare
 

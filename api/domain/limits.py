@@ -26,7 +26,7 @@ MAX_TAG_FILTERS = 50
 # json.loads fails with a ValueError that is not a JSONDecodeError.
 MAX_DIGITS = sys.get_int_max_str_digits() or 4300
 # Text compared against names (hostnamePrefix, tag keys and values): a name is at most
-# 255 characters (api/domain/document.MAX_NAME), so a longer one can only be a mistake.
+# 255 characters (api/domain/fields.MAX_NAME), so a longer one can only be a mistake.
 MAX_FILTER_TEXT = 255
 
 

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.domain.document import (
-    MAX_NAME,
     DeviceSpec,
     DocumentError,
     Gpu,
@@ -30,7 +29,7 @@ from api.domain.document import (
     parse_infiniband,
     parse_switch,
 )
-from api.domain.fields import MAX_AMOUNT, MAX_COUNT
+from api.domain.fields import MAX_AMOUNT, MAX_COUNT, MAX_NAME
 from api.domain.vocabulary import Kind, SourceSystem, Status
 
 # The example device document of DESIGN.md, complete.
