@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.domain.errors import BAD_INPUT
+
 _SCOPE_KEY = "gpuinv.body_limit"
 
 
@@ -101,5 +103,5 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(refusal: BodyTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
-    error = {"message": str(refusal), "extensions": {"code": "BAD_INPUT"}}
+    error = {"message": str(refusal), "extensions": {"code": BAD_INPUT}}
     await JSONResponse({"data": None, "errors": [error]}, status_code=413)(scope, receive, send)

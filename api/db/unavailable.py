@@ -11,7 +11,6 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-UNAVAILABLE = "UNAVAILABLE"
 MESSAGE = "the database connection was lost or refused: retry the request"
 
 # SQLSTATE: class 08 is "connection exception"; 57P01 admin shutdown (what

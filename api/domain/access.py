@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from api.domain.errors import FORBIDDEN, UNAUTHENTICATED, DomainError
+from api.domain.errors import BAD_INPUT, FORBIDDEN, UNAUTHENTICATED, DomainError
 
 
 class Role(StrEnum):
@@ -117,13 +117,13 @@ def validate_token_grant(role_text: str, tenant: str | None) -> Role:
         role = Role(role_text)
     except ValueError:
         raise DomainError(
-            "BAD_INPUT",
+            BAD_INPUT,
             f"role: unknown role {role_text!r} (one of: {', '.join(r.value for r in Role)})",
         ) from None
     if role in TENANT_BOUND and not tenant:
-        raise DomainError("BAD_INPUT", f"tenant: role {role.value!r} needs --tenant")
+        raise DomainError(BAD_INPUT, f"tenant: role {role.value!r} needs --tenant")
     if role == Role.PLATFORM_ADMIN and tenant:
         raise DomainError(
-            "BAD_INPUT", "tenant: a platform-admin token spans every tenant; drop --tenant"
+            BAD_INPUT, "tenant: a platform-admin token spans every tenant; drop --tenant"
         )
     return role

@@ -13,7 +13,7 @@ from api.db import allocation as allocation_db
 from api.db import allocation_query
 from api.db.models import Allocation as AllocationRow
 from api.db.session import lost_races_as_domain_errors
-from api.domain.errors import DomainError
+from api.domain.errors import INTERNAL_SERVER_ERROR, DomainError
 from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH, Connection, connection, page_size
 from api.graphql.context import Context
@@ -235,7 +235,7 @@ class AllocationMutation:
             MATCH_OUTCOMES.labels(exc.code).inc()
             raise
         except Exception:
-            MATCH_OUTCOMES.labels("INTERNAL_SERVER_ERROR").inc()
+            MATCH_OUTCOMES.labels(INTERNAL_SERVER_ERROR).inc()
             raise
         MATCH_OUTCOMES.labels(
             "DRY_RUN" if input.dry_run else "REPLAYED" if result.replayed else "ALLOCATED"

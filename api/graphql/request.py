@@ -18,8 +18,9 @@ from typing import Any
 from cross_web import HTTPException
 from strawberry.http import GraphQLRequestData
 
-PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
-BAD_INPUT = "BAD_INPUT"
+from api.domain.errors import BAD_INPUT, GRAPHQL_PARSE_FAILED
+
+PARSE_FAILED = GRAPHQL_PARSE_FAILED
 
 # Arrays and objects nested deeper than this are refused. Nothing in the schema nests more
 # than a few levels (a device document, a profile's filters); graphql-core's value coercion

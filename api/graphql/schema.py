@@ -28,7 +28,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from api.db.unavailable import UNAVAILABLE, first_line
+from api.db.unavailable import first_line
+from api.domain.errors import UNAVAILABLE
 from api.graphql.allocation import AllocationMutation, AllocationQuery, AllocationTotalsQuery
 from api.graphql.audit import AuditQuery
 from api.graphql.capacity import BIG_INT, BigInt, CapacityQuery, FleetQuery

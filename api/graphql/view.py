@@ -47,7 +47,13 @@ from api.db import unavailable
 from api.db.candidates import LiveIndex
 from api.db.token import TokenCache, look_up
 from api.domain.access import Principal
-from api.domain.errors import DomainError
+from api.domain.errors import (
+    GRAPHQL_VALIDATION_FAILED,
+    INTERNAL_SERVER_ERROR,
+    QUERY_TOO_COMPLEX,
+    UNAVAILABLE,
+    DomainError,
+)
 from api.graphql.context import Context, watch_commits
 from api.graphql.request import (
     PARSE_FAILED,
@@ -59,10 +65,9 @@ from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
 
-VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
-TOO_COMPLEX = "QUERY_TOO_COMPLEX"
-INTERNAL = "INTERNAL_SERVER_ERROR"
-UNAVAILABLE = unavailable.UNAVAILABLE
+VALIDATION_FAILED = GRAPHQL_VALIDATION_FAILED
+TOO_COMPLEX = QUERY_TOO_COMPLEX
+INTERNAL = INTERNAL_SERVER_ERROR
 
 ANONYMOUS_LIMIT = "GPUINV_MAX_ANONYMOUS_BODY_BYTES, for requests without a valid token"
 
