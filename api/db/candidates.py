@@ -46,6 +46,7 @@ from api.db.models import Device, DeviceChange
 from api.db.session import session_on
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
+from api.domain.vocabulary import Kind, Status
 
 HOLE_LIFETIME = 120.0  # seconds a missing sequence number is waited for
 # The feed keeps a day (see prune_changes); a process that has not polled for an hour
@@ -90,9 +91,9 @@ def candidates(
         out.append(
             Candidate(
                 id=d.id,
-                kind=d.kind,
+                kind=Kind(d.kind),
                 hostname=d.hostname,
-                status=d.status,
+                status=Status(d.status),
                 document=document,
                 total=Capacity(d.total_cpu, d.total_memory_mb, d.total_storage_gb, d.total_gpus),
                 free=Capacity(d.free_cpu, d.free_memory_mb, d.free_storage_gb, d.free_gpus),
@@ -249,7 +250,7 @@ class LiveIndex:
         self._index.upsert(
             replace(
                 known,
-                status=row.status,
+                status=Status(row.status),
                 document=document,
                 free=Capacity(row.free_cpu, row.free_memory_mb, row.free_storage_gb, row.free_gpus),
                 generation=row.generation,

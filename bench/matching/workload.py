@@ -15,6 +15,7 @@ from typing import Any
 from api.demo import SHAPES, SITES
 from api.domain.matching.index import Candidate, Capacity
 from api.domain.matching.profile import CONFIG_LABEL, INVENTORY_LABEL
+from api.domain.vocabulary import Kind, Status
 from bench.fleet import SHAPE_WEIGHTS, SLICE_CPU, SLICE_MEMORY_MB
 from bench.graphql import body
 
@@ -59,9 +60,9 @@ def as_candidate(document: dict[str, Any], item_id: str) -> Candidate:
     )
     return Candidate(
         id=item_id,
-        kind="baremetal",
+        kind=Kind.BAREMETAL,
         hostname=document["hostname"],
-        status=document["status"],
+        status=Status(document["status"]),
         document=rendered,
         total=total,
         free=total,

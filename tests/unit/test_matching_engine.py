@@ -14,6 +14,7 @@ from api.domain.matching.engine import match
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity, path_values
 from api.domain.matching.profile import parse_labels
 from api.domain.matching.request import normalise, resolve
+from api.domain.vocabulary import Kind, Status
 from tests.support.seed import SEED_CAPACITY_MAP, SEED_CONFIG
 
 
@@ -53,7 +54,15 @@ def device(
     }
     total = Capacity(cpu, memory, storage, gpus)
     return Candidate(
-        hostname, kind, hostname, status, document, total, free or total, site, frozenset(fabrics)
+        hostname,
+        Kind(kind),
+        hostname,
+        Status(status),
+        document,
+        total,
+        free or total,
+        site,
+        frozenset(fabrics),
     )
 
 

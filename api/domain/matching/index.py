@@ -21,6 +21,7 @@ import numpy as np
 
 from api.domain.matching.profile import InventoryType
 from api.domain.matching.request import normalise
+from api.domain.vocabulary import Kind, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +40,9 @@ class Candidate:
     """A device or VM as the engine sees it: its document and its capacity."""
 
     id: str
-    kind: str  # "baremetal" | "vm"
+    kind: Kind  # BAREMETAL or VM
     hostname: str
-    status: str
+    status: Status
     document: Mapping[str, Any]
     total: Capacity
     free: Capacity
@@ -69,11 +70,11 @@ DIMENSIONS = ("cpu", "memory_mb", "storage_gb", "gpus")
 def eligible_for(candidate: Candidate, inventory_type: InventoryType) -> bool:
     """The first step of every funnel: the right kind, available and healthy, and whole or
     shareable."""
-    if candidate.status != "available" or not candidate.healthy:
+    if candidate.status != Status.AVAILABLE or not candidate.healthy:
         return False
     if inventory_type == InventoryType.VM:
-        return candidate.kind == "vm" and candidate.whole
-    if candidate.kind != "baremetal":
+        return candidate.kind == Kind.VM and candidate.whole
+    if candidate.kind != Kind.BAREMETAL:
         return False
     if inventory_type == InventoryType.VCLUSTER:
         return candidate.shareable
