@@ -36,9 +36,10 @@ class Held:
 
     kind: str  # "baremetal" | "vm" | "switch"
     key: str  # hostname, or switch name
-    document: Record  # as the inventory renders it
+    document: Record  # as the inventory renders it (with its "id")
     held: bool = False  # in an active allocation (whole or a slice)
     attention: tuple[str, ...] = ()  # codes already flagged
+    generation: int | None = None  # the row's generation when it was read
 
     @property
     def from_netbox(self) -> bool:
@@ -63,6 +64,10 @@ class Change:
     patch: Record | None = None  # for create / update: the document (fields) to write
     code: str | None = None  # for flag
     item_id: str | None = None  # the inventory item an update, retire or flag is for
+    # ... and its generation when the diff read it: the apply writes only over that one.
+    generation: int | None = None
+    # For create: the document already parsed (by translate), so the apply need not again.
+    spec: Any = field(default=None, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """DESIGN.md's `sync --diff --json` entry."""
@@ -99,7 +104,10 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
             at = occupied.get((kind, tenant, name))
             if at is None:
                 fields = {field: (None, value) for field, value in document.items()}
-                changes.append(Change(CREATE, kind, name, netbox_id, fields, dict(document)))
+                spec = desired.specs.get((kind, tenant, name))
+                changes.append(
+                    Change(CREATE, kind, name, netbox_id, fields, dict(document), spec=spec)
+                )
                 continue
             if at in claimed or at in kept:  # the name's item is another NetBox object's
                 other = current[at].netbox_id
@@ -132,7 +140,17 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
             fields: dict[str, tuple[Any, Any]] = {"status": (status, "retired")}
             if item.attention:
                 fields["attention"] = (list(item.attention), None)
-            changes.append(Change(RETIRE, item.kind, item.key, netbox_id, fields, item_id=item_id))
+            changes.append(
+                Change(
+                    RETIRE,
+                    item.kind,
+                    item.key,
+                    netbox_id,
+                    fields,
+                    item_id=item_id,
+                    generation=item.generation,
+                )
+            )
     return sorted(changes, key=lambda c: (_ORDER[c.action], c.kind, c.key, c.netbox_id or 0))
 
 
@@ -209,12 +227,22 @@ def _flag(
     """A condition for an operator, flagged once: nothing while the item carries it."""
     if code in item.attention:
         return []
-    item_id = item.document.get("id")
-    return [Change(FLAG, item.kind, item.key, netbox_id, fields or {}, code=code, item_id=item_id)]
+    return [
+        Change(
+            FLAG,
+            item.kind,
+            item.key,
+            netbox_id,
+            fields or {},
+            code=code,
+            item_id=item.document.get("id"),
+            generation=item.generation,
+        )
+    ]
 
 
 def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> list[Change]:
-    item_id = item.document.get("id")
+    item_id, generation = item.document.get("id"), item.generation
     fields = {
         name: (item.document.get(name), value)
         for name, value in document.items()
@@ -254,5 +282,7 @@ def _compare(item: Held, document: Record, netbox_id: int, movable: bool) -> lis
     if remaining != list(item.attention):
         fields["attention"] = (list(item.attention), remaining or None)
     if fields:
-        changes.append(Change(UPDATE, item.kind, item.key, netbox_id, fields, patch, None, item_id))
+        changes.append(
+            Change(UPDATE, item.kind, item.key, netbox_id, fields, patch, None, item_id, generation)
+        )
     return changes

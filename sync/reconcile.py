@@ -4,6 +4,11 @@ An apply is one transaction: every change or none (a NetBox answer that breaks h
 must not leave half a fleet synced). Writes go through the same repository functions as
 the API (``api.db.inventory``), so validation, generations and the audit log are the same;
 the actor is ``system:netbox-sync``.
+
+The apply writes over what the diff saw, not over whatever is there by then: each update,
+retire and flag names the item's id and the generation ``holdings`` read, and an item
+changed since (by an operator, a claim, another writer) refuses the whole apply with
+CONCURRENT_UPDATE; the next sync diffs it anew. So do creates whose name was taken since.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from api.db import switch as switch_db
 from api.db import tenant as tenant_db
 from api.db.base import utcnow
 from api.db.inventory_import import ImportCounts, import_batch
+from api.db.items import check_generation, guarded_flush
 from api.db.models import AllocationDevice, Device, Switch, SyncState
 from api.db.session import unit_of_work
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
 from api.domain.document import parse_device, parse_switch
-from api.domain.errors import DomainError
+from api.domain.errors import CONCURRENT_UPDATE, DomainError
 from api.domain.inventory_import import ImportBatch
 from api.domain.vocabulary import Kind, Status
 from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held, Slot
@@ -41,7 +47,12 @@ _KINDS = {"baremetal": Kind.BAREMETAL, "vm": Kind.VM, "switch": Kind.SWITCH}
 
 
 class SyncError(Exception):
-    """A sync that must not go ahead; the message says why and what to do."""
+    """A sync that must not go ahead; the message says why and what to do. ``code``: the
+    refusal's error code when the inventory refused a write (e.g. CONCURRENT_UPDATE)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -91,6 +102,7 @@ def holdings(
             document,
             held=row.id in held or row.status == Status.ALLOCATED,
             attention=_codes(row.attention),
+            generation=row.generation,
         )
         for row, document in zip(
             devices, device_db.documents(session, devices, directory), strict=True
@@ -98,7 +110,15 @@ def holdings(
     ]
     for row in session.scalars(switch_query.order_by(Switch.name)):
         document = switch_db.render(row, directory)
-        found.append(Held("switch", row.name, document, attention=_codes(row.attention)))
+        found.append(
+            Held(
+                "switch",
+                row.name,
+                document,
+                attention=_codes(row.attention),
+                generation=row.generation,
+            )
+        )
     return found
 
 
@@ -137,47 +157,43 @@ def check_mass_retire(changes: list[Change], current: list[Held], allowed: bool)
 def apply(
     session: Session, changes: list[Change], tick: Callable[[int], None] | None = None
 ) -> Applied:
-    """Apply every change in the session's transaction; the caller commits."""
+    """Apply every change in the session's transaction; the caller commits.
+
+    The items the changes are for are read by id in bulk (not one SELECT per change), and
+    each must still be at the generation the diff saw; else SyncError (CONCURRENT_UPDATE).
+    """
     tick = tick or (lambda n: None)
     _create_missing_tenants(session, changes)
     applied = Applied()
     now = utcnow()
     creates = [c for c in changes if c.action == CREATE]
     if creates:
-        # New items take the import's bulk path (a first sync of a fleet is the big case):
-        # the same validation, audit and ports as one by one, in a few statements.
-        batch = ImportBatch()
-        for change in creates:
-            document = dict(change.patch or {})
-            if change.kind == "switch":
-                batch.switches.append(parse_switch(document))
-            elif change.kind == "vm":
-                batch.vms.append(parse_device(document, Kind.VM))
-            else:
-                batch.devices.append(parse_device(document, Kind.BAREMETAL))
-        try:
-            applied.imported = import_batch(session, SYNC_ACTOR, batch, tick)
-        except DomainError as exc:
-            raise SyncError(f"creating {len(creates)} new items: {exc}") from exc
+        applied.imported = _create(session, creates, tick)
         applied.counts[CREATE] = len(creates)
+    items = _items(session, [c for c in changes if c.action != CREATE])
+    written: set[str] = set()  # items this apply has changed: their generation is its own
     for change in changes:
         if change.action == CREATE:
             continue
         kind = _KINDS[change.kind]
-        item = _find(session, change)
+        item = _item(items, change)
+        seen = None if item.id in written else change.generation
+        written.add(item.id)
         try:
             if change.action == UPDATE:
                 patch = dict(change.patch or {})
-                inventory.update(session, SYNC_ACTOR, kind, item.id, patch, None)
+                inventory.update(session, SYNC_ACTOR, kind, item.id, patch, seen)
                 if "attention" in change.fields:
                     _set_attention(session, item, _keeping(item, change), change)
             elif change.action == RETIRE:
+                check_generation(item, seen)
                 inventory.set_status(
                     session, SYNC_ACTOR, item.id, Status.RETIRED, False, "gone from NetBox"
                 )
                 if "attention" in change.fields:
                     _set_attention(session, item, _keeping(item, change), change)
             elif change.action == FLAG:
+                check_generation(item, seen)
                 entry: dict[str, Any] = {"code": change.code, "since": now.isoformat()}
                 if "status" in change.fields:
                     entry["netboxStatus"] = change.fields["status"][1]
@@ -185,22 +201,83 @@ def apply(
                     entry["netboxTenant"] = change.fields["tenant"][1]
                 _set_attention(session, item, [*(item.attention or []), entry], change)
         except DomainError as exc:
-            raise SyncError(f"{change.kind} {change.key!r} ({change.action}): {exc}") from exc
+            raise _refused(change, seen, exc) from exc
         applied.counts[change.action] = applied.counts.get(change.action, 0) + 1
         tick(1)
     return applied
 
 
-def _find(session: Session, change: Change) -> Device | Switch:
+def _create(session: Session, creates: list[Change], tick: Callable[[int], None]) -> ImportCounts:
+    """New items take the import's bulk path (a first sync of a fleet is the big case): the
+    same validation, audit and ports as one by one, in a few statements. The import
+    upserts by name: an item it finds is one that took the name since the diff."""
+    batch = ImportBatch()
+    for change in creates:
+        spec = change.spec or _parse(change)  # translate parsed it, unless made by hand
+        if change.kind == "switch":
+            batch.switches.append(spec)
+        elif change.kind == "vm":
+            batch.vms.append(spec)
+        else:
+            batch.devices.append(spec)
+    try:
+        counts = import_batch(session, SYNC_ACTOR, batch, tick)
+    except DomainError as exc:
+        raise SyncError(f"creating {len(creates)} new items: {exc}", exc.code) from exc
+    if counts.created != len(creates):
+        taken = len(creates) - counts.created
+        raise SyncError(
+            f"CONCURRENT_UPDATE: {taken} of the {len(creates)} names this sync would create "
+            "were taken in the inventory after it read the inventory; nothing was applied: "
+            "run the sync again",
+            CONCURRENT_UPDATE,
+        )
+    return counts
+
+
+def _parse(change: Change) -> Any:
+    document = dict(change.patch or {})
+    if change.kind == "switch":
+        return parse_switch(document)
+    return parse_device(document, Kind.VM if change.kind == "vm" else Kind.BAREMETAL)
+
+
+def _items(session: Session, changes: list[Change]) -> dict[str, Device | Switch]:
+    """The items the changes are for, by id: a SELECT per table and 900 ids, not per change
+    (kept here, the writes below find them in the session without reading them again)."""
+    found: dict[str, Device | Switch] = {}
+    for model in (Device, Switch):
+        ids = sorted(
+            {c.item_id for c in changes if c.item_id and (c.kind == "switch") == (model is Switch)}
+        )
+        for start in range(0, len(ids), 900):
+            query = select(model).where(model.id.in_(ids[start : start + 900]))
+            found.update((row.id, row) for row in session.scalars(query))
+    return found
+
+
+def _item(items: dict[str, Device | Switch], change: Change) -> Device | Switch:
     """The item the diff matched (by NetBox id, or by kind, tenant and name), by its id."""
-    model = Switch if change.kind == "switch" else Device
-    item = session.get(model, change.item_id) if change.item_id else None
+    item = items.get(change.item_id) if change.item_id else None
     if item is None:  # deleted since the diff was made
         raise SyncError(
             f"{change.kind} {change.key!r} ({change.action}): the inventory's item "
             f"{change.item_id} is gone; run the sync again"
         )
     return item
+
+
+def _refused(change: Change, seen: int | None, exc: DomainError) -> SyncError:
+    what = f"{change.kind} {change.key!r} ({change.action})"
+    if exc.code != CONCURRENT_UPDATE:
+        return SyncError(f"{what}: {exc}", exc.code)
+    now = exc.extensions.get("generation")
+    at = f" (generation {seen}, now {now})" if seen is not None and now is not None else ""
+    return SyncError(
+        f"{what}: CONCURRENT_UPDATE: the item changed in the inventory after this sync read "
+        f"it{at}; nothing was applied: run the sync again",
+        CONCURRENT_UPDATE,
+    )
 
 
 def _keeping(item: Device | Switch, change: Change) -> list[dict[str, Any]] | None:
@@ -214,8 +291,8 @@ def _set_attention(
     session: Session, item: Device | Switch, value: list[dict[str, Any]] | None, change: Change
 ) -> None:
     before = {"attention": item.attention}
-    item.attention = value
-    session.flush()
+    with guarded_flush(session, item):  # a lost race: CONCURRENT_UPDATE
+        item.attention = value
     audit.record(
         session,
         SYNC_ACTOR,
