@@ -10,6 +10,7 @@ silently ignored key would sync the wrong devices.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -73,6 +74,22 @@ def parse_mapping(text: str, origin: str = "mapping file") -> Mapping:
             "and switches"
         )
     return mapping
+
+
+def load_mapping(path: str | Path | None, named_by: str | None = None) -> Mapping:
+    """The mapping file at ``path`` over the defaults; the defaults when ``path`` is empty.
+    Every refusal is a MappingError naming the file (after ``named_by``, e.g. the variable
+    that named it), so `gpuinv sync` and the service's webhook read a file the same way."""
+    if not path:
+        return Mapping()
+    origin = f"{named_by}: {path}" if named_by else str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise MappingError(f"{origin}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise MappingError(f"{origin}: not a text file (UTF-8)") from None
+    return parse_mapping(text, origin)
 
 
 def _value(where: str, key: str, value: Any) -> Any:

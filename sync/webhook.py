@@ -4,8 +4,8 @@ NetBox's event rule posts the changed object; a change to a part (a GPU module, 
 InfiniBand interface, a cable) re-syncs the device it belongs to. The request is trusted
 only if ``X-Hook-Signature`` is the HMAC-SHA512 of the body with the shared secret. The
 device is then read back from NetBox (the payload is a notification, not the truth: the
-object may have changed again since), translated, diffed and applied like a full sync,
-limited to that device.
+object may have changed again since) by the sync's loader limited to it, with its
+retries, and translated, diffed and applied like a full sync.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pynetbox
@@ -25,16 +23,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.db.session import unit_of_work
-from api.domain.errors import DomainError
+from api.domain.errors import CONCURRENT_UPDATE, DomainError
 from api.settings import Settings
 from sync import reconcile
 from sync.diff import Change, diff
-from sync.mapping import Mapping, MappingError, parse_mapping
-from sync.netbox import INFINIBAND_TYPES, NetBoxUnavailable, connect
-from sync.translate import Note, Snapshot, translate
+from sync.mapping import Mapping, MappingError, load_mapping
+from sync.netbox import DEVICE, VM, NetBoxUnavailable, Target, connect, load
+from sync.translate import Note, translate
 
 log = logging.getLogger("gpuinv.sync")
-DEVICE, VM = "device", "vm"
 EVENT_OBJECT_TYPES = (
     "dcim.device",
     "dcim.module",
@@ -42,14 +39,6 @@ EVENT_OBJECT_TYPES = (
     "dcim.cable",
     "virtualization.virtualmachine",
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A NetBox object to re-sync: a device (server or switch) or a virtual machine."""
-
-    family: str  # DEVICE | VM
-    netbox_id: int
 
 
 class BadEvent(ValueError):
@@ -95,7 +84,7 @@ def sync_targets(
     """Re-read each target from NetBox and apply what changed, in one transaction."""
     changes: list[Change] = []
     for target in found:
-        snapshot = _load_one(api, mapping, target)
+        snapshot = load(api, mapping, only=target)
         desired = translate(snapshot, mapping)
         # The items these NetBox objects are (by NetBox id), and those that hold their
         # names where NetBox puts them (by kind, tenant and name).
@@ -120,77 +109,27 @@ def sync_targets(
     return changes
 
 
-def _load_one(api: pynetbox.api, mapping: Mapping, target: Target) -> Snapshot:
-    """What the translation needs for one device or VM, and for the objects of the same
-    name (another site's device of that name and tenant makes both unsyncable, and only a
-    full view shows it); empty if it is gone (or no longer has a role the mapping syncs),
-    so that the diff retires or flags it."""
+def sync_targets_once_more_if_raced(
+    sessions: sessionmaker[Session], api: pynetbox.api, mapping: Mapping, found: list[Target]
+) -> list[Change]:
+    """``sync_targets``; read and diff again, once, when the inventory changed between its
+    diff and its apply (CONCURRENT_UPDATE). NetBox posts an event once: a race lost here
+    would leave the change to the next full sync."""
     try:
-        sites = [dict(s) for s in api.dcim.sites.all()]
-        if target.family == VM:
-            record = api.virtualization.virtual_machines.get(target.netbox_id)
-            if record is None:
-                return Snapshot(sites=sites)
-            vms = api.virtualization.virtual_machines.filter(name=record.name)
-            return Snapshot(sites=sites, virtual_machines=[dict(v) for v in vms])
-        record = api.dcim.devices.get(target.netbox_id)
-        device = dict(record) if record else None
-        roles = (*mapping.device_roles, *mapping.switch_roles)
-        if device is None or (device.get("role") or {}).get("slug") not in roles:
-            return Snapshot(sites=sites)
-        devices = {
-            d["id"]: d
-            for d in [device, *(dict(d) for d in api.dcim.devices.filter(name=device["name"]))]
-            if (d.get("role") or {}).get("slug") in roles
-        }
-        ids = sorted(devices)
-        modules = [dict(m) for m in api.dcim.modules.filter(device_id=ids)]
-        type_ids = sorted({m["module_type"]["id"] for m in modules if m.get("module_type")})
-        module_types = (
-            [dict(t) for t in api.dcim.module_types.filter(id=type_ids)] if type_ids else []
-        )
-        interfaces = [
-            dict(i) for i in api.dcim.interfaces.filter(device_id=ids, type=list(INFINIBAND_TYPES))
-        ]
-        peer_names = sorted(
-            {
-                p["device"]["name"]
-                for i in interfaces
-                for p in i.get("link_peers") or []
-                if "device" in p
-            }
-        )
-        # By name, so that a cabled switch's namesakes come too (see above).
-        peers = [dict(d) for d in api.dcim.devices.filter(name=peer_names)] if peer_names else []
-        items = []
-        if api.dcim.inventory_item_roles.filter(slug="gpu"):
-            items = [dict(i) for i in api.dcim.inventory_items.filter(device_id=ids, role="gpu")]
-    except pynetbox.RequestError as exc:
-        raise NetBoxUnavailable(f"NetBox refused a read: {exc.error}") from exc
-    except OSError as exc:  # requests' connection errors are OSErrors
-        raise NetBoxUnavailable(f"NetBox did not answer: {exc}") from exc
-    # The cabled switches come along: their fabric tag is the ports' fabric (and they are
-    # re-synced with the device, which changes nothing when they are already in step).
-    switches = [p for p in peers if (p.get("role") or {}).get("slug") in mapping.switch_roles]
-    return Snapshot(
-        devices=[*devices.values(), *(s for s in switches if s["id"] not in devices)],
-        sites=sites,
-        module_types=module_types,
-        modules=modules,
-        inventory_items=items,
-        interfaces=interfaces,
-    )
+        return sync_targets(sessions, api, mapping, found)
+    except (reconcile.SyncError, DomainError) as exc:
+        if exc.code != CONCURRENT_UPDATE:
+            raise
+        log.info("netbox webhook: %s; reading NetBox and the inventory again", exc)
+    return sync_targets(sessions, api, mapping, found)
 
 
 def endpoint(sessions: sessionmaker[Session], settings: Settings):
     """The ``/hooks/netbox`` route handler for the service (api/app.py mounts it)."""
-    mapping = Mapping()
-    if settings.sync_mapping_file:
-        path = Path(settings.sync_mapping_file)
-        try:
-            mapping = parse_mapping(path.read_text(), str(path))
-        except (OSError, MappingError) as exc:
-            raise SystemExit(f"GPUINV_SYNC_MAPPING: {exc}") from None
+    try:
+        mapping = load_mapping(settings.sync_mapping_file, "GPUINV_SYNC_MAPPING")
+    except MappingError as exc:
+        raise SystemExit(str(exc)) from None
 
     async def netbox_hook(request: Request) -> JSONResponse:
         secret = settings.netbox_webhook_secret
@@ -207,7 +146,9 @@ def endpoint(sessions: sessionmaker[Session], settings: Settings):
             return _error(503, "set NETBOX_URL and NETBOX_TOKEN so the service can read NetBox")
         api = connect(settings.netbox_url, settings.netbox_token)
         try:
-            changes = await asyncio.to_thread(sync_targets, sessions, api, mapping, found)
+            changes = await asyncio.to_thread(
+                sync_targets_once_more_if_raced, sessions, api, mapping, found
+            )
         except NetBoxUnavailable as exc:
             return _error(502, str(exc))
         except (reconcile.SyncError, DomainError) as exc:  # e.g. a race lost at commit

@@ -7,6 +7,8 @@ import hmac
 
 import pytest
 
+from sync import webhook
+from sync.reconcile import SyncError
 from sync.webhook import DEVICE, VM, BadEvent, Target, signature_ok, targets
 
 
@@ -58,3 +60,34 @@ def test_a_change_to_a_part_re_syncs_its_device(payload: dict, expected: list[Ta
 def test_a_payload_we_do_not_follow_is_refused_by_name(payload: object, message: str) -> None:
     with pytest.raises(BadEvent, match=message):
         targets(payload)
+
+
+@pytest.mark.parametrize(
+    ("refusals", "calls", "outcome"),
+    [
+        ([SyncError("raced", "CONCURRENT_UPDATE")], 2, "synced"),
+        ([SyncError("raced", "CONCURRENT_UPDATE")] * 2, 2, "raced"),
+        ([SyncError("bad", "BAD_INPUT")], 1, "bad"),
+    ],
+    ids=["a lost race is read and applied again", "once only", "no other refusal"],
+)
+def test_a_webhook_reads_again_once_when_the_inventory_changed_under_it(
+    monkeypatch: pytest.MonkeyPatch, refusals: list[Exception], calls: int, outcome: str
+) -> None:
+    """NetBox posts an event once: a race lost between the diff and the apply would
+    leave the change to the next full sync."""
+    made: list[int] = []
+
+    def sync_targets(*_args: object) -> list:
+        made.append(1)
+        if len(made) <= len(refusals):
+            raise refusals[len(made) - 1]
+        return []
+
+    monkeypatch.setattr(webhook, "sync_targets", sync_targets)
+    try:
+        webhook.sync_targets_once_more_if_raced(None, None, None, [Target(DEVICE, 1)])  # type: ignore[arg-type]
+        result = "synced"
+    except SyncError as exc:
+        result = str(exc)
+    assert (len(made), result) == (calls, outcome)
