@@ -38,7 +38,8 @@ class Settings:
     # at once, each in a worker thread so that none holds the event loop.
     token_cache_seconds: float = 5.0
     graphql_threads: int = 8
-    # NetBox sync (DESIGN.md "NetBox sync"): where NetBox is, and the webhook secret.
+    # NetBox sync (DESIGN.md "NetBox sync"): where NetBox is, the webhook secret and the
+    # mapping file; the service's webhook and `gpuinv sync` both read them from here.
     netbox_url: str = ""
     netbox_token: str = ""
     netbox_webhook_secret: str = ""

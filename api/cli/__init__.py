@@ -14,6 +14,7 @@ import click
 
 from api import __version__
 from api.cli.allocations import match_command, release_command
+from api.cli.database import open_database
 from api.cli.inventory import devices, import_command
 from api.cli.maintenance import backup_command, db, restore_command
 from api.cli.profiles import profile
@@ -23,6 +24,7 @@ from api.cli.tokens import token
 
 # The one place the service's code reaches into the workers: their CLI commands (allowed by
 # the import-linter contract for api.cli itself, so these two imports stay in this module).
+# The sync's command is given the database opener, so that sync.cli never imports api.cli.
 from iac.install import terraform_command
 from sync.cli import sync_command
 
@@ -48,5 +50,5 @@ main.add_command(match_command)
 main.add_command(release_command)
 main.add_command(profile)
 main.add_command(serve)
-main.add_command(sync_command)
+main.add_command(sync_command(open_database))
 main.add_command(terraform_command)

@@ -30,10 +30,11 @@ _URL_FORMS = "use sqlite:///path.db or postgresql://user:password@host[:port]/db
 
 
 class Database:
-    """GPUINV_DATABASE_URL, opened or refused with one line naming it without its password."""
+    """GPUINV_DATABASE_URL, opened or refused with one line naming it without its password.
+    ``settings``: the settings already read (default: the environment's)."""
 
-    def __init__(self) -> None:
-        self.url = Settings.from_env().database_url
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.url = (settings or Settings.from_env()).database_url
         self.shown = redact_url(self.url)
         self.path: Path | None = None  # a SQLite database's file
         try:
@@ -120,17 +121,27 @@ def _access(path: Path) -> str:
     return "unable to open the file"
 
 
-def open_engine(create: bool, migrate: bool = True, say_created: bool = True) -> Engine:
+def open_engine(
+    create: bool,
+    migrate: bool = True,
+    say_created: bool = True,
+    settings: Settings | None = None,
+) -> Engine:
     """Open the database (see Database); a newly created one is said on stderr, unless the
     command says where its result went itself (restore)."""
-    database = Database()
+    database = Database(settings)
     engine, created = database.open(create, migrate)
     if created and say_created:
         click.echo(f"created a new database at {database.shown}", err=True)
     return engine
 
 
+def open_database(settings: Settings, create: bool = True) -> sessionmaker[Session]:
+    """Sessions on the settings' database at the newest schema. ``create``: make it if it
+    does not exist; else refuse it, naming the URL. `gpuinv sync` is given this one."""
+    return session_factory(open_engine(create, settings=settings))
+
+
 def open_sessions(create: bool = True) -> sessionmaker[Session]:
-    """Sessions on the database at the newest schema. ``create``: make it if it does not
-    exist; else refuse it, naming the URL (sync's commands call this with the default)."""
-    return session_factory(open_engine(create))
+    """``open_database`` with the environment's settings, for commands that read no other."""
+    return open_database(Settings.from_env(), create)

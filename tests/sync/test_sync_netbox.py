@@ -219,6 +219,27 @@ def test_a_mapping_file_syncs_other_roles(
     assert refused.exit_code == 2 and "devices.rolez: unknown key" in refused.output
 
 
+def test_gpuinv_sync_mapping_names_the_file_when_no_mapping_option_does(
+    clean_netbox: NetBox, sync, db: sessionmaker[Session], tmp_path
+) -> None:
+    """The file the service's webhook reads (GPUINV_SYNC_MAPPING) is the CLI's too, so a
+    full sync and a webhook map NetBox the same way."""
+    nb = clean_netbox.api()
+    site = nb.dcim.sites.create(name="Pune", slug="pune")
+    maker = nb.dcim.manufacturers.create(name="Dell", slug="dell")
+    model = nb.dcim.device_types.create(manufacturer=maker.id, model="XE9680", slug="xe9680")
+    role = nb.dcim.device_roles.create(name="Compute", slug="compute")
+    nb.dcim.devices.create(name="c-1", device_type=model.id, role=role.id, site=site.id)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("devices:\n  roles: [compute]\n")
+    env = {"GPUINV_SYNC_MAPPING": str(mapping)}
+    planned = json.loads(sync("--diff", "--json", env=env).stdout)
+    assert [(c["action"], c["key"]) for c in planned] == [("create", "c-1")]
+    assert _diff(sync) == []  # without it, the default mapping: not a GPU server
+    sync("--apply", env=env)
+    assert _device(db, "c-1").manufacturer == "Dell"
+
+
 def test_an_unreachable_netbox_is_a_clear_error_and_is_recorded(
     sync, db: sessionmaker[Session]
 ) -> None:
