@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,13 @@ DASHBOARD = Path(__file__).with_name("dashboard")
 NETBOX_HOOK_MAX_BODY_BYTES = 1024 * 1024
 
 
-def netbox_webhook(sessions, settings: Settings):
+def netbox_webhook(
+    sessions: sessionmaker[Session], settings: Settings
+) -> Callable[[Request], Awaitable[Response]]:
     # The one place the service mounts the sync worker's code: NetBox's webhooks.
     from sync.webhook import endpoint
 
-    hook = endpoint(sessions, settings)
+    hook: Callable[[Request], Awaitable[Response]] = endpoint(sessions, settings)
 
     async def limited(request: Request) -> Response:
         lower_body_limit(request.scope, NETBOX_HOOK_MAX_BODY_BYTES, "the NetBox webhook's limit")
@@ -94,7 +97,7 @@ def create_ops_app(settings: Settings) -> Starlette:
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_: Starlette):
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         engine.dispose()
 
@@ -152,7 +155,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.exception("lease sweep failed")
 
     @asynccontextmanager
-    async def lifespan(_: Starlette):
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the match index in the background: the first match need not pay for it,
         # and the process answers health checks meanwhile.
         warming = asyncio.get_running_loop().run_in_executor(None, warm_index)

@@ -276,4 +276,5 @@ def server_document(
 
 def _status(rng: random.Random) -> str:
     names, weights = zip(*STATUS_WEIGHTS, strict=True)
-    return rng.choices(names, weights)[0]
+    status: str = rng.choices(names, weights)[0]
+    return status

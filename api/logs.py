@@ -34,7 +34,7 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 def operation_of(scope: Scope) -> str:
     """What the metrics and the access log call this request: the GraphQL root field
     that the schema extension recorded, else the route."""
-    named = scope.get("state", {}).get("operation")
+    named: str | None = scope.get("state", {}).get("operation")
     if named:
         return named
     path = scope.get("path", "")

@@ -63,7 +63,10 @@ def measure(backend: str, size: int, postgres_url: str) -> str:
                         time.sleep(0.05)
                 thread.join()
                 importer.close()
-    ms = lambda v: f"{v * 1000:8.1f}"  # noqa: E731
+
+    def ms(v: float) -> str:
+        return f"{v * 1000:8.1f}"
+
     return (
         f"{backend:10} {size:>7,} {done['seconds']:8.1f} {len(probes):7} "
         f"{ms(statistics.median(probes))} {ms(percentile(probes, 99))} {ms(max(probes))} "

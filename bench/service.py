@@ -37,6 +37,14 @@ class BenchError(Exception):
     """Something that makes the figures meaningless: the run stops and says why."""
 
 
+def one_value(connection: psycopg.Connection[Any], query: str) -> Any:
+    """The first column of the one row ``query`` answers (SHOW x, SELECT count(*) ...)."""
+    row = connection.execute(query).fetchone()
+    if row is None:
+        raise BenchError(f"{query!r} answered no row")
+    return row[0]
+
+
 @contextmanager
 def fresh_database(backend: str, postgres_url: str, workdir: Path, prefix: str) -> Iterator[str]:
     """A new, empty database URL; a PostgreSQL database is dropped on the way out."""
@@ -102,7 +110,8 @@ def create_tenants(database_url: str) -> None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_healthy(process: subprocess.Popen[bytes], base_url: str, timeout: float = 120.0) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import jsii
 
+# Re-exported (``as cdktf``): iac/examples/cdktf/main.py takes whichever is installed from here.
 try:
-    import cdktf
+    import cdktf as cdktf
 except ImportError:  # pragma: no cover - the continuation of the archived project
     import cdktn as cdktf  # type: ignore[no-redef]
 from constructs import Construct

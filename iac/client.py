@@ -74,10 +74,12 @@ class Inventory:
             error = body["errors"][0]
             extensions = error.get("extensions") or {}
             raise ApiError(extensions.get("code", "ERROR"), error["message"], extensions)
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
 
     def match(self, given: dict[str, Any]) -> dict[str, Any]:
-        return self.run("matchDevice", MATCH, input=given)["matchDevice"]
+        answer: dict[str, Any] = self.run("matchDevice", MATCH, input=given)["matchDevice"]
+        return answer
 
     def release(self, environment: str, tenant: str | None) -> None:
         self.run("releaseAllocation", RELEASE, e=environment, t=tenant)

@@ -61,7 +61,8 @@ def match_command(
     """
     import uuid
 
-    from api.db.allocation import MatchInput, match_device
+    from api.db.allocation import match_device
+    from api.db.allocation_request import MatchInput
     from api.db.candidates import LiveIndex
 
     parsed: dict[str, str] = {}

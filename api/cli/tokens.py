@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import click
 
@@ -51,7 +52,7 @@ def token_list(as_json: bool) -> None:
     """Tokens with their role, tenant, expiry and revocation (never the secret)."""
     with open_sessions(create=False)() as session:
         rows = token_db.list_tokens(session)
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "id": t.id,
             "name": t.name,

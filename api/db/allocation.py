@@ -37,7 +37,7 @@ from api.db.allocation_request import (
 from api.db.base import utcnow
 from api.db.candidates import LiveIndex
 from api.db.models import Allocation, AllocationDevice, Device
-from api.db.session import session_on
+from api.db.session import rowcount, session_on
 from api.domain.access import Principal, Role
 from api.domain.errors import (
     CONCURRENT_UPDATE,
@@ -256,12 +256,14 @@ def free_allocation(session: Session, who: Principal, allocation: Allocation, re
     """Give back the devices; False when another release got there first."""
     now = utcnow()
     won = (
-        session.execute(
-            update(Allocation)
-            .where(Allocation.id == allocation.id, Allocation.released_at.is_(None))
-            .values(released_at=now, released_by=who.actor)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                update(Allocation)
+                .where(Allocation.id == allocation.id, Allocation.released_at.is_(None))
+                .values(released_at=now, released_by=who.actor)
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
     if not won:
@@ -283,7 +285,7 @@ def free_allocation(session: Session, who: Principal, allocation: Allocation, re
         )
         .execution_options(synchronize_session=False)
     ).all()
-    held.sort(key=lambda part: part.position)
+    held = sorted(held, key=lambda part: part.position)
     for part in held:
         _give_back(session, part, now)
     # Already written above: tell the session so, or it would UPDATE the row again.

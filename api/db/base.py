@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import DateTime, Dialect, MetaData, String, Table, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 # A deterministic name for every constraint, so migrations name them the same way on
@@ -22,6 +23,10 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+    if TYPE_CHECKING:
+        # Every model is mapped to a table (SQLAlchemy types it as any FROM clause).
+        __table__: ClassVar[Table]
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on both backends (SQLite stores naive text)."""
@@ -33,14 +38,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     def python_type(self) -> type:
         return datetime  # TypeDecorator would say ``object``; cursors type-check by it
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use datetime.now(UTC)")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from api.db import device as device_db
 from api.db.base import utcnow
 from api.db.models import Device, DeviceChange
-from api.db.session import session_on
+from api.db.session import rowcount, session_on
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
 from api.domain.vocabulary import Kind, Status
@@ -180,6 +180,7 @@ class LiveIndex:
             self._index = None
             raise
         self._polled_at = time.monotonic()
+        assert self._index is not None  # loaded or caught up above
         return self._index
 
     def reset(self) -> None:
@@ -322,4 +323,4 @@ _POLLS_WITH_HOLES = {  # by "is it PostgreSQL": (joined, feed alone)
 def prune_changes(session: Session) -> int:
     """Drop feed entries older than FEED_RETENTION; the caller commits."""
     cutoff = utcnow() - FEED_RETENTION
-    return session.execute(delete(DeviceChange).where(DeviceChange.changed_at < cutoff)).rowcount
+    return rowcount(session.execute(delete(DeviceChange).where(DeviceChange.changed_at < cutoff)))

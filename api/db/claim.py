@@ -173,7 +173,8 @@ def _in_one_statement(connection: Connection, claim: Claim) -> bool:
     if claim.slice is not None:
         statement = CLAIM_SLICE_AND_RECORD
         params.update(claim.slice)
-    return connection.execute(statement, params).scalar_one() == len(claim.device_ids)
+    claimed: int = connection.execute(statement, params).scalar_one()
+    return claimed == len(claim.device_ids)
 
 
 # -- PostgreSQL: the claim and its records in one statement ------------------------------

@@ -65,6 +65,7 @@ def ports_by_device(session: Session, device_ids: Sequence[str]) -> dict[str, li
     for start in range(0, len(unique), 900):
         query = select(Infiniband).where(Infiniband.device_id.in_(unique[start : start + 900]))
         for port in session.scalars(query.order_by(Infiniband.port)):
+            assert port.device_id is not None  # the query asked for these devices' ports
             found[port.device_id].append(port)
     return found
 
@@ -178,8 +179,8 @@ def host_of(session: Session, tenant_id: str | None, name: str) -> Device | Swit
     machine = session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
     if machine is not None:
         return machine
-    query = select(Switch).where(Switch.name == name, in_namespace(Switch.tenant_id, tenant_id))
-    switch = session.scalar(query)
+    on_switch = select(Switch).where(Switch.name == name, in_namespace(Switch.tenant_id, tenant_id))
+    switch = session.scalar(on_switch)
     if switch is None:
         raise HostNotFound(name)
     return switch

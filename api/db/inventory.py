@@ -6,16 +6,17 @@ audit. The caller commits. Documents in and out use the public document shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
+from sqlalchemy import ColumnElement, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
 from api.db.items import (
     Item,
+    ItemModel,
     check_generation,
     check_writable_status,
     find_item,
@@ -37,7 +38,12 @@ from api.domain.document import (
 from api.domain.errors import DEVICE_ALLOCATED, DomainError, InvalidField, bad_input, not_found
 from api.domain.vocabulary import Kind, Status
 
-MODELS = {Kind.BAREMETAL: Device, Kind.VM: Device, Kind.SWITCH: Switch, Kind.INFINIBAND: Infiniband}
+MODELS: dict[Kind, ItemModel] = {
+    Kind.BAREMETAL: Device,
+    Kind.VM: Device,
+    Kind.SWITCH: Switch,
+    Kind.INFINIBAND: Infiniband,
+}
 # Output-only keys of a rendered document, dropped before a merged document is re-parsed.
 _OUTPUT_ONLY = ("id", "kind", "status")
 
@@ -80,11 +86,12 @@ def _parse(kind: Kind, raw: dict[str, Any]) -> Any:
         ) from None
 
 
-def _named(kind: Kind, name: str, tenant_id: str | None) -> Any:
+def _named(kind: Kind, name: str, tenant_id: str | None) -> ColumnElement[bool]:
     """The condition for the item of this kind and name in one namespace."""
     model = MODELS[kind]
-    if kind in (Kind.BAREMETAL, Kind.VM):
-        condition = (Device.hostname == name) & (Device.kind == kind.value)
+    condition: ColumnElement[bool]
+    if issubclass(model, Device):  # kind is baremetal or vm
+        condition = (model.hostname == name) & (model.kind == kind.value)
     else:
         condition = model.name == name
     return condition & in_namespace(model.tenant_id, tenant_id)
@@ -119,8 +126,10 @@ def _write(
     before: dict[str, Any] | None,
     directory: Directory,
 ) -> Item:
+    item: Item
     try:
         if kind in (Kind.BAREMETAL, Kind.VM):
+            assert existing is None or isinstance(existing, Device)  # MODELS[kind] is Device
             written = device.write_spec(session, who, directory, spec, existing, before)
             item, changed, after = written.item, written.action != "unchanged", written.after
         else:
@@ -136,6 +145,21 @@ def _write(
     return item
 
 
+# The kind says which model create, update and delete return (MODELS): told to mypy below.
+type _DeviceKind = Literal[Kind.BAREMETAL, Kind.VM]
+type _Raw = dict[str, Any]
+
+
+@overload
+def create(session: Session, who: Principal, kind: _DeviceKind, raw: _Raw) -> Device: ...
+@overload
+def create(session: Session, who: Principal, kind: Literal[Kind.SWITCH], raw: _Raw) -> Switch: ...
+@overload
+def create(
+    session: Session, who: Principal, kind: Literal[Kind.INFINIBAND], raw: _Raw
+) -> Infiniband: ...
+@overload
+def create(session: Session, who: Principal, kind: Kind, raw: _Raw) -> Item: ...
 def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) -> Item:
     who.require_inventory_write()
     spec = _parse(kind, raw)
@@ -145,6 +169,42 @@ def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) ->
     return _write(session, who, kind, spec, None, None, directory)
 
 
+@overload
+def update(
+    session: Session,
+    who: Principal,
+    kind: _DeviceKind,
+    item_id: str,
+    patch: _Raw,
+    expected_generation: int | None,
+) -> Device: ...
+@overload
+def update(
+    session: Session,
+    who: Principal,
+    kind: Literal[Kind.SWITCH],
+    item_id: str,
+    patch: _Raw,
+    expected_generation: int | None,
+) -> Switch: ...
+@overload
+def update(
+    session: Session,
+    who: Principal,
+    kind: Literal[Kind.INFINIBAND],
+    item_id: str,
+    patch: _Raw,
+    expected_generation: int | None,
+) -> Infiniband: ...
+@overload
+def update(
+    session: Session,
+    who: Principal,
+    kind: Kind,
+    item_id: str,
+    patch: _Raw,
+    expected_generation: int | None,
+) -> Item: ...
 def update(
     session: Session,
     who: Principal,
@@ -195,7 +255,8 @@ def _rename(session: Session, item: Item, name: str) -> None:
 
 
 def _name_of_spec(spec: Any) -> str:
-    return spec.hostname if hasattr(spec, "hostname") else spec.name
+    name: str = spec.hostname if hasattr(spec, "hostname") else spec.name
+    return name
 
 
 def _namespace_after(
@@ -215,6 +276,18 @@ def _namespace_after(
     return tenant_id
 
 
+@overload
+def delete(session: Session, who: Principal, kind: _DeviceKind, item_id: str) -> Device: ...
+@overload
+def delete(
+    session: Session, who: Principal, kind: Literal[Kind.SWITCH], item_id: str
+) -> Switch: ...
+@overload
+def delete(
+    session: Session, who: Principal, kind: Literal[Kind.INFINIBAND], item_id: str
+) -> Infiniband: ...
+@overload
+def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item: ...
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)

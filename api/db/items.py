@@ -38,21 +38,21 @@ def visible(item: Item | None, who: Principal) -> bool:
     return item is not None and who.may_see(item.tenant_id)
 
 
-def get_item(
+def get_item[M: Item](
     session: Session,
     who: Principal,
-    model: ItemModel,
+    model: type[M],
     item_id: str,
     *,
     kind: str | None = None,
     for_update: bool = False,
-) -> Any:
+) -> M:
     query = select(model).where(model.id == item_id)
     if for_update:
         query = query.with_for_update()
     item = session.scalar(query)
     label = kind or model.__tablename__
-    if not visible(item, who) or (kind is not None and kind_of(item) != kind):
+    if item is None or not visible(item, who) or (kind is not None and kind_of(item) != kind):
         raise not_found(label, item_id)
     return item
 
@@ -60,12 +60,16 @@ def get_item(
 def find_item(session: Session, who: Principal, item_id: str) -> Item:
     """Any kind by id (ids are UUIDs, unique across kinds): for ``node`` and ``setStatus``."""
     for model in ITEM_MODELS:
-        item = session.get(model, item_id)
+        item = _get(session, model, item_id)
         if item is not None:
             if not visible(item, who):
                 break
             return item
     raise not_found("item", item_id)
+
+
+def _get[M: Item](session: Session, model: type[M], item_id: str) -> M | None:
+    return session.get(model, item_id)
 
 
 def check_generation(item: Item, expected: int | None) -> None:
@@ -82,7 +86,7 @@ def check_writable_status(item: Item, new_status: Status, force: bool, who: Prin
     """Allocation state belongs to matchDevice/releaseAllocation, not to manual edits."""
     if new_status == Status.ALLOCATED:
         raise bad_input("status: 'allocated' is set by matchDevice, not by hand", field="status")
-    if item.status == Status.ALLOCATED and new_status != Status.ALLOCATED:
+    if item.status == Status.ALLOCATED:  # and new_status is not: refused above
         if not force:
             raise DomainError(
                 DEVICE_ALLOCATED,

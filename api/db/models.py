@@ -104,7 +104,8 @@ class _ItemColumns:
     def __mapper_args__(cls) -> dict[str, Any]:
         # The ORM adds "AND generation = :old" to every UPDATE and raises StaleDataError
         # when another writer got there first; we turn that into CONCURRENT_UPDATE.
-        return {"version_id_col": cls.__table__.c.generation}
+        # A mixin: __table__ is the model's that mixes it in (mypy sees no such attribute).
+        return {"version_id_col": cls.__table__.c.generation}  # type: ignore[attr-defined]
 
 
 class Device(_ItemColumns, Base):

@@ -8,22 +8,35 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, Connection, Engine, Table, create_engine, event, insert
+from sqlalchemy import (
+    JSON,
+    Connection,
+    CursorResult,
+    Engine,
+    Result,
+    Table,
+    create_engine,
+    event,
+    insert,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from api.domain.errors import CONCURRENT_UPDATE, DomainError
 
@@ -113,11 +126,15 @@ def _ping_when_idle(engine: Engine) -> None:
     with a fresh connection)."""
 
     @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_connection, record) -> None:
+    def _checked_in(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["checked_in_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection, record, _proxy) -> None:
+    def _checked_out(
+        dbapi_connection: DBAPIConnection,
+        record: ConnectionPoolEntry,
+        _proxy: PoolProxiedConnection,
+    ) -> None:
         last = record.info.get("checked_in_at")
         if last is None or time.monotonic() - last < PING_AFTER_IDLE:
             return
@@ -157,7 +174,7 @@ def session_on(connection: Connection) -> Session:
     return Session(bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN in the "begin" event
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
@@ -203,7 +220,8 @@ def lost_races_as_domain_errors() -> Iterator[None]:
 
 def engine_of(sessions: sessionmaker[Session]) -> Engine:
     """The pool a sessionmaker's sessions use, for work that needs connections of its own."""
-    return sessions.kw["bind"]
+    engine: Engine = sessions.kw["bind"]
+    return engine
 
 
 @contextmanager
@@ -238,6 +256,12 @@ def is_at_head(engine: Engine) -> bool:
     return current == heads
 
 
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE run by ``Session.execute`` matched: the result is a
+    CursorResult, which that method's signature does not say."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert many rows fast: COPY on PostgreSQL (a bulk import writes ~15 rows per
     device), Core executemany in chunks elsewhere. Multi-row VALUES statements were tried
@@ -251,7 +275,9 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     columns = list(rows[0])
     as_json = {c for c in columns if isinstance(table.c[c].type, JSON)}
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    cursor = session.connection().connection.driver_connection.cursor()
+    driver = session.connection().connection.driver_connection
+    assert driver is not None  # psycopg's, of the connection checked out above
+    cursor = driver.cursor()
     with cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(

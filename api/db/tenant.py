@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
@@ -119,7 +119,7 @@ class Directory:
     project_id: dict[tuple[str, str], str]  # (tenant_id, slug) -> id
 
     @classmethod
-    def load(cls, session: Session) -> Directory:
+    def load(cls, session: Session | Connection) -> Directory:
         tenants = session.execute(select(Tenant.id, Tenant.slug)).all()
         projects = session.execute(select(Project.id, Project.tenant_id, Project.slug)).all()
         return cls(

@@ -224,7 +224,7 @@ def _field(data: Any, key: str, kind: type) -> Any:
 
 
 def _count(data: Any, key: str) -> int:
-    value = _field(data, key, int)
+    value: int = _field(data, key, int)
     if isinstance(value, bool) or value < 0:
         raise ValueError(f"{key}: expected a count, got {value!r}")
     return value

@@ -244,6 +244,7 @@ def _read_facts(r: Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> No
     for fact in which:
         if fact.attribute == "total_gpus":
             continue  # read with the gpus it must agree with
+        value: int | str | None
         if fact.is_number:
             value = r.integer(fact.key, maximum=fact.maximum or MAX_AMOUNT)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +181,8 @@ class _Lines:
 
 
 def _records(
-    reader: csv.DictReader[str], lines: _Lines, header: list[str], errors: list[FieldError]
-) -> Iterator[dict[str, Any]]:
+    reader: csv.DictReader[str], lines: _Lines, header: Sequence[str], errors: list[FieldError]
+) -> Iterator[dict[str | None, Any]]:
     """The reader's records. A record it cannot read is added to ``errors`` and ends the
     reading: the csv reader cannot go on past it."""
     while True:
@@ -196,7 +196,7 @@ def _records(
         yield record
 
 
-def _csv_error(exc: csv.Error, row: int, line: str, header: list[str]) -> FieldError:
+def _csv_error(exc: csv.Error, row: int, line: str, header: Sequence[str]) -> FieldError:
     """Name the row and, for an over-long cell, the column (the csv module's own message
     names neither). The reader refuses cells over ``csv.field_size_limit()`` characters
     (131,072 by default); the limit is process-wide, so it is reported, not raised."""
@@ -209,7 +209,9 @@ def _csv_error(exc: csv.Error, row: int, line: str, header: list[str]) -> FieldE
     return FieldError(row, "(row)", f"cannot be read as CSV: {exc}")
 
 
-def _csv_document(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[FieldError]]:
+def _csv_document(
+    record: dict[str | None, Any], line: int
+) -> tuple[dict[str, Any], list[FieldError]]:
     errors: list[FieldError] = []
     if None in record:  # more cells than header columns
         errors.append(

@@ -55,7 +55,8 @@ def _unpack(spec: str, into: Path) -> Path:
     output = subprocess.run(
         ["npm", "pack", "--json", spec], cwd=into, check=True, capture_output=True, text=True
     ).stdout
-    tarball = into / json.loads(output)[0]["filename"]
+    filename: str = json.loads(output)[0]["filename"]
+    tarball = into / filename
     folder = into / tarball.name.removesuffix(".tgz")
     with tarfile.open(tarball) as archive:
         archive.extractall(folder, filter="data")

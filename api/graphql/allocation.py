@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from api.db import allocation as allocation_db
 from api.db import allocation_query
+from api.db.allocation_request import MatchInput
 from api.db.models import Allocation as AllocationRow
 from api.db.session import lost_races_as_domain_errors
 from api.domain.errors import INTERNAL_SERVER_ERROR, DomainError
@@ -102,7 +103,7 @@ class Allocation:
             environment=row.environment,
             inventory_type=DomainInventoryType(row.inventory_type),
             profile=row.profile,
-            variables=row.variables,
+            variables=JSON(row.variables),
             device_details=row.device_details,
             created_at=row.created_at,
             expires_at=row.expires_at,
@@ -216,7 +217,7 @@ class AllocationMutation:
     )
     def match_device(self, info: Info[Context, None], input: MatchDeviceInput) -> MatchResult:
         ctx = info.context
-        given = allocation_db.MatchInput(
+        given = MatchInput(
             environment=input.environment,
             variables=input.variables,
             profile=input.profile,

@@ -106,8 +106,8 @@ class AuditQuery:
                 object_id=row.object_id,
                 object_name=row.object_name,
                 tenant=directory.tenant(row.tenant_id),
-                before=row.before,
-                after=row.after,
+                before=None if row.before is None else JSON(row.before),
+                after=None if row.after is None else JSON(row.after),
                 request_id=row.request_id,
             )
 

@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from api.db import capacity as capacity_db
 from api.domain import capacity
+from api.domain.capacity import Amounts
 from api.domain.errors import bad_input
 from api.fleet import LOCAL, fleet_view
 from api.graphql.common import AUTH, values_filter
@@ -39,7 +40,7 @@ class CapacityAmounts:
     available: BigInt
 
     @classmethod
-    def of(cls, amounts: capacity.Amounts) -> CapacityAmounts:
+    def of(cls, amounts: Amounts) -> CapacityAmounts:
         return cls(
             capacity=BigInt(amounts.capacity),
             allocatable=BigInt(amounts.allocatable),

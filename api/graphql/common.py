@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -18,12 +19,14 @@ from api.domain.fields import MACHINE_FACTS
 from api.domain.limits import MAX_FILTER_TEXT, MAX_FILTER_VALUES, MAX_TAG_FILTERS
 from api.graphql.context import Context
 
-Status = strawberry.enum(
-    vocabulary.Status,
-    name="Status",
-    description="Lifecycle of an item; only AVAILABLE items are matched.",
+# strawberry.enum makes the domain's enum a GraphQL enum in place (and returns it): named
+# here as a plain alias, which annotations can use (a call's result is no type to mypy).
+Status = vocabulary.Status
+strawberry.enum(
+    Status, name="Status", description="Lifecycle of an item; only AVAILABLE items are matched."
 )
-Kind = strawberry.enum(vocabulary.Kind, name="Kind")
+Kind = vocabulary.Kind
+strawberry.enum(Kind, name="Kind")
 
 
 @strawberry.enum(description="Device kinds held in the device table.")
@@ -78,7 +81,7 @@ class Connection(Generic[T]):
         return self._page.total(info.context.session)
 
 
-def connection(page: Page, wrap: Any) -> Any:
+def connection[N](page: Page, wrap: Callable[[Any], N]) -> Connection[N]:
     edges = [Edge(cursor=c, node=wrap(r)) for r, c in zip(page.rows, page.cursors, strict=True)]
     return Connection(
         edges=edges,
@@ -111,7 +114,7 @@ class IsAuthenticated(BasePermission):
         return False
 
 
-AUTH = [IsAuthenticated]
+AUTH: list[type[BasePermission]] = [IsAuthenticated]
 
 
 def item_fields(row: Any) -> dict[str, Any]:
@@ -164,7 +167,7 @@ class Item(Node):
         "change once the item is released. Empty when all is well."
     )
     def attention(self) -> JSON:
-        return list(self._row.attention or [])
+        return JSON(list(self._row.attention or []))
 
     @strawberry.field
     def tenant(self, info: Info[Context, None]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -105,16 +106,24 @@ class Machine(Item):
     async def document(self, info: Info[Context, None]) -> JSON:
         gpus = await info.context.loader("gpus").load(self._row.id)
         ports = await info.context.loader("ports").load(self._row.id)
-        return device_db.render(
-            self._row, gpus, [infiniband_db.port_entry(p) for p in ports], info.context.directory
+        return JSON(
+            device_db.render(
+                self._row,
+                gpus,
+                [infiniband_db.port_entry(p) for p in ports],
+                info.context.directory,
+            )
         )
 
 
+# The classes below get their fields from the facts table before strawberry decorates them,
+# so the decorator is called after the class statement: mypy, which wants decorators in
+# class syntax, refuses the rebinding (misc) and sees no fact fields in __init__ (call-arg).
 output_facts(Machine, HARDWARE, free=True)
 output_facts(Machine, PLACEMENT)
-Machine = strawberry.interface(description="The device document shape, shared by devices and VMs.")(
-    Machine
-)
+Machine = strawberry.interface(  # type: ignore[misc]
+    description="The device document shape, shared by devices and VMs."
+)(Machine)
 
 
 def _machine_fields(row: DeviceRow) -> dict[str, Any]:
@@ -140,13 +149,16 @@ class Vm(Machine):
 
     @classmethod
     def from_row(cls, row: DeviceRow) -> Vm:
-        return cls(name=row.hostname, **_machine_fields(row), **fact_values(row, VM_PLACEMENT))
+        # Decorated below, after its facts: mypy knows no dataclass __init__ (see Machine).
+        return cls(  # type: ignore[call-arg]
+            name=row.hostname, **_machine_fields(row), **fact_values(row, VM_PLACEMENT)
+        )
 
 
 output_facts(Vm, VM_PLACEMENT)
-Vm = strawberry.type(description="A virtual machine: the device document plus cluster and host.")(
-    Vm
-)
+Vm = strawberry.type(  # type: ignore[misc]  # decorated after its facts (see Machine)
+    description="A virtual machine: the device document plus cluster and host."
+)(Vm)
 
 
 def wrap_machine(row: DeviceRow) -> Device | Vm:
@@ -194,15 +206,15 @@ class DeviceOrder:
     direction: OrderDirection = OrderDirection.ASC
 
 
-def _list(
+def _list[N](
     info: Info[Context, None],
     flt: MachineFilter | None,
     kinds: list[str],
     order_by: DeviceOrder | None,
     first: int,
     after: str | None,
-    wrap: Any,
-) -> Any:
+    wrap: Callable[[DeviceRow], N],
+) -> Connection[N]:
     ctx = info.context
     who = ctx.who()
     flt = flt or MachineFilter()
@@ -261,7 +273,7 @@ input_facts(MachinePatch, PLACEMENT)
 declare(MachinePatch, "infiniband", list[IbPortInput] | None, strawberry.UNSET)
 declare(MachinePatch, "tenant", str | None, strawberry.UNSET)
 declare(MachinePatch, "project", str | None, strawberry.UNSET)
-MachinePatch = strawberry.input(
+MachinePatch = strawberry.input(  # type: ignore[misc]  # decorated after its facts (see Machine)
     description="Fields of a device or VM document; unset fields are left out."
 )(MachinePatch)
 
@@ -282,7 +294,7 @@ class VmPatch(MachinePatch):
 
 
 input_facts(VmPatch, VM_PLACEMENT)
-VmPatch = strawberry.input(VmPatch)
+VmPatch = strawberry.input(VmPatch)  # type: ignore[misc]  # decorated after its facts (see Machine)
 
 
 @strawberry.input

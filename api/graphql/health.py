@@ -14,8 +14,11 @@ from api.graphql.common import AUTH
 from api.graphql.context import Context
 from api.metrics import HEALTH_ALERTS
 
-HealthCode = strawberry.enum(
-    health.HealthCode,
+# strawberry.enum makes the domain's enum a GraphQL enum in place (and returns it): named
+# here as a plain alias, which annotations can use (a call's result is no type to mypy).
+HealthCode = health.HealthCode
+strawberry.enum(
+    HealthCode,
     name="HealthCode",
     description="XID, ECC, THERMAL, GPU_LOST (a GPU's); LINK_DOWN, LINK_DEGRADED (an "
     "InfiniBand port's); OTHER.",

@@ -40,7 +40,7 @@ class Infiniband(Item):
 
     @strawberry.field
     def document(self, info: Info[Context, None]) -> JSON:
-        return infiniband_db.render(self._row, info.context.directory)
+        return JSON(infiniband_db.render(self._row, info.context.directory))
 
     @classmethod
     def from_row(cls, row: InfinibandRow) -> Infiniband:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
 from strawberry.types import Info
 
 from api.db import inventory
+from api.db.items import Item as ItemRow
 from api.db.items import find_item
 from api.db.models import Device as DeviceRow
 from api.db.models import Switch as SwitchRow
 from api.domain.vocabulary import Status as DomainStatus
 from api.graphql.common import AUTH, Item, Node, Status
 from api.graphql.context import Context
-from api.graphql.device import wrap_machine
+from api.graphql.device import Device, Vm, wrap_machine
 from api.graphql.infiniband import Infiniband
 from api.graphql.switch import Switch
 
 
-def wrap_item(row: Any) -> Any:
+def wrap_item(row: ItemRow) -> Device | Vm | Switch | Infiniband:
     if isinstance(row, DeviceRow):
         return wrap_machine(row)
     if isinstance(row, SwitchRow):

@@ -14,8 +14,11 @@ from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH
 from api.graphql.context import Context
 
-InventoryType = strawberry.enum(
-    DomainInventoryType,
+# strawberry.enum makes the domain's enum a GraphQL enum in place (and returns it): named
+# here as a plain alias, which annotations can use (a call's result is no type to mypy).
+InventoryType = DomainInventoryType
+strawberry.enum(
+    InventoryType,
     name="InventoryType",
     description="Which scheduler a profile runs: the `paas.envmgmt.io/inventory` label.",
 )
@@ -32,7 +35,7 @@ class Profile:
     def from_row(cls, row: ProfileRow, info: Info[Context, None]) -> Profile:
         return cls(
             name=row.name,
-            labels=row.labels,
+            labels=JSON(row.labels),
             inventory_type=DomainInventoryType(row.inventory_type),
             tenant=info.context.directory.tenant(row.tenant_id),
         )

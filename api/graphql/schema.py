@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -103,7 +104,7 @@ class OperationChoice(SchemaExtension):
     ``operationName`` picks one. (strawberry runs the first: it fills in the missing name.)
     An operationName that names no operation is refused by the view."""
 
-    def on_execute(self):  # type: ignore[override]
+    def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         # The name as the client sent it (the public ``operation_name`` is filled in with
@@ -127,7 +128,7 @@ class OperationName(SchemaExtension):
     the latency histogram and the access log (api/logs.py): a label with few values,
     unlike client-chosen operation names. Unparseable requests are ``invalid``."""
 
-    def on_operation(self):  # type: ignore[override]
+    def on_operation(self) -> Iterator[None]:
         yield
         context = self.execution_context.context
         document = self.execution_context.graphql_document

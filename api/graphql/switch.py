@@ -45,7 +45,7 @@ class Switch(Item):
 
     @strawberry.field
     def document(self, info: Info[Context, None]) -> JSON:
-        return switch_db.render(self._row, info.context.directory)
+        return JSON(switch_db.render(self._row, info.context.directory))
 
     @classmethod
     def from_row(cls, row: SwitchRow) -> Switch:

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,7 @@ from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLFormattedError,
     GraphQLSyntaxError,
     OperationDefinitionNode,
     parse,
@@ -84,7 +86,7 @@ _LIMIT_MARKERS = (
 )
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[Context, None]):
     def __init__(
         self,
         schema: Any,
@@ -109,7 +111,7 @@ class GraphQLView(GraphQL):
             settings.graphql_threads, thread_name_prefix="gpuinv-graphql"
         )
 
-    async def in_worker(self, function: Any, *args: Any) -> Any:
+    async def in_worker[T, *Args](self, function: Callable[[*Args], T], *args: *Args) -> T:
         """``function(*args)`` in a worker thread, with this request's context variables
         (its request id for the logs)."""
         call = functools.partial(contextvars.copy_context().run, function, *args)
@@ -214,8 +216,8 @@ class GraphQLView(GraphQL):
         if request.method == "GET":
             params = dict(request.query_params)
             for name in ("variables", "extensions"):
-                if params.get(name):
-                    params[name] = decode_json(params[name], f"the query string's {name}")
+                if value := params.get(name):
+                    params[name] = decode_json(value, f"the query string's {name}")
             return graphql_request(params, "the query string")
         content_type = (request.content_type or "").partition(";")[0].strip().lower()
         if "application/json" not in content_type:
@@ -237,7 +239,7 @@ class GraphQLView(GraphQL):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        def execute() -> Any:
+        def execute() -> Awaitable[ExecutionResult]:
             operation = super(GraphQLView, self).execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
@@ -287,18 +289,18 @@ def _lost_its_connection_before_writing(result: ExecutionResult, context: Contex
     return (
         bool(result.errors)
         and not context.committing
-        and any(code_of(error) == UNAVAILABLE for error in result.errors)
+        and any(code_of(error) == UNAVAILABLE for error in result.errors or ())
     )
 
 
 _thread_state = threading.local()
 
 
-def _run_in_thread_loop(operation: Any) -> Any:
+def _run_in_thread_loop[T](operation: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end on this worker thread's own event loop (made once per
     thread): the operation's async parts (DataLoaders) then run beside its database work,
     away from the loop that serves every other request."""
-    loop = getattr(_thread_state, "loop", None)
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_state, "loop", None)
     if loop is None:
         loop = _thread_state.loop = asyncio.new_event_loop()
     return loop.run_until_complete(operation)
@@ -311,7 +313,8 @@ def code_of(error: GraphQLError) -> str | None:
         return original.code
     if isinstance(error, GraphQLSyntaxError):
         return TOO_COMPLEX if "tokens" in error.message else PARSE_FAILED
-    if own := (error.extensions or {}).get("code"):
+    own: str | None = (error.extensions or {}).get("code")
+    if own:
         return own  # permission errors, and refusals made here, carry their own
     if unavailable.database_unavailable(original):
         return UNAVAILABLE
@@ -328,7 +331,7 @@ def code_of(error: GraphQLError) -> str | None:
     return None  # a resolver raised something unforeseen, or graphql-core found a bug
 
 
-def _format_error(error: GraphQLError) -> dict[str, Any]:
+def _format_error(error: GraphQLError) -> GraphQLFormattedError:
     formatted = error.formatted
     code = code_of(error)
     original = error.original_error

@@ -20,7 +20,10 @@ from bench.service import BenchError, Service
 from bench.socket_client import SocketClient
 from bench.stats import percentile
 
-CLIENTS = {"httpx": GraphQLClient, "socket": SocketClient}  # --client
+CLIENTS: dict[str, type[GraphQLClient] | type[SocketClient]] = {  # --client
+    "httpx": GraphQLClient,
+    "socket": SocketClient,
+}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from api import __version__
 from bench.inventory.measure import SizeResult
 from bench.inventory.workload import FILTER_SITE, FILTER_VENDOR, SHAPE_NAMES
 from bench.report import PROBLEMS, machine_line, table
+from bench.service import one_value
 from bench.stats import Latency
 
 LOAD_AT_START = os.getloadavg()[0]
@@ -30,8 +31,7 @@ def machine_description(backends: list[str], postgres_url: str) -> list[str]:
     if "postgresql" in backends:
         with psycopg.connect(postgres_url) as connection:
             version, autovacuum = (
-                connection.execute(f"SHOW {name}").fetchone()[0]
-                for name in ("server_version", "autovacuum")
+                one_value(connection, f"SHOW {name}") for name in ("server_version", "autovacuum")
             )
         lines.append(
             f"PostgreSQL {version} on 127.0.0.1, a fresh database per run, autovacuum {autovacuum}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.report import problem
+from bench.service import one_value
 
 OVER_ALLOCATION_CHECKS = {
     "devices whose total - free differs from the sum of their active allocation_device amounts": """
@@ -80,7 +81,7 @@ def verify(database_url: str) -> Verification:
             with sqlite3.connect(path) as connection:
                 return {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}
         with psycopg.connect(database_url) as connection:
-            return {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}
+            return {k: one_value(connection, q) for k, q in queries.items()}
 
     return Verification(run(OVER_ALLOCATION_CHECKS), run(BOOKKEEPING_CHECKS), run(COUNTS))
 

@@ -97,7 +97,10 @@ def mixed_phase(
     """Half real whole-node allocations (new environment each), half dry runs; release
     the oldest allocation whenever more than ``--hold`` are active."""
     label = f"[http {result.backend} {result.size:,}]"
-    allocate, dry, release, held = [], [], [], []
+    allocate: list[float] = []
+    dry: list[float] = []
+    release: list[float] = []
+    held: list[str] = []
     for n in range(args.requests):
         dry_run = rng.random() < 0.5
         environment = f"{'dry' if dry_run else 'env'}-{n}"
@@ -119,7 +122,8 @@ def dry_phase(
     client: GraphQLClient, rng: random.Random, result: HttpResult, args: argparse.Namespace
 ) -> None:
     label = f"[http {result.backend} {result.size:,}]"
-    whole, slices = [], []
+    whole: list[float] = []
+    slices: list[float] = []
     for n in range(args.requests):
         if n % 2:
             request = match_body(f"dw-{n}", WHOLE_PROFILE, whole_node_variables(rng), True)

@@ -21,6 +21,7 @@ from api.domain.matching.index import (
 )
 from api.domain.matching.profile import InventoryType, parse_labels
 from api.domain.matching.request import Request, normalise, resolve
+from api.domain.vocabulary import Status
 from bench.fleet import fleet_documents
 from bench.matching.report import look_around
 from bench.matching.workload import candidates_of, labels, slice_variables
@@ -83,7 +84,9 @@ def claim(index: CandidateIndex, chosen: Candidate, request: Request) -> None:
         index.upsert(replace(chosen, free=free, generation=chosen.generation + 1))
     else:
         index.upsert(
-            replace(chosen, status="allocated", free=Capacity(), generation=chosen.generation + 1)
+            replace(
+                chosen, status=Status.ALLOCATED, free=Capacity(), generation=chosen.generation + 1
+            )
         )
 
 

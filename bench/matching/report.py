@@ -17,7 +17,7 @@ import psycopg
 
 from api import __version__
 from bench.report import PROBLEMS, machine_line, problem, progress
-from bench.service import code_version
+from bench.service import code_version, one_value
 
 LOAD_AT_START = os.getloadavg()[0]
 SEEN_RUNNING: dict[str, str] = {}  # other benchmarks / test runs seen: command -> when
@@ -64,7 +64,7 @@ def machine_description(args: argparse.Namespace) -> list[str]:
         if "sqlite" in args.backends and "http" in args.parts:
             lines.append(f"SQLite {sqlite3.sqlite_version}, a temp file per run")
         with psycopg.connect(args.postgres_url) as connection:
-            version = connection.execute("SHOW server_version").fetchone()[0]
+            version = one_value(connection, "SHOW server_version")
         lines.append(f"PostgreSQL {version} on 127.0.0.1, a fresh database (benchm_*) per run")
     lines.append(
         f"Load average (1 min) at start {LOAD_AT_START:.2f}, at end {os.getloadavg()[0]:.2f}; "

@@ -84,7 +84,7 @@ def in_use(candidate: Candidate, rng: random.Random) -> Candidate:
     roll = rng.random()
     if roll < 0.25:
         document = dict(candidate.document, status="allocated")
-        return replace(candidate, status="allocated", free=Capacity(), document=document)
+        return replace(candidate, status=Status.ALLOCATED, free=Capacity(), document=document)
     if roll < 0.40 and candidate.shareable:
         used = rng.randint(1, candidate.total.gpus - 1)
         t = candidate.total

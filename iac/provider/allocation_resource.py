@@ -109,7 +109,9 @@ class AllocationResource(Resource):
         if found is None:
             ctx.diagnostics.add_error(f"gpuinv: no active allocation for environment {id!r}")
             return None
-        base = {attribute.name: None for attribute in request_attributes(replace=True)}
+        base: dict[str, Any] = {
+            attribute.name: None for attribute in request_attributes(replace=True)
+        }
         base["profile"] = found.get("profile")
         base["variables"] = {k: _as_text(v) for k, v in (found.get("variables") or {}).items()}
         return _state(base, found)

@@ -9,12 +9,14 @@ before the target is touched. Pass 2 copies the rows from it."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from api.db.backup.contents import head_revision
 from api.db.backup.errors import BackupError, first_line
@@ -59,7 +61,7 @@ def scratch_engine(path: Path) -> Engine:
     return engine
 
 
-def _without_fsync(dbapi_connection, _record) -> None:
+def _without_fsync(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     dbapi_connection.execute("PRAGMA synchronous=OFF")
 
 

@@ -37,7 +37,7 @@ class BadValue(Exception):
     """A value that does not fit its column; the loader adds where it was."""
 
 
-def checker(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
+def checker(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
     """A function that returns ``value`` as the column binds it, or raises BadValue."""
     check = _type_checker(column, dialect)
     if _is_generated_uuid(column):
@@ -54,7 +54,7 @@ def checker(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
     return checked
 
 
-def _type_checker(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
+def _type_checker(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
     kind = column.type
     if isinstance(kind, TypeDecorator):
         kind = kind.impl_instance
@@ -80,7 +80,7 @@ def _integer_bits(kind: Any, dialect: Dialect) -> int:
     return 16 if isinstance(kind, SmallInteger) else 32
 
 
-def _is_generated_uuid(column: Column) -> bool:
+def _is_generated_uuid(column: Column[Any]) -> bool:
     """Keys the models make with new_id (a uuid4 string) must look like one."""
     model = Base.metadata.tables.get(column.table.name)
     mine = model.c.get(column.name) if model is not None else None
@@ -108,9 +108,9 @@ def _integer(bits: int) -> Callable[[Any], int]:
 
 
 def _number(value: Any) -> float | int:
-    if type(value) not in (int, float):
-        raise BadValue(f"{show(value)} is not a number")
-    return value
+    if type(value) is int or type(value) is float:
+        return value
+    raise BadValue(f"{show(value)} is not a number")
 
 
 def _string(length: int | None) -> Callable[[Any], str]:

@@ -18,7 +18,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -81,7 +81,7 @@ def _encode(value: Any) -> Any:
 # -- reading ------------------------------------------------------------------------------
 
 
-def read_lines(path: Path, max_line: int) -> Iterator[tuple[int, int, Any]]:
+def read_lines(path: Path, max_line: int) -> Generator[tuple[int, int, Any]]:
     """(line number, bytes, JSON value) for every line of the gzip'd file."""
     for number, raw in _raw_lines(path, max_line):
         yield number, len(raw), _parse(path, number, raw)

@@ -299,7 +299,8 @@ class CandidateIndex:
         return mask
 
     def free_at_least(self, dimension: str, amount: int) -> Mask:
-        return self._free[DIMENSIONS.index(dimension)] >= amount
+        mask: Mask = self._free[DIMENSIONS.index(dimension)] >= amount
+        return mask
 
     def largest_free(self, among: Mask, dimension: str) -> int:
         free = self._free[DIMENSIONS.index(dimension)][among]

@@ -18,7 +18,8 @@ keys on, dropping the device table would cascade into its GPUs, ports and alloca
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import sqlalchemy as sa
 from alembic import op
@@ -45,7 +46,7 @@ def upgrade() -> None:
     if _sqlite():
         with _foreign_keys_off():
             for table in _NAMES:
-                _rebuild(table, lambda sql, t=table: _without_constraint(sql, _constraint(t)))
+                _rebuild(table, partial(_without_constraint, name=_constraint(table)))
     else:
         for table in _NAMES:
             op.drop_constraint(_constraint(table), table, type_="unique")
@@ -83,7 +84,7 @@ def downgrade() -> None:
         with _foreign_keys_off():
             for table, columns in _NAMES.items():
                 clause = f"CONSTRAINT {_constraint(table)} UNIQUE ({', '.join(columns)})"
-                _rebuild(table, lambda sql, c=clause: _with_clause(sql, c))
+                _rebuild(table, partial(_with_clause, clause=clause))
     else:
         for table, columns in _NAMES.items():
             op.create_unique_constraint(_constraint(table), table, list(columns))
@@ -121,7 +122,7 @@ class _foreign_keys_off:
         bind.exec_driver_sql("PRAGMA foreign_keys=OFF")
         bind.exec_driver_sql("BEGIN")
 
-    def __exit__(self, kind, *_: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         bind = op.get_bind()
         if kind is None:
             broken = bind.exec_driver_sql("PRAGMA foreign_key_check").all()
@@ -134,7 +135,7 @@ class _foreign_keys_off:
         bind.exec_driver_sql("BEGIN")
 
 
-def _rebuild(table: str, change) -> None:
+def _rebuild(table: str, change: Callable[[str], str]) -> None:
     """Re-create ``table`` from its own CREATE statement as ``change`` rewrites it, keeping
     its rows, indexes and triggers."""
     bind = op.get_bind()
