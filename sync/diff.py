@@ -66,8 +66,6 @@ class Change:
     item_id: str | None = None  # the inventory item an update, retire or flag is for
     # ... and its generation when the diff read it: the apply writes only over that one.
     generation: int | None = None
-    # For create: the document already parsed (by translate), so the apply need not again.
-    spec: Any = field(default=None, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """DESIGN.md's `sync --diff --json` entry."""
@@ -104,10 +102,7 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
             at = occupied.get((kind, tenant, name))
             if at is None:
                 fields = {field: (None, value) for field, value in document.items()}
-                spec = desired.specs.get((kind, tenant, name))
-                changes.append(
-                    Change(CREATE, kind, name, netbox_id, fields, dict(document), spec=spec)
-                )
+                changes.append(Change(CREATE, kind, name, netbox_id, fields, dict(document)))
                 continue
             if at in claimed or at in kept:  # the name's item is another NetBox object's
                 other = current[at].netbox_id

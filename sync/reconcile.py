@@ -213,13 +213,13 @@ def _create(session: Session, creates: list[Change], tick: Callable[[int], None]
     upserts by name: an item it finds is one that took the name since the diff."""
     batch = ImportBatch()
     for change in creates:
-        spec = change.spec or _parse(change)  # translate parsed it, unless made by hand
+        document = dict(change.patch or {})
         if change.kind == "switch":
-            batch.switches.append(spec)
+            batch.switches.append(parse_switch(document))
         elif change.kind == "vm":
-            batch.vms.append(spec)
+            batch.vms.append(parse_device(document, Kind.VM))
         else:
-            batch.devices.append(spec)
+            batch.devices.append(parse_device(document, Kind.BAREMETAL))
     try:
         counts = import_batch(session, SYNC_ACTOR, batch, tick)
     except DomainError as exc:
@@ -233,13 +233,6 @@ def _create(session: Session, creates: list[Change], tick: Callable[[int], None]
             CONCURRENT_UPDATE,
         )
     return counts
-
-
-def _parse(change: Change) -> Any:
-    document = dict(change.patch or {})
-    if change.kind == "switch":
-        return parse_switch(document)
-    return parse_device(document, Kind.VM if change.kind == "vm" else Kind.BAREMETAL)
 
 
 def _items(session: Session, changes: list[Change]) -> dict[str, Device | Switch]:

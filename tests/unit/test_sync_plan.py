@@ -1,7 +1,6 @@
 """What the diff hands the apply, besides DESIGN.md's `--diff --json` entry: for an update,
-retire or flag the item's id and the generation ``holdings`` read (the apply writes over
-that generation only: tests/sync/test_sync_apply.py), and for a create the document as
-translate already parsed it (the apply does not parse it again). Pure."""
+retire or flag, the item's id and the generation ``holdings`` read (the apply writes over
+that generation only: tests/sync/test_sync_apply.py). Pure."""
 
 from __future__ import annotations
 
@@ -9,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.domain.document import parse_device, parse_switch
-from api.domain.vocabulary import Kind
-from sync.diff import NETBOX_DEGRADED, NETBOX_DELETED, Change, Held, diff
+from sync.diff import NETBOX_DEGRADED, NETBOX_DELETED, Held, diff
 from sync.mapping import Mapping
 from sync.translate import Snapshot, translate
 
@@ -39,22 +36,11 @@ def _held(document: dict[str, Any], item_id: str, generation: int, **how: Any) -
     )
 
 
-def test_a_create_carries_the_spec_translate_parsed() -> None:
+def test_a_create_is_for_no_item_yet() -> None:
     devices = [_device(1, "gpu-01"), _device(2, "leaf-1", role="ib-switch")]
     changes = diff(translate(Snapshot(devices=devices), Mapping()), [])
-    by_kind = {c.kind: c for c in changes}
-    assert by_kind["baremetal"].spec == parse_device(by_kind["baremetal"].patch, Kind.BAREMETAL)
-    assert by_kind["switch"].spec == parse_switch(by_kind["switch"].patch)
+    assert sorted(c.kind for c in changes) == ["baremetal", "switch"]
     assert all(c.generation is None and c.item_id is None for c in changes)
-
-
-def test_a_change_equals_one_without_its_spec() -> None:
-    """The spec is the patch parsed, not more: changes compare and print without it."""
-    [create] = diff(translate(Snapshot(devices=[_device(1, "gpu-01")]), Mapping()), [])
-    bare = Change(
-        create.action, create.kind, create.key, create.netbox_id, create.fields, create.patch
-    )
-    assert create == bare and "spec" not in repr(create)
 
 
 @pytest.mark.parametrize(
