@@ -114,10 +114,10 @@ def _target(
         found = read(f"virtual machine #{number}", lambda: vms.filter(id=number))
         if not found:
             return Snapshot(sites=sites)
-        name = found[0]["name"]
-        return Snapshot(
-            sites=sites, virtual_machines=read("virtual machines", lambda: vms.filter(name=name))
-        )
+        name = found[0].get("name")
+        # Without a name, no namesakes (and filter(name=None) would list every VM).
+        same_name = read("virtual machines", lambda: vms.filter(name=name)) if name else found
+        return Snapshot(sites=sites, virtual_machines=same_name)
     found = read(f"device #{number}", lambda: api.dcim.devices.filter(id=number))
     roles = (*mapping.device_roles, *mapping.switch_roles)
     if not found or _role(found[0]) not in roles:

@@ -197,6 +197,14 @@ def test_a_vm_target_brings_the_vms_of_its_name_only() -> None:
     assert _load(FakeNetBox(), Target(VM, 99)).virtual_machines == []
 
 
+def test_an_unnamed_vm_target_has_no_namesakes_to_ask_for() -> None:
+    netbox = FakeNetBox()
+    netbox.endpoints["virtual_machines"].records.append({"id": 42, "name": None})
+    snapshot = _load(netbox, Target(VM, 42))
+    assert [v["id"] for v in snapshot.virtual_machines] == [42]
+    assert netbox.calls("virtual_machines") == [{"id": 42}]
+
+
 def test_the_full_load_reads_every_synced_role_and_vm() -> None:
     snapshot = _load(FakeNetBox())
     assert sorted(d["id"] for d in snapshot.devices) == [1, 2, 3, 4, 5]  # not the storage box
