@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,7 @@ class Settings:
         )
 
 
-def _seconds(env, name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -102,7 +103,7 @@ def _seconds(env, name: str, default: float) -> float:
     return value
 
 
-def _int(env, name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -115,14 +116,14 @@ def _int(env, name: str, default: int) -> int:
     return value
 
 
-def _choice(env, name: str, allowed: tuple[str, ...], default: str) -> str:
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
     raw = (env.get(name) or default).strip().lower()
     if raw not in allowed:
         raise SystemExit(f"{name}: must be one of {', '.join(allowed)}, got {raw!r}")
     return raw
 
 
-def _address(env, name: str) -> str:
+def _address(env: Mapping[str, str], name: str) -> str:
     """HOST:PORT, or empty."""
     raw = (env.get(name) or "").strip()
     if not raw:

@@ -35,7 +35,7 @@ from api.db.session import engine_of, unit_of_work
 from api.domain.errors import DomainError
 from api.settings import Settings
 from sync import reconcile
-from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, diff
+from sync.diff import CREATE, FLAG, RETIRE, UPDATE, Change, Held, diff
 from sync.mapping import Mapping, MappingError, load_mapping
 from sync.netbox import NetBoxUnavailable, connect, load
 from sync.translate import Note, translate
@@ -74,7 +74,7 @@ def _mapping(mapping_file: Path | None, settings: Settings) -> Mapping:
         raise click.UsageError(str(exc)) from None
 
 
-def plan(sync: Sync, quiet: bool = False) -> tuple[list[Change], list[Note], list[reconcile.Held]]:
+def plan(sync: Sync, quiet: bool = False) -> tuple[list[Change], list[Note], list[Held]]:
     """Read NetBox and the inventory; the changes an apply would make."""
     with Progress(
         SpinnerColumn(),

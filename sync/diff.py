@@ -101,7 +101,9 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
         if at is None:
             at = occupied.get((kind, tenant, name))
             if at is None:
-                fields = {field: (None, value) for field, value in document.items()}
+                fields: dict[str, tuple[Any, Any]] = {
+                    field: (None, value) for field, value in document.items()
+                }
                 changes.append(Change(CREATE, kind, name, netbox_id, fields, dict(document)))
                 continue
             if at in claimed or at in kept:  # the name's item is another NetBox object's
@@ -132,7 +134,7 @@ def diff(desired: Desired, current: list[Held], notes: list[Note] | None = None)
         if item.held:
             changes.extend(_flag(item, netbox_id, NETBOX_DELETED))
         elif status != "retired":
-            fields: dict[str, tuple[Any, Any]] = {"status": (status, "retired")}
+            fields = {"status": (status, "retired")}
             if item.attention:
                 fields["attention"] = (list(item.attention), None)
             changes.append(

@@ -173,6 +173,7 @@ def _with_retries(
     url: str, what: str, call: Callable[[], list[dict[str, Any]]], sleep: Callable[[float], None]
 ) -> list[dict[str, Any]]:
     delay = 1.0
+    problem = ""  # ATTEMPTS > 0: set by the first failed attempt
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return call()

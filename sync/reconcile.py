@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ScalarResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +31,7 @@ from api.db.base import utcnow
 from api.db.inventory_import import ImportCounts, import_batch
 from api.db.items import check_generation, guarded_flush
 from api.db.models import AllocationDevice, Device, Switch, SyncState
-from api.db.session import unit_of_work
+from api.db.session import rowcount, unit_of_work
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
 from api.domain.document import parse_device, parse_switch
@@ -239,14 +239,18 @@ def _items(session: Session, changes: list[Change]) -> dict[str, Device | Switch
     """The items the changes are for, by id: a SELECT per table and 900 ids, not per change
     (kept here, the writes below find them in the session without reading them again)."""
     found: dict[str, Device | Switch] = {}
-    for model in (Device, Switch):
+    models: tuple[type[Device] | type[Switch], ...] = (Device, Switch)
+    for model in models:
         ids = sorted(
             {c.item_id for c in changes if c.item_id and (c.kind == "switch") == (model is Switch)}
         )
         for start in range(0, len(ids), 900):
-            query = select(model).where(model.id.in_(ids[start : start + 900]))
-            found.update((row.id, row) for row in session.scalars(query))
+            found.update((row.id, row) for row in _rows(session, model, ids[start : start + 900]))
     return found
+
+
+def _rows[M: Device | Switch](session: Session, model: type[M], ids: list[str]) -> ScalarResult[M]:
+    return session.scalars(select(model).where(model.id.in_(ids)))
 
 
 def _item(items: dict[str, Device | Switch], change: Change) -> Device | Switch:
@@ -335,17 +339,19 @@ def take_lead(sessions: sessionmaker[Session], worker: str, lease: timedelta) ->
     _ensure_state_row(sessions)
     now = utcnow()
     with unit_of_work(sessions) as session:
-        taken = session.execute(
-            update(SyncState)
-            .where(
-                SyncState.source == SOURCE,
-                (SyncState.leader == worker)
-                | SyncState.leader.is_(None)
-                | (SyncState.lease_until < now),
+        taken = rowcount(
+            session.execute(
+                update(SyncState)
+                .where(
+                    SyncState.source == SOURCE,
+                    (SyncState.leader == worker)
+                    | SyncState.leader.is_(None)
+                    | (SyncState.lease_until < now),
+                )
+                .values(leader=worker, lease_until=now + lease)
+                .execution_options(synchronize_session=False)
             )
-            .values(leader=worker, lease_until=now + lease)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
     return taken == 1
 
 

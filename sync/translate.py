@@ -312,7 +312,7 @@ def _common(record: Record, regions: dict[int, str | None]) -> Record:
     device_type = record.get("device_type") or {}
     site = record.get("site") or {}
     tags = _tags(record.get("tags") or [])
-    region = regions.get(site.get("id")) if site else None
+    region = _by_id(regions, site.get("id")) if site else None
     if region and "location" not in tags:
         tags["location"] = region
     status = (record.get("status") or {}).get("value")
@@ -357,7 +357,7 @@ def _gpus_by_device(
         return code
 
     for module in sorted(snapshot.modules, key=_module_order):
-        module_type = module_types.get((module.get("module_type") or {}).get("id"))
+        module_type = _by_id(module_types, (module.get("module_type") or {}).get("id"))
         if module_type is None or _name(module_type.get("profile")) != "GPU":
             continue
         device = module["device"]
@@ -402,7 +402,7 @@ def _parts_by_device(
     disk profiles: the fallback when a device has no custom fields for them."""
     found: dict[int, dict[str, int]] = defaultdict(dict)
     for module in modules:
-        module_type = module_types.get((module.get("module_type") or {}).get("id")) or {}
+        module_type = _by_id(module_types, (module.get("module_type") or {}).get("id")) or {}
         part = _PART_PROFILES.get(_name(module_type.get("profile")) or "")
         if part is None:
             continue
@@ -411,6 +411,11 @@ def _parts_by_device(
         totals = found[module["device"]["id"]]
         totals[total] = totals.get(total, 0) + value
     return found
+
+
+def _by_id[T](table: dict[int, T], netbox_id: int | None) -> T | None:
+    """A NetBox object by its id, read from a nested reference that may be missing."""
+    return None if netbox_id is None else table.get(netbox_id)
 
 
 def _module_order(module: Record) -> tuple[int, str, int]:
@@ -425,7 +430,7 @@ def _ports_by_device(
     for interface in sorted(interfaces, key=lambda i: (i["device"]["id"], i["name"])):
         peer = next(iter(interface.get("link_peers") or []), None)
         peer_device = (peer or {}).get("device") or {}
-        switch = switches.get(peer_device.get("id"))
+        switch = _by_id(switches, peer_device.get("id"))
         fabric = _tags((switch or {}).get("tags") or []).get("fabric")
         found[interface["device"]["id"]].append(
             {

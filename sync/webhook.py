@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pynetbox
@@ -75,7 +76,8 @@ def targets(payload: Any) -> list[Target]:
 def _id(nested: Any) -> int:
     if not isinstance(nested, dict) or not isinstance(nested.get("id"), int):
         raise BadEvent("the event's data has no object id")
-    return nested["id"]
+    netbox_id: int = nested["id"]
+    return netbox_id
 
 
 def sync_targets(
@@ -124,7 +126,9 @@ def sync_targets_once_more_if_raced(
     return sync_targets(sessions, api, mapping, found)
 
 
-def endpoint(sessions: sessionmaker[Session], settings: Settings):
+def endpoint(
+    sessions: sessionmaker[Session], settings: Settings
+) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ``/hooks/netbox`` route handler for the service (api/app.py mounts it)."""
     try:
         mapping = load_mapping(settings.sync_mapping_file, "GPUINV_SYNC_MAPPING")
