@@ -103,7 +103,7 @@ def columns(
         if total < held:
             raise InvalidField(fact.key, f"cannot shrink to {total}: {held} are allocated")
         values[fact.attribute] = total
-        values[fact.free] = total - held  # type: ignore[index]
+        values[fact.free] = total - held  # type: ignore[index]  # a CAPACITY fact has a free
     return values | {
         "gpu_vendor": spec.gpu_vendor,
         "gpu_model": spec.gpu_model,
@@ -248,7 +248,7 @@ def write_spec(
     device = existing or Device(
         kind=spec.kind.value, hostname=spec.hostname, status=Status.AVAILABLE.value
     )
-    in_use = {
+    in_use = {  # f.free: every CAPACITY fact has a free column (Fact.free is str | None)
         f.attribute: getattr(device, f.attribute) - getattr(device, f.free)  # type: ignore[arg-type]
         for f in CAPACITY
         if existing is not None

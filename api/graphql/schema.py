@@ -157,6 +157,7 @@ def _depth_limit(max_depth: int) -> type[ValidationRule]:
     graphql-core's own rule could answer "Unknown fragment"."""
     limit = query_depth_limiter.create_validator(max_depth, None, None)
 
+    # A subclass of a class made at run time (create_validator's): no base class to mypy.
     class DepthLimit(limit):  # type: ignore[misc, valid-type]
         def __init__(self, context: ValidationContext) -> None:
             try:
