@@ -163,7 +163,7 @@ def apply(
     each must still be at the generation the diff saw; else SyncError (CONCURRENT_UPDATE).
     """
     tick = tick or (lambda n: None)
-    _create_missing_tenants(session, changes)
+    directory = _create_missing_tenants(session, changes)
     applied = Applied()
     now = utcnow()
     creates = [c for c in changes if c.action == CREATE]
@@ -182,7 +182,7 @@ def apply(
         try:
             if change.action == UPDATE:
                 patch = dict(change.patch or {})
-                inventory.update(session, SYNC_ACTOR, kind, item.id, patch, seen)
+                inventory.update_item(session, SYNC_ACTOR, kind, item, patch, seen, directory)
                 if "attention" in change.fields:
                     _set_attention(session, item, _keeping(item, change), change)
             elif change.action == RETIRE:
@@ -303,15 +303,18 @@ def _set_attention(
     )
 
 
-def _create_missing_tenants(session: Session, changes: list[Change]) -> None:
-    """NetBox's tenants become the inventory's (by slug), created on first sight."""
+def _create_missing_tenants(session: Session, changes: list[Change]) -> Directory:
+    """NetBox's tenants become the inventory's (by slug), created on first sight; the
+    tenant directory as it is then."""
     wanted = {
         c.patch["tenant"] for c in changes if c.patch and isinstance(c.patch.get("tenant"), str)
     }
-    known = set(Directory.load(session).tenant_id)
-    for slug in sorted(wanted - known):
+    directory = Directory.load(session)
+    missing = sorted(wanted - set(directory.tenant_id))
+    for slug in missing:
         tenant_db.create_tenant(session, SYNC_ACTOR, slug, None)
     session.flush()
+    return Directory.load(session) if missing else directory
 
 
 def _codes(attention: list[dict[str, Any]] | None) -> tuple[str, ...]:

@@ -216,8 +216,24 @@ def update(
     """Merge ``patch`` over the stored document and write it back, validated as a whole."""
     who.require_inventory_write()
     item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
+    return update_item(session, who, kind, item, patch, expected_generation)
+
+
+def update_item(
+    session: Session,
+    who: Principal,
+    kind: Kind,
+    item: Item,
+    patch: dict[str, Any],
+    expected_generation: int | None,
+    directory: Directory | None = None,
+) -> Item:
+    """``update`` of an item the caller has read (one it may see), with the tenant
+    directory if it has one: the sync applies many changes, each without reading its
+    item or the directory again."""
+    who.require_inventory_write()
     check_generation(item, expected_generation)
-    directory = Directory.load(session)
+    directory = directory or Directory.load(session)
     before = render_item(session, item, directory)
     merged = {k: v for k, v in before.items() if k not in _OUTPUT_ONLY} | patch
     spec = _parse(kind, merged)

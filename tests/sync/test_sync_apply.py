@@ -201,3 +201,24 @@ def test_the_apply_reads_the_items_once_for_all_its_changes(
     reads = [s for s in sent if re.match(r"SELECT\b.*\bFROM device\b(?!_)", s.statement, re.S)]
     assert len(reads) == 1, [s.statement for s in reads]
     assert {_device(db, s["name"]).status for s in servers[:7]} == {"retired"}
+
+
+def test_updates_read_neither_their_items_nor_the_tenants_again(
+    db: sessionmaker[Session],
+) -> None:
+    """Eight servers changed in NetBox: the apply reads the devices once, and the tenant
+    directory once, not once per update (inventory.update_item takes both)."""
+    servers = [_server(n, f"gpu-{n:02d}") for n in range(1, 9)]
+    _apply(db, _plan(db, *servers))
+    changed = [_server(n, f"gpu-{n:02d}", serial="SN2") for n in range(1, 9)]
+    changes = _plan(db, *changed)
+    assert [c.action for c in changes] == ["update"] * 8
+    with statements_sent(db.kw["bind"]) as sent:
+        _apply(db, changes)
+    device_reads = [
+        s for s in sent if re.match(r"SELECT\b.*\bFROM device\b(?!_)", s.statement, re.S)
+    ]
+    tenant_reads = [s for s in sent if re.match(r"SELECT\b.*\bFROM tenant\b", s.statement, re.S)]
+    assert len(device_reads) == 1, [s.statement for s in device_reads]
+    assert len(tenant_reads) == 1, [s.statement for s in tenant_reads]
+    assert {_device(db, s["name"]).serial for s in servers} == {"SN2"}
