@@ -14,22 +14,17 @@ from api.db.scope import scoped
 from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import SwitchSpec
-
-_COLUMNS = ("manufacturer", "model", "role", "site", "management_address", "fabric")
+from api.domain.fields import SWITCH_FACTS
 
 
 def render(switch: Switch, directory: Directory) -> dict[str, Any]:
+    """The switch document: its facts (api/domain/fields.py SWITCH_FACTS), in order."""
     return {
         "id": switch.id,
         "kind": "switch",
         "name": switch.name,
         "status": switch.status,
-        "manufacturer": switch.manufacturer,
-        "model": switch.model,
-        "role": switch.role,
-        "site": switch.site,
-        "managementAddress": switch.management_address,
-        "fabric": switch.fabric,
+        **{f.key: getattr(switch, f.attribute) for f in SWITCH_FACTS},
         "tags": dict(switch.tags or {}),
         "tenant": directory.tenant(switch.tenant_id),
         "project": directory.project_slug(switch.project_id),
@@ -47,7 +42,7 @@ def write_spec(
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
     switch = existing or Switch(name=spec.name)
-    changes = [assign(switch, column, getattr(spec, column)) for column in _COLUMNS]
+    changes = [assign(switch, f.attribute, spec.facts[f.attribute]) for f in SWITCH_FACTS]
     changes.append(assign_common(switch, spec, tenant_id, project_id))
     if existing is None:
         session.add(switch)

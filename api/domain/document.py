@@ -18,6 +18,7 @@ from api.domain.fields import (
     MAX_AMOUNT,
     MAX_COUNT,
     PLACEMENT,
+    SWITCH_FACTS,
     VM_PLACEMENT,
     Fact,
     machine_facts,
@@ -116,16 +117,21 @@ class DeviceSpec:
         return len({(g.vendor_code, g.model_no) for g in self.gpus}) == 1
 
 
+def switch_facts_with(**given: Any) -> dict[str, Any]:
+    """Every switch fact by attribute: the given ones, the others None."""
+    unknown = set(given) - {f.attribute for f in SWITCH_FACTS}
+    if unknown:
+        raise TypeError(f"not switch facts: {sorted(unknown)}")
+    return {f.attribute: given.get(f.attribute) for f in SWITCH_FACTS}
+
+
 @dataclass(frozen=True)
 class SwitchSpec:
+    """A switch as a user described it; ``facts`` holds SWITCH_FACTS by attribute."""
+
     name: str
     status: Status | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    role: str | None = None
-    site: str | None = None
-    management_address: str | None = None
-    fabric: str | None = None
+    facts: dict[str, Any] = field(default_factory=switch_facts_with)
     tags: dict[str, str] = field(default_factory=dict)
     tenant: str | None = None
     project: str | None = None
@@ -168,21 +174,8 @@ MACHINE_STRUCTURE = (
 )
 _DEVICE_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=False)}
 _VM_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=True)}
-_SWITCH_FIELDS = {
-    "kind",
-    "name",
-    "status",
-    "manufacturer",
-    "model",
-    "role",
-    "site",
-    "managementAddress",
-    "fabric",
-    "tags",
-    "tenant",
-    "project",
-    "source",
-}
+SWITCH_STRUCTURE = ("kind", "name", "status", "tags", "tenant", "project", "source")
+_SWITCH_FIELDS = set(SWITCH_STRUCTURE) | {f.key for f in SWITCH_FACTS}
 _INFINIBAND_FIELDS = {
     "kind",
     "name",
@@ -256,15 +249,14 @@ def parse_switch(raw: Any, *, row: int = 1, section: str | None = None) -> Switc
     r = Reader(raw, row, section)
     r.reject_unknown(_SWITCH_FIELDS)
     r.kind(Kind.SWITCH)
+    name = r.string("name", required=True) or ""
+    status = r.status()
+    facts = switch_facts_with()
+    _read_facts(r, facts, SWITCH_FACTS)
     spec = SwitchSpec(
-        name=r.string("name", required=True) or "",
-        status=r.status(),
-        manufacturer=r.string("manufacturer"),
-        model=r.string("model"),
-        role=r.string("role"),
-        site=r.string("site"),
-        management_address=r.string("managementAddress"),
-        fabric=r.string("fabric"),
+        name=name,
+        status=status,
+        facts=facts,
         tags=r.tags(),
         tenant=r.string("tenant"),
         project=r.string("project"),

@@ -1,17 +1,18 @@
-"""The device document's facts, declared once.
+"""The item documents' facts, declared once.
 
-A machine's (a device's or a VM's) plain facts are the document keys that go straight to a
-column of their own: its make, its capacity, where it stands. Each is declared here, once,
-with every name it has: its document key (also its CSV column), its attribute (on the spec,
-the row and the GraphQL type: the column's name) and its GraphQL name. Parsing, the
-document's rendering, both write paths (one device at a time, and the bulk import) and the
-CSV columns read this table, so a new fact is one entry here and its column (a model
-attribute and a migration); tests/unit/test_fields.py fails when some layer has a fact
-the table does not.
+A machine's (a device's or a VM's) and a switch's plain facts are the document keys that
+go straight to a column of their own: its make, its capacity, where it stands. Each is
+declared here, once, with every name it has: its document key (also its CSV column), its
+attribute (on the spec, the row and the GraphQL type: the column's name) and its GraphQL
+name. Parsing, the document's rendering, the write paths (one item at a time, and the
+bulk import), the CSV columns and the GraphQL types and inputs read this table, so a new
+fact is one entry here and its column (a model attribute and a migration):
+tests/integration/test_one_more_fact.py adds one that way, and tests/unit/test_fields.py
+fails when some layer has a fact the table does not.
 
-The rest of the document is structure, not a plain fact, and is handled by name: ``id``,
-``hostname``, ``kind``, ``status``, ``gpus``, ``tags``, ``infiniband``, ``tenant``,
-``project``, ``source``.
+The rest of a document is structure, not a plain fact, and is handled by name: ``id``,
+``hostname`` or ``name``, ``kind``, ``status``, ``gpus``, ``tags``, ``infiniband``,
+``tenant``, ``project``, ``source``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ VM_PLACEMENT = (_text("cluster", vm_only=True), _text("host", vm_only=True))
 
 MACHINE_FACTS = HARDWARE + PLACEMENT + VM_PLACEMENT
 CAPACITY = tuple(fact for fact in MACHINE_FACTS if fact.free is not None)
+
+
+# A switch's facts, in its document's order (after kind, name and status; tags, tenant,
+# project and source follow).
+SWITCH_FACTS = (
+    _text("manufacturer"),
+    _text("model"),
+    _text("role"),
+    _text("site"),
+    Fact("managementAddress", "management_address", "managementAddress"),
+    _text("fabric"),
+)
 
 
 def machine_facts(vm: bool) -> tuple[Fact, ...]:

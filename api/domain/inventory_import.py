@@ -24,7 +24,7 @@ from api.domain.document import (
     parse_switch,
 )
 from api.domain.errors import DomainError, FieldError, bad_input, bulk_input_error
-from api.domain.fields import MACHINE_FACTS, MAX_COUNT
+from api.domain.fields import MACHINE_FACTS, MAX_COUNT, SWITCH_FACTS
 from api.domain.limits import JsonInputError, parse_json
 from api.domain.vocabulary import Kind
 
@@ -108,15 +108,13 @@ _CSV_NUMBERS = {f.key for f in MACHINE_FACTS if f.is_number} | {
     "gpuCount",
     "gpuMemoryMB",
 }
-_CSV_TEXT = {f.key for f in MACHINE_FACTS if not f.is_number} | {
+_CSV_TEXT = {f.key for f in MACHINE_FACTS + SWITCH_FACTS if not f.is_number} | {
     "kind",
     "hostname",
     "name",
     "status",
     "tenant",
     "project",
-    "role",
-    "managementAddress",
     "fabric",
     "device",
     "port",

@@ -13,6 +13,7 @@ from api.db import inventory
 from api.db import switch as switch_db
 from api.db.models import Switch as SwitchRow
 from api.db.tenant import tenant_by_slug
+from api.domain.fields import SWITCH_FACTS
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.common import (
     AUTH,
@@ -31,17 +32,13 @@ from api.graphql.common import (
 )
 from api.graphql.context import Context
 from api.graphql.device import Deleted
+from api.graphql.facts import declare, fact_values, input_facts, output_facts
 
 
-@strawberry.type(description="A network switch: leaf, spine or InfiniBand.")
 class Switch(Item):
+    """A switch; its facts are api/domain/fields.py's SWITCH_FACTS (added below)."""
+
     name: str
-    manufacturer: str | None
-    model: str | None
-    role: str | None
-    site: str | None
-    management_address: str | None
-    fabric: str | None
 
     @strawberry.field
     def document(self, info: Info[Context, None]) -> JSON:
@@ -49,16 +46,15 @@ class Switch(Item):
 
     @classmethod
     def from_row(cls, row: SwitchRow) -> Switch:
-        return cls(
-            name=row.name,
-            manufacturer=row.manufacturer,
-            model=row.model,
-            role=row.role,
-            site=row.site,
-            management_address=row.management_address,
-            fabric=row.fabric,
-            **item_fields(row),
+        return cls(  # type: ignore[call-arg]  # a class decorated after its statement
+            name=row.name, **fact_values(row, SWITCH_FACTS), **item_fields(row)
         )
+
+
+output_facts(Switch, SWITCH_FACTS)
+Switch = strawberry.type(  # type: ignore[misc]  # fields added before decorating
+    description="A network switch: leaf, spine or InfiniBand."
+)(Switch)
 
 
 @strawberry.input
@@ -83,18 +79,17 @@ class NamedOrder:
     direction: OrderDirection = OrderDirection.ASC
 
 
-@strawberry.input
 class SwitchPatch:
+    """The switch document's fields: its name, facts (SWITCH_FACTS) and structure."""
+
     name: str | None = strawberry.UNSET
-    manufacturer: str | None = strawberry.UNSET
-    model: str | None = strawberry.UNSET
-    role: str | None = strawberry.UNSET
-    site: str | None = strawberry.UNSET
-    management_address: str | None = strawberry.UNSET
-    fabric: str | None = strawberry.UNSET
-    tags: JSON | None = strawberry.UNSET
-    tenant: str | None = strawberry.UNSET
-    project: str | None = strawberry.UNSET
+
+
+input_facts(SwitchPatch, SWITCH_FACTS)
+declare(SwitchPatch, "tags", JSON | None, strawberry.UNSET)
+declare(SwitchPatch, "tenant", str | None, strawberry.UNSET)
+declare(SwitchPatch, "project", str | None, strawberry.UNSET)
+SwitchPatch = strawberry.input(SwitchPatch)  # type: ignore[misc]  # fields added before
 
 
 @strawberry.input

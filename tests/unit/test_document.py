@@ -28,6 +28,7 @@ from api.domain.document import (
     parse_device,
     parse_infiniband,
     parse_switch,
+    switch_facts_with,
 )
 from api.domain.fields import MAX_AMOUNT, MAX_COUNT, MAX_NAME
 from api.domain.vocabulary import Kind, SourceSystem, Status
@@ -840,12 +841,14 @@ def test_parses_a_switch_document() -> None:
     assert parse_switch(SWITCH) == SwitchSpec(
         name="leaf-1",
         status=Status.AVAILABLE,
-        manufacturer="NVIDIA",
-        model="QM9700",
-        role="leaf",
-        site="blr-1",
-        management_address="10.0.0.1",
-        fabric="fabric-a",
+        facts=switch_facts_with(
+            manufacturer="NVIDIA",
+            model="QM9700",
+            role="leaf",
+            site="blr-1",
+            management_address="10.0.0.1",
+            fabric="fabric-a",
+        ),
         tags={"rackUnit": "40"},
         tenant="acme",
     )

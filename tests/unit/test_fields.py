@@ -5,9 +5,15 @@ its own, outside the table, fails here."""
 
 from __future__ import annotations
 
-from api.db.models import Device
-from api.domain.document import _DEVICE_FIELDS, _VM_FIELDS, MACHINE_STRUCTURE
-from api.domain.fields import CAPACITY, MACHINE_FACTS, machine_facts
+from api.db.models import Device, Switch
+from api.domain.document import (
+    _DEVICE_FIELDS,
+    _SWITCH_FIELDS,
+    _VM_FIELDS,
+    MACHINE_STRUCTURE,
+    SWITCH_STRUCTURE,
+)
+from api.domain.fields import CAPACITY, MACHINE_FACTS, SWITCH_FACTS, machine_facts
 from api.graphql.facts import free_name
 from api.graphql.schema import build_schema
 
@@ -51,3 +57,22 @@ def test_graphql_machine_fields_are_the_facts_and_the_structure() -> None:
     assert vm - machine == {"name"} | {f.graphql for f in MACHINE_FACTS if f.vm_only}
     patch = set(schema.type_map["DevicePatch"].fields)
     assert {f.graphql for f in machine_facts(vm=False)} <= patch
+
+
+SWITCH_COLUMNS_NOT_FACTS = {
+    "id", "name", "status", "tags", "tenant_id", "project_id", "source_system", "source_id",
+    "source_url", "generation", "created_at", "updated_at", "health", "healthy", "attention",
+}  # fmt: skip
+
+
+def test_switches_too_have_their_facts_in_the_table_alone() -> None:
+    columns = {c.name for c in Switch.__table__.columns}
+    facts = {f.attribute for f in SWITCH_FACTS}
+    assert columns - facts - SWITCH_COLUMNS_NOT_FACTS == set()
+    assert facts <= columns
+    assert set(SWITCH_STRUCTURE) | {f.key for f in SWITCH_FACTS} == _SWITCH_FIELDS
+    schema = build_schema()._schema
+    fields = set(schema.type_map["Switch"].fields)
+    assert {f.graphql for f in SWITCH_FACTS} <= fields
+    assert fields - {f.graphql for f in SWITCH_FACTS} <= GRAPHQL_NOT_FACTS
+    assert {f.graphql for f in SWITCH_FACTS} <= set(schema.type_map["SwitchPatch"].fields)

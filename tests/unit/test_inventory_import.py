@@ -110,7 +110,7 @@ def test_json_puts_each_section_in_its_own_list_with_the_sections_kind() -> None
     assert [(v.hostname, v.kind, v.facts["cluster"], v.facts["host"]) for v in batch.vms] == [
         ("vm-1", Kind.VM, "c1", "server-1")
     ]
-    assert [(s.name, s.role) for s in batch.switches] == [("leaf-1", "leaf")]
+    assert [(s.name, s.facts["role"]) for s in batch.switches] == [("leaf-1", "leaf")]
     assert [(i.name, i.rate_gbps) for i in batch.infinibands] == [("server-2:ib0", 200)]
 
 
@@ -457,7 +457,7 @@ def test_csv_kind_column_picks_the_section() -> None:
     assert [(v.hostname, v.kind, v.facts["cluster"], v.facts["host"]) for v in batch.vms] == [
         ("vm-1", Kind.VM, "c1", "server-1")
     ]
-    assert [(s.name, s.role, s.management_address) for s in batch.switches] == [
+    assert [(s.name, s.facts["role"], s.facts["management_address"]) for s in batch.switches] == [
         ("leaf-1", "leaf", "10.0.0.1")
     ]
     assert [(i.name, i.rate_gbps) for i in batch.infinibands] == [("server-1:ib0", 400)]
