@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from api.db.profile import saved_profile
 from api.db.session import session_on
-from api.db.tenant import Directory, tenant_by_slug
+from api.db.tenant import project_id as tenant_project_id
+from api.db.tenant import tenant_by_slug
 from api.domain.access import Principal
 from api.domain.errors import bad_input, not_found
 from api.domain.matching.profile import parse_labels
@@ -78,7 +79,7 @@ def resolve_request(connection: Connection, who: Principal, given: MatchInput) -
     if given.project is not None:
         if tenant_id is None:
             raise bad_input("project: needs a tenant (pass tenant)", field="project")
-        project_id = Directory.load(connection).project_id.get((tenant_id, given.project))
+        project_id = tenant_project_id(connection, tenant_id, given.project)
         if project_id is None:
             raise not_found("project", given.project)
     if given.profile is not None:

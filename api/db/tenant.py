@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
@@ -75,6 +75,17 @@ def list_projects(session: Session, who: Principal, tenant_slug: str) -> list[Pr
     tenant = tenant_by_slug(session, who, tenant_slug)
     query = select(Project).where(Project.tenant_id == tenant.id).order_by(Project.slug)
     return list(session.scalars(query))
+
+
+_PROJECT_ID = select(Project.id).where(
+    Project.tenant_id == bindparam("tenant_id"), Project.slug == bindparam("slug")
+)
+
+
+def project_id(connection: Session | Connection, tenant_id: str, slug: str) -> str | None:
+    """A project's id by its tenant and slug: one row, for matchDevice's ``project``
+    (the whole Directory is two reads of every tenant and project)."""
+    return connection.execute(_PROJECT_ID, {"tenant_id": tenant_id, "slug": slug}).scalar()
 
 
 def create_project(

@@ -21,6 +21,7 @@ from api.domain.fields import (
     SWITCH_FACTS,
     VM_PLACEMENT,
     Fact,
+    every_fact,
     machine_facts,
 )
 from api.domain.reader import Reader, kind_of
@@ -72,12 +73,8 @@ class Source:
 
 
 def facts_with(**given: Any) -> dict[str, Any]:
-    """Every machine fact (api/domain/fields.py) by attribute: the given ones, and the
-    others as a document that leaves them out means them."""
-    unknown = set(given) - {f.attribute for f in MACHINE_FACTS}
-    if unknown:
-        raise TypeError(f"not machine facts: {sorted(unknown)}")
-    return {f.attribute: given.get(f.attribute, f.default) for f in MACHINE_FACTS}
+    """Every machine fact by attribute (``fields.every_fact``)."""
+    return every_fact(MACHINE_FACTS, given)
 
 
 @dataclass(frozen=True)
@@ -118,11 +115,8 @@ class DeviceSpec:
 
 
 def switch_facts_with(**given: Any) -> dict[str, Any]:
-    """Every switch fact by attribute: the given ones, the others None."""
-    unknown = set(given) - {f.attribute for f in SWITCH_FACTS}
-    if unknown:
-        raise TypeError(f"not switch facts: {sorted(unknown)}")
-    return {f.attribute: given.get(f.attribute) for f in SWITCH_FACTS}
+    """Every switch fact by attribute (``fields.every_fact``)."""
+    return every_fact(SWITCH_FACTS, given)
 
 
 @dataclass(frozen=True)
@@ -213,7 +207,8 @@ def parse_device(
     status = r.status()
     facts = facts_with(total_gpus=total_gpus)
     # In the document's order, so that errors are listed as the reader meets them.
-    _read_facts(r, facts, HARDWARE)
+    # totalgpus is read above, with the gpus it must agree with.
+    _read_facts(r, facts, tuple(f for f in HARDWARE if f.attribute != "total_gpus"))
     tags = r.tags()
     _read_facts(r, facts, PLACEMENT + (VM_PLACEMENT if kind == Kind.VM else ()))
     spec = DeviceSpec(
@@ -235,8 +230,6 @@ def parse_device(
 
 def _read_facts(r: Reader, facts: dict[str, Any], which: tuple[Fact, ...]) -> None:
     for fact in which:
-        if fact.attribute == "total_gpus":
-            continue  # read with the gpus it must agree with
         value: int | str | None
         if fact.is_number:
             value = r.integer(fact.key, maximum=fact.maximum or MAX_AMOUNT)

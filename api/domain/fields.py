@@ -18,6 +18,7 @@ The rest of a document is structure, not a plain fact, and is handled by name: `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 MAX_NAME = 255  # characters of a name or any text fact: a column's VARCHAR(255)
 MAX_COUNT = 100_000  # CPUs or GPUs in one item: generous, but stops typos like 1e12
@@ -76,6 +77,15 @@ SWITCH_FACTS = (
     Fact("managementAddress", "management_address", "managementAddress"),
     _text("fabric"),
 )
+
+
+def every_fact(table: tuple[Fact, ...], given: dict[str, Any]) -> dict[str, Any]:
+    """Every fact of ``table`` by attribute: the ``given`` ones, and the others as a
+    document that leaves them out means them (``Fact.default``)."""
+    unknown = set(given) - {f.attribute for f in table}
+    if unknown:
+        raise TypeError(f"not facts of this kind: {sorted(unknown)}")
+    return {f.attribute: given.get(f.attribute, f.default) for f in table}
 
 
 def machine_facts(vm: bool) -> tuple[Fact, ...]:
