@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import capacity as capacity_db
 from api.db.base import utcnow
-from api.db.models import Allocation, AllocationDevice, Device, SyncState
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow, SyncStateRow
 from api.domain.access import Principal, Role
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -66,7 +66,9 @@ class InventoryCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
             held = session.scalar(
-                select(func.count()).select_from(Allocation).where(Allocation.released_at.is_(None))
+                select(func.count())
+                .select_from(AllocationRow)
+                .where(AllocationRow.released_at.is_(None))
             )
             allocations = GaugeMetricFamily(
                 "gpuinv_allocations_active", "Allocations held now (not released)."
@@ -77,8 +79,8 @@ class InventoryCollector(Collector):
             nodes = GaugeMetricFamily(
                 "gpuinv_devices", "Devices and VMs by kind and status.", labels=["kind", "status"]
             )
-            counts = select(Device.kind, Device.status, func.count()).group_by(
-                Device.kind, Device.status
+            counts = select(DeviceRow.kind, DeviceRow.status, func.count()).group_by(
+                DeviceRow.kind, DeviceRow.status
             )
             for kind, status, count in session.execute(counts):
                 nodes.add_metric([kind, status], count)
@@ -90,12 +92,12 @@ class InventoryCollector(Collector):
                 "(an operator must decide).",
                 labels=["held"],
             )
-            held_devices = select(AllocationDevice.device_id).where(AllocationDevice.active)
-            sick = select(Device.id.in_(held_devices), func.count()).where(
-                Device.health.is_not(None)
+            held_devices = select(AllocationDeviceRow.device_id).where(AllocationDeviceRow.active)
+            sick = select(DeviceRow.id.in_(held_devices), func.count()).where(
+                DeviceRow.health.is_not(None)
             )
             counted = dict.fromkeys((False, True), 0)
-            for is_held, count in session.execute(sick.group_by(Device.id.in_(held_devices))):
+            for is_held, count in session.execute(sick.group_by(DeviceRow.id.in_(held_devices))):
                 counted[bool(is_held)] = count
             for is_held, count in counted.items():
                 unhealthy.add_metric([str(is_held).lower()], count)
@@ -128,7 +130,7 @@ class InventoryCollector(Collector):
                 labels=["source"],
             )
             now = utcnow()
-            for state in session.scalars(select(SyncState)):
+            for state in session.scalars(select(SyncStateRow)):
                 if state.last_success_at is not None:
                     lag.add_metric([state.source], (now - state.last_success_at).total_seconds())
                 failed = state.last_error_at is not None and (

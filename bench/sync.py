@@ -33,7 +33,7 @@ from pathlib import Path
 import pynetbox
 from sqlalchemy import select
 
-from api.db.models import Device
+from api.db.models import DeviceRow
 from api.db.session import make_engine, session_factory, unit_of_work, upgrade_to_head
 from bench.options import sizes
 from bench.service import (
@@ -167,7 +167,7 @@ def webhook_latency(saves: int) -> list[str]:
                 while True:
                     with sessions() as session:
                         seen = session.scalar(
-                            select(Device.serial).where(Device.hostname == "gpu-00003")
+                            select(DeviceRow.serial).where(DeviceRow.hostname == "gpu-00003")
                         )
                     if seen == serial:
                         seconds.append(time.perf_counter() - started)

@@ -30,7 +30,7 @@ from api.db import tenant as tenant_db
 from api.db.base import utcnow
 from api.db.inventory_import import ImportCounts, import_batch
 from api.db.items import check_generation, guarded_flush
-from api.db.models import AllocationDevice, Device, Switch, SyncState
+from api.db.models import AllocationDeviceRow, DeviceRow, SwitchRow, SyncStateRow
 from api.db.session import rowcount, unit_of_work
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
@@ -68,16 +68,16 @@ def holdings(
     webhook event, only those synced from one of the NetBox ``netbox_ids`` or holding one of
     the ``slots``, (kind, tenant, name): a name alone would find other tenants' items."""
     directory = Directory.load(session)
-    device_query, switch_query = select(Device), select(Switch)
+    device_query, switch_query = select(DeviceRow), select(SwitchRow)
     if slots is not None or netbox_ids is not None:
         slots, netbox_ids = slots or set(), netbox_ids or set()
         device_query = device_query.where(
             or_(
-                (Device.source_system == SOURCE) & Device.source_id.in_(netbox_ids),
+                (DeviceRow.source_system == SOURCE) & DeviceRow.source_id.in_(netbox_ids),
                 *(
-                    (Device.kind == kind)
-                    & (Device.hostname == name)
-                    & _in(Device, tenant, directory)
+                    (DeviceRow.kind == kind)
+                    & (DeviceRow.hostname == name)
+                    & _in(DeviceRow, tenant, directory)
                     for kind, tenant, name in slots
                     if kind != "switch" and _known(directory, tenant)
                 ),
@@ -85,15 +85,15 @@ def holdings(
         )
         switch_query = switch_query.where(
             or_(
-                (Switch.source_system == SOURCE) & Switch.source_id.in_(netbox_ids),
+                (SwitchRow.source_system == SOURCE) & SwitchRow.source_id.in_(netbox_ids),
                 *(
-                    (Switch.name == name) & _in(Switch, tenant, directory)
+                    (SwitchRow.name == name) & _in(SwitchRow, tenant, directory)
                     for kind, tenant, name in slots
                     if kind == "switch" and _known(directory, tenant)
                 ),
             )
         )
-    devices = list(session.scalars(device_query.order_by(Device.hostname)))
+    devices = list(session.scalars(device_query.order_by(DeviceRow.hostname)))
     held = _held(session, [d.id for d in devices], everything=slots is None and netbox_ids is None)
     found = [
         Held(
@@ -108,7 +108,7 @@ def holdings(
             devices, device_db.documents(session, devices, directory), strict=True
         )
     ]
-    for row in session.scalars(switch_query.order_by(Switch.name)):
+    for row in session.scalars(switch_query.order_by(SwitchRow.name)):
         document = switch_db.render(row, directory)
         found.append(
             Held(
@@ -127,7 +127,7 @@ def _known(directory: Directory, tenant: str | None) -> bool:
     return tenant is None or tenant in directory.tenant_id
 
 
-def _in(model: type[Device] | type[Switch], tenant: str | None, directory: Directory) -> Any:
+def _in(model: type[DeviceRow] | type[SwitchRow], tenant: str | None, directory: Directory) -> Any:
     """The namespace condition: the tenant's items, or the platform's (no tenant)."""
     if tenant is None:
         return model.tenant_id.is_(None)
@@ -136,9 +136,9 @@ def _in(model: type[Device] | type[Switch], tenant: str | None, directory: Direc
 
 def _held(session: Session, device_ids: list[str], everything: bool) -> set[str]:
     """Which of the devices an active allocation holds (whole or a slice)."""
-    query = select(AllocationDevice.device_id).where(AllocationDevice.active.is_(True))
+    query = select(AllocationDeviceRow.device_id).where(AllocationDeviceRow.active.is_(True))
     if not everything:
-        query = query.where(AllocationDevice.device_id.in_(device_ids))
+        query = query.where(AllocationDeviceRow.device_id.in_(device_ids))
     return set(session.scalars(query.distinct()))
 
 
@@ -235,25 +235,31 @@ def _create(session: Session, creates: list[Change], tick: Callable[[int], None]
     return counts
 
 
-def _items(session: Session, changes: list[Change]) -> dict[str, Device | Switch]:
+def _items(session: Session, changes: list[Change]) -> dict[str, DeviceRow | SwitchRow]:
     """The items the changes are for, by id: a SELECT per table and 900 ids, not per change
     (kept here, the writes below find them in the session without reading them again)."""
-    found: dict[str, Device | Switch] = {}
-    models: tuple[type[Device] | type[Switch], ...] = (Device, Switch)
+    found: dict[str, DeviceRow | SwitchRow] = {}
+    models: tuple[type[DeviceRow] | type[SwitchRow], ...] = (DeviceRow, SwitchRow)
     for model in models:
         ids = sorted(
-            {c.item_id for c in changes if c.item_id and (c.kind == "switch") == (model is Switch)}
+            {
+                c.item_id
+                for c in changes
+                if c.item_id and (c.kind == "switch") == (model is SwitchRow)
+            }
         )
         for start in range(0, len(ids), 900):
             found.update((row.id, row) for row in _rows(session, model, ids[start : start + 900]))
     return found
 
 
-def _rows[M: Device | Switch](session: Session, model: type[M], ids: list[str]) -> ScalarResult[M]:
+def _rows[M: DeviceRow | SwitchRow](
+    session: Session, model: type[M], ids: list[str]
+) -> ScalarResult[M]:
     return session.scalars(select(model).where(model.id.in_(ids)))
 
 
-def _item(items: dict[str, Device | Switch], change: Change) -> Device | Switch:
+def _item(items: dict[str, DeviceRow | SwitchRow], change: Change) -> DeviceRow | SwitchRow:
     """The item the diff matched (by NetBox id, or by kind, tenant and name), by its id."""
     item = items.get(change.item_id) if change.item_id else None
     if item is None:  # deleted since the diff was made
@@ -277,7 +283,7 @@ def _refused(change: Change, seen: int | None, exc: DomainError) -> SyncError:
     )
 
 
-def _keeping(item: Device | Switch, change: Change) -> list[dict[str, Any]] | None:
+def _keeping(item: DeviceRow | SwitchRow, change: Change) -> list[dict[str, Any]] | None:
     """The item's attention entries whose codes the change keeps (the rest are resolved)."""
     codes = change.fields["attention"][1] or []
     kept = [entry for entry in item.attention or [] if entry.get("code") in codes]
@@ -285,7 +291,10 @@ def _keeping(item: Device | Switch, change: Change) -> list[dict[str, Any]] | No
 
 
 def _set_attention(
-    session: Session, item: Device | Switch, value: list[dict[str, Any]] | None, change: Change
+    session: Session,
+    item: DeviceRow | SwitchRow,
+    value: list[dict[str, Any]] | None,
+    change: Change,
 ) -> None:
     before = {"attention": item.attention}
     with guarded_flush(session, item):  # a lost race: CONCURRENT_UPDATE
@@ -344,12 +353,12 @@ def take_lead(sessions: sessionmaker[Session], worker: str, lease: timedelta) ->
     with unit_of_work(sessions) as session:
         taken = rowcount(
             session.execute(
-                update(SyncState)
+                update(SyncStateRow)
                 .where(
-                    SyncState.source == SOURCE,
-                    (SyncState.leader == worker)
-                    | SyncState.leader.is_(None)
-                    | (SyncState.lease_until < now),
+                    SyncStateRow.source == SOURCE,
+                    (SyncStateRow.leader == worker)
+                    | SyncStateRow.leader.is_(None)
+                    | (SyncStateRow.lease_until < now),
                 )
                 .values(leader=worker, lease_until=now + lease)
                 .execution_options(synchronize_session=False)
@@ -360,11 +369,11 @@ def take_lead(sessions: sessionmaker[Session], worker: str, lease: timedelta) ->
 
 def _ensure_state_row(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        if session.get(SyncState, SOURCE) is not None:
+        if session.get(SyncStateRow, SOURCE) is not None:
             return
     try:
         with unit_of_work(sessions) as session:
-            session.add(SyncState(source=SOURCE))
+            session.add(SyncStateRow(source=SOURCE))
     except (IntegrityError, DomainError):  # another worker created it at the same moment
         pass
 
@@ -372,8 +381,8 @@ def _ensure_state_row(sessions: sessionmaker[Session]) -> None:
 def give_up_lead(sessions: sessionmaker[Session], worker: str) -> None:
     with unit_of_work(sessions) as session:
         session.execute(
-            update(SyncState)
-            .where(SyncState.source == SOURCE, SyncState.leader == worker)
+            update(SyncStateRow)
+            .where(SyncStateRow.source == SOURCE, SyncStateRow.leader == worker)
             .values(leader=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -387,7 +396,7 @@ def record_outcome(
 ) -> None:
     """Remember how this run went (what the API's syncState shows)."""
     with unit_of_work(sessions) as session:
-        state = session.get(SyncState, SOURCE) or SyncState(source=SOURCE)
+        state = session.get(SyncStateRow, SOURCE) or SyncStateRow(source=SOURCE)
         session.add(state)
         state.last_attempt_at = started
         if error is None:

@@ -238,17 +238,17 @@ def _demo_token(session: Session, who: Principal) -> tuple[str, bool]:
     from sqlalchemy import select
 
     from api.db import audit
-    from api.db.models import ApiToken
+    from api.db.models import ApiTokenRow
 
     earlier = session.scalar(
-        select(ApiToken)
+        select(ApiTokenRow)
         .where(
-            ApiToken.name == _DEMO_TOKEN,
-            ApiToken.role == "platform-admin",
-            ApiToken.tenant_id.is_(None),
-            ApiToken.revoked_at.is_(None),
+            ApiTokenRow.name == _DEMO_TOKEN,
+            ApiTokenRow.role == "platform-admin",
+            ApiTokenRow.tenant_id.is_(None),
+            ApiTokenRow.revoked_at.is_(None),
         )
-        .order_by(ApiToken.created_at.desc())
+        .order_by(ApiTokenRow.created_at.desc())
         .limit(1)
     )
     if earlier is None:

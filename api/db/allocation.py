@@ -36,7 +36,7 @@ from api.db.allocation_request import (
 )
 from api.db.base import utcnow
 from api.db.candidates import LiveIndex
-from api.db.models import Allocation, AllocationDevice, Device
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import rowcount, session_on
 from api.domain.access import Principal, Role
 from api.domain.errors import (
@@ -59,12 +59,12 @@ MAX_CLAIM_ATTEMPTS = 16
 
 @dataclass
 class MatchResult:
-    allocation: Allocation | None
+    allocation: AllocationRow | None
     device_details: Any
     explanation: dict[str, Any]
     attempts: int = 1
     replayed: bool = False
-    devices: list[AllocationDevice] | None = None  # what the allocation holds, when known
+    devices: list[AllocationDeviceRow] | None = None  # what the allocation holds, when known
 
 
 def require_provisioning(who: Principal) -> None:
@@ -72,22 +72,24 @@ def require_provisioning(who: Principal) -> None:
         raise DomainError(FORBIDDEN, "role 'viewer' may not allocate or release devices")
 
 
-def active_allocation(session: Session, scope: str, environment: str) -> Allocation | None:
+def active_allocation(session: Session, scope: str, environment: str) -> AllocationRow | None:
     return session.scalar(
-        select(Allocation).where(
-            Allocation.scope == scope,
-            Allocation.environment == environment,
-            Allocation.released_at.is_(None),
+        select(AllocationRow).where(
+            AllocationRow.scope == scope,
+            AllocationRow.environment == environment,
+            AllocationRow.released_at.is_(None),
         )
     )
 
 
-def _active_allocation(connection: Connection, scope: str, environment: str) -> Allocation | None:
+def _active_allocation(
+    connection: Connection, scope: str, environment: str
+) -> AllocationRow | None:
     with session_on(connection) as session:
         return active_allocation(session, scope, environment)
 
 
-def _replay(existing: Allocation, resolved: Resolved) -> MatchResult:
+def _replay(existing: AllocationRow, resolved: Resolved) -> MatchResult:
     if existing.request_hash != resolved.request_hash:
         raise DomainError(
             ENVIRONMENT_IN_USE,
@@ -231,7 +233,7 @@ def release(
     environment: str,
     tenant: str | None = None,
     reason: str = "release",
-) -> Allocation | None:
+) -> AllocationRow | None:
     """Free everything the environment's allocation holds; idempotent. Caller commits.
 
     Returns the released allocation (also on a second call), or None if the environment
@@ -243,23 +245,25 @@ def release(
     allocation = active_allocation(session, scope, environment)
     if allocation is None:
         return session.scalar(
-            select(Allocation)
-            .where(Allocation.scope == scope, Allocation.environment == environment)
-            .order_by(Allocation.released_at.desc())
+            select(AllocationRow)
+            .where(AllocationRow.scope == scope, AllocationRow.environment == environment)
+            .order_by(AllocationRow.released_at.desc())
             .limit(1)
         )
     free_allocation(session, who, allocation, reason)
     return allocation
 
 
-def free_allocation(session: Session, who: Principal, allocation: Allocation, reason: str) -> bool:
+def free_allocation(
+    session: Session, who: Principal, allocation: AllocationRow, reason: str
+) -> bool:
     """Give back the devices; False when another release got there first."""
     now = utcnow()
     won = (
         rowcount(
             session.execute(
-                update(Allocation)
-                .where(Allocation.id == allocation.id, Allocation.released_at.is_(None))
+                update(AllocationRow)
+                .where(AllocationRow.id == allocation.id, AllocationRow.released_at.is_(None))
                 .values(released_at=now, released_by=who.actor)
                 .execution_options(synchronize_session=False)
             )
@@ -270,18 +274,20 @@ def free_allocation(session: Session, who: Principal, allocation: Allocation, re
         return False
     # Deactivate and learn what was held in one statement.
     held = session.execute(
-        update(AllocationDevice)
-        .where(AllocationDevice.allocation_id == allocation.id, AllocationDevice.active.is_(True))
+        update(AllocationDeviceRow)
+        .where(
+            AllocationDeviceRow.allocation_id == allocation.id, AllocationDeviceRow.active.is_(True)
+        )
         .values(active=False)
         .returning(
-            AllocationDevice.device_id,
-            AllocationDevice.hostname,
-            AllocationDevice.exclusive,
-            AllocationDevice.cpu,
-            AllocationDevice.memory_mb,
-            AllocationDevice.storage_gb,
-            AllocationDevice.gpus,
-            AllocationDevice.position,
+            AllocationDeviceRow.device_id,
+            AllocationDeviceRow.hostname,
+            AllocationDeviceRow.exclusive,
+            AllocationDeviceRow.cpu,
+            AllocationDeviceRow.memory_mb,
+            AllocationDeviceRow.storage_gb,
+            AllocationDeviceRow.gpus,
+            AllocationDeviceRow.position,
         )
         .execution_options(synchronize_session=False)
     ).all()
@@ -310,23 +316,23 @@ def _give_back(session: Session, part: Any, now: datetime) -> None:
     if part.exclusive:
         values: dict[str, Any] = {
             # A device an operator forced into maintenance stays there.
-            "status": case((Device.status == "allocated", "available"), else_=Device.status),
-            "free_cpu": Device.total_cpu,
-            "free_memory_mb": Device.total_memory_mb,
-            "free_storage_gb": Device.total_storage_gb,
-            "free_gpus": Device.total_gpus,
+            "status": case((DeviceRow.status == "allocated", "available"), else_=DeviceRow.status),
+            "free_cpu": DeviceRow.total_cpu,
+            "free_memory_mb": DeviceRow.total_memory_mb,
+            "free_storage_gb": DeviceRow.total_storage_gb,
+            "free_gpus": DeviceRow.total_gpus,
         }
     else:
         values = {
-            "free_cpu": Device.free_cpu + part.cpu,
-            "free_memory_mb": Device.free_memory_mb + part.memory_mb,
-            "free_storage_gb": Device.free_storage_gb + part.storage_gb,
-            "free_gpus": Device.free_gpus + part.gpus,
+            "free_cpu": DeviceRow.free_cpu + part.cpu,
+            "free_memory_mb": DeviceRow.free_memory_mb + part.memory_mb,
+            "free_storage_gb": DeviceRow.free_storage_gb + part.storage_gb,
+            "free_gpus": DeviceRow.free_gpus + part.gpus,
         }
     session.execute(
-        update(Device)
-        .where(Device.id == part.device_id)
-        .values(**values, generation=Device.generation + 1, updated_at=now)
+        update(DeviceRow)
+        .where(DeviceRow.id == part.device_id)
+        .values(**values, generation=DeviceRow.generation + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
 
@@ -336,12 +342,12 @@ def expire_leases(session: Session, now: datetime | None = None, limit: int = 10
     who = Principal(name="system:lease-expiry", role=Role.PLATFORM_ADMIN)
     due = list(
         session.scalars(
-            select(Allocation)
+            select(AllocationRow)
             .where(
                 and_(
-                    Allocation.released_at.is_(None),
-                    Allocation.expires_at.is_not(None),
-                    Allocation.expires_at <= (now or utcnow()),
+                    AllocationRow.released_at.is_(None),
+                    AllocationRow.expires_at.is_not(None),
+                    AllocationRow.expires_at <= (now or utcnow()),
                 )
             )
             .limit(limit)

@@ -9,7 +9,7 @@ from typing import Any
 from api.db import audit, claim
 from api.db.allocation_request import MatchInput, Resolved
 from api.db.base import new_id, utcnow
-from api.db.models import Allocation, AllocationDevice
+from api.db.models import AllocationDeviceRow, AllocationRow
 from api.domain.access import Principal
 from api.domain.matching.engine import Outcome
 from api.domain.matching.profile import InventoryType
@@ -46,7 +46,7 @@ def device_details(resolved: Resolved, documents: list[dict[str, Any]]) -> Any:
 
 def plan_claim(
     who: Principal, given: MatchInput, resolved: Resolved, outcome: Outcome
-) -> tuple[Allocation, list[AllocationDevice], claim.Claim]:
+) -> tuple[AllocationRow, list[AllocationDeviceRow], claim.Claim]:
     """What the claim writes: the allocation, its devices and the audit event, as rows
     (claim.Claim), and as objects for the answer (in no session).
 
@@ -57,7 +57,7 @@ def plan_claim(
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
     now = utcnow()
-    allocation = Allocation(
+    allocation = AllocationRow(
         id=new_id(),
         environment=given.environment,
         scope=resolved.scope,
@@ -77,7 +77,7 @@ def plan_claim(
         released_by=None,
     )
     devices = [
-        AllocationDevice(
+        AllocationDeviceRow(
             allocation_id=allocation.id,
             device_id=c.id,
             hostname=c.hostname,
@@ -126,7 +126,7 @@ def plan_claim(
     return allocation, devices, planned
 
 
-def _columns(row: Allocation | AllocationDevice) -> dict[str, Any]:
+def _columns(row: AllocationRow | AllocationDeviceRow) -> dict[str, Any]:
     """A transient ORM object's column values, for a plain INSERT (an autoincremented id,
     never set, left out)."""
     return {

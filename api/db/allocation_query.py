@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.db.models import Allocation, AllocationDevice
+from api.db.models import AllocationDeviceRow, AllocationRow
 from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
 from api.db.tenant import tenant_by_slug
@@ -27,24 +27,26 @@ def list_allocations(
     session: Session, who: Principal, spec: AllocationFilter, first: int, after: str | None
 ) -> Page:
     """Newest first, those the caller may see."""
-    query = scoped(select(Allocation), Allocation.tenant_id, who)
+    query = scoped(select(AllocationRow), AllocationRow.tenant_id, who)
     if spec.tenant is not None:
-        query = query.where(Allocation.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
+        query = query.where(AllocationRow.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
     if spec.environment is not None:
-        query = query.where(Allocation.environment == spec.environment)
+        query = query.where(AllocationRow.environment == spec.environment)
     if spec.active is not None:
-        released = Allocation.released_at
+        released = AllocationRow.released_at
         query = query.where(released.is_(None) if spec.active else released.is_not(None))
     if spec.inventory_type is not None:
-        query = query.where(Allocation.inventory_type == spec.inventory_type)
-    return keyset_page(session, query, Allocation.id, Allocation.created_at, True, first, after)
+        query = query.where(AllocationRow.inventory_type == spec.inventory_type)
+    return keyset_page(
+        session, query, AllocationRow.id, AllocationRow.created_at, True, first, after
+    )
 
 
-def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[AllocationDevice]]:
+def devices_of(session: Session, allocation_ids: list[str]) -> dict[str, list[AllocationDeviceRow]]:
     """The devices of many allocations in one query (a DataLoader's batch)."""
-    found: dict[str, list[AllocationDevice]] = {}
-    query = select(AllocationDevice).where(AllocationDevice.allocation_id.in_(allocation_ids))
-    for row in session.scalars(query.order_by(AllocationDevice.position)):
+    found: dict[str, list[AllocationDeviceRow]] = {}
+    query = select(AllocationDeviceRow).where(AllocationDeviceRow.allocation_id.in_(allocation_ids))
+    for row in session.scalars(query.order_by(AllocationDeviceRow.position)):
         found.setdefault(row.allocation_id, []).append(row)
     return found
 
@@ -62,14 +64,14 @@ def totals_by_tenant(session: Session, who: Principal) -> list[TenantTotals]:
     query. A tenant's caller gets its own line only."""
     query = (
         select(
-            Allocation.tenant_id,
-            func.count(func.distinct(Allocation.id)),
-            func.count(AllocationDevice.id),
-            func.coalesce(func.sum(AllocationDevice.gpus), 0),
+            AllocationRow.tenant_id,
+            func.count(func.distinct(AllocationRow.id)),
+            func.count(AllocationDeviceRow.id),
+            func.coalesce(func.sum(AllocationDeviceRow.gpus), 0),
         )
-        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
-        .where(Allocation.released_at.is_(None), AllocationDevice.active)
-        .group_by(Allocation.tenant_id)
+        .join(AllocationDeviceRow, AllocationDeviceRow.allocation_id == AllocationRow.id)
+        .where(AllocationRow.released_at.is_(None), AllocationDeviceRow.active)
+        .group_by(AllocationRow.tenant_id)
     )
-    query = scoped(query, Allocation.tenant_id, who)
+    query = scoped(query, AllocationRow.tenant_id, who)
     return [TenantTotals(t, int(a), int(d), int(g)) for t, a, d, g in session.execute(query)]

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
-from api.db.models import AuditEvent
+from api.db.models import AuditEventRow
 from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
 from api.db.session import insert_rows
@@ -43,7 +43,7 @@ def audit_row(
 
 # Built once: every claim and release writes one (see api/db/claim.py on why); inline(): no
 # RETURNING of the generated id, which nothing reads.
-_INSERT = insert(AuditEvent.__table__).inline()
+_INSERT = insert(AuditEventRow.__table__).inline()
 
 
 def record(
@@ -69,7 +69,7 @@ def write(session: Session | Connection, row: dict[str, Any]) -> None:
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form for imports: multi-row INSERTs instead of one per item."""
-    insert_rows(session, AuditEvent.__table__, rows)
+    insert_rows(session, AuditEventRow.__table__, rows)
 
 
 @dataclass
@@ -89,21 +89,21 @@ def list_events(
     session: Session, who: Principal, spec: AuditFilter, first: int, after: str | None
 ) -> Page:
     """Newest first. A tenant's caller sees its tenant's events only."""
-    query = select(AuditEvent)
-    query = scoped(query, AuditEvent.tenant_id, who)
+    query = select(AuditEventRow)
+    query = scoped(query, AuditEventRow.tenant_id, who)
     for column, value in (
-        (AuditEvent.actor, spec.actor),
-        (AuditEvent.action, spec.action),
-        (AuditEvent.object_kind, spec.object_kind),
-        (AuditEvent.object_id, spec.object_id),
-        (AuditEvent.object_name, spec.object_name),
-        (AuditEvent.tenant_id, spec.tenant_id),
-        (AuditEvent.request_id, spec.request_id),
+        (AuditEventRow.actor, spec.actor),
+        (AuditEventRow.action, spec.action),
+        (AuditEventRow.object_kind, spec.object_kind),
+        (AuditEventRow.object_id, spec.object_id),
+        (AuditEventRow.object_name, spec.object_name),
+        (AuditEventRow.tenant_id, spec.tenant_id),
+        (AuditEventRow.request_id, spec.request_id),
     ):
         if value is not None:
             query = query.where(column == value)
     if spec.since is not None:
-        query = query.where(AuditEvent.at >= spec.since)
+        query = query.where(AuditEventRow.at >= spec.since)
     if spec.until is not None:
-        query = query.where(AuditEvent.at < spec.until)
-    return keyset_page(session, query, AuditEvent.id, AuditEvent.at, True, first, after)
+        query = query.where(AuditEventRow.at < spec.until)
+    return keyset_page(session, query, AuditEventRow.id, AuditEventRow.at, True, first, after)

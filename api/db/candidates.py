@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from api.db import device as device_db
 from api.db.base import utcnow
-from api.db.models import Device, DeviceChange
+from api.db.models import DeviceChangeRow, DeviceRow
 from api.db.session import rowcount, session_on
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
@@ -73,18 +73,18 @@ _CAPACITY_COLUMNS = frozenset(
         "updated_at",
     }
 )
-_FACT_COLUMNS = tuple(c for c in Device.__table__.c if c.name not in _CAPACITY_COLUMNS)
-_FACT_ATTRIBUTES = tuple(Device.__mapper__.get_property_by_column(c).key for c in _FACT_COLUMNS)
+_FACT_COLUMNS = tuple(c for c in DeviceRow.__table__.c if c.name not in _CAPACITY_COLUMNS)
+_FACT_ATTRIBUTES = tuple(DeviceRow.__mapper__.get_property_by_column(c).key for c in _FACT_COLUMNS)
 Facts = tuple[Any, ...]
 
 
-def facts_of(device: Device) -> Facts:
+def facts_of(device: DeviceRow) -> Facts:
     """The device row's columns other than status and free amounts."""
     return tuple(getattr(device, name) for name in _FACT_ATTRIBUTES)
 
 
 def candidates(
-    session: Session, devices: Sequence[Device], directory: Directory | None = None
+    session: Session, devices: Sequence[DeviceRow], directory: Directory | None = None
 ) -> list[Candidate]:
     out = []
     for d, document in zip(devices, device_db.documents(session, devices, directory), strict=True):
@@ -112,10 +112,10 @@ def load_index(session: Session, facts: dict[str, Facts] | None = None) -> Candi
     ``facts``, if given, is filled with each device's facts_of."""
     index = CandidateIndex()
     directory = Directory.load(session)
-    ids = list(session.scalars(select(Device.id).order_by(Device.id)))
+    ids = list(session.scalars(select(DeviceRow.id).order_by(DeviceRow.id)))
     for start in range(0, len(ids), _CHUNK):
         rows = list(
-            session.scalars(select(Device).where(Device.id.in_(ids[start : start + _CHUNK])))
+            session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids[start : start + _CHUNK])))
         )
         for candidate in candidates(session, rows, directory):
             index.upsert(candidate)
@@ -191,7 +191,7 @@ class LiveIndex:
 
     def _load(self, connection: Connection) -> None:
         # Read the feed's head first: whatever changes while we load is replayed.
-        self._high = connection.scalar(select(func.max(DeviceChange.seq))) or 0
+        self._high = connection.scalar(select(func.max(DeviceChangeRow.seq))) or 0
         self._holes, self._facts = {}, {}
         with session_on(connection) as session:
             self._index = load_index(session, self._facts)
@@ -267,7 +267,7 @@ class LiveIndex:
             directory = Directory.load(session)
             for start in range(0, len(wanted), 900):
                 chunk = wanted[start : start + 900]
-                found = list(session.scalars(select(Device).where(Device.id.in_(chunk))))
+                found = list(session.scalars(select(DeviceRow).where(DeviceRow.id.in_(chunk))))
                 for candidate in candidates(session, found, directory):
                     self._index.upsert(candidate)
                 self._facts.update((d.id, facts_of(d)) for d in found)
@@ -278,7 +278,7 @@ class LiveIndex:
 
 
 _FEED_COLUMNS = ("seq", "device_id", "origin")
-_ROW_COLUMNS = tuple(Device.__table__.c)
+_ROW_COLUMNS = tuple(DeviceRow.__table__.c)
 _FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _CAPACITY_COLUMNS)
 
 # The polls, built once (every matchDevice polls): changes after the last one seen
@@ -290,7 +290,7 @@ _FACT_POSITIONS = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c.name not in _
 # are a UNION ALL, each read through the primary key: as "seq > :high OR seq = ANY(:holes)"
 # PostgreSQL's plan for the prepared statement compared every row of the feed with every
 # hole (100 ms a poll for 8,000 holes over 1,500 changes; 23 ms as two index reads).
-_change = DeviceChange.__table__.c
+_change = DeviceChangeRow.__table__.c
 _feed = (_change.seq, _change.device_id, _change.origin)
 _new = _change.seq > bindparam("high")
 _missing = {
@@ -300,7 +300,9 @@ _missing = {
     ),
 }
 _joined = select(*_feed, *_ROW_COLUMNS).select_from(
-    DeviceChange.__table__.outerjoin(Device.__table__, Device.__table__.c.id == _change.device_id)
+    DeviceChangeRow.__table__.outerjoin(
+        DeviceRow.__table__, DeviceRow.__table__.c.id == _change.device_id
+    )
 )
 _POLL = _joined.where(_new).order_by(_change.seq).limit(_JOINED_POLL + 1)
 _FEED = select(*_feed).where(_new).order_by(_change.seq)
@@ -323,4 +325,6 @@ _POLLS_WITH_HOLES = {  # by "is it PostgreSQL": (joined, feed alone)
 def prune_changes(session: Session) -> int:
     """Drop feed entries older than FEED_RETENTION; the caller commits."""
     cutoff = utcnow() - FEED_RETENTION
-    return rowcount(session.execute(delete(DeviceChange).where(DeviceChange.changed_at < cutoff)))
+    return rowcount(
+        session.execute(delete(DeviceChangeRow).where(DeviceChangeRow.changed_at < cutoff))
+    )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from api.db.models import Device, Gpu
+from api.db.models import DeviceRow, GpuRow
 from api.db.scope import scoped
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
@@ -32,8 +32,8 @@ from api.domain.capacity import (
 )
 from api.domain.vocabulary import Kind, Status
 
-_TOTAL = {r: getattr(Device, f"total_{r}") for r in RESOURCES}
-_FREE = {r: getattr(Device, f"free_{r}") for r in RESOURCES}
+_TOTAL = {r: getattr(DeviceRow, f"total_{r}") for r in RESOURCES}
+_FREE = {r: getattr(DeviceRow, f"free_{r}") for r in RESOURCES}
 
 
 def _sum_if(condition: ColumnElement[bool], value: Any) -> Any:
@@ -42,13 +42,13 @@ def _sum_if(condition: ColumnElement[bool], value: Any) -> Any:
 
 def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None) -> Any:
     """Devices of the fleet (not VMs, not retired) that the caller may see, filtered."""
-    query = scoped(select(), Device.tenant_id, who).where(
-        Device.kind == Kind.BAREMETAL.value, Device.status != Status.RETIRED.value
+    query = scoped(select(), DeviceRow.tenant_id, who).where(
+        DeviceRow.kind == Kind.BAREMETAL.value, DeviceRow.status != Status.RETIRED.value
     )
     if sites:
-        query = query.where(Device.site.in_(sites))
+        query = query.where(DeviceRow.site.in_(sites))
     if tenant_id is not None:
-        query = query.where(Device.tenant_id == tenant_id)
+        query = query.where(DeviceRow.tenant_id == tenant_id)
     return query
 
 
@@ -63,12 +63,12 @@ def tallies(
     for r in RESOURCES:
         measures += [func.sum(_TOTAL[r]), func.sum(_FREE[r])]
     keys = (
-        Device.site,
-        Device.tenant_id,
-        Device.gpu_vendor,
-        Device.gpu_model,
-        Device.status,
-        Device.healthy,
+        DeviceRow.site,
+        DeviceRow.tenant_id,
+        DeviceRow.gpu_vendor,
+        DeviceRow.gpu_model,
+        DeviceRow.status,
+        DeviceRow.healthy,
     )
     query = _in_view(who, sites, tenant_id).add_columns(*keys, *measures).group_by(*keys)
     found = []
@@ -97,16 +97,16 @@ def mixed_gpus(
     """GPUs by kind on devices whose GPUs differ. Which GPUs of such a device an allocation
     holds is not recorded (it takes a count), so the held ones are counted as the lowest
     indexes: the per-kind split is exact in total, nominal between kinds."""
-    allocatable = and_(Device.status.in_(ALLOCATABLE), Device.healthy)
-    held = Gpu.index < Device.total_gpus - Device.free_gpus
-    keys = (Device.site, Device.tenant_id, Gpu.vendor_code, Gpu.model_no)
+    allocatable = and_(DeviceRow.status.in_(ALLOCATABLE), DeviceRow.healthy)
+    held = GpuRow.index < DeviceRow.total_gpus - DeviceRow.free_gpus
+    keys = (DeviceRow.site, DeviceRow.tenant_id, GpuRow.vendor_code, GpuRow.model_no)
     query = (
         _in_view(who, sites, tenant_id)
-        .join(Gpu, Gpu.device_id == Device.id)
-        .where(Device.gpu_model.is_(None), Device.total_gpus > 0)
+        .join(GpuRow, GpuRow.device_id == DeviceRow.id)
+        .where(DeviceRow.gpu_model.is_(None), DeviceRow.total_gpus > 0)
         .add_columns(
             *keys,
-            func.count(func.distinct(Device.id)),
+            func.count(func.distinct(DeviceRow.id)),
             func.count(),
             _sum_if(allocatable, 1),
             _sum_if(held, 1),

@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 
 from api.db import audit
-from api.db.models import Allocation, AllocationDevice, AuditEvent, Device
+from api.db.models import AllocationDeviceRow, AllocationRow, AuditEventRow, DeviceRow
 from api.db.session import begin
 
 
@@ -88,12 +88,12 @@ def take(connection: Connection, claim: Claim) -> bool:
     return _statement_by_statement(connection, claim)
 
 
-_device = Device.__table__.c
+_device = DeviceRow.__table__.c
 
 # A whole node: free only if nothing of it is held; then all of it is. (Which devices:
 # added below, as each backend takes a list best.)
 _WHOLE = (
-    update(Device.__table__)
+    update(DeviceRow.__table__)
     .where(
         _device.status == "available",
         _device.free_cpu == _device.total_cpu,
@@ -114,7 +114,7 @@ _WHOLE = (
 
 # A slice: the same amounts taken from each chosen device, if each still has them free.
 _SLICE = (
-    update(Device.__table__)
+    update(DeviceRow.__table__)
     .where(
         _device.status == "available",
         _device.free_cpu >= bindparam("cpu"),
@@ -137,8 +137,8 @@ _listed = _device.id.in_(bindparam("ids", expanding=True))
 CLAIM_WHOLE = _WHOLE.where(_listed)
 CLAIM_SLICE = _SLICE.where(_listed)
 # inline(): no RETURNING of the new rows' generated ids, which nothing reads.
-INSERT_ALLOCATION = insert(Allocation.__table__).inline()
-INSERT_ALLOCATION_DEVICES = insert(AllocationDevice.__table__).inline()
+INSERT_ALLOCATION = insert(AllocationRow.__table__).inline()
+INSERT_ALLOCATION_DEVICES = insert(AllocationDeviceRow.__table__).inline()
 
 
 def _statement_by_statement(connection: Connection, claim: Claim) -> bool:
@@ -178,9 +178,9 @@ def _in_one_statement(connection: Connection, claim: Claim) -> bool:
 
 
 # -- PostgreSQL: the claim and its records in one statement ------------------------------
-_allocation = Allocation.__table__
-_held = AllocationDevice.__table__
-_event = AuditEvent.__table__
+_allocation = AllocationRow.__table__
+_held = AllocationDeviceRow.__table__
+_event = AuditEventRow.__table__
 _ALLOCATION_COLUMNS = [c.name for c in _allocation.columns]  # all of them, given
 _EVENT_COLUMNS = [c.name for c in _event.columns if c.name != "id"]  # id: generated
 _HELD_COLUMNS = ["device_id", "hostname", "position", "cpu", "memory_mb", "storage_gb", "gpus"]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.db import audit, infiniband
 from api.db.base import utcnow
 from api.db.items import assign, assign_status, source_document
-from api.db.models import Device, Gpu
+from api.db.models import DeviceRow, GpuRow
 from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
 from api.db.tenant import Directory, tenant_by_slug
@@ -29,7 +29,10 @@ _SET_DIRECTLY = tuple(f.attribute for f in MACHINE_FACTS if f.free is None)
 
 
 def render(
-    device: Device, gpus: Sequence[GpuSpec], ports: Sequence[dict[str, Any]], directory: Directory
+    device: DeviceRow,
+    gpus: Sequence[GpuSpec],
+    ports: Sequence[dict[str, Any]],
+    directory: Directory,
 ) -> dict[str, Any]:
     """The device document of DESIGN.md: the import format and the device_details shape."""
     return _document(
@@ -119,18 +122,28 @@ def columns(
 def load_gpus(session: Session, device_ids: Sequence[str]) -> dict[str, tuple[GpuSpec, ...]]:
     # Plain column tuples, not ORM objects: a page of 50 servers has 400 GPUs, and
     # building 400 tracked objects was the largest cost of a page.
-    columns = (Gpu.device_id, Gpu.index, Gpu.vendor_code, Gpu.model_no, Gpu.memory_mb)
+    columns = (
+        GpuRow.device_id,
+        GpuRow.index,
+        GpuRow.vendor_code,
+        GpuRow.model_no,
+        GpuRow.memory_mb,
+    )
     found: dict[str, list[GpuSpec]] = defaultdict(list)
     for start in range(0, len(device_ids), 900):
         chunk = device_ids[start : start + 900]
-        query = select(*columns).where(Gpu.device_id.in_(chunk)).order_by(Gpu.device_id, Gpu.index)
+        query = (
+            select(*columns)
+            .where(GpuRow.device_id.in_(chunk))
+            .order_by(GpuRow.device_id, GpuRow.index)
+        )
         for device_id, index, vendor, model_no, memory in session.execute(query):
             found[device_id].append(GpuSpec(index, vendor, model_no, memory))
     return {device_id: tuple(found.get(device_id, ())) for device_id in device_ids}
 
 
 def documents(
-    session: Session, devices: Sequence[Device], directory: Directory | None = None
+    session: Session, devices: Sequence[DeviceRow], directory: Directory | None = None
 ) -> list[dict[str, Any]]:
     """Render many devices with two extra queries in all (GPUs, ports), not two per device."""
     directory = directory or Directory.load(session)
@@ -173,11 +186,11 @@ class DeviceFilter:
 
 
 ORDER_COLUMNS = {
-    "hostname": Device.hostname,
-    "created_at": Device.created_at,
-    "updated_at": Device.updated_at,
-    "free_gpus": Device.free_gpus,
-    "total_gpus": Device.total_gpus,
+    "hostname": DeviceRow.hostname,
+    "created_at": DeviceRow.created_at,
+    "updated_at": DeviceRow.updated_at,
+    "free_gpus": DeviceRow.free_gpus,
+    "total_gpus": DeviceRow.total_gpus,
 }
 
 
@@ -190,33 +203,35 @@ def list_devices(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Device).where(Device.kind.in_(spec.kinds)), Device.tenant_id, who)
+    query = scoped(
+        select(DeviceRow).where(DeviceRow.kind.in_(spec.kinds)), DeviceRow.tenant_id, who
+    )
     if spec.statuses:
-        query = query.where(Device.status.in_(spec.statuses))
+        query = query.where(DeviceRow.status.in_(spec.statuses))
     if spec.tenant is not None:
-        query = query.where(Device.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
+        query = query.where(DeviceRow.tenant_id == tenant_by_slug(session, who, spec.tenant).id)
     if spec.sites:
-        query = query.where(Device.site.in_(spec.sites))
+        query = query.where(DeviceRow.site.in_(spec.sites))
     if spec.hostname_prefix:
-        query = query.where(Device.hostname.startswith(spec.hostname_prefix, autoescape=True))
+        query = query.where(DeviceRow.hostname.startswith(spec.hostname_prefix, autoescape=True))
     for key, value in (spec.tags or {}).items():
-        query = query.where(Device.tags[key].as_string() == value)
+        query = query.where(DeviceRow.tags[key].as_string() == value)
     if spec.gpu_vendor or spec.gpu_model:
-        gpu = exists().where(Gpu.device_id == Device.id)
+        gpu = exists().where(GpuRow.device_id == DeviceRow.id)
         if spec.gpu_vendor:
-            gpu = gpu.where(Gpu.vendor_code == spec.gpu_vendor.strip().upper())
+            gpu = gpu.where(GpuRow.vendor_code == spec.gpu_vendor.strip().upper())
         if spec.gpu_model:
-            gpu = gpu.where(func.lower(Gpu.model_no) == spec.gpu_model.strip().lower())
+            gpu = gpu.where(func.lower(GpuRow.model_no) == spec.gpu_model.strip().lower())
         query = query.where(gpu)
     for column, minimum in (
-        (Device.free_gpus, spec.min_free_gpus),
-        (Device.free_cpu, spec.min_free_cpu),
-        (Device.free_memory_mb, spec.min_free_memory_mb),
-        (Device.free_storage_gb, spec.min_free_storage_gb),
+        (DeviceRow.free_gpus, spec.min_free_gpus),
+        (DeviceRow.free_cpu, spec.min_free_cpu),
+        (DeviceRow.free_memory_mb, spec.min_free_memory_mb),
+        (DeviceRow.free_storage_gb, spec.min_free_storage_gb),
     ):
         if minimum is not None:
             query = query.where(column >= minimum)
-    return keyset_page(session, query, Device.id, ORDER_COLUMNS[order], descending, first, after)
+    return keyset_page(session, query, DeviceRow.id, ORDER_COLUMNS[order], descending, first, after)
 
 
 @dataclass
@@ -234,7 +249,7 @@ def write_spec(
     who: Principal,
     directory: Directory,
     spec: DeviceSpec,
-    existing: Device | None,
+    existing: DeviceRow | None,
     before: dict[str, Any] | None,
 ) -> Written:
     """Create or update one device from a spec. Never touches allocation state.
@@ -245,7 +260,7 @@ def write_spec(
     """
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
-    device = existing or Device(
+    device = existing or DeviceRow(
         kind=spec.kind.value, hostname=spec.hostname, status=Status.AVAILABLE.value
     )
     in_use = {  # f.free: every CAPACITY fact has a free column (Fact.free is str | None)
@@ -283,9 +298,9 @@ def write_spec(
         session.flush()  # StaleDataError here means a lost race
     if gpus_changed:
         if existing is not None:
-            session.execute(delete(Gpu).where(Gpu.device_id == device.id))
+            session.execute(delete(GpuRow).where(GpuRow.device_id == device.id))
         if spec.gpus:
-            session.execute(insert(Gpu), [gpu_row(device.id, g) for g in spec.gpus])
+            session.execute(insert(GpuRow), [gpu_row(device.id, g) for g in spec.gpus])
     after = render(device, spec.gpus, ports, directory)
     return Written(device, "create" if existing is None else "update", before, after)
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.db import audit
 from api.db.base import utcnow
 from api.db.items import find_item, guarded_flush, kind_of, name_of
-from api.db.models import Allocation, AllocationDevice, Device, Infiniband
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow, InfinibandRow
 from api.domain.access import Principal
 from api.domain.errors import bad_input
 from api.domain.health import HealthCode, cleared, condition, reported
@@ -20,7 +20,7 @@ from api.domain.health import HealthCode, cleared, condition, reported
 
 @dataclass
 class HealthWrite:
-    device: Device
+    device: DeviceRow
     item_kind: str  # what was named: the server's kind, or "infiniband"
     environments: list[str] = field(default_factory=list)  # allocations held on the server
 
@@ -29,12 +29,14 @@ class HealthWrite:
         return bool(self.environments)
 
 
-def _server_and_port(session: Session, who: Principal, item_id: str) -> tuple[Device, str | None]:
+def _server_and_port(
+    session: Session, who: Principal, item_id: str
+) -> tuple[DeviceRow, str | None]:
     item = find_item(session, who, item_id)
-    if isinstance(item, Device):
+    if isinstance(item, DeviceRow):
         return item, None
-    if isinstance(item, Infiniband) and item.device_id is not None:
-        device = session.get(Device, item.device_id)
+    if isinstance(item, InfinibandRow) and item.device_id is not None:
+        device = session.get(DeviceRow, item.device_id)
         assert device is not None  # the foreign key holds
         return device, item.port
     raise bad_input(
@@ -44,12 +46,12 @@ def _server_and_port(session: Session, who: Principal, item_id: str) -> tuple[De
     )
 
 
-def _held_by(session: Session, device: Device) -> list[str]:
+def _held_by(session: Session, device: DeviceRow) -> list[str]:
     held = (
-        select(Allocation.environment)
-        .join(AllocationDevice, AllocationDevice.allocation_id == Allocation.id)
-        .where(AllocationDevice.device_id == device.id, AllocationDevice.active)
-        .order_by(Allocation.environment)
+        select(AllocationRow.environment)
+        .join(AllocationDeviceRow, AllocationDeviceRow.allocation_id == AllocationRow.id)
+        .where(AllocationDeviceRow.device_id == device.id, AllocationDeviceRow.active)
+        .order_by(AllocationRow.environment)
     )
     return list(session.scalars(held))
 

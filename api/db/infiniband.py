@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit
 from api.db.items import assign, assign_common, source_document
-from api.db.models import Device, Infiniband, Switch
+from api.db.models import DeviceRow, InfinibandRow, SwitchRow
 from api.db.paging import Page, keyset_page
 from api.db.scope import in_namespace, scoped
 from api.db.tenant import Directory
@@ -21,7 +21,7 @@ from api.domain.errors import InvalidField
 from api.domain.vocabulary import SourceSystem, Status
 
 
-def port_entry(port: Infiniband) -> dict[str, Any]:
+def port_entry(port: InfinibandRow) -> dict[str, Any]:
     """A port as the device document lists it."""
     return {
         "name": port.port,
@@ -40,7 +40,7 @@ def spec_entry(port: IbPort) -> dict[str, Any]:
     }
 
 
-def render(port: Infiniband, directory: Directory) -> dict[str, Any]:
+def render(port: InfinibandRow, directory: Directory) -> dict[str, Any]:
     return {
         "id": port.id,
         "kind": "infiniband",
@@ -58,13 +58,15 @@ def render(port: Infiniband, directory: Directory) -> dict[str, Any]:
     }
 
 
-def ports_by_device(session: Session, device_ids: Sequence[str]) -> dict[str, list[Infiniband]]:
+def ports_by_device(session: Session, device_ids: Sequence[str]) -> dict[str, list[InfinibandRow]]:
     """The ports of many machines at once (one query per 900 machines)."""
-    found: dict[str, list[Infiniband]] = defaultdict(list)
+    found: dict[str, list[InfinibandRow]] = defaultdict(list)
     unique = sorted(set(device_ids))
     for start in range(0, len(unique), 900):
-        query = select(Infiniband).where(Infiniband.device_id.in_(unique[start : start + 900]))
-        for port in session.scalars(query.order_by(Infiniband.port)):
+        query = select(InfinibandRow).where(
+            InfinibandRow.device_id.in_(unique[start : start + 900])
+        )
+        for port in session.scalars(query.order_by(InfinibandRow.port)):
             assert port.device_id is not None  # the query asked for these devices' ports
             found[port.device_id].append(port)
     return found
@@ -111,7 +113,7 @@ def replace_device_ports(
     hostname = device.hostname
     existing = {
         p.port: p
-        for p in session.scalars(select(Infiniband).where(Infiniband.device_id == device.id))
+        for p in session.scalars(select(InfinibandRow).where(InfinibandRow.device_id == device.id))
     }
     # A name held by a port of something else in the namespace (e.g. a same-name switch's):
     # checked for new ports, and for all of them when the machine moves to another tenant
@@ -120,10 +122,10 @@ def replace_device_ports(
     names = [infiniband_name(hostname, p.name) for p in ports if moving or p.name not in existing]
     if names:
         taken = session.scalar(
-            select(Infiniband.name).where(
-                Infiniband.name.in_(names),
-                in_namespace(Infiniband.tenant_id, tenant_id),
-                Infiniband.device_id.is_distinct_from(device.id),
+            select(InfinibandRow.name).where(
+                InfinibandRow.name.in_(names),
+                in_namespace(InfinibandRow.tenant_id, tenant_id),
+                InfinibandRow.device_id.is_distinct_from(device.id),
             )
         )
         if taken is not None:
@@ -132,7 +134,7 @@ def replace_device_ports(
     for entry in ports:
         row = existing.pop(entry.name, None)
         if row is None:
-            row = Infiniband(**new_port(hostname, device.id, entry, tenant_id, project_id))
+            row = InfinibandRow(**new_port(hostname, device.id, entry, tenant_id, project_id))
             session.add(row)
             changed = True
         changes = [
@@ -147,7 +149,7 @@ def replace_device_ports(
         changed = changed or any(changes)
     if existing:
         ids = [p.id for p in existing.values()]
-        session.execute(delete(Infiniband).where(Infiniband.id.in_(ids)))
+        session.execute(delete(InfinibandRow).where(InfinibandRow.id.in_(ids)))
         for port in existing.values():
             session.expunge(port)
             audit.record(
@@ -172,14 +174,18 @@ class HostNotFound(InvalidField):
         super().__init__("device", f"device {name!r} not found")
 
 
-def host_of(session: Session, tenant_id: str | None, name: str) -> Device | Switch:
+def host_of(session: Session, tenant_id: str | None, name: str) -> DeviceRow | SwitchRow:
     """The machine (a device, else a VM) or switch a port sits on, in the port's own
     namespace: a port can only be put on what its writer owns."""
-    query = select(Device).where(Device.hostname == name, in_namespace(Device.tenant_id, tenant_id))
-    machine = session.scalar(query.order_by(Device.kind))  # 'baremetal' before 'vm'
+    query = select(DeviceRow).where(
+        DeviceRow.hostname == name, in_namespace(DeviceRow.tenant_id, tenant_id)
+    )
+    machine = session.scalar(query.order_by(DeviceRow.kind))  # 'baremetal' before 'vm'
     if machine is not None:
         return machine
-    on_switch = select(Switch).where(Switch.name == name, in_namespace(Switch.tenant_id, tenant_id))
+    on_switch = select(SwitchRow).where(
+        SwitchRow.name == name, in_namespace(SwitchRow.tenant_id, tenant_id)
+    )
     switch = session.scalar(on_switch)
     if switch is None:
         raise HostNotFound(name)
@@ -191,16 +197,16 @@ def write_spec(
     who: Principal,
     directory: Directory,
     spec: InfinibandSpec,
-    existing: Infiniband | None,
-) -> tuple[Infiniband, bool]:
+    existing: InfinibandRow | None,
+) -> tuple[InfinibandRow, bool]:
     port = existing
     if port is None:  # a new port belongs to its host's tenant and project
         host = host_of(session, directory.namespace(who, spec.tenant), spec.device)
-        port = Infiniband(
+        port = InfinibandRow(
             name=spec.name,
             device=spec.device,
             port=spec.port,
-            device_id=host.id if isinstance(host, Device) else None,
+            device_id=host.id if isinstance(host, DeviceRow) else None,
             tenant_id=host.tenant_id,
             project_id=host.project_id,
         )
@@ -220,9 +226,9 @@ def write_spec(
 
 
 ORDER_COLUMNS = {
-    "name": Infiniband.name,
-    "created_at": Infiniband.created_at,
-    "updated_at": Infiniband.updated_at,
+    "name": InfinibandRow.name,
+    "created_at": InfinibandRow.created_at,
+    "updated_at": InfinibandRow.updated_at,
 }
 
 
@@ -240,18 +246,18 @@ def list_infinibands(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Infiniband), Infiniband.tenant_id, who)
+    query = scoped(select(InfinibandRow), InfinibandRow.tenant_id, who)
     if statuses:
-        query = query.where(Infiniband.status.in_(statuses))
+        query = query.where(InfinibandRow.status.in_(statuses))
     if tenant_id is not None:
-        query = query.where(Infiniband.tenant_id == tenant_id)
+        query = query.where(InfinibandRow.tenant_id == tenant_id)
     for column, value in (
-        (Infiniband.fabric, fabric),
-        (Infiniband.device, device),
-        (Infiniband.switch, switch),
+        (InfinibandRow.fabric, fabric),
+        (InfinibandRow.device, device),
+        (InfinibandRow.switch, switch),
     ):
         if value is not None:
             query = query.where(column == value)
     return keyset_page(
-        session, query, Infiniband.id, ORDER_COLUMNS[order], descending, first, after
+        session, query, InfinibandRow.id, ORDER_COLUMNS[order], descending, first, after
     )

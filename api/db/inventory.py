@@ -25,7 +25,7 @@ from api.db.items import (
     kind_of,
     name_of,
 )
-from api.db.models import AllocationDevice, Device, Infiniband, Switch
+from api.db.models import AllocationDeviceRow, DeviceRow, InfinibandRow, SwitchRow
 from api.db.scope import in_namespace
 from api.db.tenant import Directory
 from api.domain.access import Principal
@@ -39,10 +39,10 @@ from api.domain.errors import DEVICE_ALLOCATED, DomainError, InvalidField, bad_i
 from api.domain.vocabulary import Kind, Status
 
 MODELS: dict[Kind, ItemModel] = {
-    Kind.BAREMETAL: Device,
-    Kind.VM: Device,
-    Kind.SWITCH: Switch,
-    Kind.INFINIBAND: Infiniband,
+    Kind.BAREMETAL: DeviceRow,
+    Kind.VM: DeviceRow,
+    Kind.SWITCH: SwitchRow,
+    Kind.INFINIBAND: InfinibandRow,
 }
 # Output-only keys of a rendered document, dropped before a merged document is re-parsed.
 _OUTPUT_ONLY = ("id", "kind", "status")
@@ -63,9 +63,9 @@ def _audit(
 
 def render_item(session: Session, item: Item, directory: Directory | None = None) -> dict[str, Any]:
     directory = directory or Directory.load(session)
-    if isinstance(item, Device):
+    if isinstance(item, DeviceRow):
         return device.documents(session, [item], directory)[0]
-    if isinstance(item, Switch):
+    if isinstance(item, SwitchRow):
         return switch.render(item, directory)
     return infiniband.render(item, directory)
 
@@ -90,7 +90,7 @@ def _named(kind: Kind, name: str, tenant_id: str | None) -> ColumnElement[bool]:
     """The condition for the item of this kind and name in one namespace."""
     model = MODELS[kind]
     condition: ColumnElement[bool]
-    if issubclass(model, Device):  # kind is baremetal or vm
+    if issubclass(model, DeviceRow):  # kind is baremetal or vm
         condition = (model.hostname == name) & (model.kind == kind.value)
     else:
         condition = model.name == name
@@ -129,7 +129,7 @@ def _write(
     item: Item
     try:
         if kind in (Kind.BAREMETAL, Kind.VM):
-            assert existing is None or isinstance(existing, Device)  # MODELS[kind] is Device
+            assert existing is None or isinstance(existing, DeviceRow)  # MODELS[kind] is Device
             written = device.write_spec(session, who, directory, spec, existing, before)
             item, changed, after = written.item, written.action != "unchanged", written.after
         else:
@@ -151,13 +151,15 @@ type _Raw = dict[str, Any]
 
 
 @overload
-def create(session: Session, who: Principal, kind: _DeviceKind, raw: _Raw) -> Device: ...
+def create(session: Session, who: Principal, kind: _DeviceKind, raw: _Raw) -> DeviceRow: ...
 @overload
-def create(session: Session, who: Principal, kind: Literal[Kind.SWITCH], raw: _Raw) -> Switch: ...
+def create(
+    session: Session, who: Principal, kind: Literal[Kind.SWITCH], raw: _Raw
+) -> SwitchRow: ...
 @overload
 def create(
     session: Session, who: Principal, kind: Literal[Kind.INFINIBAND], raw: _Raw
-) -> Infiniband: ...
+) -> InfinibandRow: ...
 @overload
 def create(session: Session, who: Principal, kind: Kind, raw: _Raw) -> Item: ...
 def create(session: Session, who: Principal, kind: Kind, raw: dict[str, Any]) -> Item:
@@ -177,7 +179,7 @@ def update(
     item_id: str,
     patch: _Raw,
     expected_generation: int | None,
-) -> Device: ...
+) -> DeviceRow: ...
 @overload
 def update(
     session: Session,
@@ -186,7 +188,7 @@ def update(
     item_id: str,
     patch: _Raw,
     expected_generation: int | None,
-) -> Switch: ...
+) -> SwitchRow: ...
 @overload
 def update(
     session: Session,
@@ -195,7 +197,7 @@ def update(
     item_id: str,
     patch: _Raw,
     expected_generation: int | None,
-) -> Infiniband: ...
+) -> InfinibandRow: ...
 @overload
 def update(
     session: Session,
@@ -240,7 +242,7 @@ def update_item(
     name = _name_of_spec(spec)
     tenant_id = _namespace_after(session, directory, who, item, spec)
     renamed = name != name_of(item)
-    if renamed and isinstance(item, Infiniband):
+    if renamed and isinstance(item, InfinibandRow):
         raise bad_input(
             f"name: a port is named after its machine ({name_of(item)!r} → {name!r}); "
             "rename the machine, or delete the port and create it anew"
@@ -256,13 +258,13 @@ def update_item(
 
 
 def _rename(session: Session, item: Item, name: str) -> None:
-    if isinstance(item, Device):
+    if isinstance(item, DeviceRow):
         item.hostname = name
         # What active allocations hold is named as the device is now; their
         # device_details stay the documents they were given.
         session.execute(
-            sql_update(AllocationDevice)
-            .where(AllocationDevice.device_id == item.id, AllocationDevice.active.is_(True))
+            sql_update(AllocationDeviceRow)
+            .where(AllocationDeviceRow.device_id == item.id, AllocationDeviceRow.active.is_(True))
             .values(hostname=name)
             .execution_options(synchronize_session=False)
         )
@@ -293,15 +295,15 @@ def _namespace_after(
 
 
 @overload
-def delete(session: Session, who: Principal, kind: _DeviceKind, item_id: str) -> Device: ...
+def delete(session: Session, who: Principal, kind: _DeviceKind, item_id: str) -> DeviceRow: ...
 @overload
 def delete(
     session: Session, who: Principal, kind: Literal[Kind.SWITCH], item_id: str
-) -> Switch: ...
+) -> SwitchRow: ...
 @overload
 def delete(
     session: Session, who: Principal, kind: Literal[Kind.INFINIBAND], item_id: str
-) -> Infiniband: ...
+) -> InfinibandRow: ...
 @overload
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item: ...
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
@@ -314,9 +316,9 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
             "release its allocation before deleting it",
         )
     before = render_item(session, item)
-    if isinstance(item, Device):
+    if isinstance(item, DeviceRow):
         # Its ports go with it (the foreign key cascades too; this keeps the ORM honest).
-        session.execute(sql_delete(Infiniband).where(Infiniband.device_id == item.id))
+        session.execute(sql_delete(InfinibandRow).where(InfinibandRow.device_id == item.id))
     with guarded_flush(session, item):
         session.delete(item)
     _audit(session, who, "delete", item, before, None)
@@ -325,10 +327,10 @@ def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
 
 def _held(session: Session, item: Item) -> bool:
     """Whether an active allocation holds the item (whole or as a slice)."""
-    if not isinstance(item, Device):
+    if not isinstance(item, DeviceRow):
         return False
-    query = select(AllocationDevice.id).where(
-        AllocationDevice.device_id == item.id, AllocationDevice.active.is_(True)
+    query = select(AllocationDeviceRow.id).where(
+        AllocationDeviceRow.device_id == item.id, AllocationDeviceRow.active.is_(True)
     )
     return session.scalar(query.limit(1)) is not None
 

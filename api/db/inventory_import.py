@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit, device, infiniband, switch
 from api.db.base import new_id, utcnow
-from api.db.models import Device, Gpu, Infiniband, Switch
+from api.db.models import DeviceRow, GpuRow, InfinibandRow, SwitchRow
 from api.db.session import insert_rows
 from api.db.tenant import Directory
 from api.domain.access import Principal
@@ -86,8 +86,8 @@ def _import_devices(
         chunk = specs[start : start + CHUNK]
         kind = chunk[0].kind.value
         namespaces = _namespaces(who, directory, chunk, errors, rows_of)
-        query = select(Device).where(
-            Device.kind == kind, Device.hostname.in_([s.hostname for s in chunk])
+        query = select(DeviceRow).where(
+            DeviceRow.kind == kind, DeviceRow.hostname.in_([s.hostname for s in chunk])
         )
         # Same-name devices of other namespaces come back too and are simply never
         # matched: names are unique per namespace (a tenant, or the platform).
@@ -199,7 +199,7 @@ def _create_devices(
         )
     if errors:
         return  # the transaction is rolled back anyway; skip the writes
-    for table, rows in ((Device, device_rows), (Gpu, gpu_rows), (Infiniband, port_rows)):
+    for table, rows in ((DeviceRow, device_rows), (GpuRow, gpu_rows), (InfinibandRow, port_rows)):
         insert_rows(session, table.__table__, rows)
     audit.record_many(session, audit_rows)
     counts.created += len(device_rows)
@@ -211,7 +211,9 @@ def _taken_port_names(session: Session, names: Sequence[str]) -> set[tuple[str |
     taken: set[tuple[str | None, str]] = set()
     for start in range(0, len(names), 900):
         chunk = names[start : start + 900]
-        query = select(Infiniband.tenant_id, Infiniband.name).where(Infiniband.name.in_(chunk))
+        query = select(InfinibandRow.tenant_id, InfinibandRow.name).where(
+            InfinibandRow.name.in_(chunk)
+        )
         taken.update((tenant_id, name) for tenant_id, name in session.execute(query))
     return taken
 
@@ -226,7 +228,7 @@ def _import_switches(
     rows_of: dict[int, tuple[str, int]],
     tick: Progress,
 ) -> None:
-    _import_flat(session, who, directory, specs, Switch, switch, counts, errors, rows_of, tick)
+    _import_flat(session, who, directory, specs, SwitchRow, switch, counts, errors, rows_of, tick)
 
 
 def _import_infinibands(
@@ -240,7 +242,7 @@ def _import_infinibands(
     tick: Progress,
 ) -> None:
     _import_flat(
-        session, who, directory, specs, Infiniband, infiniband, counts, errors, rows_of, tick
+        session, who, directory, specs, InfinibandRow, infiniband, counts, errors, rows_of, tick
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from api.db.models import Device, Infiniband, Switch
+from api.db.models import DeviceRow, InfinibandRow, SwitchRow
 from api.domain.access import Principal
 from api.domain.errors import (
     CONCURRENT_UPDATE,
@@ -21,17 +21,17 @@ from api.domain.errors import (
 )
 from api.domain.vocabulary import Status
 
-ItemModel = type[Device] | type[Switch] | type[Infiniband]
-Item = Device | Switch | Infiniband
-ITEM_MODELS: tuple[ItemModel, ...] = (Device, Switch, Infiniband)
+ItemModel = type[DeviceRow] | type[SwitchRow] | type[InfinibandRow]
+Item = DeviceRow | SwitchRow | InfinibandRow
+ITEM_MODELS: tuple[ItemModel, ...] = (DeviceRow, SwitchRow, InfinibandRow)
 
 
 def kind_of(item: Item) -> str:
-    return item.kind if isinstance(item, Device) else type(item).__tablename__
+    return item.kind if isinstance(item, DeviceRow) else type(item).__tablename__
 
 
 def name_of(item: Item) -> str:
-    return item.hostname if isinstance(item, Device) else item.name
+    return item.hostname if isinstance(item, DeviceRow) else item.name
 
 
 def visible(item: Item | None, who: Principal) -> bool:

@@ -62,7 +62,7 @@ def namespace_unique(table: str, *columns: str) -> tuple[Index, Index, Index]:
     )
 
 
-class Tenant(Base):
+class TenantRow(Base):
     __tablename__ = "tenant"
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
@@ -71,7 +71,7 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Project(Base):
+class ProjectRow(Base):
     __tablename__ = "project"
     __table_args__ = (UniqueConstraint("tenant_id", "slug"),)
 
@@ -108,7 +108,7 @@ class _ItemColumns:
         return {"version_id_col": cls.__table__.c.generation}  # type: ignore[attr-defined]
 
 
-class Device(_ItemColumns, Base):
+class DeviceRow(_ItemColumns, Base):
     """A physical server (kind ``baremetal``) or a VM (kind ``vm``): one document shape."""
 
     __tablename__ = "device"
@@ -183,7 +183,7 @@ class Device(_ItemColumns, Base):
     healthy: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
 
-class Gpu(Base):
+class GpuRow(Base):
     """One row per physical GPU of a device."""
 
     __tablename__ = "gpu"
@@ -200,7 +200,7 @@ class Gpu(Base):
     memory_mb: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class Switch(_ItemColumns, Base):
+class SwitchRow(_ItemColumns, Base):
     __tablename__ = "switch"
     __table_args__ = (
         *namespace_unique("switch", "name"),
@@ -216,7 +216,7 @@ class Switch(_ItemColumns, Base):
     fabric: Mapped[str | None] = mapped_column(NameColumn)
 
 
-class Infiniband(_ItemColumns, Base):
+class InfinibandRow(_ItemColumns, Base):
     """An InfiniBand port: on a server (an HCA port) or on a switch. Named ``device:port``.
 
     ``device`` is the name of the machine or switch it sits on, in the port's namespace;
@@ -244,7 +244,7 @@ class Infiniband(_ItemColumns, Base):
     switch: Mapped[str | None] = mapped_column(NameColumn)
 
 
-class ApiToken(Base):
+class ApiTokenRow(Base):
     """A bearer token. Only its SHA-256 is stored: a leaked database leaks no credentials."""
 
     __tablename__ = "api_token"
@@ -265,7 +265,7 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AuditEvent(Base):
+class AuditEventRow(Base):
     """Every change: who, what, before, after, when. Written in the change's transaction."""
 
     __tablename__ = "audit_event"
@@ -289,7 +289,7 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
-class Profile(Base):
+class ProfileRow(Base):
     """A saved compute profile: its two labels (seed 001), by name."""
 
     __tablename__ = "profile"
@@ -304,7 +304,7 @@ class Profile(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Allocation(Base):
+class AllocationRow(Base):
     """What one matchDevice took for one environment, until it is released.
 
     At most one active allocation per (scope, environment): a partial unique index, so two
@@ -343,7 +343,7 @@ class Allocation(Base):
     released_by: Mapped[str | None] = mapped_column(NameColumn)
 
 
-class AllocationDevice(Base):
+class AllocationDeviceRow(Base):
     """One device an allocation holds, whole (exclusive) or as a slice, with the amounts.
 
     A partial unique index makes "an exclusive device belongs to at most one active
@@ -381,7 +381,7 @@ class AllocationDevice(Base):
     gpus: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class DeviceChange(Base):
+class DeviceChangeRow(Base):
     """A feed of changed devices, written by database triggers on device, gpu and
     infiniband: every API replica polls it to keep its in-memory match index current,
     and no code path can forget to write it."""
@@ -401,7 +401,7 @@ class DeviceChange(Base):
     origin: Mapped[str] = mapped_column(String(16), server_default="device")
 
 
-class SyncState(Base):
+class SyncStateRow(Base):
     """One row per external source ("netbox"): how its last sync went, and which worker
     leads (a lease that the leader renews; another worker takes over once it lapses)."""
 

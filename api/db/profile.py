@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Text, bindparam, cast, or_, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db.models import Profile
+from api.db.models import ProfileRow
 from api.db.scope import in_namespace, usable
 from api.domain.access import Principal
 from api.domain.errors import bad_input, not_found
@@ -18,7 +18,7 @@ from api.domain.matching import profile as matching
 from api.domain.matching.profile import parse_labels
 
 
-def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Profile:
+def save_profile(session: Session, who: Principal, name: str, labels: Any) -> ProfileRow:
     """Create or replace a profile in the caller's namespace: a platform admin's are the
     platform's (every tenant reads them), a partner admin's its tenant's own. A tenant's
     profile may take a platform profile's name: it then shadows that profile for this
@@ -30,11 +30,13 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
     parsed = parse_labels(labels)
     tenant_id = who.namespace
     profile = session.scalar(
-        select(Profile).where(Profile.name == name, in_namespace(Profile.tenant_id, tenant_id))
+        select(ProfileRow).where(
+            ProfileRow.name == name, in_namespace(ProfileRow.tenant_id, tenant_id)
+        )
     )
     before = None if profile is None else {"labels": profile.labels}
     if profile is None:
-        profile = Profile(name=name, tenant_id=tenant_id)
+        profile = ProfileRow(name=name, tenant_id=tenant_id)
         session.add(profile)
     profile.labels = dict(labels)
     profile.inventory_type = parsed.inventory_type.value
@@ -58,15 +60,15 @@ def save_profile(session: Session, who: Principal, name: str, labels: Any) -> Pr
 # so one statement (built once: every matchDevice runs it) serves both. The labels come
 # as their JSON text, which keys the cache of parsed profiles below.
 _LABELS = (
-    select(cast(Profile.__table__.c.labels, Text).label("labels"))
+    select(cast(ProfileRow.__table__.c.labels, Text).label("labels"))
     .where(
-        Profile.__table__.c.name == bindparam("name"),
+        ProfileRow.__table__.c.name == bindparam("name"),
         or_(
-            Profile.__table__.c.tenant_id.is_(None),
-            Profile.__table__.c.tenant_id == bindparam("tenant_id"),
+            ProfileRow.__table__.c.tenant_id.is_(None),
+            ProfileRow.__table__.c.tenant_id == bindparam("tenant_id"),
         ),
     )
-    .order_by(Profile.__table__.c.tenant_id.asc().nulls_last())
+    .order_by(ProfileRow.__table__.c.tenant_id.asc().nulls_last())
     .limit(1)
 )
 
@@ -92,7 +94,7 @@ def _parsed(labels_json: str) -> matching.Profile:
     return parse_labels(json.loads(labels_json))
 
 
-def list_profiles(session: Session, who: Principal) -> list[Profile]:
+def list_profiles(session: Session, who: Principal) -> list[ProfileRow]:
     """The platform's profiles and the caller's tenant's (a platform admin: every one)."""
-    query = select(Profile).order_by(Profile.name, Profile.tenant_id.asc().nulls_first())
-    return list(session.scalars(usable(query, Profile.tenant_id, who)))
+    query = select(ProfileRow).order_by(ProfileRow.name, ProfileRow.tenant_id.asc().nulls_first())
+    return list(session.scalars(usable(query, ProfileRow.tenant_id, who)))

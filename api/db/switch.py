@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.db.items import assign, assign_common, source_document
-from api.db.models import Switch
+from api.db.models import SwitchRow
 from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
 from api.db.tenant import Directory
@@ -17,7 +17,7 @@ from api.domain.document import SwitchSpec
 from api.domain.fields import SWITCH_FACTS
 
 
-def render(switch: Switch, directory: Directory) -> dict[str, Any]:
+def render(switch: SwitchRow, directory: Directory) -> dict[str, Any]:
     """The switch document: its facts (api/domain/fields.py SWITCH_FACTS), in order."""
     return {
         "id": switch.id,
@@ -37,11 +37,11 @@ def write_spec(
     who: Principal,
     directory: Directory,
     spec: SwitchSpec,
-    existing: Switch | None,
-) -> tuple[Switch, bool]:
+    existing: SwitchRow | None,
+) -> tuple[SwitchRow, bool]:
     current = (existing.tenant_id, existing.project_id) if existing else (None, None)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
-    switch = existing or Switch(name=spec.name)
+    switch = existing or SwitchRow(name=spec.name)
     changes = [assign(switch, f.attribute, spec.facts[f.attribute]) for f in SWITCH_FACTS]
     changes.append(assign_common(switch, spec, tenant_id, project_id))
     if existing is None:
@@ -52,9 +52,9 @@ def write_spec(
 
 
 ORDER_COLUMNS = {
-    "name": Switch.name,
-    "created_at": Switch.created_at,
-    "updated_at": Switch.updated_at,
+    "name": SwitchRow.name,
+    "created_at": SwitchRow.created_at,
+    "updated_at": SwitchRow.updated_at,
 }
 
 
@@ -72,15 +72,15 @@ def list_switches(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(select(Switch), Switch.tenant_id, who)
+    query = scoped(select(SwitchRow), SwitchRow.tenant_id, who)
     if statuses:
-        query = query.where(Switch.status.in_(statuses))
+        query = query.where(SwitchRow.status.in_(statuses))
     if tenant_id is not None:
-        query = query.where(Switch.tenant_id == tenant_id)
+        query = query.where(SwitchRow.tenant_id == tenant_id)
     if sites:
-        query = query.where(Switch.site.in_(sites))
+        query = query.where(SwitchRow.site.in_(sites))
     if role is not None:
-        query = query.where(Switch.role == role)
+        query = query.where(SwitchRow.role == role)
     if fabric is not None:
-        query = query.where(Switch.fabric == fabric)
-    return keyset_page(session, query, Switch.id, ORDER_COLUMNS[order], descending, first, after)
+        query = query.where(SwitchRow.fabric == fabric)
+    return keyset_page(session, query, SwitchRow.id, ORDER_COLUMNS[order], descending, first, after)

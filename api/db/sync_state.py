@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.db.base import utcnow
-from api.db.models import SyncState
+from api.db.models import SyncStateRow
 from api.domain.access import Principal
 
 # What a tenant's token reads instead of the sync's own error text.
@@ -33,7 +33,7 @@ class SyncStateView:
 
 def sync_state(session: Session, who: Principal, source: str) -> SyncStateView | None:
     """None until the source has synced once."""
-    row = session.get(SyncState, source)
+    row = session.get(SyncStateRow, source)
     if row is None:
         return None
     staff = who.sees_platform_operations

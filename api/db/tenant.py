@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.db import audit
-from api.db.models import Project, Tenant
+from api.db.models import ProjectRow, TenantRow
 from api.db.scope import scoped
 from api.domain.access import Principal
 from api.domain.errors import InvalidField, bad_input, not_found
@@ -37,13 +37,13 @@ def check_name(field: str, name: str | None, default: str) -> str:
     return name
 
 
-def create_tenant(session: Session, who: Principal, slug: str, name: str | None) -> Tenant:
+def create_tenant(session: Session, who: Principal, slug: str, name: str | None) -> TenantRow:
     who.require_platform_admin("create tenants")
     slug = check_slug("slug", slug)
     name = check_name("name", name, slug)
-    if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+    if session.scalar(select(TenantRow.id).where(TenantRow.slug == slug)) is not None:
         raise bad_input(f"slug: tenant {slug!r} already exists", field="slug")
-    tenant = Tenant(slug=slug, name=name)
+    tenant = TenantRow(slug=slug, name=name)
     session.add(tenant)
     session.flush()
     audit.record(
@@ -59,26 +59,28 @@ def create_tenant(session: Session, who: Principal, slug: str, name: str | None)
     return tenant
 
 
-def list_tenants(session: Session, who: Principal) -> list[Tenant]:
-    return list(session.scalars(scoped(select(Tenant).order_by(Tenant.slug), Tenant.id, who)))
+def list_tenants(session: Session, who: Principal) -> list[TenantRow]:
+    return list(
+        session.scalars(scoped(select(TenantRow).order_by(TenantRow.slug), TenantRow.id, who))
+    )
 
 
-def tenant_by_slug(session: Session, who: Principal, slug: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+def tenant_by_slug(session: Session, who: Principal, slug: str) -> TenantRow:
+    tenant = session.scalar(select(TenantRow).where(TenantRow.slug == slug))
     if tenant is None or not who.may_see(tenant.id):  # another's reads as unknown
         raise not_found("tenant", slug)
     return tenant
 
 
-def list_projects(session: Session, who: Principal, tenant_slug: str) -> list[Project]:
+def list_projects(session: Session, who: Principal, tenant_slug: str) -> list[ProjectRow]:
     """A tenant's projects, by slug; another tenant's slug reads as unknown."""
     tenant = tenant_by_slug(session, who, tenant_slug)
-    query = select(Project).where(Project.tenant_id == tenant.id).order_by(Project.slug)
+    query = select(ProjectRow).where(ProjectRow.tenant_id == tenant.id).order_by(ProjectRow.slug)
     return list(session.scalars(query))
 
 
-_PROJECT_ID = select(Project.id).where(
-    Project.tenant_id == bindparam("tenant_id"), Project.slug == bindparam("slug")
+_PROJECT_ID = select(ProjectRow.id).where(
+    ProjectRow.tenant_id == bindparam("tenant_id"), ProjectRow.slug == bindparam("slug")
 )
 
 
@@ -90,17 +92,17 @@ def project_id(connection: Session | Connection, tenant_id: str, slug: str) -> s
 
 def create_project(
     session: Session, who: Principal, tenant_slug: str, slug: str, name: str | None
-) -> Project:
+) -> ProjectRow:
     who.require_inventory_write()
     tenant = tenant_by_slug(session, who, tenant_slug)
     slug = check_slug("slug", slug)
     name = check_name("name", name, slug)
-    exists = select(Project.id).where(Project.tenant_id == tenant.id, Project.slug == slug)
+    exists = select(ProjectRow.id).where(ProjectRow.tenant_id == tenant.id, ProjectRow.slug == slug)
     if session.scalar(exists) is not None:
         raise bad_input(
             f"slug: project {slug!r} already exists in tenant {tenant.slug!r}", field="slug"
         )
-    project = Project(tenant_id=tenant.id, slug=slug, name=name)
+    project = ProjectRow(tenant_id=tenant.id, slug=slug, name=name)
     session.add(project)
     session.flush()
     audit.record(
@@ -131,8 +133,10 @@ class Directory:
 
     @classmethod
     def load(cls, session: Session | Connection) -> Directory:
-        tenants = session.execute(select(Tenant.id, Tenant.slug)).all()
-        projects = session.execute(select(Project.id, Project.tenant_id, Project.slug)).all()
+        tenants = session.execute(select(TenantRow.id, TenantRow.slug)).all()
+        projects = session.execute(
+            select(ProjectRow.id, ProjectRow.tenant_id, ProjectRow.slug)
+        ).all()
         return cls(
             tenant_slug={t.id: t.slug for t in tenants},
             tenant_id={t.slug: t.id for t in tenants},

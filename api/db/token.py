@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.db import audit
 from api.db.base import utcnow
-from api.db.models import ApiToken, Tenant
+from api.db.models import ApiTokenRow, TenantRow
 from api.db.tenant import tenant_by_slug
 from api.domain.access import Principal, Role, validate_token_grant
 from api.domain.errors import bad_input, not_found
@@ -36,14 +36,14 @@ def create_token(
     tenant_slug: str | None,
     name: str | None,
     ttl: timedelta | None,
-) -> tuple[ApiToken, str]:
+) -> tuple[ApiTokenRow, str]:
     who.require_platform_admin("create tokens")
     role = validate_token_grant(role_text, tenant_slug)
     tenant = tenant_by_slug(session, who, tenant_slug) if tenant_slug else None
     if ttl is not None and ttl.total_seconds() <= 0:
         raise bad_input("ttl: must be positive", field="ttl")
     secret = PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(
+    token = ApiTokenRow(
         name=name or f"{role.value}{'@' + tenant.slug if tenant else ''}",
         role=role.value,
         tenant_id=tenant.id if tenant else None,
@@ -66,16 +66,20 @@ def create_token(
     return token, secret
 
 
-def list_tokens(session: Session) -> list[tuple[ApiToken, str | None]]:
-    query = select(ApiToken, Tenant.slug).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
-    return [(t, slug) for t, slug in session.execute(query.order_by(ApiToken.created_at))]
+def list_tokens(session: Session) -> list[tuple[ApiTokenRow, str | None]]:
+    query = select(ApiTokenRow, TenantRow.slug).outerjoin(
+        TenantRow, TenantRow.id == ApiTokenRow.tenant_id
+    )
+    return [(t, slug) for t, slug in session.execute(query.order_by(ApiTokenRow.created_at))]
 
 
-def revoke_token(session: Session, who: Principal, token_id: str) -> ApiToken:
+def revoke_token(session: Session, who: Principal, token_id: str) -> ApiTokenRow:
     who.require_platform_admin("revoke tokens")
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiTokenRow, token_id)
     if token is None:
-        matches = list(session.scalars(select(ApiToken).where(ApiToken.id.startswith(token_id))))
+        matches = list(
+            session.scalars(select(ApiTokenRow).where(ApiTokenRow.id.startswith(token_id)))
+        )
         if len(matches) != 1 or len(token_id) < 6:
             raise not_found("token", token_id)
         token = matches[0]
@@ -89,9 +93,9 @@ def look_up(session: Session, secret: str) -> tuple[Principal | None, str | None
     """The principal for a presented secret, or None and the reason it was refused; and
     when the token expires (None: never), for a cache to honour."""
     row = session.execute(
-        select(ApiToken, Tenant.slug)
-        .outerjoin(Tenant, Tenant.id == ApiToken.tenant_id)
-        .where(ApiToken.secret_hash == hash_secret(secret))
+        select(ApiTokenRow, TenantRow.slug)
+        .outerjoin(TenantRow, TenantRow.id == ApiTokenRow.tenant_id)
+        .where(ApiTokenRow.secret_hash == hash_secret(secret))
     ).first()
     if row is None:
         return None, "unknown bearer token", None

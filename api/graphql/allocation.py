@@ -12,7 +12,7 @@ from strawberry.types import Info
 from api.db import allocation as allocation_db
 from api.db import allocation_query
 from api.db.allocation_request import MatchInput
-from api.db.models import Allocation as AllocationRow
+from api.db.models import AllocationRow
 from api.db.session import lost_races_as_domain_errors
 from api.domain.errors import INTERNAL_SERVER_ERROR, DomainError
 from api.domain.matching.profile import InventoryType as DomainInventoryType

@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.db import audit as audit_db
-from api.db.models import AuditEvent as AuditEventRow
+from api.db.models import AuditEventRow
 from api.db.tenant import tenant_by_slug
 from api.domain.errors import bad_input
 from api.graphql.common import AUTH, Connection, connection, page_size

@@ -22,7 +22,7 @@ from api.db import allocation_query
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db.candidates import LiveIndex
-from api.db.models import Infiniband
+from api.db.models import InfinibandRow
 from api.db.session import begin_writing, lost_races_as_domain_errors
 from api.db.tenant import Directory
 from api.db.unavailable import database_unavailable, first_line
@@ -124,7 +124,7 @@ class Context:
         found = allocation_query.devices_of(self.session, list(ids))
         return [found.get(i, []) for i in ids]
 
-    async def _load_ports(self, device_ids: Sequence[str]) -> list[list[Infiniband]]:
+    async def _load_ports(self, device_ids: Sequence[str]) -> list[list[InfinibandRow]]:
         found = infiniband_db.ports_by_device(self.session, list(device_ids))
         return [found.get(i, []) for i in device_ids]
 

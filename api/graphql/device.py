@@ -13,7 +13,7 @@ from strawberry.types import Info
 from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db import inventory
-from api.db.models import Device as DeviceRow
+from api.db.models import DeviceRow
 from api.domain.fields import HARDWARE, PLACEMENT, VM_PLACEMENT
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.capacity import ResourceCapacity, node_capacity

@@ -8,7 +8,7 @@ from strawberry.types import Info
 
 from api.db import infiniband as infiniband_db
 from api.db import inventory
-from api.db.models import Infiniband as InfinibandRow
+from api.db.models import InfinibandRow
 from api.db.tenant import tenant_by_slug
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.common import (

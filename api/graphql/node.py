@@ -8,8 +8,7 @@ from strawberry.types import Info
 from api.db import inventory
 from api.db.items import Item as ItemRow
 from api.db.items import find_item
-from api.db.models import Device as DeviceRow
-from api.db.models import Switch as SwitchRow
+from api.db.models import DeviceRow, SwitchRow
 from api.domain.vocabulary import Status as DomainStatus
 from api.graphql.common import AUTH, Item, Node, Status
 from api.graphql.context import Context

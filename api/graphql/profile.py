@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.db import profile as profile_db
-from api.db.models import Profile as ProfileRow
+from api.db.models import ProfileRow
 from api.domain.matching.profile import InventoryType as DomainInventoryType
 from api.graphql.common import AUTH
 from api.graphql.context import Context

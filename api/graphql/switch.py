@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.db import inventory
 from api.db import switch as switch_db
-from api.db.models import Switch as SwitchRow
+from api.db.models import SwitchRow
 from api.db.tenant import tenant_by_slug
 from api.domain.fields import SWITCH_FACTS
 from api.domain.vocabulary import Kind as DomainKind

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.db import tenant as tenant_db
-from api.db.models import Tenant as TenantRow
+from api.db.models import TenantRow
 from api.graphql.common import AUTH, Project, Tenant
 from api.graphql.context import Context
 

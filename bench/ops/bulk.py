@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from api.db.base import new_id, utcnow
-from api.db.models import Allocation, AllocationDevice, Device
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import insert_rows, make_engine, session_factory, unit_of_work
 from bench.service import BenchError
 
@@ -27,14 +27,14 @@ def allocate_in_bulk(database_url: str, count: int, seed: int) -> None:
     with unit_of_work(session_factory(engine)) as session:
         devices = session.execute(
             select(
-                Device.id,
-                Device.hostname,
-                Device.tenant_id,
-                Device.total_cpu,
-                Device.total_memory_mb,
-                Device.total_storage_gb,
-                Device.total_gpus,
-            ).where(Device.kind == "baremetal", Device.total_gpus >= 2)
+                DeviceRow.id,
+                DeviceRow.hostname,
+                DeviceRow.tenant_id,
+                DeviceRow.total_cpu,
+                DeviceRow.total_memory_mb,
+                DeviceRow.total_storage_gb,
+                DeviceRow.total_gpus,
+            ).where(DeviceRow.kind == "baremetal", DeviceRow.total_gpus >= 2)
         ).all()
         if len(devices) < count:
             raise BenchError(f"{len(devices)} GPU servers for {count} allocations")
@@ -94,11 +94,11 @@ def allocate_in_bulk(database_url: str, count: int, seed: int) -> None:
                     "b_gpus": d.total_gpus - taken["gpus"],
                 }
             )
-        insert_rows(session, Allocation.__table__, allocations)
-        insert_rows(session, AllocationDevice.__table__, parts)
+        insert_rows(session, AllocationRow.__table__, allocations)
+        insert_rows(session, AllocationDeviceRow.__table__, parts)
         statement = (
-            update(Device.__table__)
-            .where(Device.__table__.c.id == bindparam("b_id"))
+            update(DeviceRow.__table__)
+            .where(DeviceRow.__table__.c.id == bindparam("b_id"))
             .values(
                 status=bindparam("b_status"),
                 free_cpu=bindparam("b_cpu"),

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import token as token_db
 from api.db.base import utcnow
-from api.db.models import ApiToken
+from api.db.models import ApiTokenRow
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.graphql.schema import build_schema
@@ -167,7 +167,9 @@ def test_expired_token_is_unauthenticated_and_names_no_token(
     api.as_(secret).ok(DEVICES)  # works until it expires
     expired = utcnow() - timedelta(minutes=5)
     with unit_of_work(db) as session:
-        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(expires_at=expired))
+        session.execute(
+            update(ApiTokenRow).where(ApiTokenRow.id == token.id).values(expires_at=expired)
+        )
     error = _refusal(api.as_(secret))
     assert error["message"] == "bearer token expired"  # not its name nor when
 

@@ -7,15 +7,15 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import AuditEvent
+from api.db.models import AuditEventRow
 from tests.support.api import Api
 
 CREATE = """mutation($input: DeviceInput!) { createDevice(input: $input) { id } }"""
 
 
-def events(db: sessionmaker[Session]) -> list[AuditEvent]:
+def events(db: sessionmaker[Session]) -> list[AuditEventRow]:
     with db() as session:
-        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+        return list(session.scalars(select(AuditEventRow).order_by(AuditEventRow.id)))
 
 
 def test_create_update_status_delete_are_audited_with_before_and_after(

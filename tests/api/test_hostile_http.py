@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import token as token_db
 from api.db.base import utcnow
-from api.db.models import ApiToken
+from api.db.models import ApiTokenRow
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.graphql.schema import build_schema
@@ -274,7 +274,9 @@ def test_a_revoked_or_expired_token_is_named_by_category_only(
     with unit_of_work(db) as session:
         token_db.revoke_token(session, cli_principal(), revoked_id)
         when = utcnow() - timedelta(minutes=5)
-        session.execute(update(ApiToken).where(ApiToken.id == expired_id).values(expires_at=when))
+        session.execute(
+            update(ApiTokenRow).where(ApiTokenRow.id == expired_id).values(expires_at=when)
+        )
     for secret, category, name, token_id in (
         (revoked, "bearer token revoked", "ci-runner-7", revoked_id),
         (expired, "bearer token expired", "nightly-backup", expired_id),

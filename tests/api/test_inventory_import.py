@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Device
+from api.db.models import DeviceRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
 
@@ -394,8 +394,8 @@ def test_import_never_touches_allocation_state(api: Api, db: sessionmaker[Sessio
     imported(api, [server("gpu-01")])
     with unit_of_work(db) as session:  # as matchDevice would leave it
         session.execute(
-            update(Device)
-            .where(Device.hostname == "gpu-01")
+            update(DeviceRow)
+            .where(DeviceRow.hostname == "gpu-01")
             .values(status="allocated", free_gpus=0)
         )
     assert imported(api, [server("gpu-01", status="maintenance", rack="r1")]) == {

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
-from api.db.models import AuditEvent, SyncState
+from api.db.models import AuditEventRow, SyncStateRow
 from api.db.session import unit_of_work
 from tests.support.api import Api
 from tests.support.fleet import fleet, labels, server
@@ -31,7 +31,7 @@ def test_metrics_report_allocations_gpus_outcomes_latency_and_sync_lag(
     failed = api.run(MATCH, input={"environment": "e-2", **request})
     assert failed["errors"][0]["extensions"]["code"] == "NO_MATCH"
     with unit_of_work(db) as session:
-        session.add(SyncState(source="netbox", last_success_at=utcnow() - timedelta(seconds=90)))
+        session.add(SyncStateRow(source="netbox", last_success_at=utcnow() - timedelta(seconds=90)))
     after = scrape(api)
 
     assert value(after, "gpuinv_allocations_active") == 1
@@ -57,7 +57,7 @@ def test_the_request_id_is_echoed_and_recorded_with_the_audit_event(
     response = api.post(create, headers={"X-Request-Id": "pipeline-42.step-3"})
     assert response.headers["x-request-id"] == "pipeline-42.step-3"
     with db() as session:
-        event = session.scalar(select(AuditEvent).where(AuditEvent.object_name == "gpu-9"))
+        event = session.scalar(select(AuditEventRow).where(AuditEventRow.object_name == "gpu-9"))
     assert event is not None and event.request_id == "pipeline-42.step-3"
 
     # an id that is not a sane token is replaced, not trusted into logs and the audit log

@@ -335,13 +335,13 @@ def test_a_tenant_reads_the_syncs_health_but_not_its_error_text(
 ) -> None:
     """The sync's error and summary name whichever item failed, of any tenant."""
     from api.db.base import utcnow
-    from api.db.models import SyncState
+    from api.db.models import SyncStateRow
     from api.db.session import unit_of_work
 
     make_tenant(db, "acme")
     with unit_of_work(db) as session:
         session.add(
-            SyncState(
+            SyncStateRow(
                 source="netbox",
                 leader="worker-1:42",
                 last_error="baremetal 'beta-gpu-02' (update): NetBox answered 502",

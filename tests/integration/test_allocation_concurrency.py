@@ -48,7 +48,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Allocation, AllocationDevice, Device
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import make_engine, session_factory
 from api.settings import Settings
 from tests.support.api import Api
@@ -262,7 +262,7 @@ class DeviceState:
 @dataclass
 class Ledger:
     devices: dict[str, DeviceState]
-    active: dict[str, list[AllocationDevice]]  # active allocation id -> its active rows
+    active: dict[str, list[AllocationDeviceRow]]  # active allocation id -> its active rows
 
     @property
     def free_gpus(self) -> int:
@@ -276,9 +276,9 @@ class Ledger:
 def check_invariants(sessions: sessionmaker[Session]) -> Ledger:
     """Read the allocation state straight from the tables and check every invariant."""
     with sessions() as session, session.begin():  # one snapshot of everything
-        devices = list(session.scalars(select(Device).where(Device.kind == "baremetal")))
-        rows = list(session.scalars(select(AllocationDevice)))
-        allocations = {a.id: a for a in session.scalars(select(Allocation))}
+        devices = list(session.scalars(select(DeviceRow).where(DeviceRow.kind == "baremetal")))
+        rows = list(session.scalars(select(AllocationDeviceRow)))
+        allocations = {a.id: a for a in session.scalars(select(AllocationRow))}
     state = {
         d.id: DeviceState(
             d.hostname,
@@ -314,7 +314,7 @@ def check_invariants(sessions: sessionmaker[Session]) -> Ledger:
             problems.append(f"{device.hostname}: total - free = {used}, rows took {tuple(taken)}")
         if not all(0 <= f <= t for f, t in zip(device.free, device.total, strict=True)):
             problems.append(f"{device.hostname}: free {device.free} outside 0..{device.total}")
-    active: dict[str, list[AllocationDevice]] = {
+    active: dict[str, list[AllocationDeviceRow]] = {
         a.id: [] for a in allocations.values() if a.released_at is None
     }
     for row in active_rows:
@@ -482,7 +482,9 @@ def test_matches_and_releases_interleaved_leave_exactly_the_kept_allocations(
     ledger = check_invariants(db)
     assert_active_are_the_kept_ones(ledger, kept)
     with db() as session:  # every cycler's allocations were all released
-        cycled = session.scalars(select(Allocation).where(Allocation.environment.like("cycler-%")))
+        cycled = session.scalars(
+            select(AllocationRow).where(AllocationRow.environment.like("cycler-%"))
+        )
         assert all(a.released_at is not None for a in cycled)
     fill_up(clients(2), ledger, "after")
     assert check_invariants(db).free_gpus == 0

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import allocation as allocation_db
 from api.db import inventory
 from api.db.candidates import LiveIndex
-from api.db.models import Allocation, AllocationDevice, Device
+from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.errors import DEVICE_ALLOCATED, DomainError
@@ -54,7 +54,7 @@ def test_the_database_refuses_a_second_active_exclusive_claim(db: sessionmaker[S
     first = _match(db, "one")
     assert first.allocation is not None
     with pytest.raises(IntegrityError), db.begin() as session:
-        second = Allocation(
+        second = AllocationRow(
             environment="two",
             scope="*",
             inventory_type="baremetal",
@@ -67,9 +67,9 @@ def test_the_database_refuses_a_second_active_exclusive_claim(db: sessionmaker[S
         )
         session.add(second)
         session.flush()
-        held = session.scalars(select(AllocationDevice)).one()
+        held = session.scalars(select(AllocationDeviceRow)).one()
         session.add(
-            AllocationDevice(
+            AllocationDeviceRow(
                 allocation_id=second.id,
                 device_id=held.device_id,
                 hostname="gpu-0",
@@ -87,8 +87,8 @@ def test_the_database_refuses_free_capacity_below_zero_or_over_the_total(
     for values in ({"free_gpus": -1}, {"free_gpus": 9}, {"free_cpu": 65}):
         with pytest.raises(IntegrityError), db.begin() as session:
             session.execute(
-                update(Device)
-                .where(Device.id == device_id)
+                update(DeviceRow)
+                .where(DeviceRow.id == device_id)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
@@ -100,7 +100,7 @@ def test_the_database_refuses_two_active_allocations_of_one_environment(
     with pytest.raises(IntegrityError), db.begin() as session:
         for _ in range(2):
             session.add(
-                Allocation(
+                AllocationRow(
                     environment="same",
                     scope="*",
                     inventory_type="vm",
@@ -125,8 +125,8 @@ def test_an_expired_lease_is_released_and_its_devices_freed(db: sessionmaker[Ses
         later = held.expires_at + timedelta(seconds=1)
         assert allocation_db.expire_leases(session, now=later) == 1
     with db() as session:
-        allocation = session.get(Allocation, held.id)
-        device = session.scalars(select(Device)).one()
+        allocation = session.get(AllocationRow, held.id)
+        device = session.scalars(select(DeviceRow)).one()
         assert allocation is not None and allocation.released_by == "system:lease-expiry"
         assert (device.status, device.free_gpus) == ("available", 8)
 
@@ -162,5 +162,5 @@ def test_an_import_never_touches_allocation_state(db: sessionmaker[Session]) -> 
     with unit_of_work(db) as session:
         import_batch(session, cli_principal(), parse_json_import(json.dumps(again)))
     with db() as session:
-        device = session.scalars(select(Device)).one()
+        device = session.scalars(select(DeviceRow)).one()
         assert (device.status, device.free_gpus) == ("allocated", 0)

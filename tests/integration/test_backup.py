@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.backup import tables
 from api.db.base import utcnow
-from api.db.models import AuditEvent
+from api.db.models import AuditEventRow
 from api.db.session import make_engine
 from tests.support.api import Api
 from tests.support.backup import populate
@@ -188,7 +188,7 @@ def test_a_line_over_the_restore_limit_is_warned_of_refused_and_restorable_when_
     big = {"notes": "x" * (5 * 2**20)}  # 5 MiB of audit detail, written past the API
     with db.begin() as session:
         session.execute(
-            insert(AuditEvent),
+            insert(AuditEventRow),
             {
                 "actor": "test",
                 "action": "note",
@@ -208,7 +208,9 @@ def test_a_line_over_the_restore_limit_is_warned_of_refused_and_restorable_when_
     engine = make_engine(empty_database)
     try:
         with engine.connect() as connection:
-            after = connection.scalar(select(AuditEvent.after).where(AuditEvent.action == "note"))
+            after = connection.scalar(
+                select(AuditEventRow.after).where(AuditEventRow.action == "note")
+            )
     finally:
         engine.dispose()
     assert after == big

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
-from api.db.models import Allocation, Device
+from api.db.models import AllocationRow, DeviceRow
 from api.db.profile import save_profile
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
@@ -127,8 +127,8 @@ def test_a_claim_of_several_devices_that_loses_one_takes_none(
     _match(engine, live, "warm", labels=LABELS, dry_run=True)  # loads the index
     with unit_of_work(db) as session:
         session.execute(
-            update(Device)
-            .where(Device.id == ids[0])
+            update(DeviceRow)
+            .where(DeviceRow.id == ids[0])
             .values(status="allocated", free_gpus=0, free_cpu=0)
             .execution_options(synchronize_session=False)
         )
@@ -147,8 +147,8 @@ def test_a_claim_of_several_devices_that_loses_one_takes_none(
     assert result.attempts == 2
     assert sorted(d.device_id for d in result.devices or []) == sorted(ids[1:])
     with db() as session:
-        free = dict(session.execute(select(Device.hostname, Device.free_gpus)).all())
-        allocations = session.scalar(select(func.count()).select_from(Allocation))
+        free = dict(session.execute(select(DeviceRow.hostname, DeviceRow.free_gpus)).all())
+        allocations = session.scalar(select(func.count()).select_from(AllocationRow))
     assert free == {"gpu-0": 0, "gpu-1": 0, "gpu-2": 0}
     assert allocations == 1  # the lost attempt wrote nothing
 
@@ -186,7 +186,7 @@ def test_json_columns_keep_integers_beyond_64_bits(
     allocation_db.match_device(engine, cli_principal(), LiveIndex(), given)
     with db() as session:
         stored = session.scalar(
-            select(Allocation.variables).where(Allocation.environment == "huge")
+            select(AllocationRow.variables).where(AllocationRow.environment == "huge")
         )
     assert stored == {"gpu": 1, "nodes": 1, "ticket": huge, "small": 7}
     assert isinstance(stored["ticket"], int)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import inventory
-from api.db.models import AuditEvent, Device
+from api.db.models import AuditEventRow, DeviceRow
 from api.db.session import lost_races_as_domain_errors, unit_of_work
 from api.domain.access import cli_principal
 from api.domain.errors import CONCURRENT_UPDATE, DomainError
@@ -29,7 +29,7 @@ def test_sixteen_racing_updates_of_one_generation_have_one_winner(
     def write(n: int) -> str:
         session = db()
         try:
-            current = session.scalar(select(Device).where(Device.id == device.id))
+            current = session.scalar(select(DeviceRow).where(DeviceRow.id == device.id))
             assert current is not None and current.generation == 1
             barrier.wait(timeout=30)  # everyone has read generation 1 before anyone writes
             with lost_races_as_domain_errors():
@@ -47,10 +47,10 @@ def test_sixteen_racing_updates_of_one_generation_have_one_winner(
     assert outcomes.count("won") == 1
     assert outcomes.count(CONCURRENT_UPDATE) == WRITERS - 1
     with db() as session:
-        stored = session.get(Device, device.id)
+        stored = session.get(DeviceRow, device.id)
         updates = session.scalars(
-            select(AuditEvent).where(
-                AuditEvent.object_id == device.id, AuditEvent.action == "update"
+            select(AuditEventRow).where(
+                AuditEventRow.object_id == device.id, AuditEventRow.action == "update"
             )
         )
         assert stored is not None and stored.generation == 2

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import candidates, inventory
 from api.db.candidates import LiveIndex
-from api.db.models import Device, DeviceChange, Gpu
+from api.db.models import DeviceChangeRow, DeviceRow, GpuRow
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.matching.profile import InventoryType
@@ -55,14 +55,14 @@ def test_a_claim_and_a_release_by_another_writer_are_seen(db: sessionmaker[Sessi
     assert _current(db, live).items[device_id].free.gpus == 8
     _write(
         db,
-        update(Device)
-        .where(Device.id == device_id)
+        update(DeviceRow)
+        .where(DeviceRow.id == device_id)
         .values(
             status="allocated",
             free_gpus=0,
             free_cpu=0,
             free_memory_mb=0,
-            generation=Device.generation + 1,
+            generation=DeviceRow.generation + 1,
         ),
     )
     index = _current(db, live)
@@ -72,8 +72,8 @@ def test_a_claim_and_a_release_by_another_writer_are_seen(db: sessionmaker[Sessi
     assert not index.eligible(InventoryType.BAREMETAL).any()
     _write(
         db,
-        update(Device)
-        .where(Device.id == device_id)
+        update(DeviceRow)
+        .where(DeviceRow.id == device_id)
         .values(status="available", free_gpus=8, free_cpu=64, free_memory_mb=1024),
     )
     index = _current(db, live)
@@ -93,8 +93,8 @@ def test_a_change_of_the_device_itself_is_re_read(db: sessionmaker[Session]) -> 
     # A hostname and a tag change in the same statement as a status change: not a claim.
     _write(
         db,
-        update(Device)
-        .where(Device.id == device_id)
+        update(DeviceRow)
+        .where(DeviceRow.id == device_id)
         .values(hostname="gpu-renamed", tags={"shareable": "false"}, status="maintenance"),
     )
     index = _current(db, live)
@@ -110,7 +110,7 @@ def test_a_gpu_change_is_re_read(db: sessionmaker[Session]) -> None:
     device_id = _server(db, "gpu-1")
     live = LiveIndex()
     assert _current(db, live).matching("gpus.modelNo", [normalise("h100")]).sum() == 1
-    _write(db, update(Gpu).where(Gpu.device_id == device_id).values(model_no="H200"))
+    _write(db, update(GpuRow).where(GpuRow.device_id == device_id).values(model_no="H200"))
     index = _current(db, live)
     assert {g["modelNo"] for g in index.items[device_id].document["gpus"]} == {"H200"}
     assert index.matching("gpus.modelNo", [normalise("h100")]).sum() == 0
@@ -123,7 +123,7 @@ def test_new_and_deleted_devices_are_seen(db: sessionmaker[Session]) -> None:
     assert set(_current(db, live).items) == {first}
     second = _server(db, "gpu-2")
     assert set(_current(db, live).items) == {first, second}
-    _write(db, delete(Device).where(Device.id == first))
+    _write(db, delete(DeviceRow).where(DeviceRow.id == first))
     index = _current(db, live)
     assert set(index.items) == {second}
     assert index.eligible(InventoryType.BAREMETAL).sum() == 1
@@ -135,7 +135,7 @@ def test_following_a_claim_costs_one_query(db: sessionmaker[Session]) -> None:
     device_id = _server(db, "gpu-1")
     live = LiveIndex()
     _current(db, live)
-    _write(db, update(Device).where(Device.id == device_id).values(free_gpus=4))
+    _write(db, update(DeviceRow).where(DeviceRow.id == device_id).values(free_gpus=4))
     with db() as session, statements_sent(session.get_bind()) as sent:
         index = live.current(session.connection())
     statements = [s.statement for s in sent if not s.is_begin]
@@ -153,7 +153,7 @@ def test_a_bulk_change_is_read_as_the_feed_then_re_read(
     live = LiveIndex()
     _current(db, live)
     added = [_server(db, f"gpu-{n}") for n in range(2, 5)]
-    _write(db, update(Device).where(Device.id == first).values(free_gpus=2))
+    _write(db, update(DeviceRow).where(DeviceRow.id == first).values(free_gpus=2))
     index = _current(db, live)
     assert set(index.items) == {first, *added}
     assert index.items[first].free.gpus == 2
@@ -169,14 +169,14 @@ def test_thousands_of_holes_are_one_parameter_and_still_fill(db: sessionmaker[Se
     live = LiveIndex()
     _current(db, live)
     with unit_of_work(db) as session:
-        high = session.scalar(select(func.max(DeviceChange.seq)))
+        high = session.scalar(select(func.max(DeviceChangeRow.seq)))
         # A change numbered 5,000 past the last: the numbers between are holes (made
         # here by hand: a rolled-back transaction's numbers are what leaves them).
-        session.add(DeviceChange(seq=high + 5000, device_id=device_id, origin="device"))
+        session.add(DeviceChangeRow(seq=high + 5000, device_id=device_id, origin="device"))
     _current(db, live)
     # A late transaction fills a hole: on PostgreSQL the trigger's next number is one
     # of them; on SQLite (which never leaves holes) it comes after the last.
-    _write(db, update(Device).where(Device.id == device_id).values(free_gpus=4))
+    _write(db, update(DeviceRow).where(DeviceRow.id == device_id).values(free_gpus=4))
     with db() as session, statements_sent(session.get_bind()) as sent:
         index = live.current(session.connection())
     polls = [(s.statement, s.parameters) for s in sent if not s.is_begin]

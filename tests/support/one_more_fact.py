@@ -24,10 +24,10 @@ fields.MACHINE_FACTS = fields.HARDWARE + fields.PLACEMENT + fields.VM_PLACEMENT
 
 from sqlalchemy import Column, String, create_engine  # noqa: E402
 
-from api.db.models import Device  # noqa: E402
+from api.db.models import DeviceRow  # noqa: E402
 
-Device.__table__.append_column(Column("rack_row", String(255)))
-Device.__mapper__.add_property("rack_row", Device.__table__.c.rack_row)
+DeviceRow.__table__.append_column(Column("rack_row", String(255)))
+DeviceRow.__mapper__.add_property("rack_row", DeviceRow.__table__.c.rack_row)
 
 from starlette.testclient import TestClient  # noqa: E402
 

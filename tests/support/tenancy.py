@@ -29,17 +29,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import tenant as tenant_db
 from api.db import token as token_db
 from api.db.models import (
-    Allocation,
-    AllocationDevice,
-    AuditEvent,
-    Device,
-    Gpu,
-    Infiniband,
-    Profile,
-    Project,
-    Switch,
-    SyncState,
-    Tenant,
+    AllocationDeviceRow,
+    AllocationRow,
+    AuditEventRow,
+    DeviceRow,
+    GpuRow,
+    InfinibandRow,
+    ProfileRow,
+    ProjectRow,
+    SwitchRow,
+    SyncStateRow,
+    TenantRow,
 )
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
@@ -345,7 +345,7 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
     ids["beta.allocation"] = b_match["allocation"]["id"]
     with sessions() as session:
         ids["alpha.allocation"] = session.scalar(
-            select(Allocation.id).where(Allocation.environment == "alpha-env")
+            select(AllocationRow.id).where(AllocationRow.environment == "alpha-env")
         )
     # The platform's NetBox sync last failed on one of B's devices, as reconcile words it
     # ("<kind> <key> (<action>): <error>"); syncState shows that error.
@@ -357,7 +357,7 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
     world.beta_shared_funnel = shared_profile_funnel(callers["beta:provisioner"])
     world.baseline = snapshot(sessions, tenant_ids)
     with sessions() as session:
-        world.audit_high_water = session.scalar(select(func.max(AuditEvent.id))) or 0
+        world.audit_high_water = session.scalar(select(func.max(AuditEventRow.id))) or 0
     beta_ids = {
         row["id"]
         for rows in world.baseline["beta"].values()
@@ -385,19 +385,21 @@ def _ids(session: Session) -> dict[str, str]:
         return found
 
     def machine(hostname: str, kind: str) -> str:
-        return one(select(Device.id).where(Device.hostname == hostname, Device.kind == kind))
+        return one(
+            select(DeviceRow.id).where(DeviceRow.hostname == hostname, DeviceRow.kind == kind)
+        )
 
     def port(name: str) -> str:
-        return one(select(Infiniband.id).where(Infiniband.name == name))
+        return one(select(InfinibandRow.id).where(InfinibandRow.name == name))
 
     ids: dict[str, str] = {}
     for t in ("alpha", "beta"):
-        ids[f"{t}.tenant"] = one(select(Tenant.id).where(Tenant.slug == f"tenant-{t}"))
-        ids[f"{t}.project"] = one(select(Project.id).where(Project.slug == f"{t}-proj"))
+        ids[f"{t}.tenant"] = one(select(TenantRow.id).where(TenantRow.slug == f"tenant-{t}"))
+        ids[f"{t}.project"] = one(select(ProjectRow.id).where(ProjectRow.slug == f"{t}-proj"))
         ids[f"{t}.device"] = machine(f"{t}-gpu-01", "baremetal")
         ids[f"{t}.device2"] = machine(f"{t}-gpu-02", "baremetal")
         ids[f"{t}.vm"] = machine(f"{t}-vm-01", "vm")
-        ids[f"{t}.switch"] = one(select(Switch.id).where(Switch.name == f"{t}-leaf-1"))
+        ids[f"{t}.switch"] = one(select(SwitchRow.id).where(SwitchRow.name == f"{t}-leaf-1"))
         ids[f"{t}.device_port"] = port(f"{t}-gpu-01:ib0")
         ids[f"{t}.vm_port"] = port(f"{t}-vm-01:ib0")
         ids[f"{t}.switch_port"] = port(f"{t}-leaf-1:p1")
@@ -406,7 +408,7 @@ def _ids(session: Session) -> dict[str, str]:
 
 # --- snapshots --------------------------------------------------------------------------
 
-_OWNED = (Project, Device, Infiniband, Switch, Profile, Allocation)
+_OWNED = (ProjectRow, DeviceRow, InfinibandRow, SwitchRow, ProfileRow, AllocationRow)
 
 
 def _plain(value: Any) -> Any:
@@ -437,7 +439,7 @@ def snapshot(sessions: sessionmaker[Session], tenant_ids: dict[str, str]) -> dic
         found.setdefault(who, {}).setdefault(table, []).append(row)
 
     with sessions() as session:
-        for row in _rows(session, Tenant):
+        for row in _rows(session, TenantRow):
             add(owner(row["id"]), "tenant", row)
         device_owner: dict[str, str] = {}
         allocation_owner: dict[str, str] = {}
@@ -445,21 +447,21 @@ def snapshot(sessions: sessionmaker[Session], tenant_ids: dict[str, str]) -> dic
             for row in _rows(session, model):
                 who = owner(row["tenant_id"])
                 add(who, model.__tablename__, row)
-                if model is Device:
+                if model is DeviceRow:
                     device_owner[row["id"]] = who
-                if model is Allocation:
+                if model is AllocationRow:
                     allocation_owner[row["id"]] = who
-        for row in _rows(session, Gpu):
+        for row in _rows(session, GpuRow):
             add(device_owner.get(row["device_id"], "orphan"), "gpu", row)
-        for row in _rows(session, AllocationDevice):
+        for row in _rows(session, AllocationDeviceRow):
             add(allocation_owner.get(row["allocation_id"], "orphan"), "allocation_device", row)
-        for row in _rows(session, SyncState):
+        for row in _rows(session, SyncStateRow):
             add("platform", "sync_state", row)
         counts = Counter(
             {
                 owner(tenant_id): n
                 for tenant_id, n in session.execute(
-                    select(AuditEvent.tenant_id, func.count()).group_by(AuditEvent.tenant_id)
+                    select(AuditEventRow.tenant_id, func.count()).group_by(AuditEventRow.tenant_id)
                 )
             }
         )
@@ -528,12 +530,12 @@ def unknown_value(value: str) -> str:
 
 # Rows that a test may have added for A, removed children first.
 _UNDO = (
-    ("infiniband", Infiniband),
-    ("gpu", Gpu),
-    ("device", Device),
-    ("switch", Switch),
-    ("profile", Profile),
-    ("project", Project),
+    ("infiniband", InfinibandRow),
+    ("gpu", GpuRow),
+    ("device", DeviceRow),
+    ("switch", SwitchRow),
+    ("profile", ProfileRow),
+    ("project", ProjectRow),
 )
 
 
@@ -559,7 +561,7 @@ def undo_additions(sessions: sessionmaker[Session], world: World, now: dict[str,
         for table, model in _UNDO:
             if added.get(table):
                 session.execute(delete(model).where(model.id.in_(added[table])))
-        session.execute(delete(AuditEvent).where(AuditEvent.id > world.audit_high_water))
+        session.execute(delete(AuditEventRow).where(AuditEventRow.id > world.audit_high_water))
     return snapshot(sessions, world.tenant_ids) == world.baseline
 
 

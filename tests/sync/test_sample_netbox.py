@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from api.db.models import Switch
+from api.db.models import SwitchRow
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import describe, load_sample
 
@@ -80,7 +80,7 @@ def test_gpuinv_sync_brings_the_sample_fleet_into_a_new_inventory(
 
     engine = create_engine(database_url)
     with Session(engine) as session:
-        [switch] = session.scalars(select(Switch)).all()
+        [switch] = session.scalars(select(SwitchRow)).all()
         assert (switch.name, switch.role, switch.fabric, switch.site) == (
             "ib-leaf-1",
             "ib-switch",

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import allocation as allocation_db
 from api.db import inventory
 from api.db.candidates import LiveIndex
-from api.db.models import Device
+from api.db.models import DeviceRow
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
 from api.domain.vocabulary import Kind
@@ -62,9 +62,9 @@ def _apply(db: sessionmaker[Session], changes: list[Change]) -> reconcile.Applie
         return reconcile.apply(session, changes)
 
 
-def _device(db: sessionmaker[Session], hostname: str) -> Device:
+def _device(db: sessionmaker[Session], hostname: str) -> DeviceRow:
     with db() as session:
-        return session.scalars(select(Device).where(Device.hostname == hostname)).one()
+        return session.scalars(select(DeviceRow).where(DeviceRow.hostname == hostname)).one()
 
 
 def _operator_sets(db: sessionmaker[Session], hostname: str, **patch: Any) -> None:

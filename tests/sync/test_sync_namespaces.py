@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
-from api.db.models import Device, Infiniband, Tenant
+from api.db.models import DeviceRow, InfinibandRow, TenantRow
 from api.domain.access import cli_principal
 from tests.netbox.fixture import NetBox
 from tests.support.server import ServerThread
@@ -77,13 +77,13 @@ def _diff(sync) -> list[dict[str, Any]]:
     return json.loads(sync("--diff", "--json").stdout)
 
 
-def _items(db: sessionmaker[Session], hostname: str) -> dict[str | None, Device]:
+def _items(db: sessionmaker[Session], hostname: str) -> dict[str | None, DeviceRow]:
     """The devices of that name, by their tenant's slug."""
     with db() as session:
         query = (
-            select(Tenant.slug, Device)
-            .join(Tenant, Device.tenant_id == Tenant.id, isouter=True)
-            .where(Device.hostname == hostname)
+            select(TenantRow.slug, DeviceRow)
+            .join(TenantRow, DeviceRow.tenant_id == TenantRow.id, isouter=True)
+            .where(DeviceRow.hostname == hostname)
         )
         return {slug: device for slug, device in session.execute(query)}
 
@@ -91,9 +91,9 @@ def _items(db: sessionmaker[Session], hostname: str) -> dict[str | None, Device]
 def _port_tenants(db: sessionmaker[Session], name: str) -> list[str | None]:
     with db() as session:
         query = (
-            select(Tenant.slug)
-            .join(Infiniband, Infiniband.tenant_id == Tenant.id, isouter=True)
-            .where(Infiniband.name == name)
+            select(TenantRow.slug)
+            .join(InfinibandRow, InfinibandRow.tenant_id == TenantRow.id, isouter=True)
+            .where(InfinibandRow.name == name)
         )
         return sorted(session.scalars(query), key=str)
 

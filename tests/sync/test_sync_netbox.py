@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db.candidates import LiveIndex
-from api.db.models import Allocation, AllocationDevice, Device, Infiniband, Switch, SyncState
+from api.db.models import (
+    AllocationDeviceRow,
+    AllocationRow,
+    DeviceRow,
+    InfinibandRow,
+    SwitchRow,
+    SyncStateRow,
+)
 from api.domain.access import cli_principal
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
@@ -46,9 +53,9 @@ def _allocate(db: sessionmaker[Session], environment: str, hostname: str) -> Non
     )
 
 
-def _device(db: sessionmaker[Session], hostname: str) -> Device:
+def _device(db: sessionmaker[Session], hostname: str) -> DeviceRow:
     with db() as session:
-        return session.scalars(select(Device).where(Device.hostname == hostname)).one()
+        return session.scalars(select(DeviceRow).where(DeviceRow.hostname == hostname)).one()
 
 
 def test_a_first_sync_creates_the_fleet_and_a_second_finds_nothing_to_do(
@@ -150,7 +157,7 @@ def test_changes_in_netbox_update_and_a_vanished_device_is_retired(
     assert _device(db, "gpu-002").status == "retired"
     assert _diff(sync) == []
     with db() as session:
-        state = session.get(SyncState, "netbox")
+        state = session.get(SyncStateRow, "netbox")
         assert state is not None and state.last_success_at is not None
         assert "--allow-mass-retire" in (state.last_error or "")
 
@@ -247,9 +254,9 @@ def test_an_unreachable_netbox_is_a_clear_error_and_is_recorded(
     assert result.exit_code == 1
     assert "http://127.0.0.1:9" in result.output and "after 4 attempts" in result.output
     with db() as session:
-        state = session.get(SyncState, "netbox")
+        state = session.get(SyncStateRow, "netbox")
         assert state is not None and "127.0.0.1:9" in state.last_error
-        assert session.scalar(select(Switch.id)) is None
+        assert session.scalar(select(SwitchRow.id)) is None
 
 
 def test_messy_netbox_data_is_reported_and_skipped_and_the_rest_synced(
@@ -305,16 +312,16 @@ def test_an_empty_answer_from_netbox_does_not_retire_the_fleet(
     refused = sync("--apply", ok=False)
     assert "would retire 4 of 4 items" in refused.output
     with db() as session:
-        statuses = set(session.scalars(select(Device.status)))
+        statuses = set(session.scalars(select(DeviceRow.status)))
     assert statuses == {"available"}
 
 
-def _machine(db: sessionmaker[Session], device_id: str) -> tuple[Device, list[str]]:
+def _machine(db: sessionmaker[Session], device_id: str) -> tuple[DeviceRow, list[str]]:
     with db() as session:
-        device = session.get(Device, device_id)
+        device = session.get(DeviceRow, device_id)
         assert device is not None
         ports = session.scalars(
-            select(Infiniband.name).where(Infiniband.device_id == device_id)
+            select(InfinibandRow.name).where(InfinibandRow.device_id == device_id)
         ).all()
         return device, list(ports)
 
@@ -329,7 +336,7 @@ def test_an_allocated_server_renamed_in_netbox_keeps_its_item_ports_and_allocati
 ) -> None:
     sync("--apply")
     with db() as session:
-        before = session.scalars(select(Device).where(Device.hostname == "gpu-001")).one()
+        before = session.scalars(select(DeviceRow).where(DeviceRow.hostname == "gpu-001")).one()
     device_id = before.id
     _allocate(db, "env-r", "gpu-001")
     server = fleet.nb.dcim.devices.get(fleet.ids["gpu-001"])
@@ -346,12 +353,12 @@ def test_an_allocated_server_renamed_in_netbox_keeps_its_item_ports_and_allocati
     assert ports == ["gpu-101:ib0"]
     with db() as session:
         held = session.scalars(
-            select(AllocationDevice).where(AllocationDevice.device_id == device_id)
+            select(AllocationDeviceRow).where(AllocationDeviceRow.device_id == device_id)
         ).one()
-        allocation = session.get(Allocation, held.allocation_id)
+        allocation = session.get(AllocationRow, held.allocation_id)
         assert allocation is not None and allocation.released_at is None
         assert (allocation.environment, held.hostname, held.active) == ("env-r", "gpu-101", True)
-        hostnames = session.scalars(select(Device.hostname).order_by(Device.hostname)).all()
+        hostnames = session.scalars(select(DeviceRow.hostname).order_by(DeviceRow.hostname)).all()
     assert "gpu-001" not in hostnames and hostnames.count("gpu-101") == 1
     assert _diff(sync) == []
 

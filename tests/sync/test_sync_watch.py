@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Device, SyncState
+from api.db.models import DeviceRow, SyncStateRow
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
 from tests.support.sync import eventually
@@ -51,13 +51,13 @@ def workers(clean_netbox: NetBox, database_url: str, db, tmp_path: Path) -> Iter
 
 def _leader(db: sessionmaker[Session]) -> str | None:
     with db() as session:
-        state = session.get(SyncState, "netbox")
+        state = session.get(SyncStateRow, "netbox")
         return state.leader if state else None
 
 
 def _devices(db: sessionmaker[Session]) -> int:
     with db() as session:
-        return session.scalar(select(func.count()).select_from(Device))
+        return session.scalar(select(func.count()).select_from(DeviceRow))
 
 
 def test_one_worker_leads_and_the_other_takes_over_when_it_dies(
@@ -80,9 +80,9 @@ def test_one_worker_leads_and_the_other_takes_over_when_it_dies(
     # cycle against NetBox, which took over 50 s on a loaded 2-core CI machine.
     eventually(lambda: _leader(db) not in (None, leader), "the other worker leading", timeout=120)
     with db() as session:
-        assert session.get(SyncState, "netbox").last_success_at is not None
+        assert session.get(SyncStateRow, "netbox").last_success_at is not None
 
 
 def _serial(db: sessionmaker[Session]) -> str | None:
     with db() as session:
-        return session.scalar(select(Device.serial).where(Device.hostname == "gpu-001"))
+        return session.scalar(select(DeviceRow.serial).where(DeviceRow.hostname == "gpu-001"))

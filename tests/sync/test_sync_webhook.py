@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Device
+from api.db.models import DeviceRow
 from tests.netbox.fixture import NetBox
 from tests.netbox.sample import Fleet
 from tests.support.server import ServerThread
@@ -29,9 +29,9 @@ def _cli(netbox: NetBox, database_url: str, *args: str) -> str:
     return result.stdout
 
 
-def _device(db: sessionmaker[Session], hostname: str) -> Device | None:
+def _device(db: sessionmaker[Session], hostname: str) -> DeviceRow | None:
     with db() as session:
-        return session.scalar(select(Device).where(Device.hostname == hostname))
+        return session.scalar(select(DeviceRow).where(DeviceRow.hostname == hostname))
 
 
 def test_changes_in_netbox_arrive_through_the_webhook(

@@ -5,7 +5,7 @@ its own, outside the table, fails here."""
 
 from __future__ import annotations
 
-from api.db.models import Device, Switch
+from api.db.models import DeviceRow, SwitchRow
 from api.domain.document import (
     _DEVICE_FIELDS,
     _SWITCH_FIELDS,
@@ -36,7 +36,7 @@ GRAPHQL_NOT_FACTS = {
 
 
 def test_every_device_column_is_a_fact_its_free_amount_or_named_structure() -> None:
-    columns = {c.name for c in Device.__table__.columns}
+    columns = {c.name for c in DeviceRow.__table__.columns}
     facts = {f.attribute for f in MACHINE_FACTS} | {f.free for f in CAPACITY}
     assert columns - facts - COLUMNS_NOT_FACTS == set()
     assert facts - columns == set()  # and every fact has its column
@@ -66,7 +66,7 @@ SWITCH_COLUMNS_NOT_FACTS = {
 
 
 def test_switches_too_have_their_facts_in_the_table_alone() -> None:
-    columns = {c.name for c in Switch.__table__.columns}
+    columns = {c.name for c in SwitchRow.__table__.columns}
     facts = {f.attribute for f in SWITCH_FACTS}
     assert columns - facts - SWITCH_COLUMNS_NOT_FACTS == set()
     assert facts <= columns
