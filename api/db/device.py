@@ -278,15 +278,13 @@ def write_spec(
     if port_specs is None and existing is not None and (tenant_id, project_id) != current:
         # The document leaves the ports alone, but they belong to the device: they follow
         # it to its new tenant and project (a machine's ports share its tenant).
-        port_specs = tuple(
-            IbPort(p["name"], p["rateGbps"], p["fabric"], p["switch"]) for p in ports
-        )
+        port_specs = tuple(IbPort.from_document(p) for p in ports)
     if existing is None:
         session.add(device)
         session.flush()  # assigns the id the ports and GPUs refer to
     ports_changed = False
     if port_specs is not None:
-        ports = [infiniband.spec_entry(p) for p in port_specs]
+        ports = [p.document() for p in port_specs]
         ports_changed = infiniband.replace_device_ports(
             session, who, device, port_specs, tenant_id, project_id
         )

@@ -18,26 +18,18 @@ from api.db.tenant import Directory
 from api.domain.access import Principal
 from api.domain.document import IbPort, InfinibandSpec, infiniband_name
 from api.domain.errors import InvalidField
+from api.domain.fields import PORT_FACTS
 from api.domain.vocabulary import SourceSystem, Status
+
+
+def facts_of(port: InfinibandRow) -> dict[str, Any]:
+    """A port row's facts (PORT_FACTS) by document key."""
+    return {f.key: getattr(port, f.attribute) for f in PORT_FACTS}
 
 
 def port_entry(port: InfinibandRow) -> dict[str, Any]:
     """A port as the device document lists it."""
-    return {
-        "name": port.port,
-        "rateGbps": port.rate_gbps,
-        "fabric": port.fabric,
-        "switch": port.switch,
-    }
-
-
-def spec_entry(port: IbPort) -> dict[str, Any]:
-    return {
-        "name": port.name,
-        "rateGbps": port.rate_gbps,
-        "fabric": port.fabric,
-        "switch": port.switch,
-    }
+    return {"name": port.port, **facts_of(port)}
 
 
 def render(port: InfinibandRow, directory: Directory) -> dict[str, Any]:
@@ -48,9 +40,7 @@ def render(port: InfinibandRow, directory: Directory) -> dict[str, Any]:
         "device": port.device,
         "port": port.port,
         "status": port.status,
-        "rateGbps": port.rate_gbps,
-        "fabric": port.fabric,
-        "switch": port.switch,
+        **facts_of(port),
         "tags": dict(port.tags or {}),
         "tenant": directory.tenant(port.tenant_id),
         "project": directory.project_slug(port.project_id),
@@ -83,9 +73,7 @@ def new_port(
         "device": hostname,
         "device_id": device_id,
         "port": entry.name,
-        "rate_gbps": entry.rate_gbps,
-        "fabric": entry.fabric,
-        "switch": entry.switch,
+        **entry.facts,
         "status": Status.AVAILABLE.value,
         "tags": {},
         "tenant_id": tenant_id,
@@ -140,9 +128,7 @@ def replace_device_ports(
         changes = [
             assign(row, "name", infiniband_name(hostname, entry.name)),
             assign(row, "device", hostname),
-            assign(row, "rate_gbps", entry.rate_gbps),
-            assign(row, "fabric", entry.fabric),
-            assign(row, "switch", entry.switch),
+            *(assign(row, column, value) for column, value in entry.facts.items()),
             assign(row, "tenant_id", tenant_id),
             assign(row, "project_id", project_id),
         ]
@@ -213,9 +199,7 @@ def write_spec(
     current = (port.tenant_id, port.project_id)
     tenant_id, project_id = directory.resolve(who, spec.tenant, spec.project, current)
     changes = [
-        assign(port, "rate_gbps", spec.rate_gbps),
-        assign(port, "fabric", spec.fabric),
-        assign(port, "switch", spec.switch),
+        *(assign(port, column, value) for column, value in spec.facts.items()),
         assign_common(port, spec, tenant_id, project_id),
     ]
     if existing is None:

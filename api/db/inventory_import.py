@@ -190,7 +190,7 @@ def _create_devices(
             | {"id": new_id(), "generation": 1, "created_at": now, "updated_at": now}
             for p in spec.infiniband or ()
         )
-        ports = [infiniband.spec_entry(p) for p in spec.infiniband or ()]
+        ports = [p.document() for p in spec.infiniband or ()]
         after = device.render_new(row, spec, ports, directory)
         audit_rows.append(
             audit.audit_row(

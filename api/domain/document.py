@@ -18,6 +18,7 @@ from api.domain.fields import (
     MAX_AMOUNT,
     MAX_COUNT,
     PLACEMENT,
+    PORT_FACTS,
     SWITCH_FACTS,
     VM_PLACEMENT,
     Fact,
@@ -50,14 +51,27 @@ class Gpu:
         }
 
 
+def port_facts_with(**given: Any) -> dict[str, Any]:
+    """Every InfiniBand port fact by attribute (``fields.every_fact``)."""
+    return every_fact(PORT_FACTS, given)
+
+
 @dataclass(frozen=True)
 class IbPort:
-    """An InfiniBand port as listed inside a device document."""
+    """An InfiniBand port as listed inside a device document; ``facts`` holds PORT_FACTS
+    by attribute."""
 
     name: str
-    rate_gbps: int | None = None
-    fabric: str | None = None
-    switch: str | None = None
+    facts: dict[str, Any] = field(default_factory=port_facts_with)
+
+    def document(self) -> dict[str, Any]:
+        """The port's entry in its machine's document."""
+        return {"name": self.name, **{f.key: self.facts[f.attribute] for f in PORT_FACTS}}
+
+    @classmethod
+    def from_document(cls, entry: dict[str, Any]) -> IbPort:
+        """The port of a (valid, stored) machine document's entry."""
+        return cls(entry["name"], {f.attribute: entry.get(f.key) for f in PORT_FACTS})
 
 
 @dataclass(frozen=True)
@@ -134,12 +148,13 @@ class SwitchSpec:
 
 @dataclass(frozen=True)
 class InfinibandSpec:
+    """An InfiniBand port as a document of its own; ``facts`` holds PORT_FACTS by
+    attribute."""
+
     device: str
     port: str
     status: Status | None = None
-    rate_gbps: int | None = None
-    fabric: str | None = None
-    switch: str | None = None
+    facts: dict[str, Any] = field(default_factory=port_facts_with)
     tags: dict[str, str] = field(default_factory=dict)
     tenant: str | None = None
     project: str | None = None
@@ -170,20 +185,21 @@ _DEVICE_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=False
 _VM_FIELDS = set(MACHINE_STRUCTURE) | {f.key for f in machine_facts(vm=True)}
 SWITCH_STRUCTURE = ("kind", "name", "status", "tags", "tenant", "project", "source")
 _SWITCH_FIELDS = set(SWITCH_STRUCTURE) | {f.key for f in SWITCH_FACTS}
-_INFINIBAND_FIELDS = {
+INFINIBAND_STRUCTURE = (
     "kind",
     "name",
     "device",
     "port",
     "status",
-    "rateGbps",
-    "fabric",
-    "switch",
     "tags",
     "tenant",
     "project",
     "source",
-}
+)
+_INFINIBAND_FIELDS = set(INFINIBAND_STRUCTURE) | {f.key for f in PORT_FACTS}
+# A port listed in a machine's document: its name and facts ("status" is accepted and
+# ignored: a listed port's status is its own item's).
+_LISTED_PORT_FIELDS = {"name", "status"} | {f.key for f in PORT_FACTS}
 
 
 def parse_device(
@@ -271,13 +287,14 @@ def parse_infiniband(raw: Any, *, row: int = 1, section: str | None = None) -> I
         r.fail(
             "name", f"must be '<device>:<port>' = {infiniband_name(device, port)!r}, got {name!r}"
         )
+    status = r.status()
+    facts = port_facts_with()
+    _read_facts(r, facts, PORT_FACTS)
     spec = InfinibandSpec(
         device=device or "",
         port=port or "",
-        status=r.status(),
-        rate_gbps=r.integer("rateGbps", maximum=MAX_COUNT),
-        fabric=r.string("fabric"),
-        switch=r.string("switch"),
+        status=status,
+        facts=facts,
         tags=r.tags(),
         tenant=r.string("tenant"),
         project=r.string("project"),
@@ -347,15 +364,15 @@ def _ib_ports(r: Reader) -> tuple[IbPort, ...] | None:
     names: set[str] = set()
     for position, item in enumerate(value):
         p = r.nested(item, f"infiniband[{position}].")
-        p.reject_unknown({"name", "rateGbps", "fabric", "switch", "status"})
+        p.reject_unknown(_LISTED_PORT_FIELDS)
         name = p.string("name", required=True)
         if name in names:
             p.fail("name", f"port {name!r} is listed twice")
         # Read before the name is checked, so a port without a name still has its other bad
         # fields reported in the same pass.
-        rate = p.integer("rateGbps", maximum=MAX_COUNT)
-        fabric, switch = p.string("fabric"), p.string("switch")
+        facts = port_facts_with()
+        _read_facts(p, facts, PORT_FACTS)
         if name:
             names.add(name)
-            ports.append(IbPort(name, rate, fabric, switch))
+            ports.append(IbPort(name, facts))
     return tuple(ports)

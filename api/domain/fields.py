@@ -1,18 +1,18 @@
 """The item documents' facts, declared once.
 
-A machine's (a device's or a VM's) and a switch's plain facts are the document keys that
-go straight to a column of their own: its make, its capacity, where it stands. Each is
-declared here, once, with every name it has: its document key (also its CSV column), its
-attribute (on the spec, the row and the GraphQL type: the column's name) and its GraphQL
-name. Parsing, the document's rendering, the write paths (one item at a time, and the
-bulk import), the CSV columns and the GraphQL types and inputs read this table, so a new
-fact is one entry here and its column (a model attribute and a migration):
-tests/integration/test_one_more_fact.py adds one that way, and tests/unit/test_fields.py
-fails when some layer has a fact the table does not.
+A machine's (a device's or a VM's), a switch's and an InfiniBand port's plain facts are
+the document keys that go straight to a column of their own: its make, its capacity, where
+it stands. Each is declared here, once, with every name it has: its document key (also its
+CSV column), its attribute (on the spec, the row and the GraphQL type: the column's name)
+and its GraphQL name. Parsing, the document's rendering, the write paths (one item at a
+time, and the bulk import), the CSV columns and the GraphQL types and inputs read this
+table, so a new fact is one entry here and its column (a model attribute and a migration):
+tests/integration/test_one_more_fact.py adds one to machines and one to ports that way,
+and tests/unit/test_fields.py fails when some layer has a fact the table does not.
 
 The rest of a document is structure, not a plain fact, and is handled by name: ``id``,
 ``hostname`` or ``name``, ``kind``, ``status``, ``gpus``, ``tags``, ``infiniband``,
-``tenant``, ``project``, ``source``.
+``tenant``, ``project``, ``source``; a port's ``device`` and ``port``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Fact:
     @property
     def default(self) -> int | None:
         """What a document that leaves it out means: no capacity, or not known."""
-        return 0 if self.is_number else None
+        return 0 if self.free is not None else None
 
 
 def _text(key: str, graphql: str | None = None, *, vm_only: bool = False) -> Fact:
@@ -76,6 +76,16 @@ SWITCH_FACTS = (
     _text("site"),
     Fact("managementAddress", "management_address", "managementAddress"),
     _text("fabric"),
+)
+
+
+# An InfiniBand port's facts: in the ``infiniband`` list of a machine's document (after
+# the port's name), and in a port's own document (after kind, name, device, port and
+# status; tags, tenant, project and source follow).
+PORT_FACTS = (
+    Fact("rateGbps", "rate_gbps", "rateGbps", MAX_COUNT),
+    _text("fabric"),
+    _text("switch"),
 )
 
 

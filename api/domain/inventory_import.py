@@ -24,7 +24,7 @@ from api.domain.document import (
     parse_switch,
 )
 from api.domain.errors import DomainError, FieldError, bad_input, bulk_input_error
-from api.domain.fields import MACHINE_FACTS, MAX_COUNT, SWITCH_FACTS
+from api.domain.fields import MACHINE_FACTS, MAX_COUNT, PORT_FACTS, SWITCH_FACTS
 from api.domain.limits import JsonInputError, parse_json
 from api.domain.vocabulary import Kind
 
@@ -103,22 +103,19 @@ def parse_json_import(data: str) -> ImportBatch:
 
 # CSV columns: the machine facts (api/domain/fields.py) under their document keys, the
 # other kinds' fields, and the GPU shorthand of a row. Whole numbers, or text.
-_CSV_NUMBERS = {f.key for f in MACHINE_FACTS if f.is_number} | {
-    "rateGbps",
+_CSV_NUMBERS = {f.key for f in MACHINE_FACTS + PORT_FACTS if f.is_number} | {
     "gpuCount",
     "gpuMemoryMB",
 }
-_CSV_TEXT = {f.key for f in MACHINE_FACTS + SWITCH_FACTS if not f.is_number} | {
+_CSV_TEXT = {f.key for f in MACHINE_FACTS + SWITCH_FACTS + PORT_FACTS if not f.is_number} | {
     "kind",
     "hostname",
     "name",
     "status",
     "tenant",
     "project",
-    "fabric",
     "device",
     "port",
-    "switch",
     "gpuVendor",
     "gpuModel",
 }

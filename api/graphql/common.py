@@ -15,7 +15,7 @@ from strawberry.types import Info
 from api.db.paging import Page
 from api.domain import vocabulary
 from api.domain.errors import UNAUTHENTICATED, bad_input
-from api.domain.fields import MACHINE_FACTS, SWITCH_FACTS
+from api.domain.fields import MACHINE_FACTS, PORT_FACTS, SWITCH_FACTS
 from api.domain.limits import MAX_FILTER_TEXT, MAX_FILTER_VALUES, MAX_TAG_FILTERS
 from api.graphql.context import Context
 
@@ -247,10 +247,9 @@ def input_document(value: Any, names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-FACTS = MACHINE_FACTS + SWITCH_FACTS
+FACTS = MACHINE_FACTS + SWITCH_FACTS + PORT_FACTS
 DOCUMENT_NAMES = {f.attribute: f.key for f in FACTS if f.attribute != f.key} | {
     "vendor_code": "vendorCode",
     "model_no": "modelNo",
     "memory_mb": "memoryMB",
-    "rate_gbps": "rateGbps",
 }

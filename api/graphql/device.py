@@ -14,7 +14,7 @@ from api.db import device as device_db
 from api.db import infiniband as infiniband_db
 from api.db import inventory
 from api.db.models import DeviceRow
-from api.domain.fields import HARDWARE, PLACEMENT, VM_PLACEMENT
+from api.domain.fields import HARDWARE, PLACEMENT, PORT_FACTS, VM_PLACEMENT
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.capacity import ResourceCapacity, node_capacity
 from api.graphql.common import (
@@ -48,12 +48,16 @@ class Gpu:
     memory_mb: int | None = strawberry.field(name="memoryMB")
 
 
-@strawberry.type(description="An InfiniBand port as listed on its device.")
 class IbPort:
+    """A port as its machine's document lists it: its name, then PORT_FACTS."""
+
     name: str
-    rate_gbps: int | None
-    fabric: str | None
-    switch: str | None
+
+
+output_facts(IbPort, PORT_FACTS)
+IbPort = strawberry.type(  # type: ignore[misc]  # fields added before decorating
+    description="An InfiniBand port as listed on its device."
+)(IbPort)
 
 
 class Machine(Item):
@@ -76,7 +80,7 @@ class Machine(Item):
     async def infiniband(self, info: Info[Context, None]) -> list[IbPort]:
         ports = await info.context.loader("ports").load(self._row.id)
         return [
-            IbPort(name=p.port, rate_gbps=p.rate_gbps, fabric=p.fabric, switch=p.switch)
+            IbPort(name=p.port, **fact_values(p, PORT_FACTS))  # type: ignore[call-arg]
             for p in ports
         ]
 
@@ -253,12 +257,12 @@ class GpuInput:
     index: int | None = strawberry.UNSET
 
 
-@strawberry.input
 class IbPortInput:
     name: str
-    rate_gbps: int | None = strawberry.UNSET
-    fabric: str | None = strawberry.UNSET
-    switch: str | None = strawberry.UNSET
+
+
+input_facts(IbPortInput, PORT_FACTS)
+IbPortInput = strawberry.input(IbPortInput)  # type: ignore[misc]  # fields added before
 
 
 class MachinePatch:

@@ -25,7 +25,7 @@ def output_facts(cls: type, facts: tuple[Fact, ...], *, free: bool = False) -> N
     """The facts as fields of an output type; with ``free``, each capacity fact's free
     amount after all of them (freeCpu…)."""
     for fact in facts:
-        declare(cls, fact.attribute, int if fact.is_number else str | None, _named(fact.graphql))
+        declare(cls, fact.attribute, _output_type(fact), _named(fact.graphql))
     if free:
         for fact in facts:
             if fact.free is not None:
@@ -45,6 +45,14 @@ def fact_values(row: Any, facts: tuple[Fact, ...], *, free: bool = False) -> dic
     if free:
         values |= {f.free: getattr(row, f.free) for f in facts if f.free is not None}
     return values
+
+
+def _output_type(fact: Fact) -> Any:
+    """A capacity is always known (0 when the document leaves it out); any other fact may
+    not be."""
+    if fact.is_number:
+        return int if fact.default is not None else int | None
+    return str | None
 
 
 def free_name(fact: Fact) -> str:

@@ -10,6 +10,7 @@ from api.db import infiniband as infiniband_db
 from api.db import inventory
 from api.db.models import InfinibandRow
 from api.db.tenant import tenant_by_slug
+from api.domain.fields import PORT_FACTS
 from api.domain.vocabulary import Kind as DomainKind
 from api.graphql.common import (
     AUTH,
@@ -26,17 +27,16 @@ from api.graphql.common import (
 )
 from api.graphql.context import Context
 from api.graphql.device import Deleted
+from api.graphql.facts import declare, fact_values, input_facts, output_facts
 from api.graphql.switch import NamedOrder, order_args
 
 
-@strawberry.type(description="An InfiniBand port (HCA or switch port), named device:port.")
 class Infiniband(Item):
+    """An InfiniBand port; its facts are api/domain/fields.py's PORT_FACTS (added below)."""
+
     name: str
     device: str
     port: str
-    rate_gbps: int | None
-    fabric: str | None
-    switch: str | None
 
     @strawberry.field
     def document(self, info: Info[Context, None]) -> JSON:
@@ -44,15 +44,19 @@ class Infiniband(Item):
 
     @classmethod
     def from_row(cls, row: InfinibandRow) -> Infiniband:
-        return cls(
+        return cls(  # type: ignore[call-arg]  # a class decorated after its statement
             name=row.name,
             device=row.device,
             port=row.port,
-            rate_gbps=row.rate_gbps,
-            fabric=row.fabric,
-            switch=row.switch,
+            **fact_values(row, PORT_FACTS),
             **item_fields(row),
         )
+
+
+output_facts(Infiniband, PORT_FACTS)
+Infiniband = strawberry.type(  # type: ignore[misc]  # fields added before decorating
+    description="An InfiniBand port (HCA or switch port), named device:port."
+)(Infiniband)
 
 
 @strawberry.input
@@ -64,14 +68,15 @@ class InfinibandFilter:
     switch: str | None = None
 
 
-@strawberry.input
 class InfinibandPatch:
-    rate_gbps: int | None = strawberry.UNSET
-    fabric: str | None = strawberry.UNSET
-    switch: str | None = strawberry.UNSET
-    tags: JSON | None = strawberry.UNSET
-    tenant: str | None = strawberry.UNSET
-    project: str | None = strawberry.UNSET
+    """The port document's facts (PORT_FACTS) and structure."""
+
+
+input_facts(InfinibandPatch, PORT_FACTS)
+declare(InfinibandPatch, "tags", JSON | None, strawberry.UNSET)
+declare(InfinibandPatch, "tenant", str | None, strawberry.UNSET)
+declare(InfinibandPatch, "project", str | None, strawberry.UNSET)
+InfinibandPatch = strawberry.input(InfinibandPatch)  # type: ignore[misc]  # fields added before
 
 
 @strawberry.input

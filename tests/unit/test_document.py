@@ -28,6 +28,7 @@ from api.domain.document import (
     parse_device,
     parse_infiniband,
     parse_switch,
+    port_facts_with,
     switch_facts_with,
 )
 from api.domain.fields import MAX_AMOUNT, MAX_COUNT, MAX_NAME
@@ -116,10 +117,7 @@ def exported(spec: DeviceSpec) -> dict[str, Any]:
         "site": spec.facts["site"],
         "location": spec.facts["location"],
         "rack": spec.facts["rack"],
-        "infiniband": [
-            {"name": p.name, "rateGbps": p.rate_gbps, "fabric": p.fabric, "switch": p.switch}
-            for p in spec.infiniband or ()
-        ],
+        "infiniband": [p.document() for p in spec.infiniband or ()],
         "tenant": spec.tenant,
         "project": spec.project,
         "source": spec.source.document(),
@@ -156,7 +154,9 @@ def test_parses_the_design_example_into_every_fact() -> None:
             Gpu(1, "NVIDIA", "H100-SXM5-80GB", 81920),
         ),
         tags={"gputype": "H100", "location": "india"},
-        infiniband=(IbPort("ib0", 400, "fabric-a", "ib-leaf-3"),),
+        infiniband=(
+            IbPort("ib0", port_facts_with(rate_gbps=400, fabric="fabric-a", switch="ib-leaf-3")),
+        ),
         tenant="acme",
         project="llm",
         source=Source(SourceSystem.NETBOX, 123, "https://netbox.example/api/dcim/devices/123/"),
@@ -748,7 +748,10 @@ def test_parses_ports_with_optional_details() -> None:
             "infiniband": [{"name": " ib0 "}, {"name": "ib1", "rateGbps": 200.0, "fabric": "f"}],
         }
     )
-    assert spec.infiniband == (IbPort("ib0"), IbPort("ib1", 200, "f", None))
+    assert spec.infiniband == (
+        IbPort("ib0"),
+        IbPort("ib1", port_facts_with(rate_gbps=200, fabric="f")),
+    )
 
 
 def test_rejects_a_port_name_listed_twice_on_one_device() -> None:
@@ -903,7 +906,7 @@ def test_parses_an_infiniband_component_and_names_it_device_colon_port() -> None
         {"device": " server-42 ", "port": "ib0", "rateGbps": 400, "fabric": "f", "switch": "s"}
     )
     assert spec == InfinibandSpec(
-        device="server-42", port="ib0", rate_gbps=400, fabric="f", switch="s"
+        device="server-42", port="ib0", facts=port_facts_with(rate_gbps=400, fabric="f", switch="s")
     )
     assert spec.name == "server-42:ib0" == infiniband_name("server-42", "ib0")
 
@@ -961,7 +964,10 @@ def test_an_exported_infiniband_component_re_parses() -> None:
         "generation": 1,
     }
     assert parse_infiniband(raw) == InfinibandSpec(
-        device="server-42", port="ib0", status=Status.AVAILABLE, rate_gbps=400, fabric="f"
+        device="server-42",
+        port="ib0",
+        status=Status.AVAILABLE,
+        facts=port_facts_with(rate_gbps=400, fabric="f"),
     )
 
 

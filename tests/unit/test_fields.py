@@ -1,19 +1,22 @@
-"""The machine facts of api/domain/fields.py are the only plain facts any layer has: a
-column, a document key or a GraphQL field of a machine is either in the table or part of
-the document's structure (listed here, each for a reason). A layer that grew a fact of
-its own, outside the table, fails here."""
+"""The machine, switch and port facts of api/domain/fields.py are the only plain facts
+any layer has: a column, a document key or a GraphQL field of an item is either in the
+table or part of the document's structure (listed here, each for a reason). A layer that
+grew a fact of its own, outside the table, fails here."""
 
 from __future__ import annotations
 
-from api.db.models import DeviceRow, SwitchRow
+from api.db.models import DeviceRow, InfinibandRow, SwitchRow
 from api.domain.document import (
     _DEVICE_FIELDS,
+    _INFINIBAND_FIELDS,
+    _LISTED_PORT_FIELDS,
     _SWITCH_FIELDS,
     _VM_FIELDS,
+    INFINIBAND_STRUCTURE,
     MACHINE_STRUCTURE,
     SWITCH_STRUCTURE,
 )
-from api.domain.fields import CAPACITY, MACHINE_FACTS, SWITCH_FACTS, machine_facts
+from api.domain.fields import CAPACITY, MACHINE_FACTS, PORT_FACTS, SWITCH_FACTS, machine_facts
 from api.graphql.facts import free_name
 from api.graphql.schema import build_schema
 
@@ -76,3 +79,27 @@ def test_switches_too_have_their_facts_in_the_table_alone() -> None:
     assert {f.graphql for f in SWITCH_FACTS} <= fields
     assert fields - {f.graphql for f in SWITCH_FACTS} <= GRAPHQL_NOT_FACTS
     assert {f.graphql for f in SWITCH_FACTS} <= set(schema.type_map["SwitchPatch"].fields)
+
+
+PORT_COLUMNS_NOT_FACTS = {
+    "id", "name", "device", "device_id", "port", "status", "tags", "tenant_id", "project_id",
+    "source_system", "source_id", "source_url", "generation", "created_at", "updated_at",
+    "health", "healthy", "attention",
+}  # fmt: skip
+
+
+def test_ports_too_have_their_facts_in_the_table_alone() -> None:
+    """As a port's own item and as listed in its machine's document."""
+    columns = {c.name for c in InfinibandRow.__table__.columns}
+    facts = {f.attribute for f in PORT_FACTS}
+    assert columns - facts - PORT_COLUMNS_NOT_FACTS == set()
+    assert facts <= columns
+    keys = {f.key for f in PORT_FACTS}
+    assert set(INFINIBAND_STRUCTURE) | keys == _INFINIBAND_FIELDS
+    assert _LISTED_PORT_FIELDS - keys == {"name", "status"}
+    schema = build_schema()._schema
+    graphql = {f.graphql for f in PORT_FACTS}
+    for name in ("Infiniband", "InfinibandPatch", "IbPort", "IbPortInput"):
+        fields = set(schema.type_map[name].fields)
+        assert graphql <= fields, name
+        assert fields - graphql <= GRAPHQL_NOT_FACTS | {"device", "port"}, name

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.domain.document import MAX_COUNT, Gpu, IbPort
+from api.domain.document import MAX_COUNT, Gpu, IbPort, port_facts_with
 from api.domain.errors import BAD_INPUT, DomainError
 from api.domain.inventory_import import (
     SECTIONS,
@@ -111,7 +111,7 @@ def test_json_puts_each_section_in_its_own_list_with_the_sections_kind() -> None
         ("vm-1", Kind.VM, "c1", "server-1")
     ]
     assert [(s.name, s.facts["role"]) for s in batch.switches] == [("leaf-1", "leaf")]
-    assert [(i.name, i.rate_gbps) for i in batch.infinibands] == [("server-2:ib0", 200)]
+    assert [(i.name, i.facts["rate_gbps"]) for i in batch.infinibands] == [("server-2:ib0", 200)]
 
 
 def test_json_documents_are_normalised() -> None:
@@ -121,7 +121,7 @@ def test_json_documents_are_normalised() -> None:
         Gpu(0, "NVIDIA", "H100-SXM5-80GB", 81920),
         Gpu(1, "NVIDIA", "H100-SXM5-80GB", 81920),
     )
-    assert first.infiniband == (IbPort("ib0", 400, "fabric-a", None),)
+    assert first.infiniband == (IbPort("ib0", port_facts_with(rate_gbps=400, fabric="fabric-a")),)
     assert batch.devices[1].status == Status.MAINTENANCE
 
 
@@ -460,7 +460,7 @@ def test_csv_kind_column_picks_the_section() -> None:
     assert [(s.name, s.facts["role"], s.facts["management_address"]) for s in batch.switches] == [
         ("leaf-1", "leaf", "10.0.0.1")
     ]
-    assert [(i.name, i.rate_gbps) for i in batch.infinibands] == [("server-1:ib0", 400)]
+    assert [(i.name, i.facts["rate_gbps"]) for i in batch.infinibands] == [("server-1:ib0", 400)]
 
 
 def test_csv_name_column_is_the_hostname_of_a_device_row() -> None:
