@@ -36,7 +36,14 @@ from api.graphql.common import (
     values_filter,
 )
 from api.graphql.context import Context
-from api.graphql.facts import declare, fact_values, input_facts, output_facts
+from api.graphql.device_input import (
+    DeviceInput,
+    DevicePatch,
+    VmInput,
+    VmPatch,
+    vm_document,
+)
+from api.graphql.facts import fact_values, output_facts
 from api.graphql.health import HealthCondition
 
 
@@ -249,71 +256,6 @@ def _list[N](
     return connection(page, wrap)
 
 
-@strawberry.input(description="A GPU of a device; index defaults to its position.")
-class GpuInput:
-    vendor_code: str
-    model_no: str
-    memory_mb: int | None = strawberry.field(default=strawberry.UNSET, name="memoryMB")
-    index: int | None = strawberry.UNSET
-
-
-class IbPortInput:
-    name: str
-
-
-input_facts(IbPortInput, PORT_FACTS)
-IbPortInput = strawberry.input(IbPortInput)  # type: ignore[misc]  # fields added before
-
-
-class MachinePatch:
-    """Fields of a device or VM document, in the document's order: the facts of
-    api/domain/fields.py and the document's structure."""
-
-
-input_facts(MachinePatch, HARDWARE)
-declare(MachinePatch, "gpus", list[GpuInput] | None, strawberry.UNSET)
-declare(MachinePatch, "tags", JSON | None, strawberry.UNSET)
-input_facts(MachinePatch, PLACEMENT)
-declare(MachinePatch, "infiniband", list[IbPortInput] | None, strawberry.UNSET)
-declare(MachinePatch, "tenant", str | None, strawberry.UNSET)
-declare(MachinePatch, "project", str | None, strawberry.UNSET)
-MachinePatch = strawberry.input(  # type: ignore[misc]  # decorated after its facts (see Machine)
-    description="Fields of a device or VM document; unset fields are left out."
-)(MachinePatch)
-
-
-@strawberry.input
-class DevicePatch(MachinePatch):
-    pass
-
-
-@strawberry.input
-class DeviceInput(MachinePatch):
-    hostname: str
-    status: Status | None = strawberry.UNSET
-
-
-class VmPatch(MachinePatch):
-    pass
-
-
-input_facts(VmPatch, VM_PLACEMENT)
-VmPatch = strawberry.input(VmPatch)  # type: ignore[misc]  # decorated after its facts (see Machine)
-
-
-@strawberry.input
-class VmInput(VmPatch):
-    name: str
-    status: Status | None = strawberry.UNSET
-
-
-def _vm_document(value: Any) -> dict[str, Any]:
-    document = input_document(value, DOCUMENT_NAMES)
-    if "name" in document:
-        document["hostname"] = document.pop("name")
-    return document
-
-
 @strawberry.type(description="What a delete removed.")
 class Deleted:
     id: strawberry.ID
@@ -398,7 +340,7 @@ class DeviceMutation:
     @strawberry.mutation(permission_classes=AUTH)
     def create_vm(self, info: Info[Context, None], input: VmInput) -> Vm:
         with info.context.write() as session:
-            row = inventory.create(session, info.context.who(), DomainKind.VM, _vm_document(input))
+            row = inventory.create(session, info.context.who(), DomainKind.VM, vm_document(input))
         return Vm.from_row(row)
 
     @strawberry.mutation(permission_classes=AUTH)
@@ -415,7 +357,7 @@ class DeviceMutation:
                 info.context.who(),
                 DomainKind.VM,
                 id,
-                _vm_document(patch),
+                vm_document(patch),
                 expected_generation,
             )
         return Vm.from_row(row)

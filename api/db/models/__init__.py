@@ -1,0 +1,36 @@
+"""The tables. One class per noun, named ``<Noun>Row`` (the GraphQL type and the domain
+keep the plain noun); the service modules of api/db query them. In three modules by
+concern; all are imported here, so that one import registers every table on
+``Base.metadata`` (Alembic reads it) and callers need not know which module holds which.
+"""
+
+from api.db.models.allocation import AllocationDeviceRow, AllocationRow, DeviceChangeRow, ProfileRow
+from api.db.models.inventory import (
+    STATUSES,
+    DeviceRow,
+    GpuRow,
+    InfinibandRow,
+    ProjectRow,
+    SwitchRow,
+    TenantRow,
+    namespace_unique,
+)
+from api.db.models.operations import ApiTokenRow, AuditEventRow, SyncStateRow
+
+__all__ = [
+    "STATUSES",
+    "AllocationDeviceRow",
+    "AllocationRow",
+    "ApiTokenRow",
+    "AuditEventRow",
+    "DeviceChangeRow",
+    "DeviceRow",
+    "GpuRow",
+    "InfinibandRow",
+    "ProfileRow",
+    "ProjectRow",
+    "SwitchRow",
+    "SyncStateRow",
+    "TenantRow",
+    "namespace_unique",
+]
