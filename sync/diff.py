@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.translate import Desired, Note, Record, namespace
+from sync.parts import Record
+from sync.translate import Desired, Note, namespace
 
 CREATE, UPDATE, RETIRE, FLAG = "create", "update", "retire", "flag"
 NETBOX_DELETED, NETBOX_DEGRADED = "NETBOX_DELETED", "NETBOX_DEGRADED"

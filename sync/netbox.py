@@ -18,7 +18,8 @@ import pynetbox
 import requests
 
 from sync.mapping import Mapping
-from sync.translate import Record, Snapshot
+from sync.parts import Record
+from sync.translate import Snapshot
 
 # NetBox 4.7's InfiniBand interface types (dcim.choices.InterfaceTypeChoices): every
 # rate at 1X and 4X, and only HDR, NDR and XDR at 2X.

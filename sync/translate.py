@@ -9,17 +9,22 @@ platform for items without one), plus notes for what could not be mapped cleanly
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from api.domain.document import DocumentError, parse_device, parse_switch
-from api.domain.vocabulary import Kind, normalise_gpu_vendor
+from api.domain.vocabulary import Kind
 from sync.mapping import Mapping
-
-Record = dict[str, Any]
+from sync.parts import (
+    Record,
+    amount,
+    by_id,
+    gpus_by_device,
+    parts_by_device,
+    ports_by_device,
+    slug,
+    tags_of,
+)
 
 # NetBox status -> inventory status (DESIGN.md); an allocation is never changed by it.
 STATUSES = {
@@ -31,14 +36,6 @@ STATUSES = {
     "inventory": "offline",
     "decommissioning": "retired",
 }
-_VENDORS = (  # manufacturer name (lower case) contains -> vendor code
-    ("nvidia", "NVIDIA"),
-    ("advanced micro devices", "AMD"),
-    ("amd", "AMD"),
-    ("habana", "INTEL"),
-    ("intel", "INTEL"),
-)
-_GBPS = re.compile(r"(\d+(?:\.\d+)?)\s*Gbps", re.IGNORECASE)
 
 
 @dataclass
@@ -94,18 +91,21 @@ class Desired:
 
 def translate(snapshot: Snapshot, mapping: Mapping) -> Desired:
     desired = Desired()
-    regions = {s["id"]: _slug(s.get("region")) for s in snapshot.sites}
+    regions = {s["id"]: slug(s.get("region")) for s in snapshot.sites}
     module_types = {t["id"]: t for t in snapshot.module_types}
-    gpus = _gpus_by_device(snapshot, module_types, desired.notes)
-    parts = _parts_by_device(snapshot.modules, module_types)
-    switches = {
-        d["id"]: d for d in snapshot.devices if _slug(d.get("role")) in mapping.switch_roles
-    }
-    ports = _ports_by_device(snapshot.interfaces, switches)
+    gpus = gpus_by_device(
+        snapshot.modules,
+        snapshot.inventory_items,
+        module_types,
+        lambda device, message: desired.notes.append(Note("device", device, message)),
+    )
+    parts = parts_by_device(snapshot.modules, module_types)
+    switches = {d["id"]: d for d in snapshot.devices if slug(d.get("role")) in mapping.switch_roles}
+    ports = ports_by_device(snapshot.interfaces, switches)
     # (kind, NetBox object, where its document goes, how to build it)
     wanted: list[tuple[str, Record, dict[Key, Record], Callable[[Record], Record]]] = []
     for device in snapshot.devices:
-        role = _slug(device.get("role"))
+        role = slug(device.get("role"))
         if role in mapping.switch_roles:
             wanted.append(("switch", device, desired.switches, lambda d: _switch(d, regions)))
         elif role in mapping.device_roles:
@@ -159,7 +159,7 @@ def _key(record: Record) -> Key | None:
     name = record.get("name")
     if not isinstance(name, str) or not name.strip():
         return None
-    return _slug(record.get("tenant")), name.strip()
+    return slug(record.get("tenant")), name.strip()
 
 
 def _keep(
@@ -206,7 +206,7 @@ def _clash(key: Key, record: Record, others: list[Record]) -> str:
     tenant, name = key
 
     def site(r: Record) -> str:
-        return f"site {_slug(r.get('site')) or '-'}"
+        return f"site {slug(r.get('site')) or '-'}"
 
     listed = ", ".join(f"#{r['id']} ({site(r)})" for r in others)
     return (
@@ -214,26 +214,6 @@ def _clash(key: Key, record: Record, others: list[Record]) -> str:
         f"{namespace(tenant)}; the inventory keeps names unique per tenant, so none of them "
         "is synced until they differ"
     )
-
-
-def vendor_code(manufacturer: str) -> tuple[str, bool]:
-    """The GPU vendor code of a NetBox manufacturer name, and whether it is a known one."""
-    lowered = manufacturer.strip().lower()
-    for needle, code in _VENDORS:
-        if needle in lowered:
-            return code, True
-    return normalise_gpu_vendor(manufacturer), False
-
-
-def ib_rate_gbps(interface: Record) -> int | None:
-    """The interface's speed (NetBox stores Kbps) when set, else the rate its type's label
-    gives. NetBox 4.7's labels carry the port's whole rate: "NDR (100 Gbps)" is one lane,
-    "NDR 4X (400 Gbps)" (infiniband-ndr-4x, the usual NDR port) four."""
-    if interface.get("speed"):
-        return int(interface["speed"]) // 1_000_000
-    label = str((interface.get("type") or {}).get("label") or "")
-    found = _GBPS.search(label)
-    return round(float(found.group(1))) if found else None
 
 
 # -- devices ----------------------------------------------------------------------------
@@ -272,7 +252,7 @@ def _server(
         "totalmemoryMB": amount(mapping.memory_field, "memoryMB"),
         "totalstorageGB": amount(mapping.storage_field, "storageGB"),
         "gpus": [dict(g, index=i) for i, g in enumerate(gpus.get(device["id"], []))],
-        "location": _slug(device.get("location")),
+        "location": slug(device.get("location")),
         "rack": (device.get("rack") or {}).get("name"),
         "infiniband": ports.get(device["id"], []),
     }
@@ -284,11 +264,11 @@ def _server(
 
 
 def _vm(vm: Record, regions: dict[int, str | None]) -> Record:
-    disk_mb = _amount(vm.get("disk"))
+    disk_mb = amount(vm.get("disk"))
     return _common(vm, regions) | {
         "hostname": vm["name"],
-        "totalcpu": _amount(vm.get("vcpus")),
-        "totalmemoryMB": _amount(vm.get("memory")),
+        "totalcpu": amount(vm.get("vcpus")),
+        "totalmemoryMB": amount(vm.get("memory")),
         "totalstorageGB": disk_mb // 1000,
         "cluster": (vm.get("cluster") or {}).get("name"),
         "host": (vm.get("device") or {}).get("name"),
@@ -301,7 +281,7 @@ def _switch(device: Record, regions: dict[int, str | None]) -> Record:
     primary = (device.get("primary_ip") or {}).get("address")
     return document | {
         "name": device["name"],
-        "role": _slug(device.get("role")),
+        "role": slug(device.get("role")),
         "managementAddress": primary.split("/")[0] if primary else None,
         "fabric": tags.pop("fabric", None),
     }
@@ -311,8 +291,8 @@ def _common(record: Record, regions: dict[int, str | None]) -> Record:
     """What every kind takes the same way: type, site, tenant, status, tags, source."""
     device_type = record.get("device_type") or {}
     site = record.get("site") or {}
-    tags = _tags(record.get("tags") or [])
-    region = _by_id(regions, site.get("id")) if site else None
+    tags = tags_of(record.get("tags") or [])
+    region = by_id(regions, site.get("id")) if site else None
     if region and "location" not in tags:
         tags["location"] = region
     status = (record.get("status") or {}).get("value")
@@ -321,144 +301,9 @@ def _common(record: Record, regions: dict[int, str | None]) -> Record:
         "manufacturer": (device_type.get("manufacturer") or {}).get("name"),
         "model": device_type.get("model"),
         "site": site.get("slug"),
-        "tenant": _slug(record.get("tenant")),
+        "tenant": slug(record.get("tenant")),
         "tags": tags,
         "source": {"system": "netbox", "id": record["id"], "url": record.get("url")},
     }
     # Absent in NetBox: left out, so the inventory keeps what it has (e.g. a tenant set there).
     return {k: v for k, v in document.items() if v is not None}
-
-
-def _tags(tags: list[Record]) -> dict[str, str]:
-    """NetBox tags named "key:value" become tags[key] = value; other tags are not synced."""
-    found: dict[str, str] = {}
-    for tag in tags:
-        key, colon, value = str(tag.get("name") or "").partition(":")
-        if colon and key.strip() and value.strip():
-            found[key.strip()] = value.strip()
-    return found
-
-
-# -- GPUs and ports -----------------------------------------------------------------------
-
-
-def _gpus_by_device(
-    snapshot: Snapshot, module_types: dict[int, Record], notes: list[Note]
-) -> dict[int, list[Record]]:
-    """GPU modules (module types with NetBox's GPU profile); else inventory items."""
-    found: dict[int, list[Record]] = defaultdict(list)
-    unknown: set[tuple[str, str]] = set()  # (device, manufacturer): noted once, not per GPU
-
-    def code_of(manufacturer: str, device: str) -> str:
-        code, known = vendor_code(manufacturer)
-        if not known and (device, manufacturer) not in unknown:
-            unknown.add((device, manufacturer))
-            notes.append(Note("device", device, f"unknown GPU vendor {manufacturer!r}"))
-        return code
-
-    for module in sorted(snapshot.modules, key=_module_order):
-        module_type = _by_id(module_types, (module.get("module_type") or {}).get("id"))
-        if module_type is None or _name(module_type.get("profile")) != "GPU":
-            continue
-        device = module["device"]
-        memory_gb = (module_type.get("attributes") or {}).get("memory")
-        found[device["id"]].append(
-            {
-                "vendorCode": code_of(
-                    _name(module_type.get("manufacturer")) or "", device.get("name", "")
-                ),
-                "modelNo": module_type.get("model"),
-                "memoryMB": int(memory_gb) * 1024 if memory_gb is not None else None,
-            }
-        )
-    with_modules = set(found)  # their GPU modules win over inventory items
-    for item in sorted(snapshot.inventory_items, key=lambda i: (i["device"]["id"], i["id"])):
-        device_id = item["device"]["id"]
-        if device_id in with_modules:
-            continue
-        device = (item.get("device") or {}).get("name") or f"#{device_id}"
-        found[device_id].append(
-            {
-                "vendorCode": code_of(_name(item.get("manufacturer")) or "", device),
-                "modelNo": item.get("part_id") or item["name"],
-                "memoryMB": None,  # an inventory item carries no memory size
-            }
-        )
-    return found
-
-
-# NetBox 4.7's native module profiles, and what one module of each adds up to.
-_PART_PROFILES = {
-    "CPU": ("cpu", "cores", 1),
-    "Memory": ("memoryMB", "size", 1024),  # GB
-    "Hard disk": ("storageGB", "size", 1),  # GB
-}
-
-
-def _parts_by_device(
-    modules: list[Record], module_types: dict[int, Record]
-) -> dict[int, dict[str, int]]:
-    """CPU cores, memory and disk summed over modules with NetBox's CPU, Memory and Hard
-    disk profiles: the fallback when a device has no custom fields for them."""
-    found: dict[int, dict[str, int]] = defaultdict(dict)
-    for module in modules:
-        module_type = _by_id(module_types, (module.get("module_type") or {}).get("id")) or {}
-        part = _PART_PROFILES.get(_name(module_type.get("profile")) or "")
-        if part is None:
-            continue
-        total, attribute, scale = part
-        value = _amount((module_type.get("attributes") or {}).get(attribute)) * scale
-        totals = found[module["device"]["id"]]
-        totals[total] = totals.get(total, 0) + value
-    return found
-
-
-def _by_id[T](table: dict[int, T], netbox_id: int | None) -> T | None:
-    """A NetBox object by its id, read from a nested reference that may be missing."""
-    return None if netbox_id is None else table.get(netbox_id)
-
-
-def _module_order(module: Record) -> tuple[int, str, int]:
-    bay = module.get("module_bay") or {}
-    return (module["device"]["id"], str(bay.get("name") or ""), module["id"])
-
-
-def _ports_by_device(
-    interfaces: list[Record], switches: dict[int, Record]
-) -> dict[int, list[Record]]:
-    found: dict[int, list[Record]] = defaultdict(list)
-    for interface in sorted(interfaces, key=lambda i: (i["device"]["id"], i["name"])):
-        peer = next(iter(interface.get("link_peers") or []), None)
-        peer_device = (peer or {}).get("device") or {}
-        switch = _by_id(switches, peer_device.get("id"))
-        fabric = _tags((switch or {}).get("tags") or []).get("fabric")
-        found[interface["device"]["id"]].append(
-            {
-                "name": interface["name"],
-                "rateGbps": ib_rate_gbps(interface),
-                "switch": peer_device.get("name"),
-                "fabric": fabric,
-            }
-        )
-    return found
-
-
-# -- small readers ----------------------------------------------------------------------
-
-
-def _slug(nested: Record | None) -> str | None:
-    return (nested or {}).get("slug")
-
-
-def _name(nested: Record | None) -> str | None:
-    return (nested or {}).get("name")
-
-
-def _amount(value: Any) -> int:
-    """A NetBox number (custom fields may hold text, vCPUs are decimals) as a whole number."""
-    if value in (None, ""):
-        return 0
-    try:
-        return max(0, int(float(value)))
-    except (TypeError, ValueError):
-        return 0

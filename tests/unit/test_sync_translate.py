@@ -16,7 +16,8 @@ from sync.diff import (
     diff,
 )
 from sync.mapping import Mapping, MappingError, parse_mapping
-from sync.translate import Desired, Note, Snapshot, ib_rate_gbps, translate, vendor_code
+from sync.parts import ib_rate_gbps, vendor_code
+from sync.translate import Desired, Note, Snapshot, translate
 
 URL = "http://netbox.example/api"
 
