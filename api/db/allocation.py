@@ -47,7 +47,7 @@ from api.domain.errors import (
     DomainError,
 )
 from api.domain.matching.engine import Explanation, Outcome, match
-from api.domain.matching.index import CandidateIndex, Mask
+from api.domain.matching.index import ABSENT, CandidateIndex, Mask
 from api.domain.matching.request import normalise
 
 log = logging.getLogger("gpuinv.allocation")
@@ -216,9 +216,12 @@ def _choose(resolved: Resolved, index: CandidateIndex, being_claimed: frozenset[
 
 
 def _within(index: CandidateIndex, resolved: Resolved) -> Mask | None:
+    """What a tenant's match may take: its own machines and the platform's shared pool
+    (those without a tenant: DESIGN.md "The pool"), the rule ``Principal.may_see_shared``
+    states and ``scope.pooled`` applies to reads. A platform-wide match takes any."""
     if resolved.tenant_slug is None:
         return None
-    return index.matching("tenant", [normalise(resolved.tenant_slug)])
+    return index.matching("tenant", [normalise(resolved.tenant_slug), ABSENT])
 
 
 def _no_match(explanation: Explanation) -> DomainError:

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from api.db.models import DeviceRow, GpuRow
-from api.db.scope import scoped
+from api.db.scope import pooled
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
 from api.domain.capacity import (
@@ -42,7 +42,7 @@ def _sum_if(condition: ColumnElement[bool], value: Any) -> Any:
 
 def _in_view(who: Principal, sites: Sequence[str] | None, tenant_id: str | None) -> Any:
     """Devices of the fleet (not VMs, not retired) that the caller may see, filtered."""
-    query = scoped(select(), DeviceRow.tenant_id, who).where(
+    query = pooled(select(), DeviceRow.tenant_id, who).where(
         DeviceRow.kind == Kind.BAREMETAL.value, DeviceRow.status != Status.RETIRED.value
     )
     if sites:

@@ -15,7 +15,7 @@ from api.db.base import utcnow
 from api.db.items import assign, assign_status, source_document
 from api.db.models import DeviceRow, GpuRow
 from api.db.paging import Page, keyset_page
-from api.db.scope import scoped
+from api.db.scope import pooled
 from api.db.tenant import Directory, tenant_by_slug
 from api.domain.access import Principal
 from api.domain.document import DeviceSpec, IbPort
@@ -203,7 +203,7 @@ def list_devices(
     first: int,
     after: str | None,
 ) -> Page:
-    query = scoped(
+    query = pooled(
         select(DeviceRow).where(DeviceRow.kind.in_(spec.kinds)), DeviceRow.tenant_id, who
     )
     if spec.statuses:

@@ -32,7 +32,7 @@ class HealthWrite:
 def _server_and_port(
     session: Session, who: Principal, item_id: str
 ) -> tuple[DeviceRow, str | None]:
-    item = find_item(session, who, item_id)
+    item = find_item(session, who, item_id, writing=True)
     if isinstance(item, DeviceRow):
         return item, None
     if isinstance(item, InfinibandRow) and item.device_id is not None:

@@ -217,7 +217,7 @@ def update(
 ) -> Item:
     """Merge ``patch`` over the stored document and write it back, validated as a whole."""
     who.require_inventory_write()
-    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
+    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value, writing=True)
     return update_item(session, who, kind, item, patch, expected_generation)
 
 
@@ -308,7 +308,7 @@ def delete(
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item: ...
 def delete(session: Session, who: Principal, kind: Kind, item_id: str) -> Item:
     who.require_inventory_write()
-    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value)
+    item = get_item(session, who, MODELS[kind], item_id, kind=kind.value, writing=True)
     if item.status == Status.ALLOCATED or _held(session, item):
         raise DomainError(
             DEVICE_ALLOCATED,
@@ -339,7 +339,7 @@ def set_status(
     session: Session, who: Principal, item_id: str, status: Status, force: bool, reason: str | None
 ) -> Item:
     who.require_inventory_write()
-    item = find_item(session, who, item_id)
+    item = find_item(session, who, item_id, writing=True)
     check_writable_status(item, status, force, who)
     if item.status == status.value:
         return item

@@ -15,6 +15,7 @@ from api.domain.access import Principal
 from api.domain.errors import (
     CONCURRENT_UPDATE,
     DEVICE_ALLOCATED,
+    FORBIDDEN,
     DomainError,
     bad_input,
     not_found,
@@ -35,7 +36,23 @@ def name_of(item: Item) -> str:
 
 
 def visible(item: Item | None, who: Principal) -> bool:
-    return item is not None and who.may_see(item.tenant_id)
+    """Whether the caller may read the item: a machine of the platform's shared pool is
+    readable by every tenant (``Principal.may_see_shared``)."""
+    if item is None:
+        return False
+    if isinstance(item, DeviceRow):
+        return who.may_see_shared(item.tenant_id)
+    return who.may_see(item.tenant_id)
+
+
+def check_writable(item: Item, who: Principal) -> None:
+    """A visible item the caller may not change: the platform's shared pool, to a tenant."""
+    if not who.may_see(item.tenant_id):
+        raise DomainError(
+            FORBIDDEN,
+            f"{kind_of(item)} {name_of(item)!r} is in the platform's shared pool: "
+            "only platform staff may change it",
+        )
 
 
 def get_item[M: Item](
@@ -46,7 +63,10 @@ def get_item[M: Item](
     *,
     kind: str | None = None,
     for_update: bool = False,
+    writing: bool = False,
 ) -> M:
+    """The item by id, if the caller may read it (else NOT_FOUND); ``writing``: and change
+    it (else FORBIDDEN: it is visible, so saying so tells nothing new)."""
     query = select(model).where(model.id == item_id)
     if for_update:
         query = query.with_for_update()
@@ -54,16 +74,21 @@ def get_item[M: Item](
     label = kind or model.__tablename__
     if item is None or not visible(item, who) or (kind is not None and kind_of(item) != kind):
         raise not_found(label, item_id)
+    if writing:
+        check_writable(item, who)
     return item
 
 
-def find_item(session: Session, who: Principal, item_id: str) -> Item:
-    """Any kind by id (ids are UUIDs, unique across kinds): for ``node`` and ``setStatus``."""
+def find_item(session: Session, who: Principal, item_id: str, *, writing: bool = False) -> Item:
+    """Any kind by id (ids are UUIDs, unique across kinds): for ``node`` and ``setStatus``;
+    ``writing`` as for ``get_item``."""
     for model in ITEM_MODELS:
         item = _get(session, model, item_id)
         if item is not None:
             if not visible(item, who):
                 break
+            if writing:
+                check_writable(item, who)
             return item
     raise not_found("item", item_id)
 

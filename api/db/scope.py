@@ -1,7 +1,8 @@
 """The tenancy rule as SQL: Principal (api/domain/access.py) decides, these apply it.
 
-Every list and lookup of tenant-owned rows goes through ``scoped``; rows that the platform
-shares with tenants (profiles) go through ``usable``. A resolver or repository that
+Every list and lookup of tenant-owned rows goes through ``scoped``; machines, which the
+platform shares with tenants as its pool, through ``pooled``; named things the platform
+shares (profiles) through ``usable``. A resolver or repository that
 compared a principal's tenant with a column itself would be a second copy of the rule,
 and the one a later change forgets (tests/unit/test_scope.py looks for such copies).
 """
@@ -24,6 +25,15 @@ def scoped[*Row](query: Select[*Row], tenant_column: Column, who: Principal) -> 
     names the owning tenant (a tenant's own id, for the tenant table)."""
     tenant_id = who.scope_tenant_id
     return query if tenant_id is None else query.where(tenant_column == tenant_id)
+
+
+def pooled[*Row](query: Select[*Row], tenant_column: Column, who: Principal) -> Select[*Row]:
+    """The machines of ``query`` the caller may read (``Principal.may_see_shared``): those
+    ``scoped`` gives, and the platform's shared pool (no tenant)."""
+    tenant_id = who.scope_tenant_id
+    if tenant_id is None:
+        return query
+    return query.where(or_(tenant_column.is_(None), tenant_column == tenant_id))
 
 
 def usable[*Row](query: Select[*Row], namespace_column: Column, who: Principal) -> Select[*Row]:

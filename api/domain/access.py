@@ -51,6 +51,13 @@ class Principal:
         """Whether a row owned by ``tenant_id`` (None: the platform's) is visible."""
         return self.scope_tenant_id is None or tenant_id == self.scope_tenant_id
 
+    def may_see_shared(self, tenant_id: str | None) -> bool:
+        """Whether a machine (a device or a VM) owned by ``tenant_id`` is visible: one the
+        caller may see, or one of the platform's shared pool (no tenant), which every
+        tenant matches and so may read: its document and free amounts, never who holds it
+        (DESIGN.md "The pool"). Changing it stays the platform's (``may_see``)."""
+        return tenant_id is None or self.may_see(tenant_id)
+
     @property
     def namespace(self) -> str | None:
         """Where this caller's named things live (profiles): its tenant's namespace, or

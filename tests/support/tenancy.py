@@ -2,7 +2,8 @@
 
 Tenant A (``tenant-alpha``) and tenant B (``tenant-beta``) each hold a project, devices, a
 VM, a switch, InfiniBand ports, a saved profile, an active allocation and audit events; the
-platform holds a device and a profile without a tenant, and a sync state. Everything of B
+platform holds a device and a profile without a tenant, and a sync state. The platform's
+device is the shared pool, and B holds a slice of it too. Everything of B
 carries strings that A's requests never send (``MARKERS``), so "nothing of B in an answer"
 is a plain substring test over the response text.
 
@@ -76,6 +77,7 @@ MARKERS = (
     "beta-prof",
     "betaSecretVariable",
     "beta-env-secret",
+    "beta-pool-env-secret",
     "beta-variable-secret",
     "beta-health-note",
     "beta-admin-token-name",
@@ -119,6 +121,17 @@ BETA_LABELS = {
     "paas.envmgmt.io/inventory.config": json.dumps(
         [
             {"type": "match", "keyInVariable": "betaSecretVariable", "keyInDevice": "tags.marker"},
+            {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
+        ]
+    ),
+}
+
+# A slice of GPUs on a site's servers: B's way to the platform's pool server.
+POOL_LABELS = {
+    "paas.envmgmt.io/inventory": "vcluster",
+    "paas.envmgmt.io/inventory.config": json.dumps(
+        [
+            {"type": "match", "keyInVariable": "site", "keyInDevice": "site"},
             {"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"},
         ]
     ),
@@ -338,6 +351,14 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
         },
         request_id="beta-request-id-0002",
     )["matchDevice"]
+    # B also holds a slice of the platform's shared pool server: A reads that server (its
+    # document, its free GPUs) and must never learn who holds the rest (DESIGN.md "The pool").
+    pool_slice = callers["beta:provisioner"].ok(
+        MATCH,
+        {"i": {"environment": "beta-pool-env-secret", "labels": POOL_LABELS,
+               "variables": {"site": "plat-site", "gpu": "1"}}},
+    )["matchDevice"]  # fmt: skip
+    assert pool_slice["allocation"]["environment"] == "beta-pool-env-secret"
     callers["alpha:provisioner"].ok(
         MATCH,
         {"i": {"environment": "alpha-env", "profile": "alpha-prof", "variables": {"gpu": "8"}}},

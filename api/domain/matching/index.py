@@ -109,6 +109,10 @@ def path_values(document: Any, path: str) -> list[Any]:
 
 Mask = np.ndarray  # bool, one entry per slot; callers treat masks they get as read-only
 
+# The key of "no value at this path", for ``CandidateIndex.matching``: a document without
+# a tenant is the platform's shared pool. Normalised values are pairs, never this.
+ABSENT = ("absent",)
+
 # Values held by at least this many candidates keep a mask, updated in place on change;
 # rarer ones (hostnames, serials) keep only their slots and get a mask built when asked.
 _DENSE_VALUE = 256
@@ -269,7 +273,8 @@ class CandidateIndex:
         return self._eligible[inventory_type]
 
     def matching(self, path: str, keys: Iterable[Any]) -> Mask:
-        """Items whose document holds any of the normalised ``keys`` at ``path``."""
+        """Items whose document holds any of the normalised ``keys`` at ``path`` (ABSENT:
+        or none at all)."""
         values = self._paths.get(path)
         if values is None:
             values = self._paths[path] = {}
@@ -345,4 +350,5 @@ class CandidateIndex:
 
 
 def _keys(document: Any, path: str) -> set[Any]:
-    return {normalise(v) for v in path_values(document, path)}
+    """The normalised values at ``path``, or ABSENT when the document has none there."""
+    return {normalise(v) for v in path_values(document, path)} or {ABSENT}
