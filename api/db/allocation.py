@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from api.db import audit, claim
+from api.db import quota as quota_db
 from api.db.allocation_plan import chosen_documents, device_details, plan_claim
 from api.db.allocation_request import (
     PLATFORM_SCOPE,
@@ -49,6 +50,7 @@ from api.domain.errors import (
 from api.domain.matching.engine import Explanation, Outcome, match
 from api.domain.matching.index import ABSENT, CandidateIndex, Mask
 from api.domain.matching.request import normalise
+from api.domain.quota import GPUS, Limit, QuotaStep, Usage, quota_exceeded, usage_of
 
 log = logging.getLogger("gpuinv.allocation")
 
@@ -144,9 +146,26 @@ def _attempt(
     attempts: int,
 ) -> MatchResult | list[str]:
     """One attempt on the connection: the answer, or the devices lost to another
-    request."""
+    request (or to a quota's limit reached meanwhile: the next attempt reads it anew)."""
+    limits: tuple[Limit, ...] = ()
+    if resolved.tenant_id is not None:  # a platform-wide match is not limited
+        limits = quota_db.limits_for(connection, resolved.tenant_id, resolved.project_id)
+    quota = QuotaStep(limits) if limits else None
     with live.reading(connection) as current:
-        outcome = _choose(resolved, current, live.being_claimed())
+        outcome = _choose(resolved, current, live.being_claimed(), quota)
+        borrowing = (
+            not outcome.matched
+            and given.preemptible
+            and outcome.over_quota is not None
+            and outcome.over_quota.resource == GPUS
+        )
+        if borrowing:  # DESIGN.md: admitted on idle capacity, its GPUs counted as borrowed
+            borrowed = _choose(
+                resolved, current, live.being_claimed(), QuotaStep(limits, borrowing=True)
+            )
+            borrowing = borrowed.matched
+            if borrowing or borrowed.over_quota is not None:
+                outcome = borrowed  # taken; or refused by a limit borrowing cannot pass
         chosen = [c.id for c in outcome.chosen]
         claiming = outcome.matched and not given.dry_run
         if claiming:
@@ -160,6 +179,8 @@ def _attempt(
             existing = _active_allocation(connection, resolved.scope, given.environment)
             if existing is not None:
                 return _replay(existing, resolved)
+        if outcome.over_quota is not None:
+            raise quota_exceeded(outcome.over_quota, outcome.explanation.as_dict())
         raise _no_match(outcome.explanation)
     if given.dry_run:
         return MatchResult(
@@ -168,8 +189,11 @@ def _attempt(
             outcome.explanation.as_dict(),
             attempts,
         )
+    usage = usage_of(outcome.chosen, resolved.request) if resolved.tenant_id else None
     try:
-        return _claim_and_record(connection, who, given, resolved, outcome, attempts)
+        return _claim_and_record(
+            connection, who, given, resolved, outcome, attempts, usage, borrowing
+        )
     finally:
         live.claim_ended(chosen)  # committed (the feed shows it) or given up
 
@@ -181,12 +205,17 @@ def _claim_and_record(
     resolved: Resolved,
     outcome: Outcome,
     attempts: int,
+    usage: Usage | None,
+    borrowed: bool,
 ) -> MatchResult | list[str]:
     """Claim, record and commit: the allocation (or, for a repeated request, its first
     one), or the devices lost to another request (the caller then rolls back)."""
-    allocation, devices, planned = plan_claim(who, given, resolved, outcome)
+    allocation, devices, planned = plan_claim(who, given, resolved, outcome, usage, borrowed)
     try:
-        if not claim.take(connection, planned):
+        taken = claim.take(connection, planned)
+        if taken != claim.Taken.TAKEN:
+            # Lost a device, or a quota filled meanwhile (by claims the limits read at the
+            # top of this attempt did not count yet): the next attempt sees both.
             return planned.device_ids
         connection.commit()
     except IntegrityError:
@@ -202,17 +231,24 @@ def _claim_and_record(
     )
 
 
-def _choose(resolved: Resolved, index: CandidateIndex, being_claimed: frozenset[str]) -> Outcome:
+def _choose(
+    resolved: Resolved,
+    index: CandidateIndex,
+    being_claimed: frozenset[str],
+    quota: QuotaStep | None,
+) -> Outcome:
     """The match, leaving alone what other requests of this process are claiming now; if
     that leaves nothing, the match over all (their claims may yet fail: the database
     decides, as between processes)."""
     within = _within(index, resolved)
     if being_claimed:
         free = ~index.having(being_claimed)
-        outcome = match(resolved.request, index, within=free if within is None else within & free)
+        outcome = match(
+            resolved.request, index, within=free if within is None else within & free, quota=quota
+        )
         if outcome.matched:
             return outcome
-    return match(resolved.request, index, within=within)
+    return match(resolved.request, index, within=within, quota=quota)
 
 
 def _within(index: CandidateIndex, resolved: Resolved) -> Mask | None:
@@ -275,6 +311,7 @@ def free_allocation(
     )
     if not won:
         return False
+    quota_db.give_back(session, allocation)  # the usage goes in the same transaction
     # Deactivate and learn what was held in one statement.
     held = session.execute(
         update(AllocationDeviceRow)

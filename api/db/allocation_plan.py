@@ -13,6 +13,7 @@ from api.db.models import AllocationDeviceRow, AllocationRow
 from api.domain.access import Principal
 from api.domain.matching.engine import Outcome
 from api.domain.matching.profile import InventoryType
+from api.domain.quota import Usage, counter_keys
 
 
 def _slice(resolved: Resolved) -> dict[str, int] | None:
@@ -45,10 +46,17 @@ def device_details(resolved: Resolved, documents: list[dict[str, Any]]) -> Any:
 
 
 def plan_claim(
-    who: Principal, given: MatchInput, resolved: Resolved, outcome: Outcome
+    who: Principal,
+    given: MatchInput,
+    resolved: Resolved,
+    outcome: Outcome,
+    usage: Usage | None = None,
+    borrowed: bool = False,
 ) -> tuple[AllocationRow, list[AllocationDeviceRow], claim.Claim]:
     """What the claim writes: the allocation, its devices and the audit event, as rows
-    (claim.Claim), and as objects for the answer (in no session).
+    (claim.Claim), and as objects for the answer (in no session). ``usage``: what the claim
+    counts against its tenant's quotas (None: a platform-wide claim, counted nowhere),
+    as borrowed GPUs when ``borrowed``.
 
     ``device_details`` comes from the index's documents, caught up at the start of this
     attempt and confirmed available by the claim itself, so no re-read is needed; only the
@@ -57,6 +65,18 @@ def plan_claim(
     exclusive = resolved.request.profile.inventory_type != InventoryType.VCLUSTER
     need = resolved.request.requirements
     now = utcnow()
+    counters: list[dict[str, Any]] | None = None
+    if usage is not None:
+        counters = [
+            {
+                "project_key": project_key,
+                "model_key": key,
+                "used_gpus": 0 if borrowed else usage.gpus_on(key),
+                "used_nodes": usage.nodes_on(key),
+                "borrowed_gpus": usage.gpus_on(key) if borrowed else 0,
+            }
+            for project_key, key in counter_keys(resolved.project_id, usage)
+        ]
     allocation = AllocationRow(
         id=new_id(),
         environment=given.environment,
@@ -75,6 +95,15 @@ def plan_claim(
         expires_at=(now + timedelta(seconds=given.ttl_seconds)) if given.ttl_seconds else None,
         released_at=None,
         released_by=None,
+        preemptible=given.preemptible,
+        borrowed=borrowed,
+        priority=given.priority,
+        counted=None
+        if counters is None
+        else [
+            [c["project_key"], c["model_key"], c["used_gpus"] + c["borrowed_gpus"], c["used_nodes"]]
+            for c in counters
+        ],
     )
     devices = [
         AllocationDeviceRow(
@@ -122,6 +151,7 @@ def plan_claim(
         devices=[_columns(d) for d in devices],
         event=event,
         now=now,
+        counters=counters,
     )
     return allocation, devices, planned
 

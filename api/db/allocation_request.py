@@ -22,6 +22,7 @@ from api.domain.matching.profile import parse_labels
 from api.domain.matching.request import Request, resolve
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+MAX_PRIORITY = 1_000_000
 PLATFORM_SCOPE = "*"  # environments of platform-wide callers live in this scope
 
 
@@ -35,6 +36,8 @@ class MatchInput:
     tenant: str | None = None
     project: str | None = None
     ttl_seconds: int | None = None
+    preemptible: bool = False  # may borrow beyond its GPU quota; willing to be preempted
+    priority: int = 0  # stored now; the queue of provision requests orders by it
 
 
 @dataclass
@@ -69,6 +72,11 @@ def resolve_request(connection: Connection, who: Principal, given: MatchInput) -
         )
     if not isinstance(given.variables, dict):
         raise bad_input("variables: must be a JSON object of name: value", field="variables")
+    if not -MAX_PRIORITY <= given.priority <= MAX_PRIORITY:
+        raise bad_input(
+            f"priority: must be between {-MAX_PRIORITY} and {MAX_PRIORITY}, got {given.priority}",
+            field="priority",
+        )
     if given.ttl_seconds is not None and not 1 <= given.ttl_seconds <= MAX_TTL_SECONDS:
         raise bad_input(
             f"ttlSeconds: must be between 1 and {MAX_TTL_SECONDS}, got {given.ttl_seconds}",
@@ -96,6 +104,11 @@ def resolve_request(connection: Connection, who: Principal, given: MatchInput) -
         "tenant": tenant_slug,
         "project": given.project,
     }
+    # Only when asked for, so that the requests made before these existed keep their hash.
+    if given.preemptible:
+        resolved.fingerprint["preemptible"] = True
+    if given.priority:
+        resolved.fingerprint["priority"] = given.priority
     return resolved
 
 

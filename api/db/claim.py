@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -34,17 +35,25 @@ from sqlalchemy import (
     Connection,
     Engine,
     Update,
+    and_,
     any_,
     bindparam,
+    case,
+    false,
     func,
     insert,
+    literal_column,
+    or_,
     select,
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from api.db import audit
-from api.db.models import AllocationDeviceRow, AllocationRow, AuditEventRow, DeviceRow
+from api.db.models import AllocationDeviceRow, AllocationRow, AuditEventRow, DeviceRow, QuotaRow
 from api.db.session import begin
 
 
@@ -58,6 +67,17 @@ class Claim:
     devices: list[dict[str, Any]]  # its allocation_device rows
     event: dict[str, Any]  # its audit_event row
     now: datetime
+    # The quota counters it adds to, as rows of COUNTER_COLUMNS; None: counted nowhere (a
+    # platform-wide claim).
+    counters: list[dict[str, Any]] | None = None
+
+
+class Taken(StrEnum):
+    """How a claim went."""
+
+    TAKEN = "taken"
+    LOST = "lost"  # a device was no longer free: choose again
+    OVER_QUOTA = "over quota"  # a quota limit would be passed: nothing was written
 
 
 def connect(engine: Engine) -> Connection:
@@ -78,11 +98,11 @@ def begin_attempt(connection: Connection, writing: bool) -> None:
         begin(connection, writing)
 
 
-def take(connection: Connection, claim: Claim) -> bool:
-    """Claim every device and record the allocation; False (and nothing recorded) if any
-    device was no longer free. The caller then commits, or on False rolls back (a
-    transaction may hold some of the claims); an IntegrityError means the environment
-    holds an allocation already, or a device was taken."""
+def take(connection: Connection, claim: Claim) -> Taken:
+    """Claim every device, record the allocation and add to its quota counters. The
+    caller then commits, or on anything but TAKEN rolls back (a transaction may hold some
+    of the claims); an IntegrityError means the environment holds an allocation already,
+    or a device was taken."""
     if connection.dialect.name == "postgresql":
         return _in_one_statement(connection, claim)
     return _statement_by_statement(connection, claim)
@@ -141,21 +161,36 @@ INSERT_ALLOCATION = insert(AllocationRow.__table__).inline()
 INSERT_ALLOCATION_DEVICES = insert(AllocationDeviceRow.__table__).inline()
 
 
-def _statement_by_statement(connection: Connection, claim: Claim) -> bool:
+def _statement_by_statement(connection: Connection, claim: Claim) -> Taken:
     params: dict[str, Any] = {"ids": claim.device_ids, "now": claim.now}
     statement = CLAIM_WHOLE
     if claim.slice is not None:
         statement = CLAIM_SLICE
         params.update(claim.slice)
     if connection.execute(statement, params).rowcount != len(claim.device_ids):
-        return False
+        return Taken.LOST
     connection.execute(INSERT_ALLOCATION, claim.allocation)
     connection.execute(INSERT_ALLOCATION_DEVICES, claim.devices)
     audit.write(connection, claim.event)
-    return True
+    for counter in claim.counters or ():
+        row = connection.execute(
+            COUNT_ONE, {**counter, "tenant_id": claim.allocation["tenant_id"], "now": claim.now}
+        ).one()
+        if _passes_limit(row, counter):
+            return Taken.OVER_QUOTA
+    return Taken.TAKEN
 
 
-def _in_one_statement(connection: Connection, claim: Claim) -> bool:
+def _passes_limit(row: Any, added: dict[str, Any]) -> bool:
+    """Whether a counter, just added to, is now beyond its limit on what was added."""
+    if not row.enforced:
+        return False
+    gpus = added["used_gpus"] > 0 and row.gpus is not None and row.used_gpus > row.gpus
+    nodes = added["used_nodes"] > 0 and row.nodes is not None and row.used_nodes > row.nodes
+    return bool(gpus or nodes)
+
+
+def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
     # In autocommit this statement commits itself: a connection lost while it runs may
     # have committed it. Running the request again is still safe (the view does, on
     # UNAVAILABLE): the environment's allocation then answers it, as a replay.
@@ -169,12 +204,21 @@ def _in_one_statement(connection: Connection, claim: Claim) -> bool:
     for name in _HELD_COLUMNS:
         params[f"d_{name}"] = [row[name] for row in claim.devices]
     params["exclusive"] = claim.slice is None
-    statement = CLAIM_WHOLE_AND_RECORD
+    counting = claim.counters is not None
+    if counting:
+        params["q_tenant_id"] = claim.allocation["tenant_id"]
+        for name in COUNTER_COLUMNS:
+            params[f"q_{name}"] = [row[name] for row in claim.counters or ()]
+    statement = _STATEMENTS[claim.slice is not None, counting]
     if claim.slice is not None:
-        statement = CLAIM_SLICE_AND_RECORD
         params.update(claim.slice)
-    claimed: int = connection.execute(statement, params).scalar_one()
-    return claimed == len(claim.device_ids)
+    try:
+        claimed: int = connection.execute(statement, params).scalar_one()
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == QUOTA_EXCEEDED_SQLSTATE:
+            return Taken.OVER_QUOTA  # raised by the statement: it undid all it did
+        raise
+    return Taken.TAKEN if claimed == len(claim.device_ids) else Taken.LOST
 
 
 # -- PostgreSQL: the claim and its records in one statement ------------------------------
@@ -184,6 +228,18 @@ _event = AuditEventRow.__table__
 _ALLOCATION_COLUMNS = [c.name for c in _allocation.columns]  # all of them, given
 _EVENT_COLUMNS = [c.name for c in _event.columns if c.name != "id"]  # id: generated
 _HELD_COLUMNS = ["device_id", "hostname", "position", "cpu", "memory_mb", "storage_gb", "gpus"]
+_quota = QuotaRow.__table__
+COUNTER_COLUMNS = ["project_key", "model_key", "used_gpus", "used_nodes", "borrowed_gpus"]
+_CHECKED_COLUMNS = [
+    "project_key",
+    "model_key",
+    "enforced",
+    "gpus",
+    "nodes",
+    "used_gpus",
+    "used_nodes",
+]
+QUOTA_EXCEEDED_SQLSTATE = "GQ001"  # raised by gpuinv_quota_exceeded() (migration 0008)
 
 
 def _any_of_ids(statement: Update) -> Update:
@@ -193,7 +249,7 @@ def _any_of_ids(statement: Update) -> Update:
     return statement.where(_device.id == any_(ids))
 
 
-def _claim_and_record(claim_update: Update) -> Any:
+def _claim_and_record(claim_update: Update, counting: bool) -> Any:
     claimed = claim_update.returning(_device.id).cte("claimed")
     how_many = select(func.count()).select_from(claimed).scalar_subquery()
     allocation_values = [
@@ -237,8 +293,113 @@ def _claim_and_record(claim_update: Update) -> Any:
         .from_select(_EVENT_COLUMNS, select(*event_values).select_from(allocated))
         .cte("recorded")
     )
-    return select(how_many.label("claimed")).add_cte(held, recorded)
+    if not counting:
+        return select(how_many.label("claimed")).add_cte(held, recorded)
+    # The quota counters, added to only when every device was claimed; if that takes one
+    # past its limit, the statement raises (gpuinv_quota_exceeded, migration 0008), which
+    # undoes all of it: the claim, its records and the counters.
+    rows = _counter_rows()
+    counted = (
+        pg_insert(_quota)
+        .from_select(
+            ["tenant_id", *COUNTER_COLUMNS, "enforced", "updated_at"],
+            select(
+                bindparam("q_tenant_id", type_=_quota.c.tenant_id.type),
+                *(rows.c[name] for name in COUNTER_COLUMNS),
+                false(),
+                bindparam("now", type_=_quota.c.updated_at.type),
+            ).where(how_many == bindparam("n")),
+        )
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "project_key", "model_key"],
+            set_={
+                name: _quota.c[name] + _excluded(name)
+                for name in ("used_gpus", "used_nodes", "borrowed_gpus")
+            },
+        )
+        .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
+        .cte("counted")
+    )
+    added = _counter_rows()
+    over = (
+        select(true())
+        .select_from(
+            counted.join(
+                added,
+                and_(
+                    counted.c.project_key == added.c.project_key,
+                    counted.c.model_key == added.c.model_key,
+                ),
+            )
+        )
+        .where(
+            counted.c.enforced,
+            or_(
+                and_(
+                    added.c.used_gpus > 0,
+                    counted.c.gpus.is_not(None),
+                    counted.c.used_gpus > counted.c.gpus,
+                ),
+                and_(
+                    added.c.used_nodes > 0,
+                    counted.c.nodes.is_not(None),
+                    counted.c.used_nodes > counted.c.nodes,
+                ),
+            ),
+        )
+        .exists()
+    )
+    checked = case((over, func.gpuinv_quota_exceeded()), else_=how_many)
+    return select(checked.label("claimed")).add_cte(held, recorded)
 
 
-CLAIM_WHOLE_AND_RECORD = _claim_and_record(_any_of_ids(_WHOLE))
-CLAIM_SLICE_AND_RECORD = _claim_and_record(_any_of_ids(_SLICE))
+def _counter_rows() -> Any:
+    """The counters a claim adds to, as rows of arrays (``unnest``): one per counter."""
+    types = [_quota.c[name].type for name in COUNTER_COLUMNS]
+    return (
+        func.unnest(
+            *(
+                bindparam(f"q_{name}", type_=ARRAY(type_))
+                for name, type_ in zip(COUNTER_COLUMNS, types, strict=True)
+            )
+        )
+        .table_valued(*COUNTER_COLUMNS)
+        .render_derived()
+    )
+
+
+def _excluded(name: str) -> Any:
+    """The value an upsert tried to insert (``excluded.<name>``, on both backends)."""
+    return literal_column(f"excluded.{name}")
+
+
+# -- SQLite: one counter at a time, in the claim's transaction -----------------------------
+COUNT_ONE = (
+    sqlite_insert(_quota)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        project_key=bindparam("project_key"),
+        model_key=bindparam("model_key"),
+        used_gpus=bindparam("used_gpus"),
+        used_nodes=bindparam("used_nodes"),
+        borrowed_gpus=bindparam("borrowed_gpus"),
+        enforced=False,
+        updated_at=bindparam("now"),
+    )
+    .on_conflict_do_update(
+        index_elements=["tenant_id", "project_key", "model_key"],
+        set_={
+            name: _quota.c[name] + _excluded(name)
+            for name in ("used_gpus", "used_nodes", "borrowed_gpus")
+        },
+    )
+    .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
+)
+
+
+# (a slice?, counted against quotas?) -> the statement
+_STATEMENTS = {
+    (slice_, counting): _claim_and_record(_any_of_ids(update), counting)
+    for slice_, update in ((False, _WHOLE), (True, _SLICE))
+    for counting in (False, True)
+}

@@ -66,6 +66,11 @@ class Allocation:
     expires_at: datetime | None
     released_at: datetime | None
     released_by: str | None
+    preemptible: bool
+    borrowed: bool = strawberry.field(
+        description="Admitted beyond its tenant's GPU quota: its GPUs count as borrowed."
+    )
+    priority: int
     _row: strawberry.Private[AllocationRow]
 
     @strawberry.field
@@ -109,6 +114,9 @@ class Allocation:
             expires_at=row.expires_at,
             released_at=row.released_at,
             released_by=row.released_by,
+            preemptible=row.preemptible,
+            borrowed=row.borrowed,
+            priority=row.priority,
             _row=row,
         )
 
@@ -129,6 +137,14 @@ class MatchDeviceInput:
         description=(
             "Lease: the service releases the allocation this many seconds after it was made."
         ),
+    )
+    preemptible: bool | None = strawberry.field(
+        default=False,
+        description="Beyond the tenant's GPU quota, admitted on idle capacity as borrowed "
+        "GPUs; within it, marks the allocation as willing to be preempted.",
+    )
+    priority: int | None = strawberry.field(
+        default=0, description="Higher goes first in the queue of provision requests."
     )
 
 
@@ -226,6 +242,8 @@ class AllocationMutation:
             tenant=input.tenant,
             project=input.project,
             ttl_seconds=input.ttl_seconds,
+            preemptible=bool(input.preemptible),  # null as the default, false
+            priority=input.priority or 0,
         )
         # match_device owns its transactions (one per attempt; a lost claim tries again in
         # another), so it takes the pool, not the request's session.

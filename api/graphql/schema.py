@@ -40,6 +40,7 @@ from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQue
 from api.graphql.inventory_import import ImportMutation
 from api.graphql.node import NodeMutation, NodeQuery
 from api.graphql.profile import ProfileMutation, ProfileQuery
+from api.graphql.quota import QuotaMutation, QuotaQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.sync_state import SyncStateQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
@@ -63,6 +64,7 @@ Query = merge_types(
         CapacityQuery,
         FleetQuery,
         AuditQuery,
+        QuotaQuery,
     ),
 )
 Mutation = merge_types(
@@ -77,6 +79,7 @@ Mutation = merge_types(
         ProfileMutation,
         AllocationMutation,
         HealthMutation,
+        QuotaMutation,
     ),
 )
 

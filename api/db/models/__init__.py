@@ -1,7 +1,7 @@
 """The tables. One class per noun, named ``<Noun>Row`` (the GraphQL type and the domain
-keep the plain noun); the service modules of api/db query them. In three modules by
-concern; all are imported here, so that one import registers every table on
-``Base.metadata`` (Alembic reads it) and callers need not know which module holds which.
+keep the plain noun); the service modules of api/db query them. In modules by concern,
+all imported here, so that one import registers every table on ``Base.metadata``
+(Alembic reads it) and callers need not know which module holds which.
 """
 
 from api.db.models.allocation import AllocationDeviceRow, AllocationRow, DeviceChangeRow, ProfileRow
@@ -16,8 +16,10 @@ from api.db.models.inventory import (
     namespace_unique,
 )
 from api.db.models.operations import ApiTokenRow, AuditEventRow, SyncStateRow
+from api.db.models.quota import NONE_KEY, QuotaRow
 
 __all__ = [
+    "NONE_KEY",
     "STATUSES",
     "AllocationDeviceRow",
     "AllocationRow",
@@ -29,6 +31,7 @@ __all__ = [
     "InfinibandRow",
     "ProfileRow",
     "ProjectRow",
+    "QuotaRow",
     "SwitchRow",
     "SyncStateRow",
     "TenantRow",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    false,
     func,
     text,
 )
@@ -76,6 +77,14 @@ class AllocationRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     released_by: Mapped[str | None] = mapped_column(NameColumn)
+    # DESIGN.md "Sharing the fleet": willing to be preempted; beyond its GPU quota (then
+    # its GPUs count as borrowed); its priority (stored now, used by the queue).
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    borrowed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The quota counters it added to, as [project_key, model_key, gpus, nodes]: its release
+    # takes exactly these back. None: a platform-wide allocation, counted nowhere.
+    counted: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class AllocationDeviceRow(Base):

@@ -8,9 +8,9 @@ no match, carries the funnel of how many items each filter let through.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,10 +60,22 @@ class Explanation:
 class Outcome:
     chosen: list[Candidate]
     explanation: Explanation
+    # When the quota step alone stood in the way: the limit the choice without it passes.
+    over_quota: Any = None
 
     @property
     def matched(self) -> bool:
         return bool(self.chosen)
+
+
+class QuotaCheck(Protocol):
+    """The quota step (api/domain/quota.py's QuotaStep), last of the filters."""
+
+    def admit(
+        self, index: CandidateIndex, survivors: Mask, request: Request
+    ) -> tuple[Mask, str | None]: ...
+
+    def exceeded(self, chosen: Sequence[Candidate], request: Request) -> Any: ...
 
 
 def match(
@@ -71,11 +83,13 @@ def match(
     index: CandidateIndex,
     exclude: Collection[str] = (),
     within: Mask | None = None,
+    quota: QuotaCheck | None = None,
 ) -> Outcome:
     """Select items for ``request``.
 
     ``within``: the only items the caller may have (a tenant's inventory, as a mask of the
-    index); None for all. ``exclude``: ids the caller has ruled out.
+    index); None for all. ``exclude``: ids the caller has ruled out. ``quota``: the limits
+    the caller's claim is under (None: none).
     """
     inventory_type = request.profile.inventory_type
     kind = kind_for(inventory_type)
@@ -106,11 +120,23 @@ def match(
         else:
             survivors, count, note = _apply_threshold(step, survivors, entered, index)
         explanation.steps.append(Step(step.label, entered, count, note))
+    before_quota, counted_before = survivors, count
+    if quota is not None:
+        survivors, note = quota.admit(index, survivors, request)
+        count = _count(survivors)
+        explanation.steps.append(Step("quota", counted_before, count, note))
     nodes = request.requirements.nodes
     chosen, note = _choose(inventory_type, request, survivors, count, index)
+    over_quota = None
+    if quota is not None:
+        if chosen and quota.exceeded(chosen, request) is not None:
+            chosen, note = [], "together they pass the quota"
+        if not chosen and counted_before:
+            would, _ = _choose(inventory_type, request, before_quota, counted_before, index)
+            over_quota = quota.exceeded(would, request) if would else None
     noun = "node" if nodes == 1 else "nodes"
     explanation.steps.append(Step(f"choose {nodes} {noun}", count, len(chosen), note))
-    return Outcome(chosen, explanation)
+    return Outcome(chosen, explanation, over_quota)
 
 
 def _count(mask: Mask) -> int:
