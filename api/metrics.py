@@ -6,7 +6,7 @@ Two kinds:
   at a fresh directory and a scrape adds every worker's files up.
 - What the database holds, read at scrape time, so every replica reports the same numbers:
   allocations held, nodes by status, GPUs by model (capacity, allocated, available), the
-  sync's lag.
+  sync's lag, the quotas set (limits, usage, borrowed GPUs).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import capacity as capacity_db
+from api.db import quota as quota_db
 from api.db.base import utcnow
 from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow, SyncStateRow
 from api.domain.access import Principal, Role
@@ -139,6 +140,44 @@ class InventoryCollector(Collector):
                 failing.add_metric([state.source], 1 if failed else 0)
             yield lag
             yield failing
+
+            yield from _quotas(session)
+
+
+def _quotas(session: Session) -> Iterator[Metric]:
+    """The quotas set (DESIGN.md "Sharing the fleet"): their limits, a series for each
+    resource limited (none where a quota leaves it unlimited), what is held against them,
+    and the GPUs borrowed beyond them. ``project`` and ``model`` are "" for a tenant's own
+    limit and for every model."""
+    keys = ["tenant", "project", "model"]
+    limit = GaugeMetricFamily(
+        "gpuinv_quota_limit",
+        "The quotas' limits by resource (gpus, nodes); absent where a quota sets none.",
+        labels=[*keys, "resource"],
+    )
+    used = GaugeMetricFamily(
+        "gpuinv_quota_used",
+        "What is held against each quota, by resource (gpus, nodes); borrowed GPUs apart.",
+        labels=[*keys, "resource"],
+    )
+    borrowed = GaugeMetricFamily(
+        "gpuinv_quota_borrowed_gpus",
+        "GPUs held by preemptible allocations admitted beyond each quota's GPU limit.",
+        labels=keys,
+    )
+    for quota in quota_db.list_quotas(session, _SCRAPER, None, None):
+        key = [quota.tenant, quota.project or "", quota.gpu_model or ""]
+        for resource, most, held in (
+            ("gpus", quota.gpus, quota.used_gpus),
+            ("nodes", quota.nodes, quota.used_nodes),
+        ):
+            if most is not None:
+                limit.add_metric([*key, resource], most)
+            used.add_metric([*key, resource], held)
+        borrowed.add_metric(key, quota.borrowed_gpus)
+    yield limit
+    yield used
+    yield borrowed
 
 
 def exposition(sessions: sessionmaker[Session]) -> tuple[bytes, str]:

@@ -14,6 +14,7 @@ const QUERY = `query Dashboard {
   allocationTotals { tenant allocations devices gpus }
   syncState { lastSuccessAt lagSeconds lastError lastErrorAt }
   auditEvents(first: 12) { edges { node { at actor action objectKind objectName tenant } } }
+  quotas { tenant project gpuModel gpus nodes usedGpus usedNodes borrowedGpus }
 }`;
 
 const $ = (id) => document.getElementById(id);
@@ -101,6 +102,7 @@ function render(data) {
     new Date(e.at).toLocaleString(), e.actor, e.action, `${e.objectKind} ${e.objectName ?? ""}`,
     e.tenant ?? "",
   ]));
+  renderQuotas(data.quotas);
 }
 
 function renderSync(state) {
@@ -268,6 +270,65 @@ const resized = new ResizeObserver((changes) => {
     }
   }
 });
+
+// -- quotas -----------------------------------------------------------------------------
+
+// One row per quota, as the query orders them: by tenant, its own limits before its
+// projects'. Usage against a limit is its text and a bar (the bar only shows the text).
+function renderQuotas(quotas) {
+  $("quotas-empty").hidden = quotas.length > 0;
+  $("table-quotas").hidden = quotas.length === 0;
+  $("table-quotas").tBodies[0].replaceChildren(...quotas.map((q) => {
+    const tr = document.createElement("tr");
+    tr.dataset.tenant = q.tenant;
+    tr.dataset.project = q.project ?? "";
+    tr.dataset.model = q.gpuModel ?? "";
+    const who = document.createElement("td");
+    if (q.project == null) {
+      who.textContent = q.tenant;
+    } else {
+      tr.className = "project";
+      const tenant = document.createElement("span");
+      tenant.className = "muted";
+      tenant.textContent = `${q.tenant} / `;
+      who.append(tenant, q.project);
+    }
+    const model = document.createElement("td");
+    model.textContent = q.gpuModel ?? "every model";
+    if (q.gpuModel == null) model.className = "muted";
+    const borrowed = document.createElement("td");
+    borrowed.className = "num";
+    borrowed.textContent = number.format(q.borrowedGpus);
+    tr.append(who, model, usage(q.usedGpus, q.gpus), usage(q.usedNodes, q.nodes), borrowed);
+    return tr;
+  }));
+}
+
+function usage(used, limit) {
+  const td = document.createElement("td");
+  td.className = "num usage";
+  const text = document.createElement("div");
+  text.className = "amount";
+  if (limit == null) {
+    text.textContent = `${number.format(used)}, no limit`;
+    td.append(text);
+    return td;
+  }
+  text.textContent = `${number.format(used)} of ${number.format(limit)}`;
+  const bar = document.createElement("div");
+  bar.className = "meter";
+  bar.setAttribute("aria-hidden", "true");
+  const fill = document.createElement("div");
+  fill.style.width = `${limit > 0 ? Math.min(100, (used / limit) * 100) : 100}%`;
+  bar.append(fill);
+  // at the limit: new claims fail; above it (a limit lowered below usage): until usage falls
+  td.classList.toggle("full", used >= limit);
+  td.classList.toggle("over", used > limit);
+  if (used > limit) td.title = "above the limit (lowered below usage): new claims fail until usage falls";
+  else if (used >= limit) td.title = "at the limit: new claims fail";
+  td.append(text, bar);
+  return td;
+}
 
 // -- wiring ----------------------------------------------------------------------------
 
