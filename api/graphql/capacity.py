@@ -4,18 +4,22 @@ api/domain/capacity.py and the schema's descriptions."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import NewType
 
 import strawberry
 from strawberry.types import Info
 
 from api.db import capacity as capacity_db
+from api.db import quota as quota_db
 from api.domain import capacity
 from api.domain.capacity import Amounts
 from api.domain.errors import bad_input
+from api.domain.quota import Limit
 from api.fleet import LOCAL, fleet_view
 from api.graphql.common import AUTH, values_filter
 from api.graphql.context import Context
+from api.graphql.quota import Quota
 
 # GraphQL's Int is 32-bit; the memory of a fleet in MB is not. Registered in the
 # schema's scalar_map (api/graphql/schema.py).
@@ -89,9 +93,14 @@ class CapacityGroup:
     utilization_percent: float = strawberry.field(
         description="GPUs allocated over GPUs allocatable, in percent (0 with none allocatable)."
     )
+    quotas: list[Quota] = strawberry.field(
+        default_factory=list,
+        description="A tenant's row: its quotas and its projects' (usage against limit, "
+        "wherever the devices are); empty for other rows.",
+    )
 
     @classmethod
-    def of(cls, group: capacity.CapacityGroup) -> CapacityGroup:
+    def of(cls, group: capacity.CapacityGroup, quotas: list[Limit] | None = None) -> CapacityGroup:
         return cls(
             key=group.key,
             nodes=group.nodes,
@@ -108,6 +117,7 @@ class CapacityGroup:
                 for m in group.models
             ],
             utilization_percent=group.utilization_percent,
+            quotas=[Quota.of(q) for q in quotas or ()],
         )
 
 
@@ -139,8 +149,23 @@ class CapacityQuery:
         return Capacity(
             total=CapacityGroup.of(found.total),
             sites=[CapacityGroup.of(g) for g in found.sites],
-            tenants=[CapacityGroup.of(g) for g in found.tenants],
+            tenants=_tenant_rows(ctx, found.tenants, tenant),
         )
+
+
+def _tenant_rows(
+    ctx: Context, groups: list[capacity.CapacityGroup], only: str | None
+) -> list[CapacityGroup]:
+    """The tenants' rows with their quotas. A tenant that owns no node but holds quotas
+    (it uses the shared pool) gets a row of zeros, so its usage against limit shows too."""
+    quotas: dict[str, list[Limit]] = defaultdict(list)
+    for quota in quota_db.list_quotas(ctx.session, ctx.who(), only, None):
+        quotas[quota.tenant].append(quota)
+    rows = {group.key: group for group in groups}
+    for slug in quotas.keys() - rows.keys():
+        rows[slug] = capacity.CapacityGroup(slug)
+    ordered = sorted(rows.values(), key=lambda g: (g.key is None, g.key or ""))
+    return [CapacityGroup.of(g, quotas.get(g.key or "")) for g in ordered]
 
 
 def node_capacity(

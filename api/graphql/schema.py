@@ -12,6 +12,7 @@ from graphql import (
     FieldNode,
     GraphQLError,
     OperationDefinitionNode,
+    SelectionSetNode,
     StringValueNode,
     ValidationContext,
     ValidationRule,
@@ -155,9 +156,10 @@ class OperationName(SchemaExtension):
 
 
 def _depth_limit(max_depth: int) -> type[ValidationRule]:
-    """strawberry's depth limit, less its one crash: it looks up every fragment a spread
+    """strawberry's depth limit, less its two crashes: it looks up every fragment a spread
     names, so a spread of an undefined fragment raised KeyError (an internal error) before
-    graphql-core's own rule could answer "Unknown fragment"."""
+    graphql-core's own rule could answer "Unknown fragment"; and it takes the max() of an
+    empty selection set (``{}``, which the parser accepts), a ValueError."""
     limit = query_depth_limiter.create_validator(max_depth, None, None)
 
     # A subclass of a class made at run time (create_validator's): no base class to mypy.
@@ -165,7 +167,7 @@ def _depth_limit(max_depth: int) -> type[ValidationRule]:
         def __init__(self, context: ValidationContext) -> None:
             try:
                 super().__init__(context)
-            except KeyError:  # KnownFragmentNames reports it; the document will not run
+            except (KeyError, ValueError):  # other rules refuse such documents
                 ValidationRule.__init__(self, context)
 
     return DepthLimit
@@ -187,6 +189,18 @@ class StorableStrings(ValidationRule):
             )
 
 
+class SelectionsNotEmpty(ValidationRule):
+    """The spec's grammar has a selection set select at least one field
+    (``{ Selection+ }``); graphql-core's parser takes ``{}`` as well, which would answer
+    ``{"data": {}}`` to a document that asks for nothing."""
+
+    def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
+        if not node.selections:
+            self.report_error(
+                GraphQLError("a selection set selects no field: name at least one", node)
+            )
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     # The limit rules are built once: ValidationCache keys on the rule classes, and
@@ -196,6 +210,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         _depth_limit(settings.max_query_depth),
         max_aliases.create_validator(settings.max_query_aliases),
         StorableStrings,
+        SelectionsNotEmpty,
     ]
     extensions: list[Any] = [  # factories: a fresh extension per request
         lambda: AddValidationRules(limits),

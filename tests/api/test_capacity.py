@@ -113,14 +113,16 @@ def test_the_four_amounts_per_node_site_tenant_and_gpu_model(
     assert error["extensions"]["code"] == "NOT_FOUND" and "nobody" in error["message"]
 
 
-def test_a_tenant_sees_only_its_own_capacity(api: Api, db: sessionmaker[Session]) -> None:
+def test_a_tenant_sees_its_own_capacity_and_the_pools_never_another_tenants(
+    api: Api, db: sessionmaker[Session]
+) -> None:
     make_tenant(db, "acme")
     make_tenant(db, "globex")
     fleet(api, server("a-1", tenant="acme"), server("g-1", tenant="globex"), server("free"))
     acme = api.as_(make_token(db, "viewer", "acme"))
     view = acme.ok(CAPACITY)["capacity"]
-    assert view["total"]["nodes"] == 1
-    assert [g["key"] for g in view["tenants"]] == ["acme"]
+    assert view["total"]["nodes"] == 2  # its own, and the shared pool's "free"
+    assert [g["key"] for g in view["tenants"]] == ["acme", None]
     assert acme.error(CAPACITY, tenant="globex")["extensions"]["code"] == "NOT_FOUND"
 
 

@@ -25,11 +25,14 @@ def _screenshot(page: Page, name: str) -> None:
 
 
 def _fleet(api: Api, db: sessionmaker[Session]) -> None:
+    """acme's servers in mumbai, globex's in pune: not the shared pool (no tenant), which
+    every tenant would see."""
     make_tenant(db, "acme")
+    make_tenant(db, "globex")
     fleet(
         api,
         *(server(f"mum-{i}", site="mumbai", tenant="acme") for i in range(3)),
-        *(server(f"pun-{i}", site="pune", vendor="AMD") for i in range(2)),
+        *(server(f"pun-{i}", site="pune", vendor="AMD", tenant="globex") for i in range(2)),
     )
     request = {"labels": labels(), "variables": {"gputype": "NVIDIA", "gpu": "8"}}
     api.ok(MATCH, input={"environment": "train-1", "tenant": "acme", **request})

@@ -129,3 +129,11 @@ def test_a_name_longer_than_255_is_bad_input(api: Api, query: str) -> None:
 def test_a_switch_filter_of_70000_sites_is_bad_input(api: Api) -> None:
     query = "query($s: [String!]) { switches(filter: {site: $s}) { totalCount } }"
     assert coded_refusal(api, query, {"s": ["blr"] * 70_000}) == "BAD_INPUT"
+
+
+# An empty selection set: graphql-core's parser takes "{}" (the spec's grammar does not),
+# strawberry's depth limit then took max() of nothing, a ValueError; and without that
+# crash the document would be answered {"data": {}}.
+@pytest.mark.parametrize("query", ["{}", "{#  }\n}", "query { devices { edges { } } }"])
+def test_an_empty_selection_set_is_refused(api: Api, query: str) -> None:
+    assert coded_refusal(api, query) == "GRAPHQL_VALIDATION_FAILED"

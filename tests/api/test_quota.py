@@ -252,3 +252,22 @@ def test_the_database_refuses_a_claim_whose_replica_has_not_seen_the_quota(
     assert quota["usedGpus"] == 8
     devices = platform.ok("{ devices(filter: {status: [ALLOCATED]}) { totalCount } }")
     assert devices["devices"]["totalCount"] == 1  # the refused claim's device was given back
+
+
+def test_capacity_shows_a_tenants_quotas_on_its_row_even_on_the_shared_pool(
+    acme: dict[str, Api],
+) -> None:
+    platform, provisioner = acme["platform"], acme["provisioner"]
+    _quota(platform, tenant="acme", gpus=16)
+    _quota(acme["admin"], tenant="acme", project="llm", gpus=8)
+    assert not _match(provisioner, "pool-claim", 8, project="llm").get("errors")
+    query = "{ capacity { tenants { key nodes quotas { project gpus usedGpus } } } }"
+    rows = {row["key"]: row for row in acme["viewer"].ok(query)["capacity"]["tenants"]}
+    assert rows["acme"]["nodes"] == 0  # it owns nothing: it uses the pool
+    assert rows["acme"]["quotas"] == [
+        {"project": None, "gpus": 16, "usedGpus": 8},
+        {"project": "llm", "gpus": 8, "usedGpus": 8},
+    ]
+    assert "other" not in rows
+    platform_rows = {row["key"]: row for row in platform.ok(query)["capacity"]["tenants"]}
+    assert platform_rows[None]["quotas"] == []  # the pool's own row

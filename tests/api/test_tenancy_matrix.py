@@ -273,6 +273,31 @@ case(
     b_sees="beta-proj",
 )
 case("me", "list", "{ me { name role tenant } }", b_sees="beta-admin-token-name")
+
+# --- quotas (B holds a quota and a project quota: tests/support/tenancy.py) ---------------
+QUOTAS = """query($t: String, $p: String) { quotas(tenant: $t, project: $p) {
+  tenant project gpuModel gpus nodes usedGpus usedNodes borrowedGpus } }"""
+case("quotas", "list", QUOTAS, b_sees="beta-proj")
+case("quotas", "by-tenant", QUOTAS, variables=lambda w, v: {"t": v["name"]},
+     target=named(BETA), expect="NOT_FOUND", b_sees="beta-proj")  # fmt: skip
+case("quotas", "by-project", QUOTAS, variables=lambda w, v: {"t": ALPHA, "p": v["name"]},
+     target=named("beta-proj"), expect="NOT_FOUND")  # fmt: skip
+SET_QUOTA = """mutation($i: QuotaInput!) { setQuota(input: $i) {
+  tenant project gpus usedGpus } }"""
+case("setQuota", "by-tenant", SET_QUOTA,
+     variables=lambda w, v: {"i": {"tenant": v["name"], "project": "alpha-proj", "gpus": 1}},
+     target=named(BETA), needs="admin", expect="FORBIDDEN")  # fmt: skip
+case("setQuota", "by-project", SET_QUOTA,
+     variables=lambda w, v: {"i": {"tenant": ALPHA, "project": v["name"], "gpus": 1}},
+     target=named("beta-proj"), needs="admin", expect="NOT_FOUND")  # fmt: skip
+DELETE_QUOTA = """mutation($t: String!, $p: String) { deleteQuota(tenant: $t, project: $p) {
+  tenant gpus } }"""
+case("deleteQuota", "by-tenant", DELETE_QUOTA,
+     variables=lambda w, v: {"t": v["name"], "p": "alpha-proj"},
+     target=named(BETA), needs="admin", expect="FORBIDDEN")  # fmt: skip
+case("deleteQuota", "by-project", DELETE_QUOTA,
+     variables=lambda w, v: {"t": ALPHA, "p": v["name"]},
+     target=named("beta-proj"), needs="admin", expect="NOT_FOUND")  # fmt: skip
 case("profiles", "list", "{ profiles { name labels inventoryType tenant } }", b_sees="beta-prof")
 
 ALLOCATIONS = f"""query($f: AllocationFilter) {{ allocations(first: 100, filter: $f) {{

@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.db import quota as quota_db
+from api.db.session import make_engine, session_factory
+from api.domain.access import cli_principal
 from tests.support.server import free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
@@ -66,6 +69,19 @@ def test_token_create_prints_the_token_alone_and_list_revoke_work(env: dict[str,
     assert listed[0]["expiresAt"] is not None and secret.strip() not in json.dumps(listed)
     run(["token", "revoke", listed[0]["id"][:8]], env)
     assert json.loads(run(["token", "list", "--json"], env).stdout)[0]["revokedAt"]
+
+
+def test_tenant_create_sets_its_initial_quota_in_one_step(env: dict[str, str]) -> None:
+    run(["tenant", "create", "helix-ai", "--gpus", "64", "--nodes", "8"], env)
+    engine = make_engine(env["GPUINV_DATABASE_URL"])
+    with session_factory(engine)() as session:
+        [quota] = quota_db.list_quotas(session, cli_principal(), "helix-ai", None)
+    engine.dispose()
+    assert (quota.tenant, quota.project, quota.gpus, quota.nodes) == ("helix-ai", None, 64, 8)
+    refused = run(["tenant", "create", "other-ai", "--gpus", "-1"], env, check=False)
+    assert refused.returncode != 0 and "--gpus" in refused.stderr
+    assert json.loads(run(["tenant", "list", "--json"], env).stdout)[0]["slug"] == "helix-ai"
+    assert len(json.loads(run(["tenant", "list", "--json"], env).stdout)) == 1
 
 
 def test_token_create_refuses_bad_grants(env: dict[str, str]) -> None:

@@ -38,6 +38,7 @@ from api.db.models import (
     InfinibandRow,
     ProfileRow,
     ProjectRow,
+    QuotaRow,
     SwitchRow,
     SyncStateRow,
     TenantRow,
@@ -368,6 +369,10 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
         ids["alpha.allocation"] = session.scalar(
             select(AllocationRow.id).where(AllocationRow.environment == "alpha-env")
         )
+    # B's quotas: its tenant's (by the platform) and its project's (by B's partner-admin).
+    set_quota = "mutation($i: QuotaInput!) { setQuota(input: $i) { tenant } }"
+    platform.ok(set_quota, {"i": {"tenant": BETA, "gpus": 97, "nodes": 9}})
+    b_admin.ok(set_quota, {"i": {"tenant": BETA, "project": "beta-proj", "gpus": 7}})
     # The platform's NetBox sync last failed on one of B's devices, as reconcile words it
     # ("<kind> <key> (<action>): <error>"); syncState shows that error.
     reconcile.record_outcome(
@@ -429,7 +434,7 @@ def _ids(session: Session) -> dict[str, str]:
 
 # --- snapshots --------------------------------------------------------------------------
 
-_OWNED = (ProjectRow, DeviceRow, InfinibandRow, SwitchRow, ProfileRow, AllocationRow)
+_OWNED = (ProjectRow, DeviceRow, InfinibandRow, SwitchRow, ProfileRow, AllocationRow, QuotaRow)
 
 
 def _plain(value: Any) -> Any:
