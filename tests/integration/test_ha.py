@@ -36,6 +36,9 @@ DATABASE_GAUGES = (
     "gpuinv_gpus_allocated",
     "gpuinv_gpus_available",
     "gpuinv_devices_unhealthy",
+    "gpuinv_quota_limit",
+    "gpuinv_quota_used",
+    "gpuinv_quota_borrowed_gpus",
 )
 
 
@@ -78,6 +81,10 @@ def test_two_replicas_agree_on_views_metrics_and_audit(tmp_path: Path) -> None:
                 d=json.dumps({"devices": devices}),
             )
             assert imported["data"]["importInventory"]["created"] == 16
+            # A quota, set through the other replica, for the quota gauges to agree on.
+            call(first, 'mutation { createTenant(slug: "ha-tenant") { slug } }')
+            quota = 'mutation { setQuota(input: {tenant: "ha-tenant", gpus: 32}) { gpus } }'
+            assert call(second, quota)["data"]["setQuota"] == {"gpus": 32}
 
             active: dict[str, int] = {}  # environment -> GPUs held
             for step in range(60):
@@ -110,5 +117,12 @@ def test_two_replicas_agree_on_views_metrics_and_audit(tmp_path: Path) -> None:
             assert gauges[0] == gauges[1]
             allocations = gauges[0][("gpuinv_allocations_active", ())]
             assert allocations == len(active)
+            quota_labels = (
+                ("model", ""),
+                ("project", ""),
+                ("resource", "gpus"),
+                ("tenant", "ha-tenant"),
+            )
+            assert gauges[0][("gpuinv_quota_limit", quota_labels)] == 32
     finally:
         drop()
