@@ -148,24 +148,26 @@ def _attempt(
     """One attempt on the connection: the answer, or the devices lost to another
     request (or to a quota's limit reached meanwhile: the next attempt reads it anew)."""
     limits: tuple[Limit, ...] = ()
+    fresh = True
     if resolved.tenant_id is not None:  # a platform-wide match is not limited
-        limits = quota_db.limits_for(connection, resolved.tenant_id, resolved.project_id)
-    quota = QuotaStep(limits) if limits else None
-    with live.reading(connection) as current:
-        outcome = _choose(resolved, current, live.being_claimed(), quota)
-        borrowing = (
-            not outcome.matched
-            and given.preemptible
-            and outcome.over_quota is not None
-            and outcome.over_quota.resource == GPUS
+        # A dry run (no claim checks its answer) and a retry (a lost device, or a limit
+        # the database said this claim would pass) read the limits afresh.
+        limits, fresh = live.quota_limits.limits(
+            connection,
+            resolved.tenant_id,
+            resolved.project_id,
+            fresh=given.dry_run or attempts > 1,
         )
-        if borrowing:  # DESIGN.md: admitted on idle capacity, its GPUs counted as borrowed
-            borrowed = _choose(
-                resolved, current, live.being_claimed(), QuotaStep(limits, borrowing=True)
+    with live.reading(connection) as current:
+        being_claimed = live.being_claimed()
+        outcome, borrowing = _within_quota(resolved, current, being_claimed, limits, given)
+        if outcome.over_quota is not None and not fresh:
+            # Refused on what was read a moment ago: answer on what holds now.
+            assert resolved.tenant_id is not None
+            limits, _ = live.quota_limits.limits(
+                connection, resolved.tenant_id, resolved.project_id, fresh=True
             )
-            borrowing = borrowed.matched
-            if borrowing or borrowed.over_quota is not None:
-                outcome = borrowed  # taken; or refused by a limit borrowing cannot pass
+            outcome, borrowing = _within_quota(resolved, current, being_claimed, limits, given)
         chosen = [c.id for c in outcome.chosen]
         claiming = outcome.matched and not given.dry_run
         if claiming:
@@ -229,6 +231,27 @@ def _claim_and_record(
     return MatchResult(
         allocation, allocation.device_details, allocation.explanation, attempts, devices=devices
     )
+
+
+def _within_quota(
+    resolved: Resolved,
+    index: CandidateIndex,
+    being_claimed: frozenset[str],
+    limits: tuple[Limit, ...],
+    given: MatchInput,
+) -> tuple[Outcome, bool]:
+    """The match under the caller's quotas, and whether it borrows: a preemptible claim
+    refused by a GPU limit is admitted on idle capacity, its GPUs counted as borrowed
+    (DESIGN.md "Borrowing"); a node limit is never borrowed past."""
+    outcome = _choose(resolved, index, being_claimed, QuotaStep(limits) if limits else None)
+    over = outcome.over_quota
+    if outcome.matched or not given.preemptible or over is None or over.resource != GPUS:
+        return outcome, False
+    borrowed = _choose(resolved, index, being_claimed, QuotaStep(limits, borrowing=True))
+    if borrowed.matched:
+        return borrowed, True
+    # Refused by a limit borrowing cannot pass (nodes): that one is reported.
+    return (borrowed if borrowed.over_quota is not None else outcome), False
 
 
 def _choose(

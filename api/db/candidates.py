@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from api.db import device as device_db
 from api.db.base import utcnow
 from api.db.models import DeviceChangeRow, DeviceRow
+from api.db.quota import LimitsCache
 from api.db.session import rowcount, session_on
 from api.db.tenant import Directory
 from api.domain.matching.index import Candidate, CandidateIndex, Capacity
@@ -138,6 +139,8 @@ class LiveIndex:
         # worker threads, and two that read the same index would pick the same smallest
         # fit, one then losing the race in the database and matching again.
         self._being_claimed: Counter[str] = Counter()
+        # The quota limits this process's claims are under, read at most once a second.
+        self.quota_limits = LimitsCache()
 
     def current(self, connection: Connection) -> CandidateIndex:
         """The index, up to date (``connection``: a session's is ``session.connection()``)."""

@@ -8,6 +8,8 @@ above its tenant's limit; nobody else.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +100,42 @@ def list_quotas(
         raise bad_input("project: needs a tenant (pass tenant)", field="project")
     rows = [_limit(row, row.tenant, row.project) for row in session.execute(query)]
     return sorted(rows, key=lambda q: (q.tenant, q.project or "", q.model_key))
+
+
+class LimitsCache:
+    """The limits each tenant's (and project's) claims are under, as this process last
+    read them, with their usage: read at most once per ``ttl`` seconds per tenant and
+    project, instead of once per claim.
+
+    Staleness is safe: the claim's own statement checks the real counters under their
+    lock, so an old read can only let a claim reach the database (which refuses it; the
+    next attempt reads afresh) or steer it by an older usage. Refusing a claim with
+    QUOTA_EXCEEDED is done on a fresh read only (api/db/allocation.py).
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._read: dict[tuple[str, str | None], tuple[float, tuple[Limit, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def limits(
+        self,
+        connection: Connection | Session,
+        tenant_id: str,
+        project_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> tuple[tuple[Limit, ...], bool]:
+        """The limits, and whether they were read just now."""
+        key, now = (tenant_id, project_id), time.monotonic()
+        with self._lock:
+            known = self._read.get(key)
+        if known is not None and not fresh and now - known[0] < self.ttl:
+            return known[1], False
+        found = limits_for(connection, tenant_id, project_id)
+        with self._lock:
+            self._read[key] = (now, found)
+        return found, True
 
 
 # -- writes --------------------------------------------------------------------------------

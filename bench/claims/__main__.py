@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.claims.checks import verification_lines, verify
-from bench.claims.code import Code, prepare, serving
+from bench.claims.code import CALLERS, Code, prepare, serving
 from bench.claims.replay import CLIENTS, RunResult, replay
 from bench.claims.report import report
 from bench.claims.workload import Claim, claim_list
@@ -32,6 +32,7 @@ def one_run(
     clients: int,
     client_kind: str,
     label: str,
+    caller: str = "platform",
 ) -> RunResult:
     result = RunResult(label, code.version())
     progress(f"[{label}] code {result.code}; a fresh database, {workers} workers")
@@ -40,7 +41,7 @@ def one_run(
         fresh_database("postgresql", args.database_url, Path(tmp), "benchclaims") as url,
     ):
         started = time.perf_counter()
-        token = prepare(code, url, Path(tmp), fleet_file)
+        token = prepare(code, url, Path(tmp), fleet_file, caller)
         with serving(code, url, Path(tmp), workers) as server:
             progress(
                 f"[{label}] fleet, profiles, token, server: {time.perf_counter() - started:.1f} s"
@@ -122,6 +123,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each replay, wait up to this long for the machine to be quiet (less "
         f"than {OTHER_LOAD} cores busy over 2 s); 0: do not wait (default: 120)",
     )
+    parser.add_argument(
+        "--caller",
+        choices=[*CALLERS, "all"],
+        default="platform",
+        help="who claims: a platform-wide token (default); a tenant's provisioner (its "
+        "usage counted); the same under a quota every claim is checked against; or all "
+        "three, interleaved run by run (issue 16's quotas-on against quotas-off)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     args = parser.parse_args(argv)
     if args.database_url.startswith("sqlite"):
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.also_single and (args.workers, args.clients) != (1, 1):
         configurations.append((1, 1))
     kinds = list(CLIENTS) if args.client == "both" else [args.client]
+    callers = list(CALLERS) if args.caller == "all" else [args.caller]
     sections: list[tuple[str, list[RunResult]]] = []
 
     def run_all() -> None:
@@ -149,19 +159,25 @@ def main(argv: list[str] | None = None) -> int:
             fleet_file = Path(tmp) / "fleet.json"
             fleet_file.write_text(json.dumps({"devices": fleet_documents(args.nodes, args.seed)}))
             for workers, clients in configurations:
-                by_kind: dict[str, list[RunResult]] = {}
+                by_kind: dict[tuple[str, str], list[RunResult]] = {}
                 for kind in kinds:
-                    title = (
-                        f"{workers} server process{'es' if workers > 1 else ''}, "
-                        f"{clients} {kind} client{'s' if clients > 1 else ''}"
-                    )
-                    sections.append((title, by_kind.setdefault(kind, [])))
-                for run in range(1, args.runs + 1):  # the kinds interleaved: the VM drifts
-                    for kind in kinds:
-                        label = f"{workers}w/{clients}c {kind} #{run}"
-                        by_kind[kind].append(
-                            one_run(code, args, claims, fleet_file, workers, clients, kind, label)
+                    for caller in callers:
+                        title = (
+                            f"{workers} server process{'es' if workers > 1 else ''}, "
+                            f"{clients} {kind} client{'s' if clients > 1 else ''}"
+                            + ("" if caller == "platform" else f", {caller} caller")
                         )
+                        sections.append((title, by_kind.setdefault((kind, caller), [])))
+                for run in range(1, args.runs + 1):  # interleaved: the VM drifts
+                    for kind in kinds:
+                        for caller in callers:
+                            label = f"{workers}w/{clients}c {kind} {caller} #{run}"
+                            by_kind[kind, caller].append(
+                                one_run(
+                                    code, args, claims, fleet_file, workers, clients, kind,
+                                    label, caller,
+                                )
+                            )  # fmt: skip
 
     return finish(run_all, lambda: report(sections, args, code))
 

@@ -57,6 +57,28 @@ OVER_ALLOCATION = {
                 AND (count(*) <> 1 OR count(*) FILTER (WHERE ad.exclusive) <> 1))
             OR (a.inventory_type = 'vcluster' AND count(*) FILTER (WHERE ad.exclusive) > 0)""",
 }
+# Quotas (code with a quota table): the tenant-wide counters against what active
+# allocations hold, and no usage past a limit (the bench never lowers one).
+QUOTA_CHECKS = {
+    "tenant-wide quota counters that differ from what active allocations hold "
+    "(tenant, counted GPUs, held GPUs, counted nodes, held nodes)": """
+        SELECT q.tenant_id, q.used_gpus + q.borrowed_gpus, coalesce(h.gpus, 0), q.used_nodes,
+               coalesce(h.nodes, 0)
+        FROM quota q LEFT JOIN (
+          SELECT a.tenant_id, sum(ad.gpus) AS gpus,
+                 count(*) FILTER (WHERE ad.exclusive AND d.kind = 'baremetal') AS nodes
+          FROM allocation a JOIN allocation_device ad ON ad.allocation_id = a.id AND ad.active
+          JOIN device d ON d.id = ad.device_id
+          WHERE a.released_at IS NULL AND a.tenant_id IS NOT NULL GROUP BY a.tenant_id) h
+          ON h.tenant_id = q.tenant_id
+        WHERE q.project_key = '' AND q.model_key = ''
+          AND (q.used_gpus + q.borrowed_gpus <> coalesce(h.gpus, 0)
+               OR q.used_nodes <> coalesce(h.nodes, 0))""",
+    "quotas with usage past their limit (tenant, used/limit GPUs, used/limit nodes)": """
+        SELECT tenant_id, used_gpus, gpus, used_nodes, nodes FROM quota
+        WHERE enforced AND ((gpus IS NOT NULL AND used_gpus > gpus)
+                            OR (nodes IS NOT NULL AND used_nodes > nodes))""",
+}
 ACTIVE = "SELECT count(*) FROM allocation WHERE released_at IS NULL"
 SHOWN_ROWS = 20
 
@@ -64,7 +86,10 @@ SHOWN_ROWS = 20
 def verify(database_url: str, result: RunResult) -> None:
     """The invariants, straight from the database; offending rows kept in the result."""
     with psycopg.connect(database_url) as connection:
-        for name, query in OVER_ALLOCATION.items():
+        checks = dict(OVER_ALLOCATION)
+        if connection.execute("SELECT to_regclass('quota')").fetchone() != (None,):
+            checks |= QUOTA_CHECKS
+        for name, query in checks.items():
             rows = connection.execute(query).fetchall()
             if rows:
                 result.offending[name] = rows

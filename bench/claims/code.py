@@ -91,8 +91,15 @@ def serving(
     )
 
 
-def prepare(code: Code, url: str, workdir: Path, fleet_file: Path) -> str:
-    """Fleet, profiles and a token, through the CLI; the token."""
+# Who claims (--caller): a platform-wide token (no tenant: counted nowhere); a tenant's
+# provisioner (its usage counted, no quota); or the same under a quota no claim reaches,
+# so that every claim goes through the quota step and the limit check.
+CALLERS = ("platform", "tenant", "quota")
+BENCH_TENANT = "bench-tenant"
+
+
+def prepare(code: Code, url: str, workdir: Path, fleet_file: Path, caller: str) -> str:
+    """Fleet, profiles and a token of ``caller``'s kind, through the CLI; the token."""
     said = code.cli(url, "import", str(fleet_file))
     progress(f"  gpuinv import: {said}")
     for name, inventory_type in PROFILE_TYPES.items():
@@ -103,4 +110,18 @@ def prepare(code: Code, url: str, workdir: Path, fleet_file: Path) -> str:
         path = workdir / f"{name}.json"
         path.write_text(json.dumps(labels))
         code.cli(url, "profile", "save", name, str(path))
-    return code.cli(url, "token", "create", "--role", "platform-admin", "--name", "claims")
+    if caller == "platform":
+        return code.cli(url, "token", "create", "--role", "platform-admin", "--name", "claims")
+    quota = ["--gpus", "1000000", "--nodes", "100000"] if caller == "quota" else []
+    code.cli(url, "tenant", "create", BENCH_TENANT, *quota)
+    return code.cli(
+        url,
+        "token",
+        "create",
+        "--role",
+        "provisioner",
+        "--tenant",
+        BENCH_TENANT,
+        "--name",
+        "claims",
+    )
