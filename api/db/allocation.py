@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from api.db import audit, claim
+from api.db import audit, claim, events
 from api.db import quota as quota_db
 from api.db.allocation_plan import chosen_documents, device_details, plan_claim
 from api.db.allocation_request import (
@@ -45,8 +45,11 @@ from api.domain.errors import (
     ENVIRONMENT_IN_USE,
     FORBIDDEN,
     NO_MATCH,
+    QUOTA_EXCEEDED,
     DomainError,
 )
+from api.domain.events import ALLOCATION_EXPIRED, ALLOCATION_RELEASED, allocation_data
+from api.domain.events import QUOTA_EXCEEDED as QUOTA_EXCEEDED_EVENT
 from api.domain.matching.engine import Explanation, Outcome, match
 from api.domain.matching.index import ABSENT, CandidateIndex, Mask
 from api.domain.matching.request import normalise
@@ -120,6 +123,12 @@ def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchIn
             try:
                 resolved = resolved or resolve_request(connection, who, given)
                 answer = _attempt(connection, who, live, given, resolved, attempts)
+            except DomainError as refused:
+                if connection.in_transaction():
+                    connection.rollback()
+                if refused.code == QUOTA_EXCEEDED and not given.dry_run and resolved:
+                    _announce_refusal(connection, given, resolved, refused)
+                raise
             finally:
                 if connection.in_transaction():
                     connection.rollback()  # a dry run, a refusal, or a lost claim
@@ -135,6 +144,25 @@ def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchIn
                     "contention; retry",
                     {"attempts": attempts},
                 )
+
+
+def _announce_refusal(
+    connection: Connection, given: MatchInput, resolved: Resolved, refused: DomainError
+) -> None:
+    """io.gpuinv.quota.exceeded, in a transaction of its own: the claim's rolled back.
+    Its subject is the tenant's id (no allocation was made)."""
+    assert resolved.tenant_id is not None  # only a tenant's claim has quotas
+    data = {
+        "environment": given.environment,
+        "tenant": resolved.tenant_slug,
+        "project": given.project,
+        "quota": refused.extensions.get("quota"),
+        "explanation": refused.extensions.get("explanation"),
+    }
+    claim.begin_attempt(connection, writing=True)  # on PostgreSQL: autocommit
+    tenant_id = resolved.tenant_id
+    events.record(connection, QUOTA_EXCEEDED_EVENT, tenant_id, tenant_id, data)
+    connection.commit()
 
 
 def _attempt(
@@ -371,6 +399,14 @@ def free_allocation(
         {"devices": [p.hostname for p in held]},
         None,
     )
+    if events.anyone_wants(session, allocation.tenant_id):
+        kind = ALLOCATION_EXPIRED if reason == "expire" else ALLOCATION_RELEASED
+        columns = {c.key: getattr(allocation, c.key) for c in AllocationRow.__table__.columns}
+        parts = [dict(p._mapping) for p in held]
+        data = allocation_data(
+            columns, parts, *events.slugs(session, allocation.tenant_id, allocation.project_id)
+        )
+        events.record(session, kind, allocation.id, allocation.tenant_id, data, now)
     return True
 
 

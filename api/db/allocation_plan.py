@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from api.db import audit, claim
+from api.db import audit, claim, events
 from api.db.allocation_request import MatchInput, Resolved
 from api.db.base import new_id, utcnow
 from api.db.models import AllocationDeviceRow, AllocationRow
 from api.domain.access import Principal
+from api.domain.events import ALLOCATION_CREATED, allocation_data
 from api.domain.matching.engine import Outcome
 from api.domain.matching.profile import InventoryType
 from api.domain.quota import Usage, counter_keys
@@ -152,6 +153,18 @@ def plan_claim(
         event=event,
         now=now,
         counters=counters,
+        outbox=events.event_values(
+            ALLOCATION_CREATED,
+            allocation.id,
+            allocation.tenant_id,
+            allocation_data(
+                _columns(allocation),
+                [_columns(d) for d in devices],
+                resolved.tenant_slug,
+                given.project,
+            ),
+            now,
+        ),
     )
     return allocation, devices, planned
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    JSON,
     Connection,
     Engine,
     Update,
@@ -52,8 +53,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from api.db import audit
-from api.db.models import AllocationDeviceRow, AllocationRow, AuditEventRow, DeviceRow, QuotaRow
+from api.db import audit, events
+from api.db.models import (
+    AllocationDeviceRow,
+    AllocationRow,
+    AuditEventRow,
+    DeviceRow,
+    EventRow,
+    QuotaRow,
+)
 from api.db.session import begin
 
 
@@ -70,6 +78,8 @@ class Claim:
     # The quota counters it adds to, as rows of COUNTER_COLUMNS; None: counted nowhere (a
     # platform-wide claim).
     counters: list[dict[str, Any]] | None = None
+    # Its allocation.created event for the outbox (api/db/events.py), by column.
+    outbox: dict[str, Any] | None = None
 
 
 class Taken(StrEnum):
@@ -172,6 +182,8 @@ def _statement_by_statement(connection: Connection, claim: Claim) -> Taken:
     connection.execute(INSERT_ALLOCATION, claim.allocation)
     connection.execute(INSERT_ALLOCATION_DEVICES, claim.devices)
     audit.write(connection, claim.event)
+    if claim.outbox is not None:
+        connection.execute(events.RECORD, claim.outbox)
     for counter in claim.counters or ():
         row = connection.execute(
             COUNT_ONE, {**counter, "tenant_id": claim.allocation["tenant_id"], "now": claim.now}
@@ -201,6 +213,8 @@ def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
     params: dict[str, Any] = {"ids": claim.device_ids, "now": claim.now, "n": len(claim.device_ids)}
     params.update({f"a_{name}": value for name, value in claim.allocation.items()})
     params.update({f"e_{name}": value for name, value in claim.event.items()})
+    assert claim.outbox is not None  # every claim announces itself (if a webhook listens)
+    params.update({f"o_{name}": value for name, value in claim.outbox.items()})
     for name in _HELD_COLUMNS:
         params[f"d_{name}"] = [row[name] for row in claim.devices]
     params["exclusive"] = claim.slice is None
@@ -229,6 +243,7 @@ _ALLOCATION_COLUMNS = [c.name for c in _allocation.columns]  # all of them, give
 _EVENT_COLUMNS = [c.name for c in _event.columns if c.name != "id"]  # id: generated
 _HELD_COLUMNS = ["device_id", "hostname", "position", "cpu", "memory_mb", "storage_gb", "gpus"]
 _quota = QuotaRow.__table__
+_outbox = EventRow.__table__
 COUNTER_COLUMNS = ["project_key", "model_key", "used_gpus", "used_nodes", "borrowed_gpus"]
 _CHECKED_COLUMNS = [
     "project_key",
@@ -293,8 +308,23 @@ def _claim_and_record(claim_update: Update, counting: bool) -> Any:
         .from_select(_EVENT_COLUMNS, select(*event_values).select_from(allocated))
         .cte("recorded")
     )
+    # The allocation.created event, in the outbox if a webhook may want it.
+    outbox_values = [
+        bindparam(f"o_{name}", type_=JSON() if name == "data" else _outbox.c[name].type)
+        for name in events.EVENT_COLUMNS
+    ]
+    announced = (
+        insert(_outbox)
+        .from_select(
+            events.EVENT_COLUMNS,
+            select(*outbox_values)
+            .select_from(allocated)
+            .where(events.wanted(bindparam("o_tenant_id", type_=_outbox.c.tenant_id.type))),
+        )
+        .cte("announced")
+    )
     if not counting:
-        return select(how_many.label("claimed")).add_cte(held, recorded)
+        return select(how_many.label("claimed")).add_cte(held, recorded, announced)
     # The quota counters, added to only when every device was claimed; if that takes one
     # past its limit, the statement raises (gpuinv_quota_exceeded, migration 0008), which
     # undoes all of it: the claim, its records and the counters.
@@ -350,7 +380,7 @@ def _claim_and_record(claim_update: Update, counting: bool) -> Any:
         .exists()
     )
     checked = case((over, func.gpuinv_quota_exceeded()), else_=how_many)
-    return select(checked.label("claimed")).add_cte(held, recorded)
+    return select(checked.label("claimed")).add_cte(held, recorded, announced)
 
 
 def _counter_rows() -> Any:

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import audit
+from api.db import audit, events
 from api.db.base import utcnow
 from api.db.items import find_item, guarded_flush, kind_of, name_of
 from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow, InfinibandRow
 from api.domain.access import Principal
 from api.domain.errors import bad_input
+from api.domain.events import DEVICE_HEALTH_ALERT
 from api.domain.health import HealthCode, cleared, condition, reported
 
 
@@ -22,11 +23,24 @@ from api.domain.health import HealthCode, cleared, condition, reported
 class HealthWrite:
     device: DeviceRow
     item_kind: str  # what was named: the server's kind, or "infiniband"
-    environments: list[str] = field(default_factory=list)  # allocations held on the server
+    # the allocations held on the server: (environment, its tenant's id)
+    holders: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def environments(self) -> list[str]:
+        return [environment for environment, _ in self.holders]
+
+    @property
+    def tenants(self) -> list[str | None]:
+        """The holders' tenants (None: a platform-wide allocation), each once."""
+        return list(dict.fromkeys(tenant for _, tenant in self.holders))
+
+    def environments_of(self, tenant_id: str | None) -> list[str]:
+        return [environment for environment, tenant in self.holders if tenant == tenant_id]
 
     @property
     def alert(self) -> bool:
-        return bool(self.environments)
+        return bool(self.holders)
 
 
 def _server_and_port(
@@ -46,14 +60,14 @@ def _server_and_port(
     )
 
 
-def _held_by(session: Session, device: DeviceRow) -> list[str]:
+def _held_by(session: Session, device: DeviceRow) -> list[tuple[str, str | None]]:
     held = (
-        select(AllocationRow.environment)
+        select(AllocationRow.environment, AllocationRow.tenant_id)
         .join(AllocationDeviceRow, AllocationDeviceRow.allocation_id == AllocationRow.id)
         .where(AllocationDeviceRow.device_id == device.id, AllocationDeviceRow.active)
         .order_by(AllocationRow.environment)
     )
-    return list(session.scalars(held))
+    return [(environment, tenant) for environment, tenant in session.execute(held)]
 
 
 def report(
@@ -97,6 +111,20 @@ def report(
             None,
             {"condition": new.stored(), "allocations": written.environments},
         )
+        # Each holder's tenant hears of it; the device's document is what GraphQL shows.
+        for tenant_id in written.tenants:
+            events.record(
+                session,
+                DEVICE_HEALTH_ALERT,
+                device.id,
+                tenant_id,
+                {
+                    "id": device.id,
+                    "hostname": device.hostname,
+                    "condition": new.stored(),
+                    "allocations": written.environments_of(tenant_id),
+                },
+            )
     return written
 
 

@@ -60,6 +60,7 @@ SQLITE_CLAIM = [
     "INSERT INTO allocation",
     "INSERT INTO allocation_device",
     "INSERT INTO audit_event",
+    "INSERT INTO event",  # the outbox: a row only if a webhook may want it
 ]
 POSTGRES_CLAIM = ["WITH claimed"]  # the same, as data-modifying CTEs of one statement
 

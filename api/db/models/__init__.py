@@ -5,6 +5,7 @@ all imported here, so that one import registers every table on ``Base.metadata``
 """
 
 from api.db.models.allocation import AllocationDeviceRow, AllocationRow, DeviceChangeRow, ProfileRow
+from api.db.models.events import EventRow, WebhookDeliveryRow, WebhookRow
 from api.db.models.inventory import (
     STATUSES,
     DeviceRow,
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEventRow",
     "DeviceChangeRow",
     "DeviceRow",
+    "EventRow",
     "GpuRow",
     "InfinibandRow",
     "ProfileRow",
@@ -35,5 +37,7 @@ __all__ = [
     "SwitchRow",
     "SyncStateRow",
     "TenantRow",
+    "WebhookDeliveryRow",
+    "WebhookRow",
     "namespace_unique",
 ]
