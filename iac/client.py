@@ -10,7 +10,7 @@ import httpx
 
 log = logging.getLogger("gpuinv.provider")
 
-ALLOCATION_FIELDS = "id environment profile variables deviceDetails"
+ALLOCATION_FIELDS = "id environment profile variables deviceDetails preemptible borrowed priority"
 MATCH = f"""mutation($input: MatchDeviceInput!) {{ matchDevice(input: $input) {{
   allocation {{ {ALLOCATION_FIELDS} }}
   deviceDetails
@@ -23,27 +23,76 @@ ACTIVE = f"""query($e: String!, $t: String) {{
     edges {{ node {{ {ALLOCATION_FIELDS} }} }} }} }}"""
 
 
+QUOTA_FIELDS = "tenant project gpuModel gpus nodes usedGpus usedNodes borrowedGpus"
+SET_QUOTA = f"mutation($i: QuotaInput!) {{ setQuota(input: $i) {{ {QUOTA_FIELDS} }} }}"
+DELETE_QUOTA = """mutation($t: String!, $p: String, $m: String) {
+  deleteQuota(tenant: $t, project: $p, gpuModel: $m) { tenant } }"""
+QUOTAS = f"query($t: String, $p: String) {{ quotas(tenant: $t, project: $p) {{ {QUOTA_FIELDS} }} }}"
+
 DEVICES = """query($f: DeviceFilter, $after: String) {
   devices(filter: $f, first: 500, after: $after) {
     edges { node { document } } pageInfo { hasNextPage endCursor } } }"""
 
 
 class ApiError(Exception):
-    """An error the API answered, with its code; ``summary`` is the readable funnel."""
+    """An error the API answered, with its code; ``headline`` and ``detail`` are what a
+    Terraform diagnostic says of it: the code (and, past a quota, which one), then the
+    message, the quota's numbers and the readable funnel."""
 
     def __init__(self, code: str, message: str, extensions: dict[str, Any]):
         super().__init__(message)
         self.code, self.message, self.extensions = code, message, extensions
 
+    def headline(self) -> str:
+        quota = self.extensions.get("quota")
+        if not quota:
+            return self.code
+        model = f"{quota['gpuModel']} " if quota.get("gpuModel") else ""
+        return f"{self.code}: the {model}{quota['resource']} quota of {_whose(quota)} is exceeded"
+
     def detail(self) -> str:
+        lines = [self.message]
+        quota = self.extensions.get("quota")
+        if quota:
+            lines += ["", *_quota_lines(quota)]
         explanation = self.extensions.get("explanation")
-        if not explanation:
-            return self.message
-        lines = [self.message, "", "How the inventory narrowed it down:"]
-        for step in explanation.get("steps", []):
-            note = f"  ({step['note']})" if step.get("note") else ""
-            lines.append(f"  {step['filter']}: {step['entered']} → {step['left']}{note}")
+        if explanation:
+            lines += ["", "How the inventory narrowed it down:"]
+            for step in explanation.get("steps", []):
+                note = f"  ({step['note']})" if step.get("note") else ""
+                lines.append(f"  {step['filter']}: {step['entered']} → {step['left']}{note}")
         return "\n".join(lines)
+
+
+def _whose(quota: dict[str, Any]) -> str:
+    project = f' project "{quota["project"]}"' if quota.get("project") else ""
+    return f'tenant "{quota["tenant"]}"{project}'
+
+
+def _quota_lines(quota: dict[str, Any]) -> list[str]:
+    """QUOTA_EXCEEDED's extensions.quota, spelled out: which quota, its limit, what is held
+    against it and what this request would add; and, for GPUs, the way past it."""
+    resource = quota["resource"]
+    scope = "a project's limit" if quota.get("project") else "the tenant's own limit"
+    model = f'GPU model "{quota["gpuModel"]}"' if quota.get("gpuModel") else "every GPU model"
+    lines = [
+        f"Quota: {_whose(quota)} ({scope}), {model}",
+        f"  limit:     {quota['limit']} {resource}",
+        f"  held:      {quota['used']} {resource}",
+        f"  requested: {quota['requested']} {resource} more",
+    ]
+    if resource == "gpus":
+        lines.append(
+            "To go beyond a GPU quota, set preemptible = true: the allocation then borrows "
+            "idle GPUs (counted as borrowed, and it may be preempted). Or release an "
+            "allocation, or ask for a higher limit."
+        )
+    else:
+        lines.append(
+            "Borrowing (preemptible = true) is for GPUs only: past a nodes limit, release an "
+            "allocation or ask for a higher limit."
+        )
+    return lines
 
 
 class Inventory:
@@ -93,6 +142,19 @@ class Inventory:
             if not page["pageInfo"]["hasNextPage"]:
                 return found
             after = page["pageInfo"]["endCursor"]
+
+    def set_quota(self, given: dict[str, Any]) -> dict[str, Any]:
+        quota: dict[str, Any] = self.run("setQuota", SET_QUOTA, i=given)["setQuota"]
+        return quota
+
+    def delete_quota(self, tenant: str, project: str | None, gpu_model: str | None) -> None:
+        self.run("deleteQuota", DELETE_QUOTA, t=tenant, p=project, m=gpu_model)
+
+    def quotas(self, tenant: str, project: str | None) -> list[dict[str, Any]]:
+        """The tenant's quotas (a project's alone, if given: with a project the API lists
+        that project's; without one, the tenant's own and every project's)."""
+        found: list[dict[str, Any]] = self.run("quotas", QUOTAS, t=tenant, p=project)["quotas"]
+        return found
 
     def active(self, environment: str, tenant: str | None) -> dict[str, Any] | None:
         edges = self.run("allocations", ACTIVE, e=environment, t=tenant)["allocations"]["edges"]

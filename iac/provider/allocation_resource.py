@@ -2,7 +2,9 @@
 
 Create is matchDevice, delete is releaseAllocation, and read (and import) looks up the
 active allocation by its environment, the idempotency key. Every request argument forces
-replacement, so an allocation is never changed in place.
+replacement, so an allocation is never changed in place: preemptible and priority too, since
+the API takes another preemptible or priority for the same environment as another request.
+`borrowed` says whether the allocation was admitted beyond its tenant's GPU quota.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from tf.types import Unknown
 from iac.client import ApiError
 from iac.provider.device_summaries import device_summaries, devices_attribute
 from iac.provider.inventory_calls import configured_inventory, report_api_error
-from iac.provider.match_request import check_request, match_input, request_attributes
+from iac.provider.match_request import (
+    PREEMPTIBLE,
+    PRIORITY,
+    check_request,
+    match_input,
+    request_attributes,
+)
 
 if TYPE_CHECKING:  # only for the annotation: provider.py imports this module
     from iac.provider.provider import GpuInventoryProvider
@@ -55,6 +63,9 @@ class AllocationResource(Resource):
                 schema.Attribute("device_details", types.String(), computed=True,
                                  description="The API's deviceDetails, as a JSON string."),
                 devices_attribute(),
+                schema.Attribute("borrowed", types.Bool(), computed=True,
+                                 description="Admitted beyond the tenant's GPU quota "
+                                             "(preemptible): its GPUs count as borrowed."),
             ]
         )  # fmt: skip
 
@@ -114,6 +125,9 @@ class AllocationResource(Resource):
         }
         base["profile"] = found.get("profile")
         base["variables"] = {k: _as_text(v) for k, v in (found.get("variables") or {}).items()}
+        # the API's defaults as a configuration that leaves them out has them: null
+        base["preemptible"] = found["preemptible"] or None
+        base["priority"] = found["priority"] or None
         return _state(base, found)
 
     def upgrade(self, ctx: Any, version: int, old: State) -> State | None:
@@ -135,4 +149,10 @@ def _state(request: State, allocation: dict[str, Any]) -> State:
     state["allocation_id"] = allocation["id"]
     state["device_details"] = json.dumps(allocation["deviceDetails"], sort_keys=True)
     state["devices"] = device_summaries(allocation["deviceDetails"])
+    state["borrowed"] = allocation["borrowed"]
+    # As configured while the inventory agrees (false and null are one request); what the
+    # inventory holds when it does not, so that the plan replaces it.
+    for name, kind in (("preemptible", PREEMPTIBLE), ("priority", PRIORITY)):
+        if not kind.semantically_equal(state.get(name), allocation[name]):
+            state[name] = allocation[name]
     return state

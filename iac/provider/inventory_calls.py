@@ -2,7 +2,7 @@
 
 Each needs the Inventory client that the provider block configured, and each turns an
 error the API answers into a Terraform diagnostic. Both live here, once, so that every
-type says "not configured" and reports an API error's code and funnel the same way.
+type says "not configured" and reports an API error's code, quota and funnel the same way.
 """
 
 from __future__ import annotations
@@ -24,4 +24,6 @@ def configured_inventory(provider: GpuInventoryProvider, diags: Diagnostics) -> 
 
 
 def report_api_error(diags: Diagnostics, what: str, exc: ApiError) -> None:
-    diags.add_error(f"gpuinv: {what}: {exc.code}", exc.detail())
+    """``gpuinv: <operation>: <CODE>`` (past a quota: which quota is exceeded), with the
+    API's message, the quota's numbers and the funnel as the detail."""
+    diags.add_error(f"gpuinv: {what}: {exc.headline()}", exc.detail())

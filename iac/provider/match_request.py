@@ -2,8 +2,8 @@
 
 The data source is a dry run of the resource: what an allocation with these arguments
 would get now. So both take the same arguments (a saved or an inline profile, variables,
-tenant, project), check them the same way at plan time, and send the same matchDevice
-input; only whether a change forces replacement, and dryRun, differ.
+tenant, project, preemptible, priority), check them the same way at plan time, and send
+the same matchDevice input; only whether a change forces replacement, and dryRun, differ.
 """
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ from typing import Any
 from tf import schema, types
 from tf.iface import Config, State
 from tf.provider import Diagnostics
+
+from iac.provider.arguments import Defaulted, check_whole_number, whole
+
+# Left out, they are the API's defaults; written as the default, they are the same request.
+PREEMPTIBLE = Defaulted(types.Bool(), False)
+PRIORITY = Defaulted(types.Number(), 0)
 
 
 def request_attributes(replace: bool) -> list[schema.Attribute]:
@@ -29,13 +35,19 @@ def request_attributes(replace: bool) -> list[schema.Attribute]:
                          description="Variable values; a JSON array means any of them."),
         schema.Attribute("tenant", types.String(), optional=True, requires_replace=replace),
         schema.Attribute("project", types.String(), optional=True, requires_replace=replace),
+        schema.Attribute("preemptible", PREEMPTIBLE, optional=True, requires_replace=replace,
+                         description="Willing to be preempted; beyond a GPU quota, borrows "
+                                     "idle GPUs. Default false."),
+        schema.Attribute("priority", PRIORITY, optional=True, requires_replace=replace,
+                         description="Higher goes first (a whole number). Default 0."),
     ]  # fmt: skip
 
 
 def check_request(diags: Diagnostics, config: Config) -> None:
     """A saved profile or an inline one, not both and not neither: said at plan time, with
     the attribute, before anything is asked of the inventory. (The values themselves are
-    the API's to judge; it names what is wrong with them.)"""
+    the API's to judge; it names what is wrong with them.) A priority is a whole number."""
+    check_whole_number(diags, config, "priority")
     given = {
         name: config.get(name)
         for name in ("profile", "inventory_type", "inventory_config")
@@ -78,4 +90,6 @@ def match_input(state: State, environment: str, dry_run: bool) -> dict[str, Any]
     for name in ("tenant", "project"):
         if state.get(name):
             given[name] = state[name]
+    given["preemptible"] = bool(PREEMPTIBLE.value(state.get("preemptible")))
+    given["priority"] = whole(PRIORITY.value(state.get("priority")))
     return given

@@ -21,6 +21,7 @@ from iac.client import Inventory
 from iac.provider.allocation_resource import AllocationResource
 from iac.provider.devices_data_source import DevicesDataSource
 from iac.provider.match_data_source import MatchDataSource
+from iac.provider.quota_resource import QuotaResource
 
 
 class GpuInventoryProvider(Provider):
@@ -70,7 +71,7 @@ class GpuInventoryProvider(Provider):
         return [DevicesDataSource, MatchDataSource]
 
     def get_resources(self) -> list[type[Resource]]:
-        return [AllocationResource]
+        return [AllocationResource, QuotaResource]
 
 
 def main() -> None:

