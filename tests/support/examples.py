@@ -29,6 +29,7 @@ DOCUMENTS = [
     "sync/README.md",
     "iac/docs/index.md",
     "iac/docs/resources/allocation.md",
+    "iac/docs/resources/quota.md",
     "iac/docs/data-sources/devices.md",
     "iac/docs/data-sources/match.md",
     "iac/docs/cdktf.md",
