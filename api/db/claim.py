@@ -36,24 +36,17 @@ from sqlalchemy import (
     Connection,
     Engine,
     Update,
-    and_,
     any_,
     bindparam,
-    case,
-    false,
     func,
     insert,
-    literal_column,
-    or_,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from api.db import audit, events
+from api.db import audit, claim_counters, events
 from api.db.models import (
     AllocationDeviceRow,
     AllocationRow,
@@ -186,20 +179,12 @@ def _statement_by_statement(connection: Connection, claim: Claim) -> Taken:
         connection.execute(events.RECORD, claim.outbox)
     for counter in claim.counters or ():
         row = connection.execute(
-            COUNT_ONE, {**counter, "tenant_id": claim.allocation["tenant_id"], "now": claim.now}
+            claim_counters.COUNT_ONE,
+            {**counter, "tenant_id": claim.allocation["tenant_id"], "now": claim.now},
         ).one()
-        if _passes_limit(row, counter):
+        if claim_counters.passes_limit(row, counter):
             return Taken.OVER_QUOTA
     return Taken.TAKEN
-
-
-def _passes_limit(row: Any, added: dict[str, Any]) -> bool:
-    """Whether a counter, just added to, is now beyond its limit on what was added."""
-    if not row.enforced:
-        return False
-    gpus = added["used_gpus"] > 0 and row.gpus is not None and row.used_gpus > row.gpus
-    nodes = added["used_nodes"] > 0 and row.nodes is not None and row.used_nodes > row.nodes
-    return bool(gpus or nodes)
 
 
 def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
@@ -221,7 +206,7 @@ def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
     counting = claim.counters is not None
     if counting:
         params["q_tenant_id"] = claim.allocation["tenant_id"]
-        for name in COUNTER_COLUMNS:
+        for name in claim_counters.COUNTER_COLUMNS:
             params[f"q_{name}"] = [row[name] for row in claim.counters or ()]
     statement = _STATEMENTS[claim.slice is not None, counting]
     if claim.slice is not None:
@@ -229,7 +214,7 @@ def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
     try:
         claimed: int = connection.execute(statement, params).scalar_one()
     except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == QUOTA_EXCEEDED_SQLSTATE:
+        if getattr(error.orig, "sqlstate", None) == claim_counters.QUOTA_EXCEEDED_SQLSTATE:
             return Taken.OVER_QUOTA  # raised by the statement: it undid all it did
         raise
     return Taken.TAKEN if claimed == len(claim.device_ids) else Taken.LOST
@@ -244,17 +229,6 @@ _EVENT_COLUMNS = [c.name for c in _event.columns if c.name != "id"]  # id: gener
 _HELD_COLUMNS = ["device_id", "hostname", "position", "cpu", "memory_mb", "storage_gb", "gpus"]
 _quota = QuotaRow.__table__
 _outbox = EventRow.__table__
-COUNTER_COLUMNS = ["project_key", "model_key", "used_gpus", "used_nodes", "borrowed_gpus"]
-_CHECKED_COLUMNS = [
-    "project_key",
-    "model_key",
-    "enforced",
-    "gpus",
-    "nodes",
-    "used_gpus",
-    "used_nodes",
-]
-QUOTA_EXCEEDED_SQLSTATE = "GQ001"  # raised by gpuinv_quota_exceeded() (migration 0008)
 
 
 def _any_of_ids(statement: Update) -> Update:
@@ -325,109 +299,10 @@ def _claim_and_record(claim_update: Update, counting: bool) -> Any:
     )
     if not counting:
         return select(how_many.label("claimed")).add_cte(held, recorded, announced)
-    # The quota counters, added to only when every device was claimed; if that takes one
-    # past its limit, the statement raises (gpuinv_quota_exceeded, migration 0008), which
-    # undoes all of it: the claim, its records and the counters.
-    rows = _counter_rows()
-    counted = (
-        pg_insert(_quota)
-        .from_select(
-            ["tenant_id", *COUNTER_COLUMNS, "enforced", "updated_at"],
-            select(
-                bindparam("q_tenant_id", type_=_quota.c.tenant_id.type),
-                *(rows.c[name] for name in COUNTER_COLUMNS),
-                false(),
-                bindparam("now", type_=_quota.c.updated_at.type),
-            ).where(how_many == bindparam("n")),
-        )
-        .on_conflict_do_update(
-            index_elements=["tenant_id", "project_key", "model_key"],
-            set_={
-                name: _quota.c[name] + _excluded(name)
-                for name in ("used_gpus", "used_nodes", "borrowed_gpus")
-            },
-        )
-        .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
-        .cte("counted")
-    )
-    added = _counter_rows()
-    over = (
-        select(true())
-        .select_from(
-            counted.join(
-                added,
-                and_(
-                    counted.c.project_key == added.c.project_key,
-                    counted.c.model_key == added.c.model_key,
-                ),
-            )
-        )
-        .where(
-            counted.c.enforced,
-            or_(
-                and_(
-                    added.c.used_gpus > 0,
-                    counted.c.gpus.is_not(None),
-                    counted.c.used_gpus > counted.c.gpus,
-                ),
-                and_(
-                    added.c.used_nodes > 0,
-                    counted.c.nodes.is_not(None),
-                    counted.c.used_nodes > counted.c.nodes,
-                ),
-            ),
-        )
-        .exists()
-    )
-    checked = case((over, func.gpuinv_quota_exceeded()), else_=how_many)
+    checked = claim_counters.checked(how_many)
     return select(checked.label("claimed")).add_cte(held, recorded, announced)
 
 
-def _counter_rows() -> Any:
-    """The counters a claim adds to, as rows of arrays (``unnest``): one per counter."""
-    types = [_quota.c[name].type for name in COUNTER_COLUMNS]
-    return (
-        func.unnest(
-            *(
-                bindparam(f"q_{name}", type_=ARRAY(type_))
-                for name, type_ in zip(COUNTER_COLUMNS, types, strict=True)
-            )
-        )
-        .table_valued(*COUNTER_COLUMNS)
-        .render_derived()
-    )
-
-
-def _excluded(name: str) -> Any:
-    """The value an upsert tried to insert (``excluded.<name>``, on both backends)."""
-    return literal_column(f"excluded.{name}")
-
-
-# -- SQLite: one counter at a time, in the claim's transaction -----------------------------
-COUNT_ONE = (
-    sqlite_insert(_quota)
-    .values(
-        tenant_id=bindparam("tenant_id"),
-        project_key=bindparam("project_key"),
-        model_key=bindparam("model_key"),
-        used_gpus=bindparam("used_gpus"),
-        used_nodes=bindparam("used_nodes"),
-        borrowed_gpus=bindparam("borrowed_gpus"),
-        enforced=False,
-        updated_at=bindparam("now"),
-    )
-    .on_conflict_do_update(
-        index_elements=["tenant_id", "project_key", "model_key"],
-        set_={
-            name: _quota.c[name] + _excluded(name)
-            for name in ("used_gpus", "used_nodes", "borrowed_gpus")
-        },
-    )
-    .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
-)
-
-
-# (a slice?, counted against quotas?) -> the statement
 _STATEMENTS = {
     (slice_, counting): _claim_and_record(_any_of_ids(update), counting)
     for slice_, update in ((False, _WHOLE), (True, _SLICE))
