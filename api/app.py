@@ -24,8 +24,8 @@ from starlette.staticfiles import StaticFiles
 
 from api import graphiql
 from api.body_limit import BodySizeLimit, lower_body_limit
-from api.db.allocation import expire_leases
 from api.db.candidates import LiveIndex, prune_changes
+from api.db.release import expire_leases
 from api.db.session import is_at_head, make_engine, session_factory, unit_of_work
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView

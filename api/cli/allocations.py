@@ -119,7 +119,7 @@ def match_command(
 @click.option("--tenant", help="The tenant the environment was matched for.")
 def release_command(environment: str, tenant: str | None) -> None:
     """Free everything ENVIRONMENT's allocation holds (safe to repeat)."""
-    from api.db.allocation import release
+    from api.db.release import release
 
     try:
         with unit_of_work(open_sessions(create=False)) as session:

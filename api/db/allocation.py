@@ -1,4 +1,4 @@
-"""matchDevice and releaseAllocation: select in memory, claim in one short transaction.
+"""matchDevice: select in memory, claim in one short transaction.
 
 The engine chooses from the process's index, which may be a moment stale. The database
 decides: every claim is a conditional UPDATE (``… WHERE status = 'available' AND free_gpus
@@ -9,36 +9,30 @@ chooses again (the index catches up with the winner's change through the feed), 
 own uncommitted claim is never counted twice (DESIGN.md "Invariants").
 
 Beside this module: the request checked and resolved (allocation_request.py), the rows a
-claim writes (allocation_plan.py), the claim's statements (claim.py), and the reads
-(allocation_query.py).
+claim writes (allocation_plan.py), the claim's statements (claim.py, claim_counters.py),
+the reads (allocation_query.py), and releases (release.py).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, select, update
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from api.db import audit, claim, events
-from api.db import quota as quota_db
+from api.db import claim, events
 from api.db.allocation_plan import chosen_documents, device_details, plan_claim
 from api.db.allocation_request import (
-    PLATFORM_SCOPE,
     MatchInput,
     Resolved,
     resolve_request,
-    whose_inventory,
 )
-from api.db.base import utcnow
 from api.db.candidates import LiveIndex
-from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
-from api.db.session import rowcount, session_on
+from api.db.models import AllocationDeviceRow, AllocationRow
+from api.db.session import session_on
 from api.domain.access import Principal, Role
 from api.domain.errors import (
     CONCURRENT_UPDATE,
@@ -48,7 +42,6 @@ from api.domain.errors import (
     QUOTA_EXCEEDED,
     DomainError,
 )
-from api.domain.events import ALLOCATION_EXPIRED, ALLOCATION_RELEASED, allocation_data
 from api.domain.events import QUOTA_EXCEEDED as QUOTA_EXCEEDED_EVENT
 from api.domain.matching.engine import Explanation, Outcome, match
 from api.domain.matching.index import ABSENT, CandidateIndex, Mask
@@ -315,141 +308,3 @@ def _no_match(explanation: Explanation) -> DomainError:
     return DomainError(
         NO_MATCH, "no device fits: " + explanation.summary(), {"explanation": explanation.as_dict()}
     )
-
-
-def release(
-    session: Session,
-    who: Principal,
-    environment: str,
-    tenant: str | None = None,
-    reason: str = "release",
-) -> AllocationRow | None:
-    """Free everything the environment's allocation holds; idempotent. Caller commits.
-
-    Returns the released allocation (also on a second call), or None if the environment
-    never held one.
-    """
-    require_provisioning(who)
-    tenant_id, _ = whose_inventory(session, who, tenant)
-    scope = tenant_id or PLATFORM_SCOPE
-    allocation = active_allocation(session, scope, environment)
-    if allocation is None:
-        return session.scalar(
-            select(AllocationRow)
-            .where(AllocationRow.scope == scope, AllocationRow.environment == environment)
-            .order_by(AllocationRow.released_at.desc())
-            .limit(1)
-        )
-    free_allocation(session, who, allocation, reason)
-    return allocation
-
-
-def free_allocation(
-    session: Session, who: Principal, allocation: AllocationRow, reason: str
-) -> bool:
-    """Give back the devices; False when another release got there first."""
-    now = utcnow()
-    won = (
-        rowcount(
-            session.execute(
-                update(AllocationRow)
-                .where(AllocationRow.id == allocation.id, AllocationRow.released_at.is_(None))
-                .values(released_at=now, released_by=who.actor)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        == 1
-    )
-    if not won:
-        return False
-    quota_db.give_back(session, allocation)  # the usage goes in the same transaction
-    # Deactivate and learn what was held in one statement.
-    held = session.execute(
-        update(AllocationDeviceRow)
-        .where(
-            AllocationDeviceRow.allocation_id == allocation.id, AllocationDeviceRow.active.is_(True)
-        )
-        .values(active=False)
-        .returning(
-            AllocationDeviceRow.device_id,
-            AllocationDeviceRow.hostname,
-            AllocationDeviceRow.exclusive,
-            AllocationDeviceRow.cpu,
-            AllocationDeviceRow.memory_mb,
-            AllocationDeviceRow.storage_gb,
-            AllocationDeviceRow.gpus,
-            AllocationDeviceRow.position,
-        )
-        .execution_options(synchronize_session=False)
-    ).all()
-    held = sorted(held, key=lambda part: part.position)
-    for part in held:
-        _give_back(session, part, now)
-    # Already written above: tell the session so, or it would UPDATE the row again.
-    set_committed_value(allocation, "released_at", now)
-    set_committed_value(allocation, "released_by", who.actor)
-    audit.record(
-        session,
-        who,
-        reason,
-        "allocation",
-        allocation.id,
-        allocation.environment,
-        allocation.tenant_id,
-        {"devices": [p.hostname for p in held]},
-        None,
-    )
-    if events.anyone_wants(session, allocation.tenant_id):
-        kind = ALLOCATION_EXPIRED if reason == "expire" else ALLOCATION_RELEASED
-        columns = {c.key: getattr(allocation, c.key) for c in AllocationRow.__table__.columns}
-        parts = [dict(p._mapping) for p in held]
-        data = allocation_data(
-            columns, parts, *events.slugs(session, allocation.tenant_id, allocation.project_id)
-        )
-        events.record(session, kind, allocation.id, allocation.tenant_id, data, now)
-    return True
-
-
-def _give_back(session: Session, part: Any, now: datetime) -> None:
-    """``part``: an allocation_device row (device_id, exclusive and the amounts)."""
-    if part.exclusive:
-        values: dict[str, Any] = {
-            # A device an operator forced into maintenance stays there.
-            "status": case((DeviceRow.status == "allocated", "available"), else_=DeviceRow.status),
-            "free_cpu": DeviceRow.total_cpu,
-            "free_memory_mb": DeviceRow.total_memory_mb,
-            "free_storage_gb": DeviceRow.total_storage_gb,
-            "free_gpus": DeviceRow.total_gpus,
-        }
-    else:
-        values = {
-            "free_cpu": DeviceRow.free_cpu + part.cpu,
-            "free_memory_mb": DeviceRow.free_memory_mb + part.memory_mb,
-            "free_storage_gb": DeviceRow.free_storage_gb + part.storage_gb,
-            "free_gpus": DeviceRow.free_gpus + part.gpus,
-        }
-    session.execute(
-        update(DeviceRow)
-        .where(DeviceRow.id == part.device_id)
-        .values(**values, generation=DeviceRow.generation + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def expire_leases(session: Session, now: datetime | None = None, limit: int = 100) -> int:
-    """Release allocations whose lease ran out; returns how many. Caller commits."""
-    who = Principal(name="system:lease-expiry", role=Role.PLATFORM_ADMIN)
-    due = list(
-        session.scalars(
-            select(AllocationRow)
-            .where(
-                and_(
-                    AllocationRow.released_at.is_(None),
-                    AllocationRow.expires_at.is_not(None),
-                    AllocationRow.expires_at <= (now or utcnow()),
-                )
-            )
-            .limit(limit)
-        )
-    )
-    return sum(free_allocation(session, who, allocation, "expire") for allocation in due)

@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from api.db import allocation as allocation_db
 from api.db import allocation_query
+from api.db import release as release_db
 from api.db.allocation_request import MatchInput
 from api.db.models import AllocationRow
 from api.db.session import lost_races_as_domain_errors
@@ -279,5 +280,5 @@ class AllocationMutation:
         self, info: Info[Context, None], environment: str, tenant: str | None = None
     ) -> Allocation | None:
         with info.context.write() as session:
-            row = allocation_db.release(session, info.context.who(), environment, tenant)
+            row = release_db.release(session, info.context.who(), environment, tenant)
         return Allocation.from_row(row) if row is not None else None

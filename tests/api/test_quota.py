@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import allocation as allocation_db
 from api.db import quota as quota_db
 from tests.support.api import Api, make_tenant, make_token
 
@@ -244,7 +243,7 @@ def test_the_database_refuses_a_claim_whose_replica_has_not_seen_the_quota(
         reads.append(args)
         return () if len(reads) == 1 else real(*args)
 
-    monkeypatch.setattr(allocation_db.quota_db, "limits_for", stale_once)
+    monkeypatch.setattr(quota_db, "limits_for", stale_once)
     body = _match(provisioner, "second", 8)
     assert body["errors"][0]["extensions"]["code"] == "QUOTA_EXCEEDED", body
     assert len(reads) == 2  # refused by the database, then by the quota step

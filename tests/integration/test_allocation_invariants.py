@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db import inventory
+from api.db import release as release_db
 from api.db.candidates import LiveIndex
 from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import unit_of_work
@@ -120,10 +121,10 @@ def test_an_expired_lease_is_released_and_its_devices_freed(db: sessionmaker[Ses
     held = _match(db, "leased", ttl=60).allocation
     assert held is not None and held.expires_at is not None
     with unit_of_work(db) as session:
-        assert allocation_db.expire_leases(session) == 0  # not yet due
+        assert release_db.expire_leases(session) == 0  # not yet due
     with unit_of_work(db) as session:
         later = held.expires_at + timedelta(seconds=1)
-        assert allocation_db.expire_leases(session, now=later) == 1
+        assert release_db.expire_leases(session, now=later) == 1
     with db() as session:
         allocation = session.get(AllocationRow, held.id)
         device = session.scalars(select(DeviceRow)).one()
@@ -138,7 +139,7 @@ def test_a_device_holding_a_slice_cannot_be_deleted(db: sessionmaker[Session]) -
         inventory.delete(session, cli_principal(), Kind.BAREMETAL, device_id)
     assert refused.value.code == DEVICE_ALLOCATED
     with unit_of_work(db) as session:
-        allocation_db.release(session, cli_principal(), "slice")
+        release_db.release(session, cli_principal(), "slice")
     with unit_of_work(db) as session:
         inventory.delete(session, cli_principal(), Kind.BAREMETAL, device_id)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
 from api.db import inventory
+from api.db import release as release_db
 from api.db.candidates import LiveIndex
 from api.db.models import DeviceRow
 from api.db.session import unit_of_work
@@ -140,7 +141,7 @@ def test_a_flag_decided_before_a_release_is_refused_and_the_next_sync_retires(
     assert [(c.action, c.code) for c in changes] == [("flag", "NETBOX_DELETED")]
 
     with db() as session, session.begin():
-        allocation_db.release(session, cli_principal(), "env-1")
+        release_db.release(session, cli_principal(), "env-1")
     assert "baremetal 'gpu-01' (flag)" in _refused(db, changes)
     assert _device(db, "gpu-01").attention is None
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
+from api.db import release as release_db
 from api.db.candidates import LiveIndex
 from api.db.models import DeviceRow, InfinibandRow, TenantRow
 from api.domain.access import cli_principal
@@ -214,7 +215,7 @@ def test_an_allocated_devices_tenant_change_waits_for_its_release(
     assert _diff(sync) == []  # flagged once, not on every run
 
     with db() as session, session.begin():
-        allocation_db.release(session, cli_principal(), "env-6", tenant="acme")
+        release_db.release(session, cli_principal(), "env-6", tenant="acme")
     [update] = _diff(sync)
     assert update["fields"] == {
         "tenant": ["acme", "beta"],

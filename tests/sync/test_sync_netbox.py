@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import allocation as allocation_db
+from api.db import release as release_db
 from api.db.candidates import LiveIndex
 from api.db.models import (
     AllocationDeviceRow,
@@ -180,7 +181,7 @@ def test_an_allocated_device_is_flagged_not_retired_and_changed_after_release(
     assert _diff(sync) == []  # flagged once, not on every run
 
     with db() as session, session.begin():
-        allocation_db.release(session, cli_principal(), "env-1")
+        release_db.release(session, cli_principal(), "env-1")
     assert [(c["action"], c["key"]) for c in _diff(sync)] == [("retire", "gpu-001")]
     sync("--apply", "--allow-mass-retire")
     device = _device(db, "gpu-001")
@@ -201,7 +202,7 @@ def test_a_degraded_allocated_device_keeps_its_status_until_released(
     assert device.attention[0]["code"] == "NETBOX_DEGRADED"
     assert device.attention[0]["netboxStatus"] == "maintenance"
     with db() as session, session.begin():
-        allocation_db.release(session, cli_principal(), "env-2")
+        release_db.release(session, cli_principal(), "env-2")
     sync("--apply")
     device = _device(db, "gpu-002")
     assert (device.status, device.attention) == ("maintenance", None)
@@ -372,7 +373,7 @@ def test_an_allocated_server_renamed_in_netbox_keeps_its_item_ports_and_allocati
 
     # Released, the renamed server matches under its new name only.
     with db() as session, session.begin():
-        allocation_db.release(session, cli_principal(), "env-r")
+        release_db.release(session, cli_principal(), "env-r")
     again = allocation_db.match_device(
         db.kw["bind"],
         cli_principal(),
