@@ -201,7 +201,7 @@ def delete_quota(
     row = _read(session, tenant_id, project_key, model_key(model))
     if row is None or not row.enforced:
         return None
-    lifted = _limit(row, tenant, project)
+    lifted, before = _limit(row, tenant, project), _audited(row)
     session.execute(
         update(QuotaRow)
         .where(_key_is(tenant_id, project_key, model_key(model)))
@@ -215,7 +215,7 @@ def delete_quota(
         None,
         _name(tenant, project, model),
         tenant_id,
-        _audited(row),
+        before,  # read before the update, which the session applies to ``row``
         None,
     )
     return lifted

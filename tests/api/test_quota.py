@@ -270,3 +270,21 @@ def test_capacity_shows_a_tenants_quotas_on_its_row_even_on_the_shared_pool(
     assert "other" not in rows
     platform_rows = {row["key"]: row for row in platform.ok(query)["capacity"]["tenants"]}
     assert platform_rows[None]["quotas"] == []  # the pool's own row
+
+
+def test_every_quota_change_is_in_the_audit_log(acme: dict[str, Api]) -> None:
+    platform = acme["platform"]
+    _quota(platform, tenant="acme", gpus=16)
+    _quota(platform, tenant="acme", gpus=8)
+    _quota(acme["admin"], tenant="acme", project="llm", gpuModel="H100", nodes=1)
+    platform.ok(DELETE, t="acme")
+    audit = """{ auditEvents(filter: {objectKind: "quota"}) { edges { node {
+      action objectName before after tenant } } } }"""
+    events = [e["node"] for e in acme["viewer"].ok(audit)["auditEvents"]["edges"]]
+    assert [(e["action"], e["objectName"], e["before"], e["after"]) for e in events] == [
+        ("delete-quota", "acme", {"gpus": 8, "nodes": None}, None),
+        ("set-quota", "acme/llm/H100", None, {"gpus": None, "nodes": 1}),
+        ("set-quota", "acme", {"gpus": 16, "nodes": None}, {"gpus": 8, "nodes": None}),
+        ("set-quota", "acme", None, {"gpus": 16, "nodes": None}),
+    ]
+    assert {e["tenant"] for e in events} == {"acme"}
