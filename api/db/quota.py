@@ -152,7 +152,9 @@ def set_quota(session: Session, who: Principal, given: QuotaInput) -> Limit:
             raise bad_input(f"{field}: must be between 0 and {MAX_LIMIT}, got {value}", field=field)
     if project_key != NONE_KEY:
         _within_tenant(session, tenant_id, key, given)
-    before = _read(session, tenant_id, project_key, key)
+    existing = _read(session, tenant_id, project_key, key)
+    # Copied now: reading the row again below refreshes this very object.
+    before = _audited(existing) if existing is not None and existing.enforced else None
     dialect = session.get_bind().dialect.name
     insert = (postgresql if dialect == "postgresql" else sqlite).insert
     values = {"enforced": True, "gpus": given.gpus, "nodes": given.nodes, "gpu_model": model}
@@ -184,7 +186,7 @@ def set_quota(session: Session, who: Principal, given: QuotaInput) -> Limit:
         None,
         _name(given.tenant, given.project, model),
         tenant_id,
-        _audited(before) if before is not None and before.enforced else None,
+        before,
         _audited(after),
     )
     return _limit(after, given.tenant, given.project)
