@@ -182,8 +182,9 @@ def _attempt(
     with live.reading(connection) as current:
         being_claimed = live.being_claimed()
         outcome, borrowing = _within_quota(resolved, current, being_claimed, limits, given)
-        if outcome.over_quota is not None and not fresh:
-            # Refused on what was read a moment ago: answer on what holds now.
+        if limits and not fresh and (not outcome.matched or borrowing):
+            # Refused, or borrowing, on what was read a moment ago (usage since released,
+            # a limit since raised or lifted): decide on what holds now.
             assert resolved.tenant_id is not None
             limits, _ = live.quota_limits.limits(
                 connection, resolved.tenant_id, resolved.project_id, fresh=True

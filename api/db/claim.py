@@ -55,7 +55,7 @@ from api.db.models import (
     EventRow,
     QuotaRow,
 )
-from api.db.session import begin
+from api.db.session import DEADLOCK_DETECTED, begin
 
 
 @dataclass
@@ -214,8 +214,11 @@ def _in_one_statement(connection: Connection, claim: Claim) -> Taken:
     try:
         claimed: int = connection.execute(statement, params).scalar_one()
     except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == claim_counters.QUOTA_EXCEEDED_SQLSTATE:
+        state = getattr(error.orig, "sqlstate", None)
+        if state == claim_counters.QUOTA_EXCEEDED_SQLSTATE:
             return Taken.OVER_QUOTA  # raised by the statement: it undid all it did
+        if state == DEADLOCK_DETECTED:
+            return Taken.LOST  # chosen to give way to another writer: nothing written
         raise
     return Taken.TAKEN if claimed == len(claim.device_ids) else Taken.LOST
 

@@ -66,7 +66,6 @@ def free_allocation(
     )
     if not won:
         return False
-    quota_db.give_back(session, allocation)  # the usage goes in the same transaction
     # Deactivate and learn what was held in one statement.
     held = session.execute(
         update(AllocationDeviceRow)
@@ -89,6 +88,10 @@ def free_allocation(
     held = sorted(held, key=lambda part: part.position)
     for part in held:
         _give_back(session, part, now)
+    # The usage goes in the same transaction, after the devices: a claim locks its devices
+    # first and its counters last, so the release takes them in that order too (the other
+    # order deadlocked a release against a claim of the same tenant on the same server).
+    quota_db.give_back(session, allocation)
     # Already written above: tell the session so, or it would UPDATE the row again.
     set_committed_value(allocation, "released_at", now)
     set_committed_value(allocation, "released_by", who.actor)

@@ -188,6 +188,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+
+
 @contextmanager
 def lost_races_as_domain_errors() -> Iterator[None]:
     """Turn the ways a write can lose a race into CONCURRENT_UPDATE, a clean retry signal.
@@ -196,6 +199,8 @@ def lost_races_as_domain_errors() -> Iterator[None]:
     - IntegrityError: a concurrent writer created the same unique name first (or a CHECK
       on capacity refused an over-allocation).
     - SQLite "database is locked": our read snapshot went stale before we could write.
+    - PostgreSQL deadlock_detected: two writers waited on each other and this one was
+      chosen to give way; nothing of it was written.
     """
     try:
         yield
@@ -211,11 +216,16 @@ def lost_races_as_domain_errors() -> Iterator[None]:
             {"detail": str(exc.orig).splitlines()[0]},
         ) from None
     except OperationalError as exc:
-        if "database is locked" not in str(exc.orig):
-            raise
-        raise DomainError(
-            CONCURRENT_UPDATE, "another writer held the database: retry the request"
-        ) from None
+        if "database is locked" in str(exc.orig):
+            raise DomainError(
+                CONCURRENT_UPDATE, "another writer held the database: retry the request"
+            ) from None
+        if getattr(exc.orig, "sqlstate", None) == DEADLOCK_DETECTED:
+            raise DomainError(
+                CONCURRENT_UPDATE,
+                "the write waited on another that waited on it; nothing was written: retry",
+            ) from None
+        raise
 
 
 def engine_of(sessions: sessionmaker[Session]) -> Engine:

@@ -200,13 +200,24 @@ class QuotaStep:
             )
             if limit.gpus is not None and not self.borrowing:
                 room = max(limit.gpus - limit.used_gpus, 0)
-                # Whole devices offered here are wholly free: each counts its free GPUs.
+                # Whole devices offered here are wholly free: each counts its free GPUs,
+                # or for a model's limit its GPUs of that model (fewer on a mixed host,
+                # counted one by one among those the mask would remove).
                 too_big = (
                     index.free_at_least("gpus", room + 1)
                     if whole
                     else (index.nothing() | (slice_gpus > room))
                 )
-                kept = kept & ~(too_big if having is None else too_big & having)
+                if having is not None:
+                    too_big = too_big & having
+                    if whole:
+                        fit = [
+                            c.id
+                            for c in index.candidates_in(kept & too_big)
+                            if _model_gpus(c, limit.model_key) <= room
+                        ]
+                        too_big = too_big & ~index.having(fit)
+                kept = kept & ~too_big
             if limit.nodes is not None and nodes_held and limit.used_nodes + 1 > limit.nodes:
                 kept = kept & (index.nothing() if having is None else ~having)
         left = int(np.count_nonzero(kept))
@@ -233,6 +244,11 @@ def usage_of(chosen: Sequence[Candidate], request: Request) -> Usage:
             free_gpus=candidate.free.gpus,
         )
     return total
+
+
+def _model_gpus(candidate: Candidate, key: str) -> int:
+    """A whole device's GPUs of one model."""
+    return usage_of_device(candidate.document, whole=True).gpus_on(key)
 
 
 def _describe(limit: Limit) -> str:

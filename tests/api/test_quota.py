@@ -288,3 +288,38 @@ def test_every_quota_change_is_in_the_audit_log(acme: dict[str, Api]) -> None:
         ("set-quota", "acme", None, {"gpus": 16, "nodes": None}),
     ]
     assert {e["tenant"] for e in events} == {"acme"}
+
+
+def test_a_preemptible_claim_that_fits_is_not_borrowed_on_a_stale_read(
+    acme: dict[str, Api],
+) -> None:
+    """The limits are read at most once a second; a claim that would borrow on that read
+    decides on a fresh one (found by tests/integration/test_quota_concurrency.py)."""
+    platform, provisioner = acme["platform"], acme["provisioner"]
+    _quota(platform, tenant="acme", gpus=8)
+    assert not _match(provisioner, "first", 8).get("errors")
+    assert _match(provisioner, "probe", 8)["errors"]  # reads the limits: 8 of 8 held
+    provisioner.ok(RELEASE, e="first")
+    second = _match(provisioner, "second", 8, preemptible=True)["data"]["matchDevice"]
+    assert second["allocation"]["borrowed"] is False
+    [quota] = platform.ok(QUOTAS, t="acme")["quotas"]
+    assert (quota["usedGpus"], quota["borrowedGpus"]) == (8, 0)
+
+
+def test_a_mixed_host_counts_only_its_gpus_of_the_model_against_a_model_quota(
+    acme: dict[str, Api],
+) -> None:
+    platform, provisioner = acme["platform"], acme["provisioner"]
+    mixed = {
+        "hostname": "mixed-0",
+        "totalcpu": 64,
+        "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 4
+        + [{"vendorCode": "NVIDIA", "modelNo": "L40S"}] * 4,
+    }
+    platform.ok(IMPORT, d=json.dumps({"devices": [mixed]}))
+    _quota(platform, tenant="acme", gpuModel="H100", gpus=4)
+    variables = {"model": ["L40S"]}  # only the mixed host has L40S
+    taken = _match(provisioner, "mixed", 8, variables=variables)["data"]["matchDevice"]
+    assert taken["allocation"]["devices"] == [{"hostname": "mixed-0", "gpus": 8}]
+    quotas = {q["gpuModel"]: q for q in platform.ok(QUOTAS, t="acme")["quotas"]}
+    assert quotas["H100"]["usedGpus"] == 4  # its 4 H100, not all 8

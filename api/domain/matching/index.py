@@ -333,6 +333,10 @@ class CandidateIndex:
         order = np.lexsort((rank[slots], memory[slots], cpu[slots], gpus[slots]))
         return [self._candidate(int(s)) for s in slots[order[:count]]]
 
+    def candidates_in(self, among: Mask) -> list[Candidate]:
+        """The items of a mask, in slot order."""
+        return [self._candidate(int(slot)) for slot in np.flatnonzero(among)]
+
     def _candidate(self, slot: int) -> Candidate:
         candidate = self._at[slot]
         assert candidate is not None
