@@ -27,6 +27,7 @@ from api.body_limit import BodySizeLimit, lower_body_limit
 from api.db.candidates import LiveIndex, prune_changes
 from api.db.release import expire_leases
 from api.db.session import is_at_head, make_engine, session_factory, unit_of_work
+from api.dispatcher import Dispatcher
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView
 from api.logs import RequestContext, configure_logging
@@ -154,14 +155,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except Exception:  # keep sweeping; the next round retries
                 log.exception("lease sweep failed")
 
+    # Webhooks' events go out from every replica that can sign them (one leads at a time).
+    dispatcher = (
+        Dispatcher.of(sessions, settings)
+        if settings.secret_key and settings.webhook_dispatch
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the match index in the background: the first match need not pay for it,
         # and the process answers health checks meanwhile.
         warming = asyncio.get_running_loop().run_in_executor(None, warm_index)
         sweeper = asyncio.create_task(lease_sweeper())
+        dispatching = asyncio.create_task(dispatcher.run()) if dispatcher else None
         yield
         sweeper.cancel()
+        if dispatching is not None:
+            dispatching.cancel()  # it gives up its lease on the way out
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await dispatching
         with contextlib.suppress(Exception):
             await warming
         graphql.workers.shutdown(wait=False, cancel_futures=True)  # idle threads go at once
@@ -202,6 +215,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.live_index = live_index
     app.state.index_ready = index_ready
+    app.state.dispatcher = dispatcher
     return app
 
 

@@ -53,6 +53,23 @@ class Settings:
     # Other gpu-inventory services whose capacity fleetCapacity adds up (GPUINV_PROVIDERS:
     # a JSON array of {"name", "url", "token"}, or @/path/to/such.json).
     providers: tuple[Provider, ...] = ()
+    # Events out (DESIGN.md "Events"). GPUINV_SECRET_KEY: the Fernet key webhook secrets are
+    # encrypted with (several, comma-separated, for rotation: the first encrypts, any
+    # decrypts); without it no webhook can be created and no delivery signed, so this
+    # process does not dispatch either. Loopback and private targets only when allowed.
+    secret_key: str = field(default="", repr=False)
+    webhook_allow_private: bool = False
+    # The dispatcher (api/dispatcher.py): one leader among the replicas that run it; how
+    # often an idle one looks for work; each POST's whole time; POSTs at once; the longest
+    # wait between retries; when a delivery is given up (hours after its event); how long
+    # finished deliveries and their events are kept (days).
+    webhook_dispatch: bool = True
+    webhook_poll_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_concurrency: int = 16
+    webhook_retry_cap_seconds: float = 600.0
+    webhook_max_age_hours: int = 72
+    webhook_retention_days: int = 14
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -87,6 +104,21 @@ class Settings:
             log_level=_choice(
                 env, "GPUINV_LOG_LEVEL", ("critical", "error", "warning", "info", "debug"), "info"
             ),
+            secret_key=_fernet_keys(env.get("GPUINV_SECRET_KEY", "")),
+            webhook_allow_private=_flag(env, "GPUINV_WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_dispatch=_flag(env, "GPUINV_WEBHOOK_DISPATCH", True),
+            webhook_poll_seconds=_seconds(
+                env, "GPUINV_WEBHOOK_POLL_SECONDS", cls.webhook_poll_seconds
+            ),
+            webhook_timeout_seconds=_seconds(
+                env, "GPUINV_WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds
+            ),
+            webhook_concurrency=_int(env, "GPUINV_WEBHOOK_CONCURRENCY", cls.webhook_concurrency),
+            webhook_retry_cap_seconds=_seconds(
+                env, "GPUINV_WEBHOOK_RETRY_CAP_SECONDS", cls.webhook_retry_cap_seconds
+            ),
+            webhook_max_age_hours=_int(env, "GPUINV_WEBHOOK_MAX_AGE_HOURS", 72),
+            webhook_retention_days=_int(env, "GPUINV_WEBHOOK_RETENTION_DAYS", 14),
         )
 
 
@@ -114,6 +146,34 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SystemExit(f"{name}: must be positive, got {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise SystemExit(f"{name}: must be 1 or 0 (true/false, yes/no), got {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
+def _fernet_keys(raw: str) -> str:
+    """GPUINV_SECRET_KEY: one Fernet key or several, comma-separated; refused at start
+    when one is not a key, with how to make one."""
+    from cryptography.fernet import Fernet
+
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for number, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except ValueError:
+            which = f"key {number + 1} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise SystemExit(
+                f"GPUINV_SECRET_KEY: {which} is not a Fernet key (32 url-safe base64-encoded "
+                "bytes); make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            ) from None
+    return ",".join(keys)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

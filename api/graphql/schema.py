@@ -46,6 +46,7 @@ from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.sync_state import SyncStateQuery
 from api.graphql.tenant import TenantMutation, TenantQuery
 from api.graphql.view import VALIDATION_FAILED, code_of, operation_names
+from api.graphql.webhook import WebhookMutation, WebhookQuery
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.graphql")
@@ -66,6 +67,7 @@ Query = merge_types(
         FleetQuery,
         AuditQuery,
         QuotaQuery,
+        WebhookQuery,
     ),
 )
 Mutation = merge_types(
@@ -81,6 +83,7 @@ Mutation = merge_types(
         AllocationMutation,
         HealthMutation,
         QuotaMutation,
+        WebhookMutation,
     ),
 )
 

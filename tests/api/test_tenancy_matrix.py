@@ -300,6 +300,22 @@ case("deleteQuota", "by-project", DELETE_QUOTA,
      target=named("beta-proj"), needs="admin", expect="NOT_FOUND")  # fmt: skip
 case("profiles", "list", "{ profiles { name labels inventoryType tenant } }", b_sees="beta-prof")
 
+# --- webhooks (B holds a webhook with deliveries: tests/support/tenancy.py) ---------------
+case("webhooks", "list", "{ webhooks { id url events tenant createdAt } }", needs="admin",
+     b_sees="beta-webhook-secret-path")  # fmt: skip
+case("webhookDeliveries", "by-webhook-id",
+     """query($id: ID!) { webhookDeliveries(webhookId: $id) { id eventId type subject status
+       attempts lastAttemptAt nextAttemptAt deliveredAt responseCode error } }""",
+     target=by_id("webhook"), needs="admin", expect="NOT_FOUND",
+     b_sees="io.gpuinv.allocation.created")  # fmt: skip
+case("deleteWebhook", "by-id", "mutation($id: ID!) { deleteWebhook(id: $id) { id url tenant } }",
+     target=by_id("webhook"), needs="admin", expect="NOT_FOUND")  # fmt: skip
+case("createWebhook", "by-tenant",
+     """mutation($i: CreateWebhookInput!) { createWebhook(input: $i) { id url tenant } }""",
+     variables=lambda w, v: {"i": {"url": "https://hooks.alpha.example/x",
+                                   "secret": "alpha-hook-secret-0123", "tenant": v["name"]}},
+     target=named(BETA), needs="admin", expect="FORBIDDEN")  # fmt: skip
+
 ALLOCATIONS = f"""query($f: AllocationFilter) {{ allocations(first: 100, filter: $f) {{
   totalCount edges {{ node {{ {ALLOCATION} }} }} }} }}"""
 case("allocations", "list", ALLOCATIONS, b_sees="beta-env-secret", check=_totals_match_edges)

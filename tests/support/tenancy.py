@@ -7,6 +7,10 @@ device is the shared pool, and B holds a slice of it too. Everything of B
 carries strings that A's requests never send (``MARKERS``), so "nothing of B in an answer"
 is a plain substring test over the response text.
 
+B also has a webhook, with deliveries of its events (written straight to the database: the
+matrix's server has no GPUINV_SECRET_KEY, so it runs no dispatcher and A's createWebhook
+is refused after the checks of who may create what).
+
 The world is built once through the real API (B's items by B's own partner-admin and
 provisioner, with request ids of their own) and kept between tests while the database still
 holds exactly what was built: a test that changed anything (say, A created an item) makes
@@ -24,16 +28,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import tenant as tenant_db
 from api.db import token as token_db
+from api.db import webhook as webhook_db
+from api.db.base import utcnow
 from api.db.models import (
     AllocationDeviceRow,
     AllocationRow,
     AuditEventRow,
     DeviceRow,
+    EventRow,
     GpuRow,
     InfinibandRow,
     ProfileRow,
@@ -42,6 +50,8 @@ from api.db.models import (
     SwitchRow,
     SyncStateRow,
     TenantRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
 from api.db.session import unit_of_work
 from api.domain.access import cli_principal
@@ -85,6 +95,7 @@ MARKERS = (
     "beta-provisioner-token-name",
     "beta-request-id-0001",
     "beta-request-id-0002",
+    "beta-webhook-secret-path",
 )
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -331,6 +342,7 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
 
     with sessions() as session:
         ids = _ids(session)
+    ids["beta.webhook"] = _beta_webhook(sessions)
     b_admin.ok(
         'mutation($id: ID!) { reportHealth(id: $id, code: OTHER, message: "beta-health-note") '
         "{ healthy } }",
@@ -369,6 +381,7 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
         ids["alpha.allocation"] = session.scalar(
             select(AllocationRow.id).where(AllocationRow.environment == "alpha-env")
         )
+    webhook_db.fan_out(sessions, utcnow())  # B's webhook's deliveries of B's events
     # B's quotas: its tenant's (by the platform) and its project's (by B's partner-admin).
     set_quota = "mutation($i: QuotaInput!) { setQuota(input: $i) { tenant } }"
     platform.ok(set_quota, {"i": {"tenant": BETA, "gpus": 97, "nodes": 9}})
@@ -404,6 +417,17 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
     return world
 
 
+def _beta_webhook(sessions: sessionmaker[Session]) -> str:
+    """B's webhook, made as the service makes it, with a key the server does not have."""
+    given = webhook_db.WebhookInput(
+        "https://hooks.beta.example/beta-webhook-secret-path", "beta-hook-secret-0123456789",
+        tenant=BETA,
+    )  # fmt: skip
+    with unit_of_work(sessions) as session:
+        key = Fernet.generate_key().decode()
+        return webhook_db.create_webhook(session, cli_principal(), given, key, False).id
+
+
 def _ids(session: Session) -> dict[str, str]:
     def one(query: Any) -> str:
         found = session.scalar(query)
@@ -434,7 +458,17 @@ def _ids(session: Session) -> dict[str, str]:
 
 # --- snapshots --------------------------------------------------------------------------
 
-_OWNED = (ProjectRow, DeviceRow, InfinibandRow, SwitchRow, ProfileRow, AllocationRow, QuotaRow)
+_OWNED = (
+    ProjectRow,
+    DeviceRow,
+    InfinibandRow,
+    SwitchRow,
+    ProfileRow,
+    AllocationRow,
+    QuotaRow,
+    WebhookRow,
+    EventRow,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -469,6 +503,7 @@ def snapshot(sessions: sessionmaker[Session], tenant_ids: dict[str, str]) -> dic
             add(owner(row["id"]), "tenant", row)
         device_owner: dict[str, str] = {}
         allocation_owner: dict[str, str] = {}
+        webhook_owner: dict[str, str] = {}
         for model in _OWNED:
             for row in _rows(session, model):
                 who = owner(row["tenant_id"])
@@ -477,10 +512,14 @@ def snapshot(sessions: sessionmaker[Session], tenant_ids: dict[str, str]) -> dic
                     device_owner[row["id"]] = who
                 if model is AllocationRow:
                     allocation_owner[row["id"]] = who
+                if model is WebhookRow:
+                    webhook_owner[row["id"]] = who
         for row in _rows(session, GpuRow):
             add(device_owner.get(row["device_id"], "orphan"), "gpu", row)
         for row in _rows(session, AllocationDeviceRow):
             add(allocation_owner.get(row["allocation_id"], "orphan"), "allocation_device", row)
+        for row in _rows(session, WebhookDeliveryRow):
+            add(webhook_owner.get(row["webhook_id"], "orphan"), "webhook_delivery", row)
         for row in _rows(session, SyncStateRow):
             add("platform", "sync_state", row)
         counts = Counter(

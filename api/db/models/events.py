@@ -9,12 +9,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,7 +48,16 @@ class EventRow(Base):
     the dispatcher fans it out to deliveries and sends them."""
 
     __tablename__ = "event"
-    __table_args__ = {"sqlite_autoincrement": True}  # never reuse a number, even if pruned
+    __table_args__ = (
+        # What the dispatcher has still to fan out: a handful of rows, whatever the outbox holds.
+        Index(
+            "ix_event_to_fan_out",
+            "seq",
+            postgresql_where=text("NOT fanned_out"),
+            sqlite_where=text("NOT fanned_out"),
+        ),
+        {"sqlite_autoincrement": True},  # never reuse a number, even if pruned
+    )
 
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -56,6 +68,10 @@ class EventRow(Base):
     tenant_id: Mapped[str | None] = mapped_column(IdColumn, index=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[Any] = mapped_column(JSON)  # the object as the GraphQL API renders it
+    # Whether the dispatcher has made this event's deliveries (migration 0010). A flag, not
+    # a cursor over ``seq``: on PostgreSQL a transaction may commit a lower number after a
+    # higher one was read, and a cursor would pass over it for good.
+    fanned_out: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class WebhookDeliveryRow(Base):
@@ -66,6 +82,9 @@ class WebhookDeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_seq"),
         Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        # An earlier delivery of the same subject to the same webhook holds a later one back
+        # (migration 0010): looked up for every due delivery.
+        Index("ix_webhook_delivery_subject", "webhook_id", "subject", "event_seq"),
     )
 
     id: Mapped[int] = mapped_column(
