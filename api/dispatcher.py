@@ -62,6 +62,7 @@ log = logging.getLogger("gpuinv.webhooks")
 
 MAX_LOG = 20  # attempts kept per delivery (the latest)
 ERROR_CHARS = 300  # of a receiver's answer, kept with a failed attempt
+MAX_ANSWER = 64 * 1024  # bytes of an answer read at most
 
 
 class Clock(Protocol):
@@ -275,9 +276,9 @@ class Dispatcher:
             async with self._client(url).stream(
                 "POST", target, content=body, headers=headers, extensions=extensions
             ) as response:
+                head = await _head(response)  # read, so that the connection can be reused
                 if 200 <= response.status_code < 300:
                     return response.status_code, None
-                head = await _head(response)
         except httpx.TimeoutException:
             return None, f"no answer within {self.policy.timeout:g} s"
         except httpx.HTTPError as exc:
@@ -348,11 +349,12 @@ def give_up_lead(sessions: sessionmaker[Session], worker: str) -> None:
 
 
 async def _head(response: httpx.Response) -> str:
-    """The start of a receiver's answer, for the delivery log; never the whole of it."""
+    """The start of a receiver's answer, for the delivery log. A short answer is read
+    whole (its connection goes back to the pool); a long one is cut off."""
     read = b""
     async for chunk in response.aiter_bytes():
         read += chunk
-        if len(read) >= ERROR_CHARS:
+        if len(read) > MAX_ANSWER:
             break
     return read[:ERROR_CHARS].decode(errors="replace").strip() or "(no body)"
 

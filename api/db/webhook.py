@@ -181,9 +181,7 @@ def create_webhook(
     )
     session.add(row)
     session.flush()
-    audit.record(
-        session, who, "create", "webhook", row.id, url, tenant_id, after=_audited(row, given)
-    )
+    audit.record(session, who, "create", "webhook", row.id, url, tenant_id, after=_audited(row))
     return row
 
 
@@ -230,11 +228,11 @@ def deliveries(session: Session, who: Principal, webhook_id: str, limit: int) ->
     return list(session.execute(query))
 
 
-def _audited(row: WebhookRow, given: WebhookInput | None = None) -> dict[str, Any]:
-    return {"url": row.url, "events": list(row.events), "tenant": given.tenant if given else None}
+def _audited(row: WebhookRow) -> dict[str, Any]:
+    return {"url": row.url, "events": list(row.events)}  # never the secret
 
 
-# -- the dispatcher's side: fan-out, claims, attempts, the lease, pruning -------------------
+# -- the dispatcher's side: fan-out, claims, attempts, pruning --------------------------------
 
 _D = WebhookDeliveryRow
 _NOT_FANNED_OUT = text("NOT event.fanned_out")  # the partial index's own predicate
