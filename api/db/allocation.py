@@ -120,7 +120,7 @@ def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchIn
                 if connection.in_transaction():
                     connection.rollback()
                 if refused.code == QUOTA_EXCEEDED and not given.dry_run and resolved:
-                    _announce_refusal(connection, given, resolved, refused)
+                    _announce_refusal(engine, given, resolved, refused)
                 raise
             finally:
                 if connection.in_transaction():
@@ -140,7 +140,7 @@ def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchIn
 
 
 def _announce_refusal(
-    connection: Connection, given: MatchInput, resolved: Resolved, refused: DomainError
+    engine: Engine, given: MatchInput, resolved: Resolved, refused: DomainError
 ) -> None:
     """io.gpuinv.quota.exceeded, in a transaction of its own: the claim's rolled back.
     Its subject is the tenant's id (no allocation was made)."""
@@ -152,10 +152,11 @@ def _announce_refusal(
         "quota": refused.extensions.get("quota"),
         "explanation": refused.extensions.get("explanation"),
     }
-    claim.begin_attempt(connection, writing=True)  # on PostgreSQL: autocommit
     tenant_id = resolved.tenant_id
-    events.record(connection, QUOTA_EXCEEDED_EVENT, tenant_id, tenant_id, data)
-    connection.commit()
+    with engine.connect() as connection:
+        claim.begin_attempt(connection, writing=True)  # SQLite: BEGIN IMMEDIATE
+        events.record(connection, QUOTA_EXCEEDED_EVENT, tenant_id, tenant_id, data)
+        connection.commit()
 
 
 def _attempt(
