@@ -399,10 +399,10 @@ def test_a_lost_acknowledgement_is_the_only_duplicate(
     for n in range(3):
         claim(platform, f"env-{n}")
     events = outbox(db)
-    receiver.delay, receiver.slow_first = 0.8, True
+    receiver.delay, receiver.slow_first = 1.5, True
     receiver.start()
     clock = FakeClock()
-    sender = dispatcher(db, clock, timeout=0.3)
+    sender = dispatcher(db, clock, timeout=0.5)
 
     async def scenario() -> None:
         await drain(sender)
