@@ -25,12 +25,10 @@ from api.db.scope import scoped
 from api.db.session import rowcount, unit_of_work
 from api.db.tenant import tenant_by_slug
 from api.domain.access import Principal, Role
-from api.domain.errors import FORBIDDEN, DomainError, bad_input, not_found
+from api.domain.errors import FORBIDDEN, NOT_CONFIGURED, DomainError, bad_input, not_found
 from api.domain.events import TYPES, wants
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-# The service is not set up for webhooks (no GPUINV_SECRET_KEY): not the caller's input.
-NOT_CONFIGURED = "NOT_CONFIGURED"
 MIN_SECRET, MAX_SECRET, MAX_URL = 16, 1024, 2048
 ALLOW_PRIVATE_HINT = "unless the service runs with GPUINV_WEBHOOK_ALLOW_PRIVATE=1"
 
