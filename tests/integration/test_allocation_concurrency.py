@@ -53,10 +53,10 @@ from api.db.session import make_engine, session_factory
 from api.settings import Settings
 from tests.support.api import Api
 from tests.support.database import fresh_postgres_database
+from tests.support.race import race
 from tests.support.server import ServerThread, free_port
 
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
-JOIN_TIMEOUT = 90.0
 HTTP_TIMEOUT = 30.0
 
 MATCH = """mutation($input: MatchDeviceInput!) { matchDevice(input: $input) {
@@ -176,34 +176,6 @@ class Client:
         assert released is not None and released["releasedAt"], released
         tally.released()
         return released
-
-
-def race(workers: list[Callable[[], None]]) -> float:
-    """Run every worker in its own thread, all released at once; the wall time."""
-    barrier = threading.Barrier(len(workers))
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(work: Callable[[], None]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            work()
-        except BaseException as exc:  # reported below, from the test's thread
-            with lock:
-                failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in workers]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    deadline = started + JOIN_TIMEOUT
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    elapsed = time.monotonic() - started
-    assert not any(t.is_alive() for t in threads), f"clients still running after {elapsed:.0f}s"
-    if failures:
-        raise AssertionError(f"{len(failures)} client(s) failed; first: {failures[0]!r}")
-    return elapsed
 
 
 @pytest.fixture

@@ -70,6 +70,7 @@ from api.settings import Settings
 from tests.support.api import TOKEN_CACHE_SECONDS, Api, make_tenant, make_token
 from tests.support.database import fresh_postgres_database
 from tests.support.processes import serving
+from tests.support.race import race
 from tests.support.server import ServerThread
 
 HTTP_TIMEOUT = 60.0
@@ -263,38 +264,6 @@ def no_internal_errors_nor_stale_borrowing(
 def logged_internal_errors(lines: list[str]) -> list[str]:
     """The server's log lines of requests that failed inside (api/graphql/schema.py)."""
     return [line for line in lines if "unexpected error in" in line]
-
-
-def race(workers: list[Callable[[], None]], aborting: Sequence[threading.Barrier] = ()) -> float:
-    """Run every worker in its own thread, all released at once; the wall time. A worker
-    that fails breaks ``aborting`` (barriers the others wait at), so they stop at once."""
-    barrier = threading.Barrier(len(workers))
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(work: Callable[[], None]) -> None:
-        try:
-            barrier.wait(timeout=60)
-            work()
-        except BaseException as exc:  # reported below, from the test's thread
-            with lock:
-                failures.append(exc)
-            for other in aborting:
-                other.abort()
-
-    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in workers]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    deadline = started + JOIN_TIMEOUT
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    elapsed = time.monotonic() - started
-    assert not any(t.is_alive() for t in threads), f"clients still running after {elapsed:.0f}s"
-    if failures:
-        first = next((f for f in failures if not isinstance(f, threading.BrokenBarrierError)), None)
-        raise AssertionError(f"{len(failures)} client(s) failed; first: {first or failures[0]!r}")
-    return elapsed
 
 
 # --- the database's own account -----------------------------------------------------------
@@ -701,7 +670,7 @@ def _race_on(
         Sampler("api", _quotas_through(samplers)) as api_sampler,
         Sampler("db", _quotas_in(engine)) as db_sampler,
     ):
-        elapsed = race(workers, [between])
+        elapsed = race(workers, [between], join_timeout=JOIN_TIMEOUT)
     codes = record.codes()
     borrowed = sum(1 for a in record.answers if a.allocation and a.allocation["borrowed"])
     retried = sum(1 for a in record.answers if a.attempts > 1)
@@ -803,7 +772,9 @@ def _race_on(
             releasers[n].tenant = tenants[tenant_id]
             releasers[n].release(environment)
 
-    elapsed = race([lambda n=n: release_share(n) for n in range(len(releasers))])
+    elapsed = race(
+        [lambda n=n: release_share(n) for n in range(len(releasers))], join_timeout=JOIN_TIMEOUT
+    )
     empty = account(engine)
     empty.check("after releasing everything")
     assert not empty.active
