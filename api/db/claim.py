@@ -306,6 +306,7 @@ def _claim_and_record(claim_update: Update, counting: bool) -> Any:
     return select(checked.label("claimed")).add_cte(held, recorded, announced)
 
 
+# (a slice?, counted against quotas?) -> the statement
 _STATEMENTS = {
     (slice_, counting): _claim_and_record(_any_of_ids(update), counting)
     for slice_, update in ((False, _WHOLE), (True, _SLICE))

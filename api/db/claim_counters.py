@@ -59,13 +59,7 @@ def checked(how_many: Any) -> Any:
                 bindparam("now", type_=_quota.c.updated_at.type),
             ).where(how_many == bindparam("n")),
         )
-        .on_conflict_do_update(
-            index_elements=["tenant_id", "project_key", "model_key"],
-            set_={
-                name: _quota.c[name] + _excluded(name)
-                for name in ("used_gpus", "used_nodes", "borrowed_gpus")
-            },
-        )
+        .on_conflict_do_update(index_elements=_KEY, set_=_added())
         .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
         .cte("counted")
     )
@@ -125,6 +119,17 @@ def _counter_rows() -> Any:
     )
 
 
+_KEY = ["tenant_id", "project_key", "model_key"]  # the counters' primary key
+
+
+def _added() -> dict[str, Any]:
+    """An upsert's update: each counter plus what the claim adds to it."""
+    return {
+        name: _quota.c[name] + _excluded(name)
+        for name in ("used_gpus", "used_nodes", "borrowed_gpus")
+    }
+
+
 def _excluded(name: str) -> Any:
     """The value an upsert tried to insert (``excluded.<name>``, on both backends)."""
     return literal_column(f"excluded.{name}")
@@ -143,15 +148,6 @@ COUNT_ONE = (
         enforced=False,
         updated_at=bindparam("now"),
     )
-    .on_conflict_do_update(
-        index_elements=["tenant_id", "project_key", "model_key"],
-        set_={
-            name: _quota.c[name] + _excluded(name)
-            for name in ("used_gpus", "used_nodes", "borrowed_gpus")
-        },
-    )
+    .on_conflict_do_update(index_elements=_KEY, set_=_added())
     .returning(*(_quota.c[name] for name in _CHECKED_COLUMNS))
 )
-
-
-# (a slice?, counted against quotas?) -> the statement
