@@ -165,11 +165,6 @@ def quota_exceeded(exceeded: Exceeded, explanation: dict[str, Any]) -> DomainErr
     )
 
 
-def applicable(limits: Sequence[Limit], project_key: str | None) -> list[Limit]:
-    """The limits a claim of this tenant (and project, if any) is under."""
-    return [q for q in limits if q.project_key in (NONE_KEY, project_key or NONE_KEY)]
-
-
 @dataclass(frozen=True)
 class QuotaStep:
     """The funnel's quota step (DESIGN.md: after every other filter): the candidates whose
@@ -177,8 +172,8 @@ class QuotaStep:
     steers a request that allows other models elsewhere. ``borrowing``: a preemptible
     claim beyond its GPU quota, on which only node limits apply.
 
-    The step judges one candidate at a time, by masks over the whole index; ``fits`` then
-    judges the chosen set together (N nodes add up). The database has the last word: the
+    The step judges one candidate at a time, by masks over the whole index; ``exceeded``
+    then judges the chosen set together (N nodes add up). The database has the last word: the
     claim's own statement checks every limit again, under the counters' row locks.
     """
 
