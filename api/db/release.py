@@ -44,7 +44,10 @@ def release(
             .order_by(AllocationRow.released_at.desc())
             .limit(1)
         )
-    free_allocation(session, who, allocation, reason)
+    if not free_allocation(session, who, allocation, reason):
+        # Another release got there first (a lease's end, another replica): answer the
+        # allocation as that release left it, not as this session first read it.
+        session.refresh(allocation)
     return allocation
 
 

@@ -76,3 +76,29 @@ def _try(engine: Engine) -> Any:
         return _claim(engine, "second")
     except Exception as exc:  # the deadlock, when it happens, is what this test is for
         return exc
+
+
+def test_a_release_that_another_beat_answers_the_allocation_as_released(
+    engine: Engine, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """releaseAllocation read the allocation as active, then a lease's end (or another
+    replica) released it first: the answer is the allocation as released, not as first
+    read (found by the random stream of tests/integration/test_quota_concurrency.py). The
+    other release is run between the read and the write by a wrapper around the read
+    (fault injection, said so: no real schedule makes it reliable)."""
+    make_tenant(db, "acme")
+    h100_servers(db, 1)
+    assert _claim(engine, "leased").allocation is not None
+    real_lookup = release_db.active_allocation
+
+    def read_then_beaten(session: Session, scope: str, environment: str) -> Any:
+        found = real_lookup(session, scope, environment)
+        monkeypatch.setattr(release_db, "active_allocation", real_lookup)
+        with unit_of_work(db) as other:  # the lease's end, committed first
+            release_db.release(other, cli_principal(), environment, tenant="acme")
+        return found
+
+    monkeypatch.setattr(release_db, "active_allocation", read_then_beaten)
+    with unit_of_work(db) as session:
+        answer = release_db.release(session, cli_principal(), "leased", tenant="acme")
+        assert answer is not None and answer.released_at is not None
