@@ -74,11 +74,8 @@ def test_every_tenant_matches_the_pool_and_usage_is_its_own(
     assert b_slice["allocation"]["devices"] == [{"hostname": "pool-gpu", "gpus": 3}]
     assert b_slice["deviceDetails"]["tenant"] is None  # the pool's, not B's
     with db() as session:
-        held = dict(
-            session.execute(select(AllocationRow.environment, AllocationRow.tenant_id))
-            .tuples()
-            .all()
-        )
+        query = select(AllocationRow.environment, AllocationRow.tenant_id)
+        held = {environment: tenant for environment, tenant in session.execute(query)}
         owner = session.scalar(select(DeviceRow.tenant_id).where(DeviceRow.hostname == "pool-gpu"))
     assert owner is None  # the claim leaves the server in the pool
     assert held["a-pool-env"] is not None and held["b-pool-env"] is not None
