@@ -45,20 +45,17 @@ from typing import Protocol
 
 import httpx
 from cryptography.fernet import InvalidToken
-from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import __version__
 from api.db import webhook as webhook_db
 from api.db.base import utcnow
-from api.db.models import SyncStateRow
-from api.db.session import rowcount, unit_of_work
-from api.domain.errors import DomainError
+from api.db.leader_lease import give_up_lead, take_lead
 from api.domain.events import SIGNATURE_HEADER, cloud_event, signature
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.webhooks")
+LEASE = "webhooks"  # the dispatcher's row in sync_state (syncState(source: "webhooks"))
 
 MAX_LOG = 20  # attempts kept per delivery (the latest)
 ERROR_CHARS = 300  # of a receiver's answer, kept with a failed attempt
@@ -161,7 +158,7 @@ class Dispatcher:
         if not await asyncio.to_thread(webhook_db.has_work, sessions, now):
             return Round()
         lease = self.policy.lease
-        if not await asyncio.to_thread(take_lead, sessions, self.worker, now, lease):
+        if not await asyncio.to_thread(take_lead, sessions, LEASE, self.worker, lease, now):
             return Round()
         done = Round(leading=True)
         done.fanned_out = await asyncio.to_thread(webhook_db.fan_out, sessions, now)
@@ -192,7 +189,7 @@ class Dispatcher:
     async def close(self) -> None:
         """Let the lease go (another replica takes over at once) and close connections."""
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(give_up_lead, self.sessions, self.worker)
+            await asyncio.to_thread(give_up_lead, self.sessions, LEASE, self.worker)
         clients, self._clients, self._slots = list(self._clients.values()), {}, None
         for client in clients:
             with contextlib.suppress(Exception):
@@ -301,51 +298,6 @@ class Dispatcher:
             )
         return client
 
-
-# -- the leader lease -----------------------------------------------------------------------
-
-LEASE = "webhooks"  # the dispatcher's row in sync_state (syncState(source: "webhooks"))
-
-
-def take_lead(
-    sessions: sessionmaker[Session], worker: str, now: datetime, lease: timedelta
-) -> bool:
-    """Become (or stay) the one dispatcher that sends; True if we lead. A lease row, as
-    the NetBox sync's: a crashed leader's lease runs out. Renewed once half of it has
-    passed, so a leader's rounds mostly read."""
-    with sessions() as session:
-        row = session.get(SyncStateRow, LEASE)
-        if row is not None and row.lease_until is not None:
-            if row.leader == worker and row.lease_until - now > lease / 2:
-                return True
-            if row.leader not in (None, worker) and row.lease_until > now:
-                return False
-    if row is None:
-        try:
-            with unit_of_work(sessions) as session:
-                session.add(SyncStateRow(source=LEASE))
-        except (IntegrityError, DomainError):  # another dispatcher made it at the same time
-            pass
-    leader, until = SyncStateRow.leader, SyncStateRow.lease_until
-    with unit_of_work(sessions) as session:
-        taken = session.execute(
-            update(SyncStateRow)
-            .where(SyncStateRow.source == LEASE)
-            .where(or_(leader == worker, leader.is_(None), until.is_(None), until < now))
-            .values(leader=worker, lease_until=now + lease, last_attempt_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(taken) == 1
-
-
-def give_up_lead(sessions: sessionmaker[Session], worker: str) -> None:
-    with unit_of_work(sessions) as session:
-        session.execute(
-            update(SyncStateRow)
-            .where(SyncStateRow.source == LEASE, SyncStateRow.leader == worker)
-            .values(leader=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
 
 
 async def _head(response: httpx.Response) -> str:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
 from api.db.inventory_import import refresh_statistics
+from api.db.leader_lease import give_up_lead, take_lead
 from api.db.session import engine_of, unit_of_work
 from api.domain.errors import DomainError
 from api.settings import Settings
@@ -260,7 +261,7 @@ def show_diff(sync: Sync, as_json: bool) -> None:
 
 
 def apply_once(sync: Sync, allow_mass_retire: bool, worker: str, lease: timedelta) -> None:
-    if not reconcile.take_lead(sync.sessions, worker, lease):
+    if not take_lead(sync.sessions, reconcile.SOURCE, worker, lease):
         raise click.ClickException(
             "another sync worker leads (see syncState); try again when it is done"
         )
@@ -268,7 +269,7 @@ def apply_once(sync: Sync, allow_mass_retire: bool, worker: str, lease: timedelt
         summary = run_apply(sync, allow_mass_retire, quiet=False)
         click.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
     finally:
-        reconcile.give_up_lead(sync.sessions, worker)
+        give_up_lead(sync.sessions, reconcile.SOURCE, worker)
 
 
 def watch(
@@ -282,7 +283,7 @@ def watch(
     try:
         while True:
             try:
-                leading = reconcile.take_lead(sync.sessions, worker, lease)
+                leading = take_lead(sync.sessions, reconcile.SOURCE, worker, lease)
             except SQLAlchemyError as exc:
                 # The database busy or away for a moment (SQLite's lock held by a worker
                 # that just died, a PostgreSQL restart): not a reason to stop watching.
@@ -300,4 +301,4 @@ def watch(
                 sys.stdout.flush()
             time.sleep(interval)
     except KeyboardInterrupt:
-        reconcile.give_up_lead(sync.sessions, worker)
+        give_up_lead(sync.sessions, reconcile.SOURCE, worker)

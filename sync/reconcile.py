@@ -16,11 +16,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarResult, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ScalarResult, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import audit, inventory
@@ -31,7 +30,7 @@ from api.db.base import utcnow
 from api.db.inventory_import import ImportCounts, import_batch
 from api.db.items import check_generation, guarded_flush
 from api.db.models import AllocationDeviceRow, DeviceRow, SwitchRow, SyncStateRow
-from api.db.session import rowcount, unit_of_work
+from api.db.session import unit_of_work
 from api.db.tenant import Directory
 from api.domain.access import Principal, Role
 from api.domain.document import parse_device, parse_switch
@@ -337,55 +336,6 @@ def worker_name() -> str:
     import os
 
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# These own their transactions (each its own, short), so they take the sessionmaker.
-
-
-def take_lead(sessions: sessionmaker[Session], worker: str, lease: timedelta) -> bool:
-    """Become (or stay) the one worker that applies; True if we lead.
-
-    A lease row, not an advisory lock, so it works the same on SQLite and PostgreSQL and
-    survives a crashed leader: its lease simply runs out.
-    """
-    _ensure_state_row(sessions)
-    now = utcnow()
-    with unit_of_work(sessions) as session:
-        taken = rowcount(
-            session.execute(
-                update(SyncStateRow)
-                .where(
-                    SyncStateRow.source == SOURCE,
-                    (SyncStateRow.leader == worker)
-                    | SyncStateRow.leader.is_(None)
-                    | (SyncStateRow.lease_until < now),
-                )
-                .values(leader=worker, lease_until=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-        )
-    return taken == 1
-
-
-def _ensure_state_row(sessions: sessionmaker[Session]) -> None:
-    with sessions() as session:
-        if session.get(SyncStateRow, SOURCE) is not None:
-            return
-    try:
-        with unit_of_work(sessions) as session:
-            session.add(SyncStateRow(source=SOURCE))
-    except (IntegrityError, DomainError):  # another worker created it at the same moment
-        pass
-
-
-def give_up_lead(sessions: sessionmaker[Session], worker: str) -> None:
-    with unit_of_work(sessions) as session:
-        session.execute(
-            update(SyncStateRow)
-            .where(SyncStateRow.source == SOURCE, SyncStateRow.leader == worker)
-            .values(leader=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def record_outcome(
