@@ -32,6 +32,7 @@ from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLView
 from api.logs import RequestContext, configure_logging
 from api.metrics import exposition
+from api.queue_worker import QueueWorker
 from api.settings import Settings
 
 log = logging.getLogger("gpuinv.app")
@@ -162,6 +163,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         else None
     )
 
+    # The provision request queue: served by one replica at a time, like the dispatcher.
+    queue_worker = QueueWorker.of(sessions, live_index, settings)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the match index in the background: the first match need not pay for it,
@@ -169,12 +173,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         warming = asyncio.get_running_loop().run_in_executor(None, warm_index)
         sweeper = asyncio.create_task(lease_sweeper())
         dispatching = asyncio.create_task(dispatcher.run()) if dispatcher else None
+        queueing = asyncio.create_task(queue_worker.run())
         yield
         sweeper.cancel()
-        if dispatching is not None:
-            dispatching.cancel()  # it gives up its lease on the way out
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await dispatching
+        for task in (dispatching, queueing):
+            if task is not None:
+                task.cancel()  # each gives up its lease on the way out
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         with contextlib.suppress(Exception):
             await warming
         graphql.workers.shutdown(wait=False, cancel_futures=True)  # idle threads go at once
@@ -216,6 +222,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.live_index = live_index
     app.state.index_ready = index_ready
     app.state.dispatcher = dispatcher
+    app.state.queue_worker = queue_worker
     return app
 
 

@@ -299,7 +299,6 @@ class Dispatcher:
         return client
 
 
-
 async def _head(response: httpx.Response) -> str:
     """The start of a receiver's answer, for the delivery log. A short answer is read
     whole (its connection goes back to the pool); a long one is cut off."""

@@ -70,6 +70,14 @@ class Settings:
     webhook_retry_cap_seconds: float = 600.0
     webhook_max_age_hours: int = 72
     webhook_retention_days: int = 14
+    # Provision requests (DESIGN.md "Priority, preemption, provision requests"): a
+    # preempted allocation's notice; how long a request that does not fit lets later ones
+    # go ahead before it holds the queue; how long a request may wait for approval (hours);
+    # how often the queue's leader looks for work.
+    preemption_grace_seconds: float = 300.0
+    queue_backfill_seconds: float = 600.0
+    request_approval_hours: int = 168
+    queue_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -119,6 +127,16 @@ class Settings:
             ),
             webhook_max_age_hours=_int(env, "GPUINV_WEBHOOK_MAX_AGE_HOURS", 72),
             webhook_retention_days=_int(env, "GPUINV_WEBHOOK_RETENTION_DAYS", 14),
+            preemption_grace_seconds=_seconds(
+                env, "GPUINV_PREEMPTION_GRACE_SECONDS", cls.preemption_grace_seconds
+            ),
+            queue_backfill_seconds=_seconds(
+                env, "GPUINV_QUEUE_BACKFILL_SECONDS", cls.queue_backfill_seconds
+            ),
+            request_approval_hours=_int(
+                env, "GPUINV_REQUEST_APPROVAL_HOURS", cls.request_approval_hours
+            ),
+            queue_poll_seconds=_seconds(env, "GPUINV_QUEUE_POLL_SECONDS", cls.queue_poll_seconds),
         )
 
 

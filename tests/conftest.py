@@ -149,6 +149,9 @@ def server(database_url: str, engine: Engine) -> Iterator[ServerThread]:
             # No background lease sweeps here: their transactions would race the tests'
             # TRUNCATE (test_lease_sweeper runs a server of its own to test them).
             lease_sweep_seconds=3600,
+            # Nor queue rounds: the queue's tests run them (request_queue.serve) at the
+            # times they choose.
+            queue_poll_seconds=3600,
             token_cache_seconds=TOKEN_CACHE_SECONDS,
         )
     ) as running:

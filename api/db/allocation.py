@@ -99,12 +99,20 @@ def _replay(existing: AllocationRow, resolved: Resolved) -> MatchResult:
     return MatchResult(existing, existing.device_details, existing.explanation, 0, True)
 
 
-def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchInput) -> MatchResult:
+def match_device(
+    engine: Engine,
+    who: Principal,
+    live: LiveIndex,
+    given: MatchInput,
+    announce_refusal: bool = True,
+) -> MatchResult:
     """Select and (unless a dry run) allocate, atomically.
 
     Owns its transactions, so it takes the pool rather than a session: each attempt
     catches the index up, matches, and claims (api/db/claim.py: on PostgreSQL one
     statement, on SQLite one transaction), with the fewest round trips a claim can take.
+    ``announce_refusal``: send io.gpuinv.quota.exceeded when a quota refuses the claim;
+    the queue, which retries a request round after round, tells of it once itself.
     """
     require_provisioning(who)
     resolved: Resolved | None = None
@@ -119,7 +127,12 @@ def match_device(engine: Engine, who: Principal, live: LiveIndex, given: MatchIn
             except DomainError as refused:
                 if connection.in_transaction():
                     connection.rollback()
-                if refused.code == QUOTA_EXCEEDED and not given.dry_run and resolved:
+                if (
+                    refused.code == QUOTA_EXCEEDED
+                    and announce_refusal
+                    and not given.dry_run
+                    and resolved
+                ):
                     _announce_refusal(engine, given, resolved, refused)
                 raise
             finally:
@@ -286,7 +299,7 @@ def _choose(
     """The match, leaving alone what other requests of this process are claiming now; if
     that leaves nothing, the match over all (their claims may yet fail: the database
     decides, as between processes)."""
-    within = _within(index, resolved)
+    within = within_reach(index, resolved)
     if being_claimed:
         free = ~index.having(being_claimed)
         outcome = match(
@@ -297,7 +310,7 @@ def _choose(
     return match(resolved.request, index, within=within, quota=quota)
 
 
-def _within(index: CandidateIndex, resolved: Resolved) -> Mask | None:
+def within_reach(index: CandidateIndex, resolved: Resolved) -> Mask | None:
     """What a tenant's match may take: its own machines and the platform's shared pool
     (those without a tenant: DESIGN.md "The pool"), the rule ``Principal.may_see_shared``
     states and ``scope.pooled`` applies to reads. A platform-wide match takes any."""

@@ -105,6 +105,8 @@ def plan_claim(
             [c["project_key"], c["model_key"], c["used_gpus"] + c["borrowed_gpus"], c["used_nodes"]]
             for c in counters
         ],
+        preempt_at=None,
+        preempted_for=None,
     )
     devices = [
         AllocationDeviceRow(

@@ -18,7 +18,15 @@ from api.db.base import utcnow
 from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow
 from api.db.session import rowcount
 from api.domain.access import Principal, Role
-from api.domain.events import ALLOCATION_EXPIRED, ALLOCATION_RELEASED, allocation_data
+from api.domain.events import (
+    ALLOCATION_EXPIRED,
+    ALLOCATION_PREEMPTED,
+    ALLOCATION_RELEASED,
+    allocation_data,
+)
+
+# A release's event by its reason; any other reason is a plain release.
+_EVENT_OF = {"expire": ALLOCATION_EXPIRED, "preempt": ALLOCATION_PREEMPTED}
 
 
 def release(
@@ -110,7 +118,7 @@ def free_allocation(
         None,
     )
     if events.anyone_wants(session, allocation.tenant_id):
-        kind = ALLOCATION_EXPIRED if reason == "expire" else ALLOCATION_RELEASED
+        kind = _EVENT_OF.get(reason, ALLOCATION_RELEASED)
         columns = {c.key: getattr(allocation, c.key) for c in AllocationRow.__table__.columns}
         parts = [dict(p._mapping) for p in held]
         data = allocation_data(

@@ -75,6 +75,18 @@ class Principal:
         own machinery runs: the sync's errors and summaries name any tenant's items."""
         return self.tenant_id is None
 
+    def may_decide_for(self, tenant_id: str | None) -> bool:
+        """Whether this caller approves and rejects the provision requests of
+        ``tenant_id`` (None: platform-wide ones): platform admins all of them, a
+        partner-admin its own tenant's."""
+        if self.role == Role.PLATFORM_ADMIN:
+            return True
+        return (
+            self.role == Role.PARTNER_ADMIN
+            and tenant_id is not None
+            and (tenant_id == self.tenant_id)
+        )
+
     @property
     def is_platform_admin(self) -> bool:
         return self.role == Role.PLATFORM_ADMIN

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from api.domain.preemption import allocation_state
+
 PREFIX = "io.gpuinv."
 ALLOCATION_CREATED = PREFIX + "allocation.created"
 ALLOCATION_RELEASED = PREFIX + "allocation.released"
@@ -100,6 +102,12 @@ def allocation_data(
         "preemptible": bool(allocation.get("preemptible")),
         "borrowed": bool(allocation.get("borrowed")),
         "priority": allocation.get("priority") or 0,
+        "state": allocation_state(
+            allocation.get("released_at"),
+            allocation.get("released_by"),
+            allocation.get("preempt_at"),
+        ).value,
+        "preemptAt": at("preempt_at"),
         "devices": [
             {
                 "deviceId": d["device_id"],

@@ -17,6 +17,8 @@ from api.db.models import AllocationRow
 from api.db.session import lost_races_as_domain_errors
 from api.domain.errors import INTERNAL_SERVER_ERROR, DomainError
 from api.domain.matching.profile import InventoryType as DomainInventoryType
+from api.domain.preemption import AllocationState as DomainAllocationState
+from api.domain.preemption import allocation_state
 from api.graphql.common import AUTH, Connection, connection, page_size
 from api.graphql.context import Context
 from api.graphql.profile import InventoryType
@@ -55,6 +57,13 @@ class AllocatedDevice:
     gpus: int
 
 
+# A plain alias for annotations; strawberry.enum registers it in place (see profile.py).
+AllocationState = DomainAllocationState
+strawberry.enum(
+    AllocationState, name="AllocationState", description="Where an allocation is in its life."
+)
+
+
 @strawberry.type
 class Allocation:
     id: strawberry.ID
@@ -72,6 +81,13 @@ class Allocation:
         description="Admitted beyond its tenant's GPU quota: its GPUs count as borrowed."
     )
     priority: int
+    state: AllocationState = strawberry.field(
+        description="ACTIVE; PREEMPTING (released at preemptAt for a queued request of higher "
+        "priority, or reclaiming borrowed GPUs); RELEASED; PREEMPTED."
+    )
+    preempt_at: datetime | None = strawberry.field(
+        description="When a PREEMPTING allocation is released: plan to be done by then."
+    )
     _row: strawberry.Private[AllocationRow]
 
     @strawberry.field
@@ -118,6 +134,8 @@ class Allocation:
             preemptible=row.preemptible,
             borrowed=row.borrowed,
             priority=row.priority,
+            state=allocation_state(row.released_at, row.released_by, row.preempt_at),
+            preempt_at=row.preempt_at,
             _row=row,
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import strawberry
 from strawberry.scalars import JSON
@@ -11,8 +11,7 @@ from strawberry.types import Info
 from api.db import audit as audit_db
 from api.db.models import AuditEventRow
 from api.db.tenant import tenant_by_slug
-from api.domain.errors import bad_input
-from api.graphql.common import AUTH, Connection, connection, page_size
+from api.graphql.common import AUTH, Connection, check_time, connection, page_size
 from api.graphql.context import Context
 
 
@@ -46,24 +45,6 @@ class AuditEventFilter:
     until: datetime | None = strawberry.field(default=None, description="Before.")
 
 
-def _check_time(field: str, value: datetime) -> None:
-    """A time the log can be searched by: with a UTC offset, and still a date once moved
-    to UTC (0001-01-01T00:00:00+14:00 would fall before year 1, 9999-12-31T23:00:00-14:00
-    after 9999: Python cannot hold either)."""
-    if value.tzinfo is None:
-        raise bad_input(
-            f"{field}: {value.isoformat()!r} has no UTC offset (write e.g. 2026-11-23T10:00:00Z)",
-            field=field,
-        )
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        raise bad_input(
-            f"{field}: {value.isoformat()!r} is out of range in UTC (years 1 to 9999)",
-            field=field,
-        ) from None
-
-
 @strawberry.type
 class AuditQuery:
     @strawberry.field(
@@ -81,7 +62,7 @@ class AuditQuery:
         flt = filter or AuditEventFilter()
         for name, value in (("since", flt.since), ("until", flt.until)):
             if value is not None:
-                _check_time(f"filter.{name}", value)
+                check_time(f"filter.{name}", value)
         spec = audit_db.AuditFilter(
             actor=flt.actor,
             action=flt.action,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -253,3 +253,21 @@ DOCUMENT_NAMES = {f.attribute: f.key for f in FACTS if f.attribute != f.key} | {
     "model_no": "modelNo",
     "memory_mb": "memoryMB",
 }
+
+
+def check_time(field: str, value: datetime) -> None:
+    """A time the log can be searched by: with a UTC offset, and still a date once moved
+    to UTC (0001-01-01T00:00:00+14:00 would fall before year 1, 9999-12-31T23:00:00-14:00
+    after 9999: Python cannot hold either)."""
+    if value.tzinfo is None:
+        raise bad_input(
+            f"{field}: {value.isoformat()!r} has no UTC offset (write e.g. 2026-11-23T10:00:00Z)",
+            field=field,
+        )
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise bad_input(
+            f"{field}: {value.isoformat()!r} is out of range in UTC (years 1 to 9999)",
+            field=field,
+        ) from None

@@ -7,7 +7,7 @@ request can see another's cached rows or another tenant's data).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -46,6 +46,7 @@ class Context:
     _session: Session | None = None
     _directory: Directory | None = None
     _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    _memos: dict[str, Any] = field(default_factory=dict)
     # Whether this request began a commit, on any connection (see watch_commits): until
     # it has, an operation that met a dead connection has written nothing, and may run
     # again on a fresh one (see the view).
@@ -63,6 +64,7 @@ class Context:
         self.close()
         self._directory = None
         self._loaders.clear()
+        self._memos.clear()
 
     def who(self) -> Principal:
         return require_principal(self.principal, self.auth_problem)
@@ -104,6 +106,14 @@ class Context:
                 log.warning("closing the request's session: %s", first_line(exc))
             else:
                 log.exception("closing the request's session failed")
+
+    def memo[T](self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, once per request: a value every item of a list shares (the
+        queue's order, for each request's place in it)."""
+        if name not in self._memos:
+            self._memos[name] = compute()
+        value: T = self._memos[name]
+        return value
 
     def loader(self, name: str) -> DataLoader[Any, Any]:
         if name not in self._loaders:

@@ -41,6 +41,7 @@ from api.graphql.infiniband import Infiniband, InfinibandMutation, InfinibandQue
 from api.graphql.inventory_import import ImportMutation
 from api.graphql.node import NodeMutation, NodeQuery
 from api.graphql.profile import ProfileMutation, ProfileQuery
+from api.graphql.provision_request import ProvisionRequestMutation, ProvisionRequestQuery
 from api.graphql.quota import QuotaMutation, QuotaQuery
 from api.graphql.switch import Switch, SwitchMutation, SwitchQuery
 from api.graphql.sync_state import SyncStateQuery
@@ -67,6 +68,7 @@ Query = merge_types(
         FleetQuery,
         AuditQuery,
         QuotaQuery,
+        ProvisionRequestQuery,
         WebhookQuery,
     ),
 )
@@ -83,6 +85,7 @@ Mutation = merge_types(
         AllocationMutation,
         HealthMutation,
         QuotaMutation,
+        ProvisionRequestMutation,
         WebhookMutation,
     ),
 )

@@ -316,6 +316,52 @@ case("createWebhook", "by-tenant",
                                    "secret": "alpha-hook-secret-0123", "tenant": v["name"]}},
      target=named(BETA), needs="admin", expect="FORBIDDEN")  # fmt: skip
 
+# --- provision requests (B has a pending request and a policy: tests/support/tenancy.py) ---
+REQUEST = """id state environment tenant project reason requestedBy decidedBy note gpus
+  queuePosition lastError allocation { id } explanation { steps { filter } }"""
+REQUESTS = f"""query($f: ProvisionRequestFilter) {{ provisionRequests(filter: $f) {{
+  {REQUEST} }} }}"""
+case("provisionRequests", "list", REQUESTS, b_sees="beta-request-reason-secret")
+case("provisionRequests", "by-tenant", REQUESTS,
+     variables=lambda w, v: {"f": {"tenant": v["name"]}},
+     target=named(BETA), expect="NOT_FOUND", b_sees="beta-request-reason-secret")  # fmt: skip
+case("provisionRequests", "by-environment", REQUESTS,
+     variables=lambda w, v: {"f": {"environment": v["name"]}},
+     target=named("beta-request-env"), b_sees="beta-request-reason-secret")  # fmt: skip
+case("provisionRequest", "by-id",
+     f"query($id: ID!) {{ provisionRequest(id: $id) {{ {REQUEST} }} }}",
+     target=by_id("request"), expect="NOT_FOUND")  # fmt: skip
+for _decision in ("approveRequest", "rejectRequest"):
+    case(_decision, "by-id",
+         f"mutation($id: ID!) {{ {_decision}(id: $id, note: \"alpha\") {{ {REQUEST} }} }}",
+         target=by_id("request"), expect="NOT_FOUND")  # fmt: skip
+case("cancelRequest", "by-id",
+     f"mutation($id: ID!) {{ cancelRequest(id: $id) {{ {REQUEST} }} }}",
+     target=by_id("request"), needs="provision", expect="NOT_FOUND")  # fmt: skip
+REQUEST_DEVICES = f"""mutation($i: ProvisionRequestInput!) {{ requestDevices(input: $i) {{
+  {REQUEST} }} }}"""
+case("requestDevices", "by-tenant", REQUEST_DEVICES,
+     variables=lambda w, v: {"i": {"environment": "alpha-asks", "labels": GPU_LABELS,
+                                   "variables": {"gpu": "1"}, "tenant": v["name"],
+                                   "reason": "alpha"}},
+     target=named(BETA), needs="provision", expect="NOT_FOUND")  # fmt: skip
+# B's environment name is free in A's namespace; far in the future, so nothing is claimed.
+case("requestDevices", "by-environment", REQUEST_DEVICES,
+     variables=lambda w, v: {"i": {"environment": v["name"], "labels": GPU_LABELS,
+                                   "variables": {"gpu": "1"}, "reason": "alpha",
+                                   "startsAt": "2999-01-01T00:00:00Z"}},
+     target=named("beta-request-env"), needs="provision", expect="ok",
+     between=lambda w, v: _cancel(w, v["name"]))  # fmt: skip
+POLICY = "tenant maxGpus projects"
+case("approvalPolicy", "by-tenant",
+     f"query($t: String!) {{ approvalPolicy(tenant: $t) {{ {POLICY} }} }}",
+     variables=lambda w, v: {"t": v["name"]}, target=named(BETA), expect="NOT_FOUND",
+     b_sees="beta-proj")  # fmt: skip
+case("setApprovalPolicy", "by-tenant",
+     f"mutation($i: ApprovalPolicyInput!) {{ setApprovalPolicy(input: $i) {{ {POLICY} }} }}",
+     variables=lambda w, v: {"i": {"tenant": v["name"], "maxGpus": 64}},
+     target=named(BETA), expect="NOT_FOUND")  # fmt: skip
+
 ALLOCATIONS = f"""query($f: AllocationFilter) {{ allocations(first: 100, filter: $f) {{
   totalCount edges {{ node {{ {ALLOCATION} }} }} }} }}"""
 case("allocations", "list", ALLOCATIONS, b_sees="beta-env-secret", check=_totals_match_edges)
@@ -441,6 +487,17 @@ def _release(environment_key: str = "name") -> Callable[[World, Values], None]:
         )
 
     return release
+
+
+def _cancel(world: World, environment: str) -> None:
+    """Withdraw A's request for ``environment`` (its place in the queue is A's to see)."""
+    platform = world.caller("platform")
+    found = platform.ok(
+        "query($f: ProvisionRequestFilter) { provisionRequests(filter: $f) { id } }",
+        {"f": {"tenant": ALPHA, "environment": environment}},
+    )["provisionRequests"]
+    for request in found:
+        platform.ok("mutation($id: ID!) { cancelRequest(id: $id) { id } }", {"id": request["id"]})
 
 
 def _rename_back(world: World, values: Values) -> None:

@@ -39,6 +39,7 @@ from api.db.base import utcnow
 from api.db.models import (
     AllocationDeviceRow,
     AllocationRow,
+    ApprovalPolicyRow,
     AuditEventRow,
     DeviceRow,
     EventRow,
@@ -46,6 +47,7 @@ from api.db.models import (
     InfinibandRow,
     ProfileRow,
     ProjectRow,
+    ProvisionRequestRow,
     QuotaRow,
     SwitchRow,
     SyncStateRow,
@@ -96,6 +98,8 @@ MARKERS = (
     "beta-request-id-0001",
     "beta-request-id-0002",
     "beta-webhook-secret-path",
+    "beta-request-env",
+    "beta-request-reason-secret",
 )
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -386,6 +390,17 @@ def build_world(server: ServerThread, engine: Engine, sessions: sessionmaker[Ses
     set_quota = "mutation($i: QuotaInput!) { setQuota(input: $i) { tenant } }"
     platform.ok(set_quota, {"i": {"tenant": BETA, "gpus": 97, "nodes": 9}})
     b_admin.ok(set_quota, {"i": {"tenant": BETA, "project": "beta-proj", "gpus": 7}})
+    # B's approval policy, and a request of B's waiting for approval (7 GPUs, above it).
+    b_admin.ok(
+        "mutation($i: ApprovalPolicyInput!) { setApprovalPolicy(input: $i) { tenant } }",
+        {"i": {"tenant": BETA, "maxGpus": 3, "projects": ["beta-proj"]}},
+    )
+    ids["beta.request"] = callers["beta:provisioner"].ok(
+        "mutation($i: ProvisionRequestInput!) { requestDevices(input: $i) { id state } }",
+        {"i": {"environment": "beta-request-env", "profile": "beta-prof",
+               "variables": {"betaSecretVariable": "beta-marker", "gpu": "7", "note": "n"},
+               "reason": "beta-request-reason-secret"}},
+    )["requestDevices"]["id"]  # fmt: skip
     # The platform's NetBox sync last failed on one of B's devices, as reconcile words it
     # ("<kind> <key> (<action>): <error>"); syncState shows that error.
     reconcile.record_outcome(
@@ -468,6 +483,8 @@ _OWNED = (
     QuotaRow,
     WebhookRow,
     EventRow,
+    ProvisionRequestRow,
+    ApprovalPolicyRow,
 )
 
 
@@ -601,6 +618,7 @@ _UNDO = (
     ("switch", SwitchRow),
     ("profile", ProfileRow),
     ("project", ProjectRow),
+    ("provision_request", ProvisionRequestRow),
 )
 
 

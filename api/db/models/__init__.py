@@ -17,6 +17,7 @@ from api.db.models.inventory import (
     namespace_unique,
 )
 from api.db.models.operations import ApiTokenRow, AuditEventRow, SyncStateRow
+from api.db.models.provision import ApprovalPolicyRow, ProvisionRequestRow
 from api.db.models.quota import NONE_KEY, QuotaRow
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "AllocationDeviceRow",
     "AllocationRow",
     "ApiTokenRow",
+    "ApprovalPolicyRow",
     "AuditEventRow",
     "DeviceChangeRow",
     "DeviceRow",
@@ -33,6 +35,7 @@ __all__ = [
     "InfinibandRow",
     "ProfileRow",
     "ProjectRow",
+    "ProvisionRequestRow",
     "QuotaRow",
     "SwitchRow",
     "SyncStateRow",

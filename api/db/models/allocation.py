@@ -85,6 +85,11 @@ class AllocationRow(Base):
     # The quota counters it added to, as [project_key, model_key, gpus, nodes]: its release
     # takes exactly these back. None: a platform-wide allocation, counted nowhere.
     counted: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Being preempted (DESIGN.md "Priority, preemption"): released at ``preempt_at`` and
+    # its devices given to the request ``preempted_for``. Both None again if the request
+    # no longer needs them (cancelled, or fulfilled elsewhere) before then.
+    preempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    preempted_for: Mapped[str | None] = mapped_column(IdColumn)
 
 
 class AllocationDeviceRow(Base):

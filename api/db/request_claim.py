@@ -1,0 +1,128 @@
+"""A provision request tried as the matchDevice it stands for: as whom, with what input,
+and what a try leaves on the request (FULFILLED with its allocation, or QUEUED with the
+funnel and the reason of its last try).
+
+These own their transactions (a try is a claim: match_device's), so they take the
+sessionmaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import events
+from api.db import provision_request as requests_db
+from api.db.allocation import match_device
+from api.db.allocation_request import MatchInput
+from api.db.candidates import LiveIndex
+from api.db.models import AllocationRow, ProvisionRequestRow
+from api.db.release import free_allocation
+from api.db.session import engine_of, unit_of_work
+from api.domain.access import Principal, Role
+from api.domain.errors import DomainError
+from api.domain.provision_request import WAITING, RequestState
+
+QUEUE = Principal(name="system:queue", role=Role.PLATFORM_ADMIN)
+
+
+@dataclass(frozen=True)
+class Tried:
+    fulfilled: bool
+    code: str | None = None
+
+
+def match_input(session: Session | Connection, row: ProvisionRequestRow) -> MatchInput:
+    """The matchDevice a request stands for, asked for its tenant by name."""
+    tenant, project = events.slugs(session, row.tenant_id, row.project_id)
+    return MatchInput(
+        environment=row.environment,
+        variables=row.variables,
+        profile=row.profile,
+        labels=row.labels,
+        tenant=tenant,
+        project=project,
+        ttl_seconds=row.ttl_seconds,
+        preemptible=row.preemptible,
+        priority=row.priority,
+    )
+
+
+def requester(row: ProvisionRequestRow) -> Principal:
+    """Who a request's claim is made as: named for its requester in the audit log, and
+    matching for the request's tenant by name (a platform-wide principal given the tenant
+    is limited exactly like that tenant), never for anyone else."""
+    return Principal(name=row.requested_by, role=Role.PLATFORM_ADMIN)
+
+
+def try_fulfil(
+    sessions: sessionmaker[Session], live: LiveIndex, row: ProvisionRequestRow, now: datetime
+) -> Tried:
+    with sessions() as session:
+        given = match_input(session, row)
+    try:
+        result = match_device(
+            engine_of(sessions), requester(row), live, given, announce_refusal=False
+        )
+    except DomainError as refused:
+        explanation = refused.extensions.get("explanation")
+        error = {"code": refused.code, "message": refused.message}
+        enter_queue(sessions, row, explanation, error, now)
+        return Tried(False, refused.code)
+    assert result.allocation is not None  # not a dry run
+    return Tried(fulfilled(sessions, row, result.allocation.id, result.explanation, now))
+
+
+def fulfilled(
+    sessions: sessionmaker[Session],
+    row: ProvisionRequestRow,
+    allocation_id: str,
+    explanation: dict[str, Any] | None,
+    now: datetime,
+) -> bool:
+    """Mark the request FULFILLED with its allocation. If it was cancelled meanwhile, the
+    cancel wins: the allocation just made for it is released."""
+    with unit_of_work(sessions) as session:
+        current = session.get(ProvisionRequestRow, row.id)
+        if current is not None and current.state in WAITING:
+            requests_db.move(
+                session,
+                QUEUE,
+                current,
+                RequestState.FULFILLED,
+                {
+                    "allocation_id": allocation_id,
+                    "explanation": explanation,
+                    "last_error": None,
+                    "attempted_at": now,
+                    "blocked_since": None,
+                },
+                "fulfil",
+            )
+            requests_db.spare_victims(session, row.id)
+            return True
+        allocation = session.get(AllocationRow, allocation_id)
+        if allocation is not None and allocation.released_at is None:
+            free_allocation(session, QUEUE, allocation, "cancel")
+        return False
+
+
+def enter_queue(
+    sessions: sessionmaker[Session],
+    row: ProvisionRequestRow,
+    explanation: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Record a try that did not fulfil; an APPROVED request becomes QUEUED (once)."""
+    with unit_of_work(sessions) as session:
+        current = session.get(ProvisionRequestRow, row.id)
+        if current is None or current.state not in WAITING:
+            return
+        current.explanation, current.last_error, current.attempted_at = explanation, error, now
+        if current.state == RequestState.APPROVED:
+            requests_db.move(session, QUEUE, current, RequestState.QUEUED, {}, "queue")
