@@ -116,11 +116,8 @@ def plan_preemption(
         with session_on(connection) as session:
             given = match_input(session, row)
         resolved = resolve_request(connection, requester(row), given)
-        candidates = [
-            v
-            for v in victims_of(connection)
-            if may_evict(v, row.priority, _within_quota(connection, resolved, row.gpus))
-        ]
+        within_quota = _within_quota(connection, resolved, row.gpus)
+        candidates = [v for v in victims_of(connection) if may_evict(v, row.priority, within_quota)]
         if not candidates:
             return []
         limits = (
@@ -167,7 +164,8 @@ def plan_preemption(
                 victim.environment,
                 victim.tenant_id,
                 None,
-                {"preemptAt": at.isoformat(), "request": row.id},
+                # Not the request's id: the victim's tenant may be another than its.
+                {"preemptAt": at.isoformat()},
             )
             _tell(session, victim, ALLOCATION_PREEMPTING)
     log.info("request %s: preempting %s at %s", row.id, ", ".join(ids), at.isoformat())

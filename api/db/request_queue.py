@@ -59,7 +59,7 @@ log = logging.getLogger("gpuinv.requests")
 class QueuePolicy:
     grace: timedelta = timedelta(seconds=300)  # GPUINV_PREEMPTION_GRACE_SECONDS
     backfill_window: timedelta = timedelta(seconds=600)  # GPUINV_QUEUE_BACKFILL_SECONDS
-    approval_ttl: timedelta = timedelta(days=7)  # GPUINV_REQUEST_APPROVAL_TTL_SECONDS
+    approval_ttl: timedelta = timedelta(days=7)  # GPUINV_REQUEST_APPROVAL_HOURS
 
 
 @dataclass
@@ -219,17 +219,26 @@ def _blocked(
 ) -> bool:
     """Note since when ``row`` has not fitted; True if it now holds the queue: it has
     waited the backfill window, and it would fit if every allocation within its reach
-    were released (one that never could holds nothing up)."""
+    were released. One that could not starts waiting afresh (its ``blocked_since``
+    cleared): it holds nothing up, and is asked again a window later (the fleet may have
+    grown meanwhile)."""
     since = row.blocked_since
     if since is None:
-        with unit_of_work(sessions) as session:
-            session.execute(
-                update(ProvisionRequestRow)
-                .where(ProvisionRequestRow.id == row.id)
-                .values(blocked_since=now)
-                .execution_options(synchronize_session=False)
-            )
+        _note_blocked(sessions, row.id, now)
         since = now
     if not holds_queue(since, now, window):
         return False
-    return could_ever_fit(sessions, live, row)
+    if could_ever_fit(sessions, live, row):
+        return True
+    _note_blocked(sessions, row.id, None)
+    return False
+
+
+def _note_blocked(sessions: sessionmaker[Session], request_id: str, since: datetime | None) -> None:
+    with unit_of_work(sessions) as session:
+        session.execute(
+            update(ProvisionRequestRow)
+            .where(ProvisionRequestRow.id == request_id)
+            .values(blocked_since=since)
+            .execution_options(synchronize_session=False)
+        )
