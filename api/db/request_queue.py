@@ -26,8 +26,10 @@ sessionmaker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -165,11 +167,7 @@ def ordered_waiting(sessions: sessionmaker[Session], now: datetime) -> list[Prov
         )
         shares = tenant_shares(session)
     by_id = {r.id: r for r in rows}
-    entries = [
-        QueueEntry(r.id, r.priority, shares.get(r.tenant_id, 0.0), r.queued_at or r.requested_at)
-        for r in rows
-    ]
-    return [by_id[e.id] for e in queue_order(entries)]
+    return [by_id[e.id] for e in queue_order(_entries(rows, shares))]
 
 
 def tenant_shares(session: Session) -> dict[str | None, float]:
@@ -202,12 +200,17 @@ def queue_positions(session: Session, who: Principal) -> dict[str, int]:
             )
         )
     )
-    shares = tenant_shares(session)
-    entries = [
+    ordered = queue_order(_entries(rows, tenant_shares(session)))
+    return {e.id: place for place, e in enumerate(ordered, start=1)}
+
+
+def _entries(rows: Sequence[Any], shares: dict[str | None, float]) -> list[QueueEntry]:
+    """Waiting requests (rows with id, priority, tenant_id, queued_at, requested_at) as the
+    queue orders them: age counts from approval, when the request entered the queue."""
+    return [
         QueueEntry(r.id, r.priority, shares.get(r.tenant_id, 0.0), r.queued_at or r.requested_at)
         for r in rows
     ]
-    return {e.id: place for place, e in enumerate(queue_order(entries), start=1)}
 
 
 def _blocked(
