@@ -28,7 +28,7 @@ from api.db.candidates import LiveIndex
 from api.db.models import AllocationDeviceRow, AllocationRow, ProvisionRequestRow
 from api.db.release import free_allocation
 from api.db.request_claim import QUEUE, match_input, requester
-from api.db.session import engine_of, rowcount, session_on, unit_of_work
+from api.db.session import begin, engine_of, rowcount, session_on, unit_of_work
 from api.domain.access import Principal, Role
 from api.domain.errors import DomainError
 from api.domain.events import ALLOCATION_PREEMPTING, allocation_data
@@ -138,6 +138,8 @@ def plan_preemption(
         return []
     ids = [v.allocation_id for v in plan.victims]
     with unit_of_work(sessions) as session:
+        if requests_db.lock_waiting(session, row.id) is None:
+            return []  # cancelled or fulfilled meanwhile: nobody to preempt for
         marked = rowcount(
             session.execute(
                 update(AllocationRow)
@@ -260,8 +262,10 @@ def _take_over(
         with unit_of_work(sessions) as session:
             requests_db.spare_victims(session, request_id)
         return []
-    with claim.connect(engine_of(sessions)) as connection:
-        claim.begin_attempt(connection, writing=True)
+    # A transaction on both backends (not the claim path's autocommit connection): the
+    # releases, the claim and the request's move commit together or not at all.
+    with engine_of(sessions).connect() as connection:
+        begin(connection, writing=True)
         try:
             victims = _release_and_claim(connection, live, row, given, now)
         except (DomainError, IntegrityError) as exc:
@@ -293,6 +297,9 @@ def _release_and_claim(
     who = requester(row)
     resolved = resolve_request(connection, who, given)
     with session_on(connection) as session:
+        current = requests_db.lock_waiting(session, row.id)
+        if current is None:
+            return None  # cancelled, or fulfilled elsewhere, since it was read
         victims = list(
             session.scalars(
                 select(AllocationRow).where(
@@ -320,8 +327,6 @@ def _release_and_claim(
         allocation, _, planned = plan_claim(who, given, resolved, outcome, usage, False)
         if claim.take(connection, planned) != claim.Taken.TAKEN:
             return None
-        current = session.get(ProvisionRequestRow, row.id)
-        assert current is not None
         values = {
             "allocation_id": allocation.id,
             "explanation": outcome.explanation.as_dict(),

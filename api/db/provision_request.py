@@ -41,6 +41,7 @@ from api.domain.errors import (
 from api.domain.events import PREFIX
 from api.domain.provision_request import (
     OPEN,
+    WAITING,
     RequestState,
     approved_at_once,
     check_move,
@@ -241,6 +242,20 @@ def move(
     return row
 
 
+def lock_waiting(session: Session, request_id: str) -> ProvisionRequestRow | None:
+    """The request, locked for this transaction (FOR UPDATE; SQLite's writer holds the
+    whole database already), if it still waits for capacity. Taken first by whatever
+    changes both a request and its victims (a take-over, a preemption's marking), as a
+    cancel does, so the two always lock in one order and never deadlock."""
+    row = session.scalar(
+        select(ProvisionRequestRow)
+        .where(ProvisionRequestRow.id == request_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return row if row is not None and row.state in WAITING else None
+
+
 def spare_victims(session: Session | Connection, request_id: str) -> int:
     """Clear the preemption marks made for a request that no longer needs them."""
     return rowcount(
@@ -326,7 +341,8 @@ def request_data(session: Session | Connection, row: ProvisionRequestRow) -> dic
         "decidedAt": _iso(row.decided_at),
         "note": row.note,
         "allocationId": row.allocation_id,
-        "lastError": row.last_error,
+        "lastError": (row.last_error or {}).get("message"),
+        "lastErrorCode": (row.last_error or {}).get("code"),
     }
 
 

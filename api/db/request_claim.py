@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import events
@@ -22,7 +22,7 @@ from api.db.allocation_request import MatchInput
 from api.db.candidates import LiveIndex
 from api.db.models import AllocationRow, ProvisionRequestRow
 from api.db.release import free_allocation
-from api.db.session import engine_of, unit_of_work
+from api.db.session import engine_of, rowcount, unit_of_work
 from api.domain.access import Principal, Role
 from api.domain.errors import DomainError
 from api.domain.provision_request import WAITING, RequestState
@@ -32,8 +32,12 @@ QUEUE = Principal(name="system:queue", role=Role.PLATFORM_ADMIN)
 
 @dataclass(frozen=True)
 class Tried:
-    fulfilled: bool
-    code: str | None = None
+    fulfilled: bool  # by this try
+    code: str | None = None  # why not
+    settled: bool = False  # no longer waits: fulfilled by another try, or cancelled
+
+
+FULFILLED_NOW, FULFILLED_BEFORE, NOT_WAITING = "now", "before", "not waiting"
 
 
 def match_input(session: Session | Connection, row: ProvisionRequestRow) -> MatchInput:
@@ -74,7 +78,8 @@ def try_fulfil(
         enter_queue(sessions, row, explanation, error, now)
         return Tried(False, refused.code)
     assert result.allocation is not None  # not a dry run
-    return Tried(fulfilled(sessions, row, result.allocation.id, result.explanation, now))
+    done = fulfilled(sessions, row, result.allocation.id, result.explanation, now)
+    return Tried(done == FULFILLED_NOW, settled=done != FULFILLED_NOW)
 
 
 def fulfilled(
@@ -83,32 +88,32 @@ def fulfilled(
     allocation_id: str,
     explanation: dict[str, Any] | None,
     now: datetime,
-) -> bool:
-    """Mark the request FULFILLED with its allocation. If it was cancelled meanwhile, the
-    cancel wins: the allocation just made for it is released."""
+) -> str:
+    """Mark the request FULFILLED with its allocation: FULFILLED_NOW. Another try may have
+    got there first (an approval's try at once beside a round, two replicas' rounds):
+    matchDevice then answered this try with that try's allocation (one per environment),
+    and there is nothing to do: FULFILLED_BEFORE. If the request was cancelled meanwhile,
+    the cancel wins: the allocation made for it is released: NOT_WAITING."""
     with unit_of_work(sessions) as session:
-        current = session.get(ProvisionRequestRow, row.id)
-        if current is not None and current.state in WAITING:
-            requests_db.move(
-                session,
-                QUEUE,
-                current,
-                RequestState.FULFILLED,
-                {
-                    "allocation_id": allocation_id,
-                    "explanation": explanation,
-                    "last_error": None,
-                    "attempted_at": now,
-                    "blocked_since": None,
-                },
-                "fulfil",
-            )
+        current = requests_db.lock_waiting(session, row.id)
+        if current is not None:
+            values = {
+                "allocation_id": allocation_id,
+                "explanation": explanation,
+                "last_error": None,
+                "attempted_at": now,
+                "blocked_since": None,
+            }
+            requests_db.move(session, QUEUE, current, RequestState.FULFILLED, values, "fulfil")
             requests_db.spare_victims(session, row.id)
-            return True
+            return FULFILLED_NOW
+        settled = session.get(ProvisionRequestRow, row.id)
+        if settled is not None and settled.allocation_id == allocation_id:
+            return FULFILLED_BEFORE
         allocation = session.get(AllocationRow, allocation_id)
         if allocation is not None and allocation.released_at is None:
             free_allocation(session, QUEUE, allocation, "cancel")
-        return False
+        return NOT_WAITING
 
 
 def enter_queue(
@@ -118,11 +123,20 @@ def enter_queue(
     error: dict[str, Any] | None,
     now: datetime,
 ) -> None:
-    """Record a try that did not fulfil; an APPROVED request becomes QUEUED (once)."""
-    with unit_of_work(sessions) as session:
-        current = session.get(ProvisionRequestRow, row.id)
-        if current is None or current.state not in WAITING:
-            return
-        current.explanation, current.last_error, current.attempted_at = explanation, error, now
-        if current.state == RequestState.APPROVED:
-            requests_db.move(session, QUEUE, current, RequestState.QUEUED, {}, "queue")
+    """Record a try that did not fulfil, if the request still waits (another try may have
+    fulfilled it, or someone cancelled it, since); an APPROVED request becomes QUEUED."""
+    attempt = {"explanation": explanation, "last_error": error, "attempted_at": now}
+    try:
+        with unit_of_work(sessions) as session:
+            recorded = session.execute(
+                update(ProvisionRequestRow)
+                .where(ProvisionRequestRow.id == row.id, ProvisionRequestRow.state.in_(WAITING))
+                .values(**attempt)
+                .execution_options(synchronize_session=False)
+            )
+            current = session.get(ProvisionRequestRow, row.id)
+            approved = current is not None and current.state == RequestState.APPROVED
+            if rowcount(recorded) == 1 and current is not None and approved:
+                requests_db.move(session, QUEUE, current, RequestState.QUEUED, {}, "queue")
+    except DomainError:
+        pass  # moved meanwhile (fulfilled by another try, cancelled): nothing to record

@@ -88,6 +88,8 @@ def serve(
         if outcome.fulfilled:
             done.fulfilled.append(row.id)
             continue
+        if outcome.settled:
+            continue  # fulfilled by another try meanwhile, or cancelled
         done.waiting += 1
         if outcome.code == QUOTA_EXCEEDED or outcome.code not in (NO_MATCH, None):
             continue  # waits on its own quota, or on its environment: holds nothing up
