@@ -6,13 +6,16 @@ Two kinds:
   at a fresh directory and a scrape adds every worker's files up.
 - What the database holds, read at scrape time, so every replica reports the same numbers:
   allocations held, nodes by status, GPUs by model (capacity, allocated, available), the
-  sync's lag, the quotas set (limits, usage, borrowed GPUs).
+  sync's lag, the quotas set (limits, usage, borrowed GPUs), and per tenant the provision
+  requests open and how long the queue has kept them, the allocations being preempted and
+  those preempted so far.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,16 +26,25 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import capacity as capacity_db
 from api.db import quota as quota_db
 from api.db.base import utcnow
-from api.db.models import AllocationDeviceRow, AllocationRow, DeviceRow, SyncStateRow
+from api.db.models import (
+    AllocationDeviceRow,
+    AllocationRow,
+    DeviceRow,
+    ProvisionRequestRow,
+    SyncStateRow,
+    TenantRow,
+)
 from api.domain.access import Principal, Role
+from api.domain.preemption import PREEMPTED_BY
+from api.domain.provision_request import OPEN, WAITING
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -142,6 +154,7 @@ class InventoryCollector(Collector):
             yield failing
 
             yield from _quotas(session)
+            yield from _requests_and_preemptions(session, now)
 
 
 def _quotas(session: Session) -> Iterator[Metric]:
@@ -178,6 +191,116 @@ def _quotas(session: Session) -> Iterator[Metric]:
     yield limit
     yield used
     yield borrowed
+
+
+# The tenant label of what belongs to no tenant (platform-wide requests and allocations),
+# as the quota gauges write "" for "no project" and "every model".
+PLATFORM = ""
+
+
+class _PerTenant:
+    """Amounts by tenant slug, every tenant (and PLATFORM) present from the start at 0: a
+    series that vanished when a queue emptied would leave alerts on it pending and graphs
+    with gaps."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.slugs: dict[str | None, str] = {None: PLATFORM}
+        for tenant_id, slug in session.execute(select(TenantRow.id, TenantRow.slug)):
+            self.slugs[tenant_id] = slug
+
+    def slug(self, tenant_id: str | None) -> str:
+        return self.slugs.get(tenant_id, tenant_id or PLATFORM)
+
+    def zeros(self) -> dict[str, float]:
+        return dict.fromkeys(self.slugs.values(), 0)
+
+    def allocations(self, *where: ColumnElement[bool]) -> dict[str, float]:
+        """How many allocations match ``where``, by tenant."""
+        counts = self.zeros()
+        query = (
+            select(AllocationRow.tenant_id, func.count())
+            .where(*where)
+            .group_by(AllocationRow.tenant_id)
+        )
+        for tenant_id, count in self.session.execute(query):
+            counts[self.slug(tenant_id)] = count
+        return counts
+
+
+def _requests_and_preemptions(session: Session, now: datetime) -> Iterator[Metric]:
+    """Provision requests and preemption per tenant (DESIGN.md "Priority, preemption,
+    provision requests"), labelled with the tenant's slug, PLATFORM for platform-wide."""
+    tenants = _PerTenant(session)
+    requests = GaugeMetricFamily(
+        "gpuinv_provision_requests",
+        "Open provision requests by tenant and state (PENDING_APPROVAL, APPROVED, QUEUED).",
+        labels=["tenant", "state"],
+    )
+    by_state: dict[str, dict[str, float]] = {state.value: tenants.zeros() for state in OPEN}
+    open_requests = (
+        select(ProvisionRequestRow.tenant_id, ProvisionRequestRow.state, func.count())
+        .where(ProvisionRequestRow.state.in_(OPEN))
+        .group_by(ProvisionRequestRow.tenant_id, ProvisionRequestRow.state)
+    )
+    for tenant_id, state, count in session.execute(open_requests):
+        by_state[state][tenants.slug(tenant_id)] = count
+    for state, counts in by_state.items():
+        for tenant, held in counts.items():
+            requests.add_metric([tenant, state], held)
+    yield requests
+
+    wait = GaugeMetricFamily(
+        "gpuinv_provision_request_wait_seconds",
+        "The longest any waiting provision request (APPROVED and due, or QUEUED) has waited "
+        "since it was approved or since its startsAt, whichever is later; 0 if none waits.",
+        labels=["tenant"],
+    )
+    # Before its startsAt a request waits for its start, not for capacity: not counted.
+    longest = tenants.zeros()
+    waiting = select(
+        ProvisionRequestRow.tenant_id,
+        ProvisionRequestRow.queued_at,
+        ProvisionRequestRow.requested_at,
+        ProvisionRequestRow.starts_at,
+    ).where(ProvisionRequestRow.state.in_(WAITING))
+    for tenant_id, queued_at, requested_at, starts_at in session.execute(waiting):
+        if starts_at is not None and starts_at > now:
+            continue
+        since = queued_at or requested_at
+        if starts_at is not None and starts_at > since:
+            since = starts_at
+        tenant = tenants.slug(tenant_id)
+        longest[tenant] = max(longest[tenant], (now - since).total_seconds())
+    for tenant, seconds in longest.items():
+        wait.add_metric([tenant], seconds)
+    yield wait
+
+    preempting = GaugeMetricFamily(
+        "gpuinv_allocations_preempting",
+        "Active allocations marked PREEMPTING: released at their preemptAt for a queued request.",
+        labels=["tenant"],
+    )
+    marked = tenants.allocations(
+        AllocationRow.released_at.is_(None), AllocationRow.preempt_at.is_not(None)
+    )
+    for tenant, being in marked.items():
+        preempting.add_metric([tenant], being)
+    yield preempting
+
+    # A counter, though read from the database: released allocations are kept, so the
+    # count only grows (a restored backup is a reset, as a restarted process's would be),
+    # and every replica reads the same one. As a counter, increase() and rate() give
+    # preemptions per hour, which Prometheus promises for counters only.
+    preempted = CounterMetricFamily(
+        "gpuinv_allocations_preempted",
+        "Allocations released by preemption, since the database began (read from it).",
+        labels=["tenant"],
+    )
+    released = tenants.allocations(AllocationRow.released_by == PREEMPTED_BY)
+    for tenant, gone in released.items():
+        preempted.add_metric([tenant], gone)
+    yield preempted
 
 
 def exposition(sessions: sessionmaker[Session]) -> tuple[bytes, str]:

@@ -1,4 +1,5 @@
 // The fleet dashboard: one GraphQL query, rendered with the DOM (no framework, no build).
+// Requests and allocations are dashboard-requests.js's (loaded first: `Requests`).
 // The token is asked for once and kept in sessionStorage: it lives as long as the tab.
 "use strict";
 
@@ -15,7 +16,9 @@ const QUERY = `query Dashboard {
   syncState { lastSuccessAt lagSeconds lastError lastErrorAt }
   auditEvents(first: 12) { edges { node { at actor action objectKind objectName tenant } } }
   quotas { tenant project gpuModel gpus nodes usedGpus usedNodes borrowedGpus }
-}`;
+  ${Requests.selection}
+}
+${Requests.fragments}`;
 
 const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat();
@@ -103,6 +106,7 @@ function render(data) {
     e.tenant ?? "",
   ]));
   renderQuotas(data.quotas);
+  Requests.render(data);
 }
 
 function renderSync(state) {
