@@ -39,6 +39,10 @@ DATABASE_GAUGES = (
     "gpuinv_quota_limit",
     "gpuinv_quota_used",
     "gpuinv_quota_borrowed_gpus",
+    "gpuinv_provision_requests",
+    "gpuinv_allocations_preempting",
+    "gpuinv_allocations_preempted_total",
+    # Not gpuinv_provision_request_wait_seconds: it is read against each scrape's own clock.
 )
 
 
