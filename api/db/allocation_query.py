@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.db.models import AllocationDeviceRow, AllocationRow
@@ -13,6 +13,7 @@ from api.db.paging import Page, keyset_page
 from api.db.scope import scoped
 from api.db.tenant import tenant_by_slug
 from api.domain.access import Principal
+from api.domain.preemption import PREEMPTED_BY, AllocationState
 
 
 @dataclass
@@ -21,6 +22,23 @@ class AllocationFilter:
     active: bool | None = None
     tenant: str | None = None  # a slug; another tenant's reads as unknown
     inventory_type: str | None = None
+    state: AllocationState | None = None
+
+
+def in_state(state: AllocationState) -> ColumnElement[bool]:
+    """api/domain/preemption.allocation_state as SQL (tests/api/test_provision_requests.py
+    checks that the two agree on every state)."""
+    released, preempt_at = AllocationRow.released_at, AllocationRow.preempt_at
+    by_preemption = AllocationRow.released_by == PREEMPTED_BY
+    return {
+        AllocationState.ACTIVE: and_(released.is_(None), preempt_at.is_(None)),
+        AllocationState.PREEMPTING: and_(released.is_(None), preempt_at.is_not(None)),
+        AllocationState.RELEASED: and_(
+            released.is_not(None),
+            or_(AllocationRow.released_by.is_(None), ~by_preemption),
+        ),
+        AllocationState.PREEMPTED: and_(released.is_not(None), by_preemption),
+    }[state]
 
 
 def list_allocations(
@@ -37,6 +55,8 @@ def list_allocations(
         query = query.where(released.is_(None) if spec.active else released.is_not(None))
     if spec.inventory_type is not None:
         query = query.where(AllocationRow.inventory_type == spec.inventory_type)
+    if spec.state is not None:
+        query = query.where(in_state(spec.state))
     return keyset_page(
         session, query, AllocationRow.id, AllocationRow.created_at, True, first, after
     )

@@ -183,6 +183,7 @@ class AllocationFilter:
     active: bool | None = None
     tenant: str | None = None
     inventory_type: InventoryType | None = None
+    state: AllocationState | None = None
 
 
 @strawberry.type
@@ -201,6 +202,7 @@ class AllocationQuery:
             active=flt.active,
             tenant=flt.tenant,
             inventory_type=flt.inventory_type.value if flt.inventory_type else None,
+            state=flt.state,
         )
         ctx = info.context
         page = allocation_query.list_allocations(

@@ -386,3 +386,32 @@ def test_equal_priority_never_preempts(fleet: dict[str, Api], db: sessionmaker[S
     _fill(fleet, "o-1", "o-2", preemptible=True, priority=3)
     _request(fleet["admin"], "same", priority=3)
     assert _serve(db).preempting == []
+
+
+def test_the_allocations_state_filter_agrees_with_each_allocations_state(
+    fleet: dict[str, Api], db: sessionmaker[Session]
+) -> None:
+    """One allocation in each state; filtering by each state finds exactly it (the filter
+    is SQL, Allocation.state is Python: api/db/allocation_query.in_state)."""
+    _fill(fleet, "released")
+    fleet["other"].ok(RELEASE, e="released")
+    _fill(fleet, "victim", preemptible=True)
+    _fill(fleet, "active")
+    asked = _request(fleet["admin"], "urgent", priority=10)
+    assert asked["state"] == "QUEUED"
+    _serve(db)  # "victim" is PREEMPTING
+    by_state = """query($s: AllocationState) { allocations(filter: {state: $s}) {
+      edges { node { environment state } } } }"""
+
+    def found(state: str) -> list[tuple[str, str]]:
+        edges = fleet["platform"].ok(by_state, s=state)["allocations"]["edges"]
+        return sorted((e["node"]["environment"], e["node"]["state"]) for e in edges)
+
+    assert found("PREEMPTING") == [("victim", "PREEMPTING")]
+    assert found("ACTIVE") == [("active", "ACTIVE")]
+    assert found("RELEASED") == [("released", "RELEASED")]
+    assert found("PREEMPTED") == []
+    _serve(db, timedelta(seconds=301))
+    assert found("PREEMPTED") == [("victim", "PREEMPTED")]
+    assert found("RELEASED") == [("released", "RELEASED")]
+    assert found("ACTIVE") == [("active", "ACTIVE"), ("urgent", "ACTIVE")]
