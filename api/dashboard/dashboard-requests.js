@@ -13,7 +13,9 @@ const Requests = (() => {
   const ALLOCATIONS = 100;
   const fragments = `fragment DashboardRequest on ProvisionRequest {
   id state environment tenant project priority gpus reason requestedBy requestedAt startsAt
-  queuePosition lastError lastErrorCode allocation { state preemptAt } }`;
+  queuePosition lastError lastErrorCode allocation { state preemptAt } }
+fragment DashboardAllocation on Allocation {
+  id environment tenant project priority preemptible state preemptAt createdAt devices { gpus } }`;
   const selection = `
   pendingRequests: provisionRequests(filter: {state: PENDING_APPROVAL, limit: ${OPEN_LIMIT}}) {
     ...DashboardRequest }
@@ -23,8 +25,10 @@ const Requests = (() => {
     ...DashboardRequest }
   recentRequests: provisionRequests(filter: {limit: ${RECENT}}) { ...DashboardRequest }
   activeAllocations: allocations(filter: {active: true}, first: ${ALLOCATIONS}) { totalCount
-    edges { node { id environment tenant project priority preemptible state preemptAt
-      createdAt devices { gpus } } } }`;
+    edges { node { ...DashboardAllocation } } }
+  # Asked for apart, so a victim older than the newest active ones still shows.
+  preemptingAllocations: allocations(filter: {state: PREEMPTING}, first: ${ALLOCATIONS}) {
+    edges { node { ...DashboardAllocation } } }`;
 
   const STATES = {
     PENDING_APPROVAL: "Pending approval",
@@ -164,11 +168,12 @@ const Requests = (() => {
   }
 
   // Being preempted first, the soonest released first; the rest as listed, newest first.
-  function renderAllocations(connection) {
+  function renderAllocations(connection, preemptingConnection) {
     const all = connection.edges.map(({ node }) => node);
-    const preempting = all.filter((a) => a.state === "PREEMPTING")
+    const preempting = preemptingConnection.edges.map(({ node }) => node)
       .sort((a, b) => a.preemptAt.localeCompare(b.preemptAt));
-    const shown = [...preempting, ...all.filter((a) => a.state !== "PREEMPTING")];
+    const marked = new Set(preempting.map((a) => a.id));
+    const shown = [...preempting, ...all.filter((a) => !marked.has(a.id))];
     const notice = $("preempting-notice");
     notice.hidden = preempting.length === 0;
     notice.replaceChildren();
@@ -190,7 +195,7 @@ const Requests = (() => {
 
   function render(data) {
     renderRequests(data);
-    renderAllocations(data.activeAllocations);
+    renderAllocations(data.activeAllocations, data.preemptingAllocations);
   }
 
   return { selection, fragments, render };
