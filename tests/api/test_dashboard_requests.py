@@ -14,10 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import request_queue
-from api.db.base import utcnow
-from api.db.candidates import LiveIndex
 from tests.support.api import Api, make_tenant, make_token
+from tests.support.queue import serve_round
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
@@ -71,10 +69,6 @@ def _request(caller: Api, environment: str, reason: str = "", **extra: Any) -> d
     given = _ask(environment, reason=reason or f"training run {environment}", **extra)
     asked: dict[str, Any] = caller.ok(REQUEST, i=given)["requestDevices"]
     return asked
-
-
-def _serve(db: sessionmaker[Session], after: timedelta = timedelta(0)) -> request_queue.Round:
-    return request_queue.serve(db, LiveIndex(), request_queue.QueuePolicy(), utcnow() + after)
 
 
 def _screenshot(page: Page, name: str) -> None:
@@ -191,7 +185,7 @@ def test_a_preempting_allocation_is_marked_with_the_time_it_is_released(
 ) -> None:
     urgent = _request(callers["acme-admin"], "urgent", priority=10)
     assert urgent["state"] == "QUEUED"
-    assert len(_serve(db).preempting) == 1
+    assert len(serve_round(db).preempting) == 1
     held = {
         e["node"]["environment"]: e["node"]
         for e in callers["other-viewer"].ok(ALLOCATIONS)["allocations"]["edges"]
@@ -219,7 +213,7 @@ def test_a_preempting_allocation_is_marked_with_the_time_it_is_released(
     _screenshot(page, "9-preempting")
 
     # After the grace the victim is gone from its owner's page, and the notice with it.
-    assert _serve(db, timedelta(seconds=301)).preempted
+    assert serve_round(db, timedelta(seconds=301)).preempted
     page.click("#refresh")
     expect(rows).to_have_count(1)
     expect(rows.nth(0)).to_have_attribute("data-environment", "o-2")

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import request_queue
 from api.db.base import utcnow
-from api.db.candidates import LiveIndex
 from tests.support.api import Api, make_tenant, make_token
+from tests.support.queue import capacity_labels, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 FIELDS = """id state environment tenant project priority preemptible gpus reason requestedBy
@@ -37,27 +36,10 @@ ALLOCATIONS = """{ allocations(filter: {active: true}) { edges { node {
   environment state preemptAt tenant devices { hostname } } } } }"""
 
 
-def _labels() -> dict[str, str]:
-    config = [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
-    return {
-        "paas.envmgmt.io/inventory": "baremetal",
-        "paas.envmgmt.io/inventory.config": json.dumps(config),
-    }
-
-
-def _server(hostname: str) -> dict[str, Any]:
-    return {
-        "hostname": hostname,
-        "totalcpu": 64,
-        "totalmemoryMB": 262144,
-        "gpus": [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8,
-    }
-
-
 def _ask(environment: str, gpus: int = 8, **extra: Any) -> dict[str, Any]:
     return {
         "environment": environment,
-        "labels": _labels(),
+        "labels": capacity_labels(),
         "variables": {"gpu": str(gpus)},
         "reason": f"training run {environment}",
         **extra,
@@ -69,7 +51,7 @@ def fleet(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     """Tenants acme (project llm) and other; the pool: two H100 servers of 8 GPUs."""
     make_tenant(db, "acme", "llm")
     make_tenant(db, "other")
-    api.ok(IMPORT, d=json.dumps({"devices": [_server("h100-0"), _server("h100-1")]}))
+    api.ok(IMPORT, d=json.dumps({"devices": [h100_server("h100-0"), h100_server("h100-1")]}))
     return {
         "platform": api,
         "provisioner": api.as_(make_token(db, "provisioner", "acme")),
@@ -80,16 +62,11 @@ def fleet(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     }
 
 
-def _serve(db: sessionmaker[Session], after: timedelta = timedelta(0), **policy: Any) -> Any:
-    """One queue round, ``after`` from now (the grace and backfill windows are the
-    defaults unless given)."""
-    return request_queue.serve(
-        db, LiveIndex(), request_queue.QueuePolicy(**policy), utcnow() + after
-    )
-
-
 def _request(caller: Api, environment: str, gpus: int = 8, **extra: Any) -> dict[str, Any]:
-    return caller.ok(REQUEST, i=_ask(environment, gpus, **extra))["requestDevices"]
+    answer: dict[str, Any] = caller.ok(REQUEST, i=_ask(environment, gpus, **extra))[
+        "requestDevices"
+    ]
+    return answer
 
 
 # -- submission and approval ---------------------------------------------------------------
@@ -164,7 +141,7 @@ def test_moves_the_state_machine_lacks_are_refused_naming_the_state(
 def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(
     fleet: dict[str, Api],
 ) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"reason": "  "}, "reason"),
         ({"reason": "x" * 2001}, "reason"),
         ({"environment": ""}, "environment"),
@@ -196,12 +173,12 @@ def test_approving_a_request_whose_environment_was_taken_meanwhile_queues_it(
     asked = _request(fleet["provisioner"], "train-1", 8)
     # The same environment allocated by a direct matchDevice, with a different request.
     fleet["provisioner"].ok(
-        MATCH, i={"environment": "train-1", "labels": _labels(), "variables": {"gpu": "4"}}
+        MATCH, i={"environment": "train-1", "labels": capacity_labels(), "variables": {"gpu": "4"}}
     )
     approved = fleet["admin"].ok(APPROVE, id=asked["id"])["approveRequest"]
     assert (approved["state"], approved["lastErrorCode"]) == ("QUEUED", "ENVIRONMENT_IN_USE")
     fleet["provisioner"].ok(RELEASE, e="train-1")
-    _serve(db)
+    serve_round(db)
     assert fleet["provisioner"].ok(ONE, id=asked["id"])["provisionRequest"]["state"] == (
         "FULFILLED"
     )
@@ -209,8 +186,8 @@ def test_approving_a_request_whose_environment_was_taken_meanwhile_queues_it(
 
 def test_pending_requests_expire(fleet: dict[str, Api], db: sessionmaker[Session]) -> None:
     asked = _request(fleet["provisioner"], "train-1")
-    assert _serve(db, approval_ttl=timedelta(hours=1)).expired == 0
-    assert _serve(db, timedelta(hours=2), approval_ttl=timedelta(hours=1)).expired == 1
+    assert serve_round(db, approval_ttl=timedelta(hours=1)).expired == 0
+    assert serve_round(db, timedelta(hours=2), approval_ttl=timedelta(hours=1)).expired == 1
     assert fleet["provisioner"].ok(ONE, id=asked["id"])["provisionRequest"]["state"] == "EXPIRED"
     error = fleet["admin"].error(APPROVE, id=asked["id"])
     assert "EXPIRED" in error["message"]
@@ -220,8 +197,8 @@ def test_a_request_waits_for_its_start(fleet: dict[str, Api], db: sessionmaker[S
     later = (utcnow() + timedelta(hours=1)).isoformat()
     asked = _request(fleet["admin"], "tomorrow", startsAt=later)
     assert (asked["state"], asked["allocation"]) == ("APPROVED", None)
-    assert _serve(db).fulfilled == []
-    assert _serve(db, timedelta(hours=2)).fulfilled == [asked["id"]]
+    assert serve_round(db).fulfilled == []
+    assert serve_round(db, timedelta(hours=2)).fulfilled == [asked["id"]]
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -234,7 +211,7 @@ def _fill(fleet: dict[str, Api], *environments: str, **extra: Any) -> None:
             MATCH,
             i={
                 "environment": environment,
-                "labels": _labels(),
+                "labels": capacity_labels(),
                 "variables": {"gpu": "8"},
                 "tenant": "other",
                 **extra,
@@ -252,9 +229,9 @@ def test_a_request_that_does_not_fit_queues_and_is_fulfilled_when_capacity_frees
         "NO_MATCH",
         1,
     )
-    assert _serve(db).fulfilled == []
+    assert serve_round(db).fulfilled == []
     fleet["other"].ok(RELEASE, e="o-1")
-    assert _serve(db).fulfilled == [asked["id"]]
+    assert serve_round(db).fulfilled == [asked["id"]]
     read = fleet["admin"].ok(ONE, id=asked["id"])["provisionRequest"]
     assert (read["state"], read["queuePosition"], read["lastError"]) == ("FULFILLED", None, None)
 
@@ -266,14 +243,13 @@ def test_higher_priority_first_then_the_smaller_share_then_age(
     old_low = _request(fleet["admin"], "low", priority=1)
     new_high = _request(fleet["admin"], "high", priority=5)
     positions = {
-        r["environment"]: r["queuePosition"]
-        for r in fleet["admin"].ok(LIST)["provisionRequests"]
+        r["environment"]: r["queuePosition"] for r in fleet["admin"].ok(LIST)["provisionRequests"]
     }
     assert positions == {"high": 1, "low": 2}
     fleet["other"].ok(RELEASE, e="o-1")
-    assert _serve(db).fulfilled == [new_high["id"]]
+    assert serve_round(db).fulfilled == [new_high["id"]]
     fleet["other"].ok(RELEASE, e="o-2")
-    assert _serve(db).fulfilled == [old_low["id"]]
+    assert serve_round(db).fulfilled == [old_low["id"]]
 
 
 def test_equal_priorities_go_to_the_tenant_holding_less_of_its_quota(
@@ -286,15 +262,17 @@ def test_equal_priorities_go_to_the_tenant_holding_less_of_its_quota(
             i={"tenant": tenant, "gpus": 16},
         )
     # acme already holds one server (8 of its 16 GPUs); other holds nothing.
-    fleet["admin"].ok(MATCH, i={"environment": "held", "labels": _labels(),
-                                "variables": {"gpu": "8"}})
-    platform.ok(MATCH, i={"environment": "blocker", "labels": _labels(),
-                          "variables": {"gpu": "8"}})
+    fleet["admin"].ok(
+        MATCH, i={"environment": "held", "labels": capacity_labels(), "variables": {"gpu": "8"}}
+    )
+    platform.ok(
+        MATCH, i={"environment": "blocker", "labels": capacity_labels(), "variables": {"gpu": "8"}}
+    )
     acme_first = _request(fleet["admin"], "acme-next")  # older
     other_second = _request(fleet["other-admin"], "other-next")
     assert acme_first["state"] == other_second["state"] == "QUEUED"
     platform.ok(RELEASE, e="blocker")
-    assert _serve(db).fulfilled == [other_second["id"]]
+    assert serve_round(db).fulfilled == [other_second["id"]]
 
 
 def test_backfill_lets_a_small_request_pass_until_the_head_has_waited_the_window(
@@ -302,27 +280,39 @@ def test_backfill_lets_a_small_request_pass_until_the_head_has_waited_the_window
 ) -> None:
     fleet["platform"].ok(
         MATCH,
-        i={"environment": "half", "labels": _labels(), "variables": {"gpu": "8"}},
+        i={"environment": "half", "labels": capacity_labels(), "variables": {"gpu": "8"}},
     )
     # Two whole servers are wanted: only one is free; a 1-GPU slice would fit.
-    big = _request(fleet["admin"], "big", priority=1, labels={
-        "paas.envmgmt.io/inventory": "baremetal",
-        "paas.envmgmt.io/inventory.config": json.dumps(
-            [{"type": "capacity", "keyInVariable": "nodes", "keyInCapacity": "requiredNoofNodes"}]
-        ),
-    }, variables={"nodes": "2"})
+    big = _request(
+        fleet["admin"],
+        "big",
+        priority=1,
+        labels={
+            "paas.envmgmt.io/inventory": "baremetal",
+            "paas.envmgmt.io/inventory.config": json.dumps(
+                [
+                    {
+                        "type": "capacity",
+                        "keyInVariable": "nodes",
+                        "keyInCapacity": "requiredNoofNodes",
+                    }
+                ]
+            ),
+        },
+        variables={"nodes": "2"},
+    )
     assert big["state"] == "QUEUED"
     first = _request(fleet["admin"], "small-1", 1)
     assert first["state"] == "FULFILLED"  # backfilled: the head has not waited long
     fleet["admin"].ok(RELEASE, e="small-1")
-    _serve(db)  # the head is noted blocked from now
+    serve_round(db)  # the head is noted blocked from now
     window = timedelta(minutes=10)
     later = _request(fleet["admin"], "small-2", 1)
     assert later["state"] == "FULFILLED"
     fleet["admin"].ok(RELEASE, e="small-2")
     third = _request(fleet["admin"], "small-3", 1, startsAt=(utcnow() + window * 2).isoformat())
     # After the window, the head holds the queue: the small one behind waits.
-    done = _serve(db, window * 3, backfill_window=window)
+    done = serve_round(db, window * 3, backfill_window=window)
     assert third["id"] not in done.fulfilled
     assert fleet["admin"].ok(ONE, id=third["id"])["provisionRequest"]["state"] in (
         "APPROVED",
@@ -330,7 +320,7 @@ def test_backfill_lets_a_small_request_pass_until_the_head_has_waited_the_window
     )
     # Once the head fits, it goes, and then the rest.
     fleet["platform"].ok(RELEASE, e="half")
-    assert _serve(db, window * 3, backfill_window=window).fulfilled[0] == big["id"]
+    assert serve_round(db, window * 3, backfill_window=window).fulfilled[0] == big["id"]
 
 
 # -- preemption ------------------------------------------------------------------------------
@@ -343,7 +333,7 @@ def test_a_higher_priority_request_preempts_with_notice_and_takes_the_devices(
     _fill(fleet, "o-2", priority=0)  # not preemptible: never a victim
     asked = _request(fleet["admin"], "urgent", priority=10)
     assert asked["state"] == "QUEUED"
-    done = _serve(db)
+    done = serve_round(db)
     assert len(done.preempting) == 1
     seen = {
         e["node"]["environment"]: e["node"]
@@ -355,8 +345,8 @@ def test_a_higher_priority_request_preempts_with_notice_and_takes_the_devices(
     assert fleet["admin"].ok(ALLOCATIONS)["allocations"]["edges"] == []
     victim_host = seen["o-1"]["devices"][0]["hostname"]
     # During the grace period nobody else gets the devices: they are still held.
-    assert _serve(db, timedelta(seconds=60)).preempted == []
-    done = _serve(db, timedelta(seconds=301))
+    assert serve_round(db, timedelta(seconds=60)).preempted == []
+    done = serve_round(db, timedelta(seconds=301))
     assert done.preempted and asked["id"] not in done.fulfilled  # fulfilled by the take-over
     read = fleet["admin"].ok(ONE, id=asked["id"])["provisionRequest"]
     assert read["state"] == "FULFILLED"
@@ -372,20 +362,20 @@ def test_a_cancelled_request_spares_its_victims(
 ) -> None:
     _fill(fleet, "o-1", "o-2", preemptible=True)
     asked = _request(fleet["admin"], "urgent", priority=10)
-    assert len(_serve(db).preempting) == 1
+    assert len(serve_round(db).preempting) == 1
     fleet["admin"].ok(CANCEL, id=asked["id"])
     states = {
         e["node"]["environment"]: e["node"]["state"]
         for e in fleet["other"].ok(ALLOCATIONS)["allocations"]["edges"]
     }
     assert states == {"o-1": "ACTIVE", "o-2": "ACTIVE"}
-    assert _serve(db, timedelta(seconds=301)).preempted == []
+    assert serve_round(db, timedelta(seconds=301)).preempted == []
 
 
 def test_equal_priority_never_preempts(fleet: dict[str, Api], db: sessionmaker[Session]) -> None:
     _fill(fleet, "o-1", "o-2", preemptible=True, priority=3)
     _request(fleet["admin"], "same", priority=3)
-    assert _serve(db).preempting == []
+    assert serve_round(db).preempting == []
 
 
 def test_the_allocations_state_filter_agrees_with_each_allocations_state(
@@ -399,7 +389,7 @@ def test_the_allocations_state_filter_agrees_with_each_allocations_state(
     _fill(fleet, "active")
     asked = _request(fleet["admin"], "urgent", priority=10)
     assert asked["state"] == "QUEUED"
-    _serve(db)  # "victim" is PREEMPTING
+    serve_round(db)  # "victim" is PREEMPTING
     by_state = """query($s: AllocationState) { allocations(filter: {state: $s}) {
       edges { node { environment state } } } }"""
 
@@ -411,7 +401,7 @@ def test_the_allocations_state_filter_agrees_with_each_allocations_state(
     assert found("ACTIVE") == [("active", "ACTIVE")]
     assert found("RELEASED") == [("released", "RELEASED")]
     assert found("PREEMPTED") == []
-    _serve(db, timedelta(seconds=301))
+    serve_round(db, timedelta(seconds=301))
     assert found("PREEMPTED") == [("victim", "PREEMPTED")]
     assert found("RELEASED") == [("released", "RELEASED")]
     assert found("ACTIVE") == [("active", "ACTIVE"), ("urgent", "ACTIVE")]

@@ -20,12 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import provision_request as requests_db
-from api.db import request_queue
-from api.db.base import utcnow
-from api.db.candidates import LiveIndex
 from api.db.models import EventRow, TenantRow, WebhookRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
+from tests.support.queue import capacity_labels, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 FIELDS = """id state environment tenant project profile priority preemptible gpus reason
@@ -46,26 +44,13 @@ STABLE = ("id", "environment", "tenant", "project", "profile", "priority", "pree
           "gpus", "reason", "startsAt", "requestedBy", "requestedAt")  # fmt: skip
 
 
-def _labels() -> dict[str, str]:
-    config = [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
-    return {
-        "paas.envmgmt.io/inventory": "baremetal",
-        "paas.envmgmt.io/inventory.config": json.dumps(config),
-    }
-
-
-def _server(hostname: str) -> dict[str, Any]:
-    gpus = [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8
-    return {"hostname": hostname, "totalcpu": 64, "totalmemoryMB": 262144, "gpus": gpus}
-
-
 @pytest.fixture
 def fleet(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     """Tenants acme (project llm), other and third; two 8-GPU servers in the pool."""
     make_tenant(db, "acme", "llm")
     make_tenant(db, "other")
     make_tenant(db, "third")
-    api.ok(IMPORT, d=json.dumps({"devices": [_server("gpu-0"), _server("gpu-1")]}))
+    api.ok(IMPORT, d=json.dumps({"devices": [h100_server("gpu-0"), h100_server("gpu-1")]}))
     return {
         "platform": api,
         "provisioner": api.as_(make_token(db, "provisioner", "acme")),
@@ -91,21 +76,20 @@ def _events(db: sessionmaker[Session]) -> list[tuple[str, str, str | None, Any]]
 
 
 def _ask(caller: Api, environment: str, **extra: Any) -> dict[str, Any]:
-    given = {"environment": environment, "labels": _labels(), "variables": {"gpu": "8"},
+    given = {"environment": environment, "labels": capacity_labels(), "variables": {"gpu": "8"},
              "reason": f"run {environment}", **extra}  # fmt: skip
     asked: dict[str, Any] = caller.ok(REQUEST, i=given)["requestDevices"]
     return asked
 
 
 def _hold(platform: Api, environment: str, **extra: Any) -> None:
-    given = {"environment": environment, "labels": _labels(), "variables": {"gpu": "8"},
+    given = {"environment": environment, "labels": capacity_labels(), "variables": {"gpu": "8"},
              "tenant": "other", **extra}  # fmt: skip
     platform.ok(MATCH, i=given)
 
 
 def _serve(db: sessionmaker[Session], after: timedelta = timedelta(0)) -> Any:
-    policy = request_queue.QueuePolicy(grace=GRACE, approval_ttl=TTL)
-    return request_queue.serve(db, LiveIndex(), policy, utcnow() + after)
+    return serve_round(db, after, grace=GRACE, approval_ttl=TTL)
 
 
 def _plain(field: str, value: Any) -> Any:

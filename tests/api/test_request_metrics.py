@@ -16,13 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import request_queue
 from api.db.base import utcnow
-from api.db.candidates import LiveIndex
 from api.db.models import ProvisionRequestRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
 from tests.support.metrics import scrape, value
+from tests.support.queue import serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 REQUEST = """mutation($i: ProvisionRequestInput!) { requestDevices(input: $i) {
@@ -81,10 +80,6 @@ def _release(platform: Api, environment: str) -> None:
     """other's allocation of that environment, released by the platform."""
     released = platform.ok(RELEASE, e=environment, t="other")["releaseAllocation"]
     assert released and released["releasedAt"]
-
-
-def _serve(db: sessionmaker[Session], after: timedelta = timedelta(0)) -> request_queue.Round:
-    return request_queue.serve(db, LiveIndex(), request_queue.QueuePolicy(), utcnow() + after)
 
 
 def test_open_requests_are_counted_by_tenant_and_state_as_graphql_lists_them(
@@ -155,7 +150,7 @@ def test_the_wait_counts_from_approval_or_a_later_start_and_only_while_waiting(
     assert 3600 <= waited("other") < 3600 + 3600
     assert waited("") == 0  # its start is an hour away: it waits for that, not for capacity
     _release(callers["platform"], "o-1")
-    fulfilled = _serve(db).fulfilled
+    fulfilled = serve_round(db).fulfilled
     assert queued["id"] in fulfilled or started["id"] in fulfilled
     samples = scrape(callers["platform"])
     gone = "acme" if queued["id"] in fulfilled else "other"
@@ -173,13 +168,13 @@ def test_preemption_shows_as_preempting_then_counts_as_preempted(
         assert value(before, "gpuinv_allocations_preempting", tenant=tenant) == 0
         assert value(before, "gpuinv_allocations_preempted_total", tenant=tenant) == 0
 
-    assert len(_serve(db).preempting) == 1
+    assert len(serve_round(db).preempting) == 1
     during = scrape(callers["platform"])
     assert value(during, "gpuinv_allocations_preempting", tenant="other") == 1
     assert value(during, "gpuinv_allocations_preempting", tenant="acme") == 0
     assert value(during, "gpuinv_allocations_preempted_total", tenant="other") == 0
 
-    assert len(_serve(db, timedelta(seconds=301)).preempted) == 1
+    assert len(serve_round(db, timedelta(seconds=301)).preempted) == 1
     after = scrape(callers["platform"])
     assert value(after, "gpuinv_allocations_preempting", tenant="other") == 0
     assert value(after, "gpuinv_allocations_preempted_total", tenant="other") == 1

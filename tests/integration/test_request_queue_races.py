@@ -50,6 +50,7 @@ from api.db.session import make_engine, session_factory, unit_of_work
 from api.domain.quota import NONE_KEY
 from api.queue_worker import LEASE, QueueWorker
 from tests.support.api import Api, make_tenant, make_token
+from tests.support.queue import capacity_labels, h100_server, serve_round
 from tests.support.race import race
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
@@ -66,19 +67,6 @@ ALLOCATION = """query($e: String!) { allocations(filter: {environment: $e}) { ed
 GRACE = timedelta(seconds=300)
 AFTER_GRACE = GRACE + timedelta(seconds=1)
 RUNS = 8  # each race, per backend
-
-
-def _labels(key: str = "gpu", capacity: str = "requiredGPU") -> dict[str, str]:
-    config = [{"type": "capacity", "keyInVariable": key, "keyInCapacity": capacity}]
-    return {
-        "paas.envmgmt.io/inventory": "baremetal",
-        "paas.envmgmt.io/inventory.config": json.dumps(config),
-    }
-
-
-def _server(hostname: str) -> dict[str, Any]:
-    gpus = [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8
-    return {"hostname": hostname, "totalcpu": 64, "totalmemoryMB": 262144, "gpus": gpus}
 
 
 def _webhook(db: sessionmaker[Session], tenant: str) -> None:
@@ -99,7 +87,7 @@ def fleet(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
         make_tenant(db, tenant)
         _webhook(db, tenant)
         api.ok(f'mutation {{ setQuota(input: {{tenant: "{tenant}", gpus: 1000}}) {{ gpus }} }}')
-    api.ok(IMPORT, d=json.dumps({"devices": [_server(f"gpu-{n}") for n in range(4)]}))
+    api.ok(IMPORT, d=json.dumps({"devices": [h100_server(f"gpu-{n}") for n in range(4)]}))
     return {
         "platform": api,
         "admin": api.as_(make_token(db, "partner-admin", "acme")),
@@ -120,7 +108,7 @@ def replicas(database_url: str, db: sessionmaker[Session]) -> Iterator[list[sess
 
 def _hold(platform: Api, environment: str, **extra: Any) -> str:
     """One whole server for tenant other; the allocation's id."""
-    given = {"environment": environment, "labels": _labels(), "variables": {"gpu": "8"},
+    given = {"environment": environment, "labels": capacity_labels(), "variables": {"gpu": "8"},
              "tenant": "other", **extra}  # fmt: skip
     return str(platform.ok(MATCH, i=given)["matchDevice"]["allocation"]["id"])
 
@@ -128,9 +116,10 @@ def _hold(platform: Api, environment: str, **extra: Any) -> str:
 def _ask(caller: Api, environment: str, nodes: int = 1, **extra: Any) -> dict[str, Any]:
     given = {"environment": environment, "reason": "race", **extra}
     if nodes == 1:
-        given |= {"labels": _labels(), "variables": {"gpu": "8"}}
+        given |= {"labels": capacity_labels(), "variables": {"gpu": "8"}}
     else:
-        given |= {"labels": _labels("nodes", "requiredNoofNodes"), "variables": {"nodes": nodes}}
+        labels = capacity_labels("nodes", "requiredNoofNodes")
+        given |= {"labels": labels, "variables": {"nodes": nodes}}
     answer: dict[str, Any] = caller.ok(REQUEST, i=given)["requestDevices"]
     return answer
 
@@ -139,8 +128,7 @@ def _serve(
     sessions: sessionmaker[Session], after: timedelta = timedelta(0), live: LiveIndex | None = None
 ) -> Any:
     """One queue round, ``after`` from now."""
-    policy = request_queue.QueuePolicy(grace=GRACE)
-    return request_queue.serve(sessions, live or LiveIndex(), policy, utcnow() + after)
+    return serve_round(sessions, after, live, grace=GRACE)
 
 
 def _state(db: sessionmaker[Session], request_id: str) -> ProvisionRequestRow:
