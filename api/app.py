@@ -184,6 +184,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         with contextlib.suppress(Exception):
             await warming
         graphql.workers.shutdown(wait=False, cancel_futures=True)  # idle threads go at once
+        if graphql.oidc is not None:
+            graphql.oidc.close()  # the issuers' keep-alive connections
         engine.dispose()
 
     middleware = [

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api.domain.identity import IssuerConfig, IssuerConfigError, parse_issuers
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -53,6 +55,9 @@ class Settings:
     # Other gpu-inventory services whose capacity fleetCapacity adds up (GPUINV_PROVIDERS:
     # a JSON array of {"name", "url", "token"}, or @/path/to/such.json).
     providers: tuple[Provider, ...] = ()
+    # OpenID Connect issuers whose tokens the API accepts (DESIGN.md "Identity";
+    # GPUINV_OIDC_ISSUERS: a JSON array of issuer objects, or @/path/to/such.json).
+    oidc_issuers: tuple[IssuerConfig, ...] = ()
     # Events out (DESIGN.md "Events"). GPUINV_SECRET_KEY: the Fernet key webhook secrets are
     # encrypted with (several, comma-separated, for rotation: the first encrypts, any
     # decrypts); without it no webhook can be created and no delivery signed, so this
@@ -109,6 +114,7 @@ class Settings:
             ops_address=_address(env, "GPUINV_OPS_ADDRESS"),
             log_format=_choice(env, "GPUINV_LOG_FORMAT", ("auto", "json", "text"), "auto"),
             providers=_providers(env.get("GPUINV_PROVIDERS", "")),
+            oidc_issuers=_oidc_issuers(env.get("GPUINV_OIDC_ISSUERS", "")),
             log_level=_choice(
                 env, "GPUINV_LOG_LEVEL", ("critical", "error", "warning", "info", "debug"), "info"
             ),
@@ -210,6 +216,33 @@ def _address(env: Mapping[str, str], name: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SystemExit(f"{name}: must be HOST:PORT (e.g. 0.0.0.0:9100), got {raw!r}")
     return raw
+
+
+def _json_setting(name: str, raw: str) -> tuple[object, str]:
+    """A setting holding JSON, or @FILE holding it: the value and how messages name it."""
+    where = name
+    if raw.startswith("@"):
+        where = raw[1:]
+        try:
+            raw = Path(where).read_text()
+        except OSError as exc:
+            raise SystemExit(f"{name}: cannot read {where}: {exc.strerror}") from None
+    try:
+        return json.loads(raw), where
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{where}: not JSON ({exc.msg} at {exc.pos})") from None
+
+
+def _oidc_issuers(raw: str) -> tuple[IssuerConfig, ...]:
+    """GPUINV_OIDC_ISSUERS: refused at start, naming the entry and the field."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    entries, where = _json_setting("GPUINV_OIDC_ISSUERS", raw)
+    try:
+        return parse_issuers(entries, where)
+    except IssuerConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 _PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -31,6 +31,10 @@ class Principal:
     tenant_slug: str | None = None
     token_id: str | None = None
     request_id: str | None = None  # carried into the audit log
+    # An OpenID Connect token's issuer and subject (None for the service's own tokens);
+    # its name is then "issuer#subject", which the audit log records.
+    issuer: str | None = None
+    subject: str | None = None
 
     @property
     def actor(self) -> str:

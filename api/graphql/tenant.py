@@ -20,6 +20,12 @@ class Me:
     name: str
     role: str
     tenant: str | None
+    issuer: str | None = strawberry.field(
+        description="An OpenID Connect token's issuer; null for the service's own tokens."
+    )
+    subject: str | None = strawberry.field(
+        description="An OpenID Connect token's subject (sub); null for the service's own tokens."
+    )
 
 
 @strawberry.type
@@ -40,7 +46,13 @@ class TenantQuery:
     @strawberry.field(permission_classes=AUTH)
     def me(self, info: Info[Context, None]) -> Me:
         who = info.context.who()
-        return Me(name=who.name, role=who.role.value, tenant=who.tenant_slug)
+        return Me(
+            name=who.name,
+            role=who.role.value,
+            tenant=who.tenant_slug,
+            issuer=who.issuer,
+            subject=who.subject,
+        )
 
 
 @strawberry.type

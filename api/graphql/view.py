@@ -43,13 +43,14 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api import graphiql
+from api import graphiql, oidc
 from api.body_limit import BodyTooLarge, lower_body_limit
 from api.db import unavailable
 from api.db.candidates import LiveIndex
 from api.db.token import TokenCache, look_up
 from api.domain.access import Principal
 from api.domain.errors import (
+    FORBIDDEN,
     GRAPHQL_VALIDATION_FAILED,
     INTERNAL_SERVER_ERROR,
     QUERY_TOO_COMPLEX,
@@ -104,6 +105,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.settings = settings
         self.live_index = live_index
         self.tokens = TokenCache(settings.token_cache_seconds)
+        self.oidc = oidc.OidcVerifier(settings.oidc_issuers) if settings.oidc_issuers else None
         # Resolvers are synchronous database work: run on the event loop, one import of
         # 20,000 devices held /healthz for seconds. Operations run here instead, in threads
         # of their own (not the loop's default pool, which /readyz and /metrics use).
@@ -142,6 +144,12 @@ class GraphQLView(GraphQL[Context, None]):
     async def _respond(self, request: Request, request_id: str) -> Response:
         try:
             principal, problem = await self._authenticate(request)
+        except DomainError as refusal:
+            # A verified OpenID Connect token this service grants nothing: refused whole,
+            # before the body is read (an unverified one is UNAUTHENTICATED, as below).
+            if refusal.code != FORBIDDEN:
+                raise
+            return _error_response(refusal.message, FORBIDDEN, 200)
         except SQLAlchemyError as exc:
             if not unavailable.database_unavailable(exc):
                 raise
@@ -193,6 +201,12 @@ class GraphQLView(GraphQL[Context, None]):
         return await self.in_worker(self._read_token, secret)
 
     def _read_token(self, secret: str) -> tuple[Principal | None, str | None]:
+        """A service token by its hash; a JWT (which no service token resembles: they are
+        ``gpuinv_`` and base64url, without dots) or, with an "opaque" issuer configured, an
+        unknown token, by the OpenID Connect verifier. Runs in a worker thread: the
+        verifier may fetch an issuer's keys."""
+        if self.oidc is not None and oidc.looks_like_jwt(secret):
+            return self._read_oidc_token(secret)
         try:
             principal, problem, expires_at = self._look_up(secret)
         except SQLAlchemyError as exc:
@@ -202,9 +216,24 @@ class GraphQLView(GraphQL[Context, None]):
             # connections, and the second try gets a fresh one.
             log.info("token lookup lost its connection (%s); retrying", unavailable.first_line(exc))
             principal, problem, expires_at = self._look_up(secret)
+        if principal is None and self.oidc is not None and self.oidc.asks_about_opaque_tokens:
+            return self._read_oidc_token(secret)
         if principal is not None:
             self.tokens.put(secret, principal, expires_at)
         return principal, problem
+
+    def _read_oidc_token(self, secret: str) -> tuple[Principal | None, str | None]:
+        """Raises FORBIDDEN for a verified token that maps to nothing here."""
+        assert self.oidc is not None
+        try:
+            principal, expires_at = oidc.authenticate(self.oidc, self.sessions, secret)
+        except DomainError as refusal:
+            if refusal.code == FORBIDDEN:
+                raise
+            return None, refusal.message
+        # Cached like a service token: at most token_cache_seconds, never past its exp.
+        self.tokens.put(secret, principal, expires_at)
+        return principal, None
 
     def _look_up(self, secret: str) -> tuple[Principal | None, str | None, Any]:
         with self.sessions() as session:
