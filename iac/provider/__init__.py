@@ -2,7 +2,9 @@
 
 A thin client of the GraphQL API (DESIGN.md "IaC bridge"): for gpuinv_allocation, create
 is matchDevice, delete is releaseAllocation, read looks the allocation up by environment;
-gpuinv_quota sets, lifts and reads a tenant's or project's quota. Run by Terraform as
+gpuinv_quota sets, lifts and reads a tenant's or project's quota; gpuinv_provision_request
+submits a provision request and waits for it (requestDevices), and cancels or releases it
+on destroy. Run by Terraform as
 `terraform-provider-gpuinv` (see iac/install.py), never by hand.
 
 Laid out as Terraform's provider scaffolding lays out a provider, one module per Terraform
@@ -20,6 +22,7 @@ from iac.provider.allocation_resource import AllocationResource
 from iac.provider.devices_data_source import DevicesDataSource
 from iac.provider.match_data_source import MatchDataSource
 from iac.provider.provider import GpuInventoryProvider, main
+from iac.provider.provision_request_resource import ProvisionRequestResource
 from iac.provider.quota_resource import QuotaResource
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "DevicesDataSource",
     "GpuInventoryProvider",
     "MatchDataSource",
+    "ProvisionRequestResource",
     "QuotaResource",
     "main",
 ]

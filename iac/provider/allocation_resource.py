@@ -5,6 +5,10 @@ active allocation by its environment, the idempotency key. Every request argumen
 replacement, so an allocation is never changed in place: preemptible and priority too, since
 the API takes another preemptible or priority for the same environment as another request.
 `borrowed` says whether the allocation was admitted beyond its tenant's GPU quota.
+
+Preemption shows on refresh: an allocation being preempted (PREEMPTING) stays in the state
+with a warning naming when it goes; one released or preempted leaves the state, so the next
+plan creates it again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from tf.iface import (
 from tf.provider import Diagnostics, Resource
 from tf.types import Unknown
 
-from iac.client import ApiError
+from iac.client import ALLOCATION_FIELDS, ApiError, Inventory
 from iac.provider.device_summaries import device_summaries, devices_attribute
 from iac.provider.inventory_calls import configured_inventory, report_api_error
 from iac.provider.match_request import (
@@ -39,6 +43,13 @@ from iac.provider.match_request import (
 
 if TYPE_CHECKING:  # only for the annotation: provider.py imports this module
     from iac.provider.provider import GpuInventoryProvider
+
+# The active allocation of an environment, with where it is in its life (Allocation.state).
+ACTIVE_WITH_STATE = f"""query($e: String!, $t: String) {{
+  allocations(filter: {{environment: $e, active: true, tenant: $t}}, first: 1) {{
+    edges {{ node {{ {ALLOCATION_FIELDS} state preemptAt }} }} }} }}"""
+# Allocation states that no longer hold devices: such an allocation leaves the state.
+GONE = ("RELEASED", "PREEMPTED")
 
 
 class AllocationResource(Resource):
@@ -90,11 +101,14 @@ class AllocationResource(Resource):
         if inventory is None:
             return current
         try:
-            found = inventory.active(current["environment"], current.get("tenant"))
+            found = _active_with_state(inventory, current["environment"], current.get("tenant"))
         except ApiError as exc:
             report_api_error(ctx.diagnostics, "reading the allocation", exc)
             return current
-        return _state(current, found) if found else None  # released elsewhere: re-create
+        if found is None or found["state"] in GONE:
+            return None  # released or preempted elsewhere: the next plan creates it again
+        warn_if_preempting(ctx.diagnostics, found)
+        return _state(current, found)
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> State | None:
         return planned  # every request argument forces replacement: nothing to update
@@ -132,6 +146,29 @@ class AllocationResource(Resource):
 
     def upgrade(self, ctx: Any, version: int, old: State) -> State | None:
         return old  # schema version 0 only: nothing to upgrade
+
+
+def warn_if_preempting(diags: Diagnostics, allocation: dict[str, Any]) -> None:
+    """A PREEMPTING allocation still holds its devices, so it stays in the state; the
+    warning says when it will not, so that work on it can be wound down in time."""
+    if allocation.get("state") != "PREEMPTING":
+        return
+    diags.add_warning(  # the environment in the summary: Terraform folds equal summaries
+        f"gpuinv: {allocation['environment']}: this allocation is being preempted and will "
+        f"be released at {allocation['preemptAt']}",
+        f"Allocation {allocation['id']} of environment {allocation['environment']!r} is "
+        "marked PREEMPTING, for a queued request of higher priority (or to reclaim borrowed "
+        "GPUs): wind its work down by then. Once it is released, the next plan creates it "
+        "again.",
+    )
+
+
+def _active_with_state(
+    inventory: Inventory, environment: str, tenant: str | None
+) -> dict[str, Any] | None:
+    answer = inventory.run("allocations", ACTIVE_WITH_STATE, e=environment, t=tenant)
+    edges = answer["allocations"]["edges"]
+    return edges[0]["node"] if edges else None
 
 
 def _known(value: Any) -> Any:

@@ -21,6 +21,7 @@ from iac.client import Inventory
 from iac.provider.allocation_resource import AllocationResource
 from iac.provider.devices_data_source import DevicesDataSource
 from iac.provider.match_data_source import MatchDataSource
+from iac.provider.provision_request_resource import ProvisionRequestResource
 from iac.provider.quota_resource import QuotaResource
 
 
@@ -71,13 +72,15 @@ class GpuInventoryProvider(Provider):
         return [DevicesDataSource, MatchDataSource]
 
     def get_resources(self) -> list[type[Resource]]:
-        return [AllocationResource, QuotaResource]
+        return [AllocationResource, ProvisionRequestResource, QuotaResource]
 
 
 def main() -> None:
     # Terraform records a provider's stderr only in its own log, so debug lines cost
-    # nothing unless the user asked for them with TF_LOG.
-    level = logging.DEBUG if os.environ.get("TF_LOG") else logging.WARNING
+    # nothing unless the user asked for them with TF_LOG (or TF_LOG_PROVIDER, the
+    # providers' log alone: where a waiting provision request's progress shows).
+    asked = os.environ.get("TF_LOG") or os.environ.get("TF_LOG_PROVIDER")
+    level = logging.DEBUG if asked else logging.WARNING
     logging.basicConfig(stream=sys.stderr, level=level, format="[%(levelname)s] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     runner.run_provider(GpuInventoryProvider())

@@ -30,6 +30,7 @@ DOCUMENTS = [
     "iac/docs/index.md",
     "iac/docs/resources/allocation.md",
     "iac/docs/resources/quota.md",
+    "iac/docs/resources/provision_request.md",
     "iac/docs/data-sources/devices.md",
     "iac/docs/data-sources/match.md",
     "iac/docs/cdktf.md",
