@@ -405,3 +405,35 @@ def test_the_allocations_state_filter_agrees_with_each_allocations_state(
     assert found("PREEMPTED") == [("victim", "PREEMPTED")]
     assert found("RELEASED") == [("released", "RELEASED")]
     assert found("ACTIVE") == [("active", "ACTIVE"), ("urgent", "ACTIVE")]
+
+
+def test_a_request_within_its_quota_reclaims_borrowed_gpus_whatever_the_priorities(
+    fleet: dict[str, Api], db: sessionmaker[Session]
+) -> None:
+    """DESIGN.md: borrowed capacity is lent until its owner's quota wants it back; a
+    request over its own quota preempts nothing."""
+    set_quota = "mutation($i: QuotaInput!) { setQuota(input: $i) { tenant } }"
+    fleet["platform"].ok(set_quota, i={"tenant": "other", "gpus": 0})
+    fleet["platform"].ok(set_quota, i={"tenant": "acme", "gpus": 8})
+    _fill(fleet, "b-1", "b-2", preemptible=True, priority=5)  # borrowed: beyond other's 0
+    borrowed = (
+        """{ allocations(filter: {active: true}) { edges { node { environment borrowed } } } }"""
+    )
+    edges = fleet["platform"].ok(borrowed)["allocations"]["edges"]
+    assert {e["node"]["borrowed"] for e in edges} == {True}
+    # Over its own quota (16 GPUs asked, 8 allowed): waits, preempts nothing.
+    over = _request(fleet["admin"], "over", 8, priority=0, labels={
+        "paas.envmgmt.io/inventory": "baremetal",
+        "paas.envmgmt.io/inventory.config": json.dumps(
+            [{"type": "capacity", "keyInVariable": "nodes", "keyInCapacity": "requiredNoofNodes"}]
+        ),
+    }, variables={"nodes": "2"})  # fmt: skip
+    assert over["state"] == "QUEUED"
+    assert serve_round(db).preempting == []
+    fleet["admin"].ok(CANCEL, id=over["id"])
+    # Within it, at a lower priority than the borrower's: one borrowed server is reclaimed.
+    within = _request(fleet["admin"], "within", 8, priority=0)
+    assert within["state"] == "QUEUED"
+    assert len(serve_round(db).preempting) == 1
+    assert serve_round(db, timedelta(seconds=301)).preempted
+    assert fleet["admin"].ok(ONE, id=within["id"])["provisionRequest"]["state"] == "FULFILLED"
