@@ -100,8 +100,11 @@ class QueueWorker:
         done = await asyncio.to_thread(
             request_queue.serve, self.sessions, self.live, self.policy, now
         )
-        # What the round itself changed (requests queued, fulfilled) is not news next time.
-        self._seen = await asyncio.to_thread(signature, self.sessions, now)
+        # What was read before the round: a release committed while the round ran is news
+        # next time (the round may have tried its request just before). The round's own
+        # moves are news too, so a productive round is followed by one more; tries that
+        # fulfil nothing do not move updated_at (api/db/request_claim.enter_queue).
+        self._seen = seen
         self._served_at = now
         if done.fulfilled or done.preempting or done.preempted or done.expired:
             log.info(

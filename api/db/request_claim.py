@@ -125,7 +125,14 @@ def enter_queue(
 ) -> None:
     """Record a try that did not fulfil, if the request still waits (another try may have
     fulfilled it, or someone cancelled it, since); an APPROVED request becomes QUEUED."""
-    attempt = {"explanation": explanation, "last_error": error, "attempted_at": now}
+    # updated_at kept: a try that changes nothing else is no news to the queue's worker,
+    # which serves a round when requests move (api/queue_worker.signature).
+    attempt = {
+        "explanation": explanation,
+        "last_error": error,
+        "attempted_at": now,
+        "updated_at": ProvisionRequestRow.updated_at,
+    }
     try:
         with unit_of_work(sessions) as session:
             recorded = session.execute(

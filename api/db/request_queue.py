@@ -244,6 +244,6 @@ def _note_blocked(sessions: sessionmaker[Session], request_id: str, since: datet
         session.execute(
             update(ProvisionRequestRow)
             .where(ProvisionRequestRow.id == request_id)
-            .values(blocked_since=since)
+            .values(blocked_since=since, updated_at=ProvisionRequestRow.updated_at)
             .execution_options(synchronize_session=False)
         )

@@ -321,6 +321,33 @@ def test_one_queue_worker_leads_and_another_takes_over_when_it_stops(
     assert sum(_events(db, "request.fulfilled").values()) == 2
 
 
+def test_a_release_committed_while_a_round_runs_brings_the_next_round(
+    fleet: dict[str, Api],
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker serves a round when something changed since it last looked: a release
+    committed while a round runs (after the round tried a request) must count as a
+    change, not be taken for the round's own doing. The release is made inside the round
+    here (wrapping ``serve``): the only way to place it there for sure."""
+    for n in range(4):
+        _hold(fleet["platform"], f"o-{n}")
+    asked = _ask(fleet["admin"], "r-0")["id"]
+    worker = QueueWorker(db, LiveIndex(), request_queue.QueuePolicy())
+    serve = request_queue.serve
+
+    def serve_then_release(*args: Any) -> Any:
+        done = serve(*args)  # r-0 tried: nothing fits
+        fleet["owner"].ok(RELEASE, e="o-0")
+        return done
+
+    monkeypatch.setattr(request_queue, "serve", serve_then_release)
+    assert asyncio.run(worker.run_once()).fulfilled == []  # type: ignore[union-attr]
+    monkeypatch.undo()
+    nxt = asyncio.run(worker.run_once())
+    assert nxt is not None and nxt.fulfilled == [asked]
+
+
 # -- the preemption deadline: a release, a cancel ----------------------------------------------
 
 
