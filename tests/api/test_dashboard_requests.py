@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.api import Api, make_tenant, make_token
-from tests.support.queue import serve_round
+from tests.support.queue import capacity_labels, h100_server, serve_round
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
@@ -31,13 +31,9 @@ NO_PLACE = "\N{EN DASH}"  # the queue position of a request that is not in the q
 
 
 def _ask(environment: str, **extra: Any) -> dict[str, Any]:
-    config = [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
     return {
         "environment": environment,
-        "labels": {
-            "paas.envmgmt.io/inventory": "baremetal",
-            "paas.envmgmt.io/inventory.config": json.dumps(config),
-        },
+        "labels": capacity_labels(),
         "variables": {"gpu": "8"},
         **extra,
     }
@@ -49,9 +45,7 @@ def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     by other (o-1 preemptible, o-2 not), so that every request waits."""
     make_tenant(db, "acme", "llm")
     make_tenant(db, "other")
-    server = {"totalcpu": 64, "totalmemoryMB": 262144}
-    gpus = [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8
-    devices = [{"hostname": f"h100-{n}", **server, "gpus": gpus} for n in range(2)]
+    devices = [h100_server(f"h100-{n}") for n in range(2)]
     api.ok(IMPORT, d=json.dumps({"devices": devices}))
     api.ok(MATCH, i=_ask("o-1", tenant="other", preemptible=True))
     api.ok(MATCH, i=_ask("o-2", tenant="other"))

@@ -21,7 +21,7 @@ from api.db.models import ProvisionRequestRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
 from tests.support.metrics import scrape, value
-from tests.support.queue import serve_round
+from tests.support.queue import capacity_labels, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 REQUEST = """mutation($i: ProvisionRequestInput!) { requestDevices(input: $i) {
@@ -35,13 +35,9 @@ TENANTS = ("", "acme", "other")  # "": platform-wide
 
 
 def _ask(environment: str, **extra: Any) -> dict[str, Any]:
-    config = [{"type": "capacity", "keyInVariable": "gpu", "keyInCapacity": "requiredGPU"}]
     return {
         "environment": environment,
-        "labels": {
-            "paas.envmgmt.io/inventory": "baremetal",
-            "paas.envmgmt.io/inventory.config": json.dumps(config),
-        },
+        "labels": capacity_labels(),
         "variables": {"gpu": "8"},
         **extra,
     }
@@ -52,9 +48,7 @@ def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     """Tenants acme and other; the pool: two H100 servers of 8 GPUs."""
     make_tenant(db, "acme")
     make_tenant(db, "other")
-    server = {"totalcpu": 64, "totalmemoryMB": 262144}
-    gpus = [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8
-    devices = [{"hostname": f"h100-{n}", **server, "gpus": gpus} for n in range(2)]
+    devices = [h100_server(f"h100-{n}") for n in range(2)]
     api.ok(IMPORT, d=json.dumps({"devices": devices}))
     return {
         "platform": api,
