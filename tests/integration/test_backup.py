@@ -150,12 +150,27 @@ def test_a_backup_of_an_older_schema_is_restored_and_migrated(
     gpuinv(database_url, "backup", str(good))
     old = []
     dropped: list[int] = []
-    # What later migrations added: columns (0005, 0006, 0008) and tables (0008, 0009).
+    # What later migrations added: columns (0005, 0006, 0008, 0011) and tables (0008,
+    # 0009, 0011).
     later_columns = {
         "device": ("gpu_vendor", "gpu_model", "health", "healthy"),
-        "allocation": ("preemptible", "borrowed", "priority", "counted"),
+        "allocation": (
+            "preemptible",
+            "borrowed",
+            "priority",
+            "counted",
+            "preempt_at",
+            "preempted_for",
+        ),
     }
-    later_tables = {"quota", "event", "webhook", "webhook_delivery"}
+    later_tables = {
+        "quota",
+        "event",
+        "webhook",
+        "webhook_delivery",
+        "provision_request",
+        "approval_policy",
+    }
     skipping = False
     for line in gzip.decompress(good.read_bytes()).decode().splitlines():
         value = json.loads(line)

@@ -48,7 +48,7 @@ KEY = Fernet.generate_key().decode()
 SECRET = "receiver-secret-0123456789"
 CREATE = """mutation($i: CreateWebhookInput!) { createWebhook(input: $i) { id url tenant } }"""
 ALLOCATION = """id environment tenant project inventoryType profile variables deviceDetails
-  createdAt expiresAt releasedAt releasedBy preemptible borrowed priority
+  createdAt expiresAt releasedAt releasedBy preemptible borrowed priority state preemptAt
   devices { deviceId hostname exclusive cpu memoryMB storageGB gpus }"""
 MATCH = f"""mutation($i: MatchDeviceInput!) {{ matchDevice(input: $i) {{
   allocation {{ {ALLOCATION} }} }} }}"""
