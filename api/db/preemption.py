@@ -57,7 +57,7 @@ def has_victims(sessions: sessionmaker[Session], request_id: str) -> bool:
         )
 
 
-def victims_of(session: Session | Connection, where: Any = None) -> list[Victim]:
+def victims_of(session: Session | Connection) -> list[Victim]:
     """Active preemptible allocations not already being preempted, with what they hold."""
     query = select(
         AllocationRow.id, AllocationRow.priority, AllocationRow.borrowed, AllocationRow.created_at
@@ -66,10 +66,7 @@ def victims_of(session: Session | Connection, where: Any = None) -> list[Victim]
         AllocationRow.preemptible.is_(True),
         AllocationRow.preempt_at.is_(None),
     )
-    if where is not None:
-        query = query.where(where)
-    allocations = list(session.execute(query))
-    return _with_holds(session, allocations)
+    return _with_holds(session, list(session.execute(query)))
 
 
 def _with_holds(session: Session | Connection, allocations: Sequence[Any]) -> list[Victim]:

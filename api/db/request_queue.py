@@ -49,6 +49,7 @@ from api.domain.provision_request import (
     QueueEntry,
     RequestState,
     holds_queue,
+    positions,
     queue_order,
     share,
 )
@@ -202,8 +203,7 @@ def queue_positions(session: Session, who: Principal) -> dict[str, int]:
             )
         )
     )
-    ordered = queue_order(_entries(rows, tenant_shares(session)))
-    return {e.id: place for place, e in enumerate(ordered, start=1)}
+    return positions(queue_order(_entries(rows, tenant_shares(session))))
 
 
 def _entries(rows: Sequence[Any], shares: dict[str | None, float]) -> list[QueueEntry]:
