@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api import graphiql
+from api import graphiql, oidc
 from api.body_limit import BodySizeLimit, lower_body_limit
 from api.db.candidates import LiveIndex, prune_changes
 from api.db.release import expire_leases
@@ -121,6 +121,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The fleet dashboard: a static page that asks for a token and reads /graphql.
         return FileResponse(DASHBOARD / "index.html")
 
+    async def sign_in(_: Request) -> JSONResponse:
+        # The issuers the dashboard offers "Sign in with …" for (dashboard-oidc.js). Public
+        # by nature, as a login page's buttons are: an issuer is listed only when the
+        # operator gave it a clientId.
+        return JSONResponse({"issuers": oidc.sign_in_options(settings.oidc_issuers)})
+
     async def favicon(_: Request) -> FileResponse:
         # The service's icon, for the dashboard and GraphiQL alike: an SVG, which browsers
         # take at /favicon.ico when it says it is one.
@@ -208,6 +214,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *ops_routes(engine, sessions, metrics=not settings.ops_address),
             Route("/hooks/netbox", netbox_webhook(sessions, settings), methods=["POST"]),
             Route("/", home),
+            Route("/dashboard/sign-in.json", sign_in),  # before the static mount it sits in
             Mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard"),
             Route("/favicon.ico", favicon),
             # GraphiQL's scripts and styles, vendored (api/graphiql): with GraphiQL off

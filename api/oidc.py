@@ -257,6 +257,22 @@ class OidcVerifier:
         return claims if isinstance(claims, dict) else None
 
 
+def sign_in_options(issuers: Sequence[IssuerConfig]) -> list[dict[str, str]]:
+    """The issuers the dashboard offers "Sign in with …" for: those given a public
+    ``clientId``. ``token`` says which of the token endpoint's answers to send to the API:
+    the ID token when it is addressed to our audience (its ``aud`` is the client id),
+    else the access token (a JWT for our audience, or an opaque one asked about)."""
+    return [
+        {
+            "issuer": config.issuer,
+            "clientId": config.client_id,
+            "token": "id_token" if config.audience == config.client_id else "access_token",
+        }
+        for config in issuers
+        if config.client_id is not None
+    ]
+
+
 def authenticate(
     verifier: OidcVerifier, session_factory: Callable[[], Session], token: str
 ) -> tuple[Principal, datetime | None]:

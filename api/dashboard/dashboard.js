@@ -1,6 +1,7 @@
 // The fleet dashboard: one GraphQL query, rendered with the DOM (no framework, no build).
 // Requests and allocations are dashboard-requests.js's (loaded first: `Requests`).
-// The token is asked for once and kept in sessionStorage: it lives as long as the tab.
+// The token is asked for once and kept in sessionStorage: it lives as long as the tab. It is
+// pasted, or got by "Sign in with …" from an OpenID Connect issuer (dashboard-oidc.js).
 "use strict";
 
 const TOKEN_KEY = "gpuinv.token";
@@ -36,7 +37,10 @@ async function ask(token) {
   const error = (body.errors || [])[0];
   if (error) {
     const code = (error.extensions || {}).code;
-    if (code === "UNAUTHENTICATED") throw new Unauthenticated(error.message);
+    // Refused whole: no token, a bad one, or (OpenID Connect) one this service grants nothing.
+    if (code === "UNAUTHENTICATED" || (code === "FORBIDDEN" && !body.data)) {
+      throw new Unauthenticated(error.message);
+    }
     throw new Error(`${code || "ERROR"}: ${error.message}`);
   }
   return body.data;
@@ -51,6 +55,23 @@ function showSignIn(message) {
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
   $("token").focus();
+}
+
+async function offerIssuers() {
+  const issuers = await SignIn.options();
+  SignIn.offer($("issuer-buttons"), issuers, (message) => { $("signin-error").textContent = message; });
+  $("signin-issuers").hidden = issuers.length === 0;
+}
+
+// Back from an issuer's login page: keep the token it gave, then show the fleet.
+async function start() {
+  try {
+    const token = await SignIn.finish();
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  } catch (error) {
+    return showSignIn(error.message);
+  }
+  load();
 }
 
 async function load() {
@@ -346,5 +367,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signout").addEventListener("click", () => showSignIn("Signed out."));
   $("refresh").addEventListener("click", load);
   for (const id of CHARTS) resized.observe($(id));
-  load();
+  offerIssuers();
+  start();
 });

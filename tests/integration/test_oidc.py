@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -31,6 +32,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import AuditEventRow, DeviceRow
+from api.domain.errors import DomainError
 from api.domain.identity import IssuerConfig, parse_issuers
 from api.oidc import OidcVerifier
 from api.settings import Settings
@@ -325,3 +327,51 @@ def test_cached_keys_of_an_issuer_that_is_down_work_until_they_expire() -> None:
         verifier.verify(token)
     assert getattr(refused.value, "code", None) == "UNAUTHENTICATED"
     verifier.close()
+
+
+def test_unknown_keys_refetch_the_issuers_keys_at_most_once_per_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Made-up ``kid`` values must not turn the service into a load generator against the
+    issuer: a burst of them costs one JWKS fetch per window (10 s). Counted at the
+    provider, from its own request log; the verifier alone, with a clock the test moves."""
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    now = [1000.0]
+
+    def jwks_fetches() -> int:
+        return sum("GET /jwks" in record.getMessage() for record in caplog.records)
+
+    with running_provider() as provider:
+        provider.add_user("dora", groups=["alpha-readers"])
+        config = parse_issuers(
+            [
+                {
+                    "issuer": provider.issuer,
+                    "audience": "portal-a",
+                    "tenant": ALPHA,
+                    "roles": ALPHA_ROLES,
+                }
+            ],
+            "test",
+        )[0]
+        verifier = OidcVerifier([config], refetch_seconds=10, clock=lambda: now[0])
+        real = provider.id_token("dora", "portal-a")
+        header, claims, signature = token_parts(real)
+        assert verifier.verify(real)[0].subject == "dora"
+        assert jwks_fetches() == 1
+
+        def burst(count: int) -> None:
+            for n in range(count):
+                forged = reassemble(header | {"kid": f"made-up-{n}"}, claims, signature)
+                with pytest.raises(DomainError, match="unknown key"):
+                    verifier.verify(forged)
+
+        now[0] += 1
+        burst(50)
+        assert jwks_fetches() == 1  # within the window of the last fetch: none
+        now[0] += 10
+        burst(50)
+        assert jwks_fetches() == 2  # a new window: one fetch for the whole burst
+        assert verifier.verify(real)[0].subject == "dora"  # a known kid: no fetch
+        assert jwks_fetches() == 2
+        verifier.close()

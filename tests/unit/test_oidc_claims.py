@@ -10,6 +10,7 @@ import pytest
 from api.domain.access import Role
 from api.domain.errors import FORBIDDEN, UNAUTHENTICATED, DomainError
 from api.domain.identity import IssuerConfigError, identity_from_claims, parse_issuers
+from api.oidc import sign_in_options
 
 REALM = {
     "issuer": "https://id.alpha.example/realms/alpha",
@@ -103,3 +104,18 @@ def test_bad_entries_are_refused_naming_the_entry_and_field(
 def test_an_issuer_given_twice_is_refused() -> None:
     with pytest.raises(IssuerConfigError, match=r"\[1\]\.issuer: .* given twice"):
         parse_issuers([REALM, REALM], "GPUINV_OIDC_ISSUERS")
+
+
+def test_the_dashboard_is_offered_issuers_with_a_client_id_and_told_which_token_to_send() -> None:
+    issuers = parse_issuers(
+        [
+            REALM | {"clientId": "gpuinv"},  # the ID token's aud is the client id: ours
+            STAFF | {"clientId": "staff-dashboard"},  # access tokens carry our audience
+            REALM | {"issuer": "https://id.beta.example/realms/beta", "tenant": "beta"},
+        ],
+        "GPUINV_OIDC_ISSUERS",
+    )
+    assert sign_in_options(issuers) == [
+        {"issuer": REALM["issuer"], "clientId": "gpuinv", "token": "id_token"},
+        {"issuer": STAFF["issuer"], "clientId": "staff-dashboard", "token": "access_token"},
+    ]
