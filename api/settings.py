@@ -85,6 +85,14 @@ class Settings:
     queue_poll_seconds: float = 1.0
 
     @classmethod
+    def database_only(cls, environ: dict[str, str] | None = None) -> Settings:
+        """GPUINV_DATABASE_URL alone, the rest left at defaults: for commands that read no
+        other setting, so that one meant for the server (an issuers file not yet written,
+        as `gpuinv tenant create --issuers-file` is about to write) cannot stop them."""
+        env = os.environ if environ is None else environ
+        return cls(database_url=env.get("GPUINV_DATABASE_URL") or cls.database_url)
+
+    @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         origins = tuple(

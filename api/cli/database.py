@@ -34,7 +34,7 @@ class Database:
     ``settings``: the settings already read (default: the environment's)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.url = (settings or Settings.from_env()).database_url
+        self.url = (settings or Settings.database_only()).database_url
         self.shown = redact_url(self.url)
         self.path: Path | None = None  # a SQLite database's file
         try:
@@ -144,4 +144,4 @@ def open_database(settings: Settings, create: bool = True) -> sessionmaker[Sessi
 
 def open_sessions(create: bool = True) -> sessionmaker[Session]:
     """``open_database`` with the environment's settings, for commands that read no other."""
-    return open_database(Settings.from_env(), create)
+    return open_database(Settings.database_only(), create)

@@ -74,6 +74,46 @@ def parse_issuers(entries: Any, where: str) -> tuple[IssuerConfig, ...]:
     return tuple(found)
 
 
+def tenant_realm_entry(
+    issuer: str,
+    tenant: str,
+    audience: str = "gpuinv",
+    roles_claim: str = "groups",
+    client_id: str | None = None,
+) -> dict[str, Any]:
+    """The GPUINV_OIDC_ISSUERS entry for a tenant's own realm: every token of ``issuer``
+    acts for ``tenant``. A realm is created with default roles named after ours (seed 002),
+    so each maps to itself; never platform-admin, which spans every tenant (parse_issuers
+    refuses it for a tenant-bound issuer anyway). Not validated: see parse_issuers."""
+    entry: dict[str, Any] = {
+        "issuer": issuer,
+        "audience": audience,
+        "tenant": tenant,
+        "rolesClaim": roles_claim,
+        "roles": {role.value: role.value for role in ROLE_STRENGTH if role != Role.PLATFORM_ADMIN},
+    }
+    if client_id is not None:
+        entry["clientId"] = client_id
+    return entry
+
+
+def add_issuer(entries: Any, entry: dict[str, Any], where: str) -> list[Any]:
+    """``entries`` (a decoded GPUINV_OIDC_ISSUERS value, labelled ``where``) with ``entry``
+    appended, the others as they were. Refuses entries the service would refuse at start,
+    and an issuer already among them (naming the entry that has it): a second entry for
+    one issuer would stop the service from starting."""
+    existing = parse_issuers(entries, where)
+    for number, other in enumerate(existing):
+        if other.issuer == entry.get("issuer"):
+            bound = f"tenant {other.tenant!r}" if other.tenant else f"claim {other.tenant_claim!r}"
+            raise IssuerConfigError(
+                f"{where}[{number}].issuer: {other.issuer!r} is already trusted there ({bound})"
+            )
+    added = [*entries, entry]
+    parse_issuers(added, where)
+    return added
+
+
 def _parse_issuer(entry: Any, label: str) -> IssuerConfig:
     if not isinstance(entry, dict):
         raise IssuerConfigError(f"{label}: expected an object with issuer, audience and roles")

@@ -49,7 +49,10 @@ class GpuInventoryProvider(Provider):
                     types.String(),
                     optional=True,
                     sensitive=True,
-                    description="A bearer token (gpuinv token create); or GPUINV_TOKEN.",
+                    description=(
+                        "A bearer token: a service token (gpuinv token create) or an OpenID "
+                        "Connect token the service trusts; or GPUINV_TOKEN."
+                    ),
                 ),
             ]
         )
