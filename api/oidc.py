@@ -131,7 +131,7 @@ class OidcVerifier:
             raise refused("malformed token") from None
         header = compact.protected
         algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:  # [] is unhashable
             raise refused(f"unsupported algorithm {str(algorithm)[:16]!r} (RS256 or ES256)")
         try:
             unverified = json.loads(compact.payload)
