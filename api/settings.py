@@ -261,17 +261,7 @@ def _providers(raw: str) -> tuple[Provider, ...]:
     raw = raw.strip()
     if not raw:
         return ()
-    where = "GPUINV_PROVIDERS"
-    if raw.startswith("@"):
-        where = raw[1:]
-        try:
-            raw = Path(where).read_text()
-        except OSError as exc:
-            raise SystemExit(f"GPUINV_PROVIDERS: cannot read {where}: {exc.strerror}") from None
-    try:
-        entries = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"{where}: not JSON ({exc.msg} at {exc.pos})") from None
+    entries, where = _json_setting("GPUINV_PROVIDERS", raw)
     if not isinstance(entries, list):
         raise SystemExit(f"{where}: expected a JSON array of {{name, url, token}}")
     found: list[Provider] = []

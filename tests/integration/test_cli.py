@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,18 +15,9 @@ import pytest
 from api.db import quota as quota_db
 from api.db.session import make_engine, session_factory
 from api.domain.access import cli_principal
+from tests.support.processes import GPUINV
+from tests.support.processes import run_cli as run
 from tests.support.server import free_port
-
-GPUINV = str(Path(sys.executable).with_name("gpuinv"))
-
-
-def run(
-    args: list[str], env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([GPUINV, *args], env=env, capture_output=True, text=True, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"gpuinv {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,9 @@ import psycopg
 import pytest
 
 from tests.support.database import fresh_postgres_database, postgres_or_fail
+from tests.support.processes import GPUINV, run_cli
 from tests.support.server import free_port
 
-GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 REPO = Path(__file__).resolve().parents[2]
 DEV = str(REPO / "dev")
 HINT = "run `gpuinv db upgrade` to create it, `gpuinv serve --demo` for one with a sample fleet"
@@ -39,12 +38,7 @@ BOX = set("│┃━─┏┓┗┛┡┩└┘╇╈")
 def run(
     args: list[str], cwd: Path, env: dict[str, str], check: bool = True, command: str = GPUINV
 ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"{command} {' '.join(args)} failed:\n{done.stderr}")
-    return done
+    return run_cli(args, env, cwd, check, command)
 
 
 @pytest.fixture

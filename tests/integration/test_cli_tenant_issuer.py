@@ -29,7 +29,7 @@ from api.db.session import make_engine, session_factory
 from api.domain.access import Role, cli_principal
 from api.domain.identity import parse_issuers
 from api.settings import Settings
-from tests.support.processes import GPUINV
+from tests.support.processes import run_cli as run
 
 REALM = "https://id.example.com/realms/acme"
 DEFAULT_ROLES = {"partner-admin": "partner-admin", "provisioner": "provisioner", "viewer": "viewer"}
@@ -52,17 +52,6 @@ OTHER_ENTRIES = [
         "opaque": True,
     },
 ]
-
-
-def run(
-    args: list[str], env: dict[str, str], cwd: Path, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [GPUINV, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"gpuinv {' '.join(args)} failed:\n{done.stderr}")
-    return done
 
 
 def environment(database_url: str) -> dict[str, str]:

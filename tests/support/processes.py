@@ -19,6 +19,23 @@ from tests.support.server import free_port
 GPUINV = str(Path(sys.executable).with_name("gpuinv"))
 
 
+def run_cli(
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    check: bool = True,
+    command: str = GPUINV,
+) -> subprocess.CompletedProcess[str]:
+    """``gpuinv ARGS`` (or ``command``) as a user runs it: its own process, in ``cwd``,
+    with exactly ``env``; ``check``: a failure raises, showing its stderr."""
+    done = subprocess.run(
+        [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{command} {' '.join(args)} failed:\n{done.stderr}")
+    return done
+
+
 @contextmanager
 def serving(database_url: str, tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
     """``gpuinv serve ARGS``; yields its base URL and the file its stderr goes to."""
