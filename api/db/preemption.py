@@ -23,7 +23,7 @@ from api.db import provision_request as requests_db
 from api.db import quota as quota_db
 from api.db.allocation import within_reach
 from api.db.allocation_plan import plan_claim
-from api.db.allocation_request import MatchInput, Resolved, resolve_request
+from api.db.allocation_request import MatchInput, resolve_request
 from api.db.candidates import LiveIndex
 from api.db.models import AllocationDeviceRow, AllocationRow, ProvisionRequestRow
 from api.db.release import free_allocation
@@ -36,7 +36,7 @@ from api.domain.matching.engine import match
 from api.domain.matching.index import Capacity
 from api.domain.preemption import PREEMPTED_BY, Held, Victim, choose_victims, freed, may_evict
 from api.domain.provision_request import WAITING, RequestState
-from api.domain.quota import QuotaStep, usage_of
+from api.domain.quota import QuotaStep, Usage, first_exceeded, usage_of
 
 log = logging.getLogger("gpuinv.requests")
 
@@ -91,18 +91,6 @@ def _with_holds(session: Session | Connection, allocations: Sequence[Any]) -> li
     ]
 
 
-def _within_quota(session: Session | Connection, resolved: Resolved, gpus: int) -> bool:
-    """Whether the request fits under its tenant's and project's all-model GPU limits as
-    they stand (borrowed capacity is reclaimed only by a request within its own quota)."""
-    if resolved.tenant_id is None:
-        return True
-    for limit in quota_db.limits_for(session, resolved.tenant_id, resolved.project_id):
-        every_model = limit.gpu_model is None
-        if every_model and limit.gpus is not None and limit.used_gpus + gpus > limit.gpus:
-            return False
-    return True
-
-
 def plan_preemption(
     sessions: sessionmaker[Session], live: LiveIndex, row: ProvisionRequestRow, at: datetime
 ) -> list[str]:
@@ -113,15 +101,17 @@ def plan_preemption(
         with session_on(connection) as session:
             given = match_input(session, row)
         resolved = resolve_request(connection, requester(row), given)
-        within_quota = _within_quota(connection, resolved, row.gpus)
-        candidates = [v for v in victims_of(connection) if may_evict(v, row.priority, within_quota)]
-        if not candidates:
-            return []
         limits = (
             quota_db.limits_for(connection, resolved.tenant_id, resolved.project_id)
             if resolved.tenant_id
             else ()
         )
+        # Borrowed capacity is reclaimed only by a request within its own quota: its GPUs
+        # under its tenant's and project's limits as they stand.
+        within_quota = first_exceeded(limits, Usage(gpus=row.gpus)) is None
+        candidates = [v for v in victims_of(connection) if may_evict(v, row.priority, within_quota)]
+        if not candidates:
+            return []
         with live.reading(connection) as index:
             plan = choose_victims(
                 resolved.request,
