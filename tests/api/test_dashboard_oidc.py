@@ -38,7 +38,17 @@ def provider() -> Iterator[Provider]:
 
 
 @pytest.fixture(scope="module")
-def portal(database_url: str, provider: Provider) -> Iterator[ServerThread]:
+def staff_provider() -> Iterator[Provider]:
+    """A shared issuer naming the tenant in a claim, whose access tokens are opaque."""
+    with running_provider() as running:
+        running.add_user("sam", roles=["operators"], tenant="acme")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def portal(
+    database_url: str, provider: Provider, staff_provider: Provider
+) -> Iterator[ServerThread]:
     entries = [
         {
             "issuer": provider.issuer,
@@ -46,7 +56,16 @@ def portal(database_url: str, provider: Provider) -> Iterator[ServerThread]:
             "clientId": CLIENT,
             "tenant": "acme",
             "roles": {"acme-viewers": "viewer"},
-        }
+        },
+        {
+            "issuer": staff_provider.issuer,
+            "audience": "gpuinv-api",  # not the client: the dashboard sends the access token
+            "clientId": CLIENT,
+            "tenantClaim": "tenant",
+            "rolesClaim": "roles",
+            "roles": {"operators": "provisioner"},
+            "opaque": True,  # ... which the service asks the issuer's userinfo about
+        },
     ]
     settings = Settings(
         database_url=database_url,
@@ -149,10 +168,24 @@ def test_an_answer_to_a_sign_in_this_tab_did_not_start_is_refused(
     assert problems == []
 
 
+def test_an_issuer_of_opaque_access_tokens_signs_in_with_the_access_token(
+    portal: ServerThread, staff_provider: Provider, acme: None, browser: Browser
+) -> None:
+    page, problems = _page(browser)
+    _sign_in_at_provider(page, portal, staff_provider, "sam")
+    expect(page.locator("#who")).to_have_text(f"{staff_provider.issuer}#sam · provisioner · acme")
+    token = page.evaluate("sessionStorage.getItem('gpuinv.token')")
+    assert token.count(".") != 2  # the opaque access token, not the ID token
+    assert problems == []
+
+
 def test_only_issuers_with_a_client_id_are_offered(
-    portal: ServerThread, provider: Provider
+    portal: ServerThread, provider: Provider, staff_provider: Provider
 ) -> None:
     offered = httpx.get(portal.url + "/dashboard/sign-in.json").json()
     assert offered == {
-        "issuers": [{"issuer": provider.issuer, "clientId": CLIENT, "token": "id_token"}]
+        "issuers": [
+            {"issuer": provider.issuer, "clientId": CLIENT, "token": "id_token"},
+            {"issuer": staff_provider.issuer, "clientId": CLIENT, "token": "access_token"},
+        ]
     }
