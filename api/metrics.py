@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import capacity as capacity_db
 from api.db import quota as quota_db
+from api.db.allocation_query import in_state
 from api.db.base import utcnow
 from api.db.models import (
     AllocationDeviceRow,
@@ -43,7 +44,7 @@ from api.db.models import (
     TenantRow,
 )
 from api.domain.access import Principal, Role
-from api.domain.preemption import PREEMPTED_BY
+from api.domain.preemption import AllocationState
 from api.domain.provision_request import OPEN, WAITING
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -297,7 +298,7 @@ def _requests_and_preemptions(session: Session, now: datetime) -> Iterator[Metri
         "Allocations released by preemption, since the database began (read from it).",
         labels=["tenant"],
     )
-    released = tenants.allocations(AllocationRow.released_by == PREEMPTED_BY)
+    released = tenants.allocations(in_state(AllocationState.PREEMPTED))
     for tenant, gone in released.items():
         preempted.add_metric([tenant], gone)
     yield preempted

@@ -29,7 +29,7 @@ def in_state(state: AllocationState) -> ColumnElement[bool]:
     """api/domain/preemption.allocation_state as SQL (tests/api/test_provision_requests.py
     checks that the two agree on every state)."""
     released, preempt_at = AllocationRow.released_at, AllocationRow.preempt_at
-    by_preemption = AllocationRow.released_by == PREEMPTED_BY
+    by_preemption = AllocationRow.released_by == PREEMPTED_BY  # ix_allocation_preempted
     return {
         AllocationState.ACTIVE: and_(released.is_(None), preempt_at.is_(None)),
         AllocationState.PREEMPTING: and_(released.is_(None), preempt_at.is_not(None)),
