@@ -282,9 +282,7 @@ def _requests_and_preemptions(session: Session, now: datetime) -> Iterator[Metri
         "Active allocations marked PREEMPTING: released at their preemptAt for a queued request.",
         labels=["tenant"],
     )
-    marked = tenants.allocations(
-        AllocationRow.released_at.is_(None), AllocationRow.preempt_at.is_not(None)
-    )
+    marked = tenants.allocations(in_state(AllocationState.PREEMPTING))
     for tenant, being in marked.items():
         preempting.add_metric([tenant], being)
     yield preempting

@@ -142,8 +142,7 @@ def enter_queue(
                 .execution_options(synchronize_session=False)
             )
             current = session.get(ProvisionRequestRow, row.id)
-            approved = current is not None and current.state == RequestState.APPROVED
-            if rowcount(recorded) == 1 and current is not None and approved:
+            if rowcount(recorded) == 1 and current and current.state == RequestState.APPROVED:
                 requests_db.move(session, QUEUE, current, RequestState.QUEUED, {}, "queue")
     except DomainError:
         pass  # moved meanwhile (fulfilled by another try, cancelled): nothing to record

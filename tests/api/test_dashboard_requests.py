@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.api import Api, make_tenant, make_token
-from tests.support.queue import capacity_labels, h100_server, serve_round
+from tests.support.queue import gpu_ask, h100_server, serve_round
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
@@ -30,15 +30,6 @@ HOSTILE_REASON = "<img src=x onerror=alert(1)>"
 NO_PLACE = "\N{EN DASH}"  # the queue position of a request that is not in the queue
 
 
-def _ask(environment: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "environment": environment,
-        "labels": capacity_labels(),
-        "variables": {"gpu": "8"},
-        **extra,
-    }
-
-
 @pytest.fixture
 def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     """Tenants acme (project llm) and other; the pool: two H100 servers of 8 GPUs, both held
@@ -47,8 +38,8 @@ def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
     make_tenant(db, "other")
     devices = [h100_server(f"h100-{n}") for n in range(2)]
     api.ok(IMPORT, d=json.dumps({"devices": devices}))
-    api.ok(MATCH, i=_ask("o-1", tenant="other", preemptible=True))
-    api.ok(MATCH, i=_ask("o-2", tenant="other"))
+    api.ok(MATCH, i=gpu_ask("o-1", tenant="other", preemptible=True))
+    api.ok(MATCH, i=gpu_ask("o-2", tenant="other"))
     return {
         "platform": api,
         "acme": api.as_(make_token(db, "provisioner", "acme")),
@@ -60,7 +51,7 @@ def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
 
 
 def _request(caller: Api, environment: str, reason: str = "", **extra: Any) -> dict[str, Any]:
-    given = _ask(environment, reason=reason or f"training run {environment}", **extra)
+    given = gpu_ask(environment, reason=reason or f"training run {environment}", **extra)
     asked: dict[str, Any] = caller.ok(REQUEST, i=given)["requestDevices"]
     return asked
 

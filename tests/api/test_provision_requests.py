@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.base import utcnow
 from tests.support.api import Api, make_tenant, make_token
-from tests.support.queue import capacity_labels, h100_server, serve_round
+from tests.support.queue import capacity_labels, gpu_ask, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 FIELDS = """id state environment tenant project priority preemptible gpus reason requestedBy
@@ -37,13 +37,7 @@ ALLOCATIONS = """{ allocations(filter: {active: true}) { edges { node {
 
 
 def _ask(environment: str, gpus: int = 8, **extra: Any) -> dict[str, Any]:
-    return {
-        "environment": environment,
-        "labels": capacity_labels(),
-        "variables": {"gpu": str(gpus)},
-        "reason": f"training run {environment}",
-        **extra,
-    }
+    return gpu_ask(environment, gpus, **({"reason": f"training run {environment}"} | extra))
 
 
 @pytest.fixture

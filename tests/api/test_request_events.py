@@ -23,7 +23,7 @@ from api.db import provision_request as requests_db
 from api.db.models import EventRow, TenantRow, WebhookRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
-from tests.support.queue import capacity_labels, h100_server, serve_round
+from tests.support.queue import gpu_ask, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 FIELDS = """id state environment tenant project profile priority preemptible gpus reason
@@ -76,15 +76,13 @@ def _events(db: sessionmaker[Session]) -> list[tuple[str, str, str | None, Any]]
 
 
 def _ask(caller: Api, environment: str, **extra: Any) -> dict[str, Any]:
-    given = {"environment": environment, "labels": capacity_labels(), "variables": {"gpu": "8"},
-             "reason": f"run {environment}", **extra}  # fmt: skip
+    given = gpu_ask(environment, **({"reason": f"run {environment}"} | extra))
     asked: dict[str, Any] = caller.ok(REQUEST, i=given)["requestDevices"]
     return asked
 
 
 def _hold(platform: Api, environment: str, **extra: Any) -> None:
-    given = {"environment": environment, "labels": capacity_labels(), "variables": {"gpu": "8"},
-             "tenant": "other", **extra}  # fmt: skip
+    given = gpu_ask(environment, **({"tenant": "other"} | extra))
     platform.ok(MATCH, i=given)
 
 

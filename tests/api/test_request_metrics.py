@@ -21,7 +21,7 @@ from api.db.models import ProvisionRequestRow
 from api.db.session import unit_of_work
 from tests.support.api import Api, make_tenant, make_token
 from tests.support.metrics import scrape, value
-from tests.support.queue import capacity_labels, h100_server, serve_round
+from tests.support.queue import gpu_ask, h100_server, serve_round
 
 IMPORT = "mutation($d: String!) { importInventory(data: $d) { created } }"
 REQUEST = """mutation($i: ProvisionRequestInput!) { requestDevices(input: $i) {
@@ -32,15 +32,6 @@ RELEASE = """mutation($e: String!, $t: String) { releaseAllocation(environment: 
   releasedAt } }"""
 OPEN_STATES = ("PENDING_APPROVAL", "APPROVED", "QUEUED")
 TENANTS = ("", "acme", "other")  # "": platform-wide
-
-
-def _ask(environment: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "environment": environment,
-        "labels": capacity_labels(),
-        "variables": {"gpu": "8"},
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -59,15 +50,15 @@ def callers(api: Api, db: sessionmaker[Session]) -> dict[str, Api]:
 
 
 def _request(caller: Api, environment: str, **extra: Any) -> dict[str, Any]:
-    body = caller.ok(REQUEST, i=_ask(environment, reason=f"run {environment}", **extra))
+    body = caller.ok(REQUEST, i=gpu_ask(environment, reason=f"run {environment}", **extra))
     asked: dict[str, Any] = body["requestDevices"]
     return asked
 
 
 def _fill_pool(platform: Api, preemptible: bool = False) -> None:
     """other holds both servers: o-1, preemptible if asked, and o-2, never."""
-    platform.ok(MATCH, i=_ask("o-1", tenant="other", preemptible=preemptible))
-    platform.ok(MATCH, i=_ask("o-2", tenant="other"))
+    platform.ok(MATCH, i=gpu_ask("o-1", tenant="other", preemptible=preemptible))
+    platform.ok(MATCH, i=gpu_ask("o-2", tenant="other"))
 
 
 def _release(platform: Api, environment: str) -> None:

@@ -24,6 +24,17 @@ def capacity_labels(key: str = "gpu", capacity: str = "requiredGPU") -> dict[str
     }
 
 
+def gpu_ask(environment: str, gpus: int = 8, **extra: Any) -> dict[str, Any]:
+    """A matchDevice or requestDevices input for ``gpus`` free GPUs of one node under
+    capacity_labels(); ``extra`` adds fields or overrides these."""
+    return {
+        "environment": environment,
+        "labels": capacity_labels(),
+        "variables": {"gpu": str(gpus)},
+        **extra,
+    }
+
+
 def h100_server(hostname: str) -> dict[str, Any]:
     """A pool server (no tenant) of 8 H100 GPUs, as importInventory takes it."""
     gpus = [{"vendorCode": "NVIDIA", "modelNo": "H100"}] * 8
